@@ -1,0 +1,39 @@
+# Two commands do all the set-up: `make repro` (run the pipeline) and `make test`.
+# Both create or reuse .venv from the pinned requirements.lock.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 2
+# DVC stage commands call `python`: make it the project's.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: repro test bench venv lock clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+repro: $(STAMP)
+	$(BIN)/dvc repro
+	$(BIN)/dvc metrics show
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@$(BIN)/python -m bench.run
+
+lock: $(STAMP)
+	{ echo "# The whole dependency tree, pinned (pip freeze of a clean install). Regenerate with: make lock"; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^bayesunlearn'; } > requirements.lock
+
+clean-venv:
+	rm -rf $(VENV)

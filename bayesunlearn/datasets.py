@@ -1,0 +1,151 @@
+"""Regression data sets with stable record ids, a fixed test split and standardisation.
+
+A prepared data set is a pair of DataFrames (train, test) with columns
+`record_id`, the feature columns and `y`, plus the statistics used to
+standardise them. Record ids are assigned once, here, and every later step
+(deletion requests, splits, the audit ledger) speaks of the same ids.
+"""
+
+from __future__ import annotations
+
+from .errors import DataError
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TARGET = "y"
+ID = "record_id"
+
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Per-column mean and standard deviation, computed on the training split."""
+
+    features: list[str]
+    feature_mean: list[float]
+    feature_std: list[float]
+    target_mean: float
+    target_std: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Scaling:
+        return cls(**d)
+
+
+def two_clusters(n_records: int, seed: int, noise_std: float,
+                 clusters: list[list[float]]) -> pd.DataFrame:
+    """1-D inputs drawn uniformly from separate intervals, targets from a smooth function.
+
+    The gap between the clusters is where forgetting a whole cluster hurts: the
+    retrained model has to extrapolate over it, which the Newton step cannot see.
+    """
+    if n_records < 4:
+        raise DataError(f"n_records={n_records} is too small; use at least 4.")
+    if noise_std <= 0:
+        raise DataError(f"noise_std={noise_std} must be positive.")
+    rng = np.random.default_rng(seed)
+    which = np.arange(n_records) % len(clusters)
+    lows = np.array([c[0] for c in clusters], dtype=float)[which]
+    highs = np.array([c[1] for c in clusters], dtype=float)[which]
+    x = np.sort(rng.uniform(lows, highs))
+    y = np.sin(2.0 * x) + 0.3 * x + noise_std * rng.standard_normal(n_records)
+    return pd.DataFrame({"x": x, TARGET: y})
+
+
+def diabetes() -> pd.DataFrame:
+    """scikit-learn's bundled diabetes regression data (442 records, 10 features)."""
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes(as_frame=True)
+    frame = bunch.data.copy()
+    frame[TARGET] = bunch.target.to_numpy(dtype=float)
+    return frame
+
+
+def from_csv(path: str | Path, target: str, id_column: str | None = None) -> pd.DataFrame:
+    """Read a numeric regression table; keep its own ids when it has an id column."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"CSV source {path} does not exist; set prepare.csv.path in params.yaml.")
+    frame = pd.read_csv(path)
+    if target not in frame.columns:
+        raise DataError(f"{path}: target column {target!r} not found; columns are {list(frame.columns)}.")
+    ids = None
+    if id_column:
+        if id_column not in frame.columns:
+            raise DataError(f"{path}: id column {id_column!r} not found.")
+        ids = frame.pop(id_column).astype(str)
+        if ids.duplicated().any():
+            raise DataError(f"{path}: id column {id_column!r} has duplicate values.")
+    frame = frame.rename(columns={target: TARGET})
+    if ids is not None:
+        frame.insert(0, ID, ids.to_numpy())
+    return frame
+
+
+def with_record_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give every row a stable id (its position in the source) unless it has one."""
+    if ID in frame.columns:
+        return frame
+    frame = frame.copy()
+    frame.insert(0, ID, [f"rec-{i:06d}" for i in range(len(frame))])
+    return frame
+
+
+def check_numeric(frame: pd.DataFrame, origin: str) -> None:
+    values = frame.drop(columns=[ID])
+    bad = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
+    if bad:
+        raise DataError(f"{origin}: columns {bad} are not numeric; encode or drop them.")
+    nan_rows = values.isna().any(axis=1) | ~np.isfinite(values.to_numpy(dtype=float)).all(axis=1)
+    if nan_rows.any():
+        first = frame.loc[nan_rows, ID].iloc[:5].tolist()
+        raise DataError(f"{origin}: {int(nan_rows.sum())} rows hold NaN or infinite values "
+                        f"(record ids {first}...); clean or drop them before preparing.")
+
+
+def split_train_test(frame: pd.DataFrame, test_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if not 0 < test_fraction < 1:
+        raise DataError(f"test_fraction={test_fraction} must lie strictly between 0 and 1.")
+    rng = np.random.default_rng(seed + 1)
+    is_test = np.zeros(len(frame), dtype=bool)
+    is_test[rng.permutation(len(frame))[: max(1, round(test_fraction * len(frame)))]] = True
+    return frame[~is_test].reset_index(drop=True), frame[is_test].reset_index(drop=True)
+
+
+def standardise(train: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Scaling]:
+    features = [c for c in train.columns if c not in (ID, TARGET)]
+    mean = train[features].mean()
+    std = train[features].std(ddof=0).replace(0.0, 1.0)
+    y_mean, y_std = float(train[TARGET].mean()), float(train[TARGET].std(ddof=0)) or 1.0
+    scaling = Scaling(features, mean.tolist(), std.tolist(), y_mean, y_std)
+
+    def apply(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        out[features] = (frame[features] - mean) / std
+        out[TARGET] = (frame[TARGET] - y_mean) / y_std
+        return out
+
+    return apply(train), apply(test), scaling
+
+
+def prepare(frame: pd.DataFrame, test_fraction: float, seed: int, origin: str
+            ) -> tuple[pd.DataFrame, pd.DataFrame, Scaling]:
+    """Ids, validation, a fixed test split and standardisation, in that order."""
+    frame = with_record_ids(frame)
+    check_numeric(frame, origin)
+    train, test = split_train_test(frame, test_fraction, seed)
+    return standardise(train, test)
+
+
+def arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Feature matrix (n, d) and target vector (n,) as float64."""
+    features = [c for c in frame.columns if c not in (ID, TARGET)]
+    return frame[features].to_numpy(dtype=np.float64), frame[TARGET].to_numpy(dtype=np.float64)

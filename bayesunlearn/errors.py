@@ -1,0 +1,25 @@
+"""Errors that mean "this input or parameter cannot be used"; each message says how to fix it.
+
+They live in one TensorFlow-free module so that every caller (stages, flows,
+CLI) can catch them all as `UserError` and report one clear line.
+"""
+
+
+class UserError(ValueError):
+    """Bad input or an impossible parameter, as opposed to a bug."""
+
+
+class ConfigError(UserError):
+    """An impossible parameter in params.yaml."""
+
+
+class DataError(UserError):
+    """Input data that cannot be used as it is."""
+
+
+class RequestError(UserError):
+    """A deletion request that cannot be applied."""
+
+
+class NotPositiveDefinite(UserError):
+    """A precision matrix that is not positive definite cannot define a Gaussian."""

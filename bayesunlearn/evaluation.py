@@ -1,0 +1,88 @@
+"""Judge an unlearned posterior against retrains from scratch and against the original.
+
+Retraining is random (initialisation seed, mode), so "close to a retrain" is
+measured against the spread among retrains: the noise floor is the median
+predictive KL between retrains with different seeds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import metrics
+from .laplace import LaplacePosterior
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Inputs and targets of the three evaluation sets (standardised)."""
+
+    x_retained: np.ndarray
+    y_retained: np.ndarray
+    x_forgotten: np.ndarray
+    y_forgotten: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def mean_predictive_kl(p: LaplacePosterior, q: LaplacePosterior, x: np.ndarray) -> float:
+    """KL(p's predictive ‖ q's predictive), averaged over the rows of x."""
+    if len(x) == 0:
+        return float("nan")
+    return float(np.mean(metrics.predictive_kl(*p.predictive(x), *q.predictive(x))))
+
+
+def compare(original: LaplacePosterior, unlearned: LaplacePosterior, retrains: list[LaplacePosterior],
+            splits: Splits) -> dict:
+    """Every metric of DESIGN.md §3 that needs no timing; retrains[0] is the reference."""
+    reference = retrains[0]
+    headline_x = np.concatenate([splits.x_test, splits.x_forgotten])
+    out: dict = {}
+    for name, post in (("unlearned", unlearned), ("original", original)):
+        out[f"pred_kl_{name}_retrained"] = mean_predictive_kl(reference, post, headline_x)
+        for part, x in (("test", splits.x_test), ("forgotten", splits.x_forgotten), ("retained", splits.x_retained)):
+            out[f"pred_kl_{name}_retrained_{part}"] = mean_predictive_kl(reference, post, x)
+        out[f"kl_{name}_retrained"] = metrics.gaussian_kl(reference.mean, reference.precision,
+                                                           post.mean, post.precision)
+    floor_pairs = list(itertools.permutations(retrains, 2))
+    out["pred_kl_retrain_floor"] = (statistics.median(mean_predictive_kl(a, b, headline_x) for a, b in floor_pairs)
+                                    if floor_pairs else float("nan"))
+    to_unlearned = statistics.median(mean_predictive_kl(r, unlearned, headline_x) for r in retrains)
+    out["indistinguishability"] = _ratio(to_unlearned, out["pred_kl_retrain_floor"])
+    out["gain"] = _ratio(out["pred_kl_unlearned_retrained"], out["pred_kl_original_retrained"])
+    for name, post in (("original", original), ("unlearned", unlearned), ("retrained", reference)):
+        out.update(_fit_quality(name, post, splits))
+    return out
+
+
+def _fit_quality(name: str, post: LaplacePosterior, splits: Splits) -> dict:
+    out = {}
+    nll = {}
+    for part, x, y in (("test", splits.x_test, splits.y_test), ("forgotten", splits.x_forgotten, splits.y_forgotten)):
+        mean, var = post.predictive(x)
+        nll[part] = metrics.gaussian_nll(y, mean, var)
+        out[f"{part}_rmse_{name}"] = metrics.rmse(y, mean)
+        out[f"{part}_nll_{name}"] = float(np.mean(nll[part])) if len(y) else float("nan")
+    out[f"mia_auc_{name}"] = metrics.membership_auc(nll["forgotten"], nll["test"])
+    return out
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b > 0 else float("inf")
+
+
+def time_warm(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `fn` over `repeats` calls after one untimed warm-up call."""
+    fn()
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(statistics.median(times))

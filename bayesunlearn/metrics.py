@@ -1,0 +1,50 @@
+"""Distances between Gaussians and predictive-quality scores (numpy, float64)."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+
+def predictive_kl(mean_p: np.ndarray, var_p: np.ndarray, mean_q: np.ndarray, var_q: np.ndarray) -> np.ndarray:
+    """KL(N(mean_p, var_p) ‖ N(mean_q, var_q)) per input."""
+    return 0.5 * (np.log(var_q / var_p) + (var_p + (mean_p - mean_q) ** 2) / var_q - 1.0)
+
+
+def gaussian_kl(mean_p: np.ndarray, precision_p: np.ndarray, mean_q: np.ndarray, precision_q: np.ndarray) -> float:
+    """KL(N(mean_p, Λ_p⁻¹) ‖ N(mean_q, Λ_q⁻¹)) in parameter space, via Cholesky factors."""
+    chol_p = scipy.linalg.cholesky(precision_p, lower=True)
+    chol_q = scipy.linalg.cholesky(precision_q, lower=True)
+    # tr(Λ_q Σ_p) = ‖L_p⁻¹ L_q‖_F²
+    trace = np.sum(scipy.linalg.solve_triangular(chol_p, chol_q, lower=True) ** 2)
+    diff = mean_q - mean_p
+    mahalanobis = np.sum((chol_q.T @ diff) ** 2)
+    logdet_p = 2 * np.sum(np.log(np.diag(chol_p)))
+    logdet_q = 2 * np.sum(np.log(np.diag(chol_q)))
+    return float(0.5 * (trace + mahalanobis - len(mean_p) + logdet_p - logdet_q))
+
+
+def rmse(y: np.ndarray, mean: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((y - mean) ** 2))) if len(y) else float("nan")
+
+
+def gaussian_nll(y: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """Per-record negative log predictive density."""
+    return 0.5 * (np.log(2 * np.pi * var) + (y - mean) ** 2 / var)
+
+
+def auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties counting one half (Mann–Whitney)."""
+    if len(positive_scores) == 0 or len(negative_scores) == 0:
+        return float("nan")
+    pos, neg = np.asarray(positive_scores)[:, None], np.asarray(negative_scores)[None, :]
+    return float(np.mean((pos > neg) + 0.5 * (pos == neg)))
+
+
+def membership_auc(nll_forgotten: np.ndarray, nll_unseen: np.ndarray) -> float:
+    """Loss-threshold membership attack: a record is called 'member' when its loss is low.
+
+    0.5 means the forgotten records look like records never seen; the target is
+    the retrained model's value, not 0.5, since forgotten and test points differ.
+    """
+    return auc(-np.asarray(nll_forgotten), -np.asarray(nll_unseen))
