@@ -95,6 +95,7 @@ def validate_all(requests: Iterable[DeletionRequest], train_ids: set[str], test_
         check_against_data(request, train_ids, test_ids)
         forgotten.update(request.record_ids)
     if train_ids and forgotten >= train_ids:
-        raise RequestError(f"the requests together would forget all {len(train_ids)} training records; "
-                           f"nothing would remain to learn from. Retire the model instead.")
+        sources = ", ".join(seen.values())
+        raise RequestError(f"{sources}: these requests together would forget all {len(train_ids)} training "
+                           f"records; nothing would remain to learn from. Withdraw one or retire the model.")
     return sorted(forgotten)

@@ -34,19 +34,31 @@ class UnlearningReport:
 def forget(posterior: LaplacePosterior, x_forget: np.ndarray, y_forget: np.ndarray
            ) -> tuple[LaplacePosterior, UnlearningReport]:
     """Remove the records (x_forget, y_forget) from a full-GGN Laplace posterior."""
+    return _combine(posterior, x_forget, y_forget, sign=-1.0)
+
+
+def relearn(posterior: LaplacePosterior, x_add: np.ndarray, y_add: np.ndarray
+            ) -> tuple[LaplacePosterior, UnlearningReport]:
+    """The inverse of `forget`: multiply the linearised likelihood of (x_add, y_add) back in."""
+    return _combine(posterior, x_add, y_add, sign=+1.0)
+
+
+def _combine(posterior: LaplacePosterior, x: np.ndarray, y: np.ndarray, sign: float
+             ) -> tuple[LaplacePosterior, UnlearningReport]:
     theta_star = posterior.linearisation_point
-    h_f, g_f, _ = data_curvature(posterior.model, theta_star, x_forget, y_forget)
-    precision = posterior.precision - h_f
+    # GGN and NLL gradient of these records at θ*; divide (sign −1) or multiply (+1) them in.
+    hessian, gradient, _ = data_curvature(posterior.model, theta_star, x, y)
+    precision = posterior.precision + sign * hessian
     precision = 0.5 * (precision + precision.T)  # keep exact symmetry against round-off
     eigenvalues = scipy.linalg.eigvalsh(precision)
     n_negative = int(np.sum(eigenvalues <= 0))
     if n_negative:
         raise NotPositiveDefinite(
-            f"after forgetting {len(x_forget)} records the precision has {n_negative} non-positive "
+            f"after forgetting {len(x)} records the precision has {n_negative} non-positive "
             f"eigenvalues (smallest {eigenvalues[0]:.3g}): the curvature removed was not part of the stored "
             f"precision (different θ*, prior or noise). Refit the Laplace posterior at the current MAP.")
-    rhs = h_f @ (posterior.mean - theta_star) + g_f
+    rhs = -sign * (hessian @ (posterior.mean - theta_star) + gradient)
     step = scipy.linalg.cho_solve(scipy.linalg.cho_factor(precision, lower=True), rhs)
     unlearned = posterior.with_updates(mean=posterior.mean + step, precision=precision)
-    report = UnlearningReport(len(x_forget), float(eigenvalues[0]), n_negative, float(np.linalg.norm(step)))
+    report = UnlearningReport(len(x), float(eigenvalues[0]), n_negative, float(np.linalg.norm(step)))
     return unlearned, report
