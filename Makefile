@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_CPP_MIN_LOG_LEVEL := 3
+export TF_ENABLE_ONEDNN_OPTS := 0
 # DVC stage commands call `python`: make it the project's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
@@ -23,7 +24,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 repro: $(STAMP)
 	$(BIN)/dvc repro
-	$(BIN)/dvc metrics show
+	@$(BIN)/python -m bayesunlearn.report
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)

@@ -83,7 +83,7 @@ class LaplacePosterior:
 
 def fit_laplace(model: RegressionModel, theta_map: np.ndarray, x: np.ndarray, y: np.ndarray) -> LaplacePosterior:
     """Full GGN Laplace at the MAP: Λ = Σ J_iᵀJ_i/σ² + αI."""
-    ggn, _, _ = data_curvature(model, theta_map, x, y)
+    ggn, _ = data_curvature(model, theta_map, x, y)
     precision = ggn + model.prior_precision * np.eye(len(theta_map))
     return LaplacePosterior(model, theta_map.copy(), precision, theta_map.copy())
 

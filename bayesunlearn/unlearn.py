@@ -47,7 +47,7 @@ def _combine(posterior: LaplacePosterior, x: np.ndarray, y: np.ndarray, sign: fl
              ) -> tuple[LaplacePosterior, UnlearningReport]:
     theta_star = posterior.linearisation_point
     # GGN and NLL gradient of these records at θ*; divide (sign −1) or multiply (+1) them in.
-    hessian, gradient, _ = data_curvature(posterior.model, theta_star, x, y)
+    hessian, gradient = data_curvature(posterior.model, theta_star, x, y)
     precision = posterior.precision + sign * hessian
     precision = 0.5 * (precision + precision.T)  # keep exact symmetry against round-off
     eigenvalues = scipy.linalg.eigvalsh(precision)

@@ -28,7 +28,8 @@ def params(section: str) -> dict:
 
 def deterministic_tensorflow() -> None:
     """Same inputs ⇒ bit-identical outputs, across processes (DESIGN.md §5)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN may reorder float sums
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()

@@ -16,11 +16,9 @@ from .common import METRICS, MODELS, PLOTS, PREPARED, SPLIT, deterministic_tenso
 
 def main() -> None:
     deterministic_tensorflow()
-    from bayesunlearn.evaluation import Splits, compare, time_warm
-    from bayesunlearn.fitting import fit_from_scratch
+    from bayesunlearn.evaluation import Splits, compare, time_unlearning_vs_retraining
     from bayesunlearn.laplace import LaplacePosterior
     from bayesunlearn.plots import predictive_table, save_predictive_png
-    from bayesunlearn.unlearn import forget
 
     p = params("evaluate")
     original = LaplacePosterior.load(MODELS / "original" / "laplace.npz")
@@ -41,15 +39,12 @@ def main() -> None:
     save_predictive_png(PLOTS / "predictive.png", table, splits,
                         f"forgot {len(forgotten)} of {len(forgotten) + len(retained)} training records")
 
-    repeats, seed = int(p["timing_repeats"]), int(params("train")["seed"])
-    unlearn_seconds = time_warm(lambda: forget(original, splits.x_forgotten, splits.y_forgotten), repeats)
-    retrain_seconds = time_warm(lambda: fit_from_scratch(original.model, splits.x_retained, splits.y_retained,
-                                                         seed, train_config(params("train"))), repeats)
-    atomic.write_json(METRICS / "timing.json", {"unlearn_seconds": unlearn_seconds, "retrain_seconds": retrain_seconds,
-                                                "speedup": retrain_seconds / unlearn_seconds})
+    timing = time_unlearning_vs_retraining(original, splits, int(params("train")["seed"]),
+                                           train_config(params("train")), int(p["timing_repeats"]))
+    atomic.write_json(METRICS / "timing.json", timing)
     print(f"predictive KL to retrain: unlearned {results['pred_kl_unlearned_retrained']:.3g}, "
           f"original {results['pred_kl_original_retrained']:.3g}, floor {results['pred_kl_retrain_floor']:.3g}; "
-          f"speedup {retrain_seconds / unlearn_seconds:.0f}x")
+          f"speedup {timing['speedup']:.0f}x")
 
 
 if __name__ == "__main__":
