@@ -1,7 +1,6 @@
 """DVC stage `fit_laplace`: full-GGN Laplace posterior of the full training data at the MAP."""
 
 from bayesunlearn import datasets, store
-from bayesunlearn.model import RegressionModel
 
 from .common import MODELS, PREPARED, deterministic_tensorflow, run
 
@@ -9,6 +8,7 @@ from .common import MODELS, PREPARED, deterministic_tensorflow, run
 def main() -> None:
     deterministic_tensorflow()
     from bayesunlearn.laplace import fit_laplace
+    from bayesunlearn.model import RegressionModel
 
     meta, arrays = store.load_arrays(MODELS / "original" / "map.npz")
     x, y = datasets.arrays(store.load_table(PREPARED / "train.csv"))
