@@ -1,8 +1,9 @@
-"""Per-example Jacobians, the generalised Gauss–Newton matrix and NLL gradients.
+"""Curvature of the data term: per-example Jacobians, GGN, exact Hessian, NLL gradients.
 
 For a Gaussian likelihood the GGN of the data term is Σ_i J_iᵀJ_i / σ², where
 J_i = ∂f(x_i, θ)/∂θ. Jacobians are computed with `tf.vectorized_map` over
-examples, which was about 40× faster than `GradientTape.jacobian` here.
+examples, which was about 40× faster than `GradientTape.jacobian` here. The
+exact Hessian adds Σ_i r_i ∇²f_i / σ² and so need not be positive definite.
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ def jacobians(spec: MLPSpec, theta: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
         return tape.gradient(out, theta)
 
     return tf.vectorized_map(one, x)
+
+
+@functools.cache
+def _outputs(spec: MLPSpec):
+    return tf.function(lambda theta, x: forward(spec, theta, x), reduce_retracing=True)
+
+
+def network_outputs(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """f(x_i, θ) for every row of x."""
+    return _outputs(spec)(as_tensor(theta), as_tensor(x)).numpy()
 
 
 @functools.cache
@@ -68,3 +79,58 @@ def data_curvature(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: 
         return np.zeros((p, p)), np.zeros(p)
     hessian, gradient = _data_curvature(model)(as_tensor(theta), as_tensor(x), as_tensor(y))
     return hessian.numpy(), gradient.numpy()
+
+
+# Above this many parameters the dense Hessian uses the while-loop Jacobian: the vectorised
+# (pfor) form ran out of memory at 10k parameters here (DESIGN.md §5).
+PFOR_MAX_PARAMS = 2000
+
+
+@functools.cache
+def _nll_hessian(model: RegressionModel):
+    use_pfor = model.spec.n_params <= PFOR_MAX_PARAMS
+
+    @tf.function(reduce_retracing=True)
+    def run(theta, x, y):
+        with tf.GradientTape() as outer:
+            outer.watch(theta)
+            with tf.GradientTape() as inner:
+                inner.watch(theta)
+                nll = tf.reduce_sum(model.per_example_nll(theta, x, y))
+            grad = inner.gradient(nll, theta)
+        hessian = outer.jacobian(grad, theta, experimental_use_pfor=use_pfor)
+        return 0.5 * (hessian + tf.transpose(hessian)), grad
+
+    return run
+
+
+def nll_hessian(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Hessian and gradient of Σ_i −log p(y_i | x_i, θ)."""
+    if len(x) == 0:
+        p = model.spec.n_params
+        return np.zeros((p, p)), np.zeros(p)
+    hessian, grad = _nll_hessian(model)(as_tensor(theta), as_tensor(x), as_tensor(y))
+    return hessian.numpy(), grad.numpy()
+
+
+def structured_curvature(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray,
+                         structure: str, index: slice) -> tuple[np.ndarray, np.ndarray]:
+    """Data-term curvature and NLL gradient restricted to a posterior structure.
+
+    full_ggn / vi_full: dense GGN; diag_ggn / vi_mean_field: its diagonal;
+    last_layer: the GGN of the output layer (exact there, the output is linear in it);
+    full_hessian: the exact Hessian.
+    """
+    if structure == "full_hessian":
+        return nll_hessian(model, theta, x, y)
+    if structure in ("full_ggn", "vi_full"):
+        return data_curvature(model, theta, x, y)
+    f, jac = outputs_and_jacobians(model.spec, theta, x)
+    jac, inv_var = jac[:, index], model.noise_std ** -2
+    grad = inv_var * (jac.T @ (f - y))
+    if structure in ("diag_ggn", "vi_mean_field"):
+        return inv_var * np.einsum("ij,ij->j", jac, jac), grad
+    if structure == "last_layer":
+        return inv_var * (jac.T @ jac), grad
+    raise ValueError(f"unknown posterior structure {structure!r}")

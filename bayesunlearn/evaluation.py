@@ -17,7 +17,7 @@ import numpy as np
 
 from . import metrics
 from .fitting import fit_from_scratch
-from .laplace import LaplacePosterior
+from .posterior import GaussianPosterior
 from .training import TrainConfig
 from .unlearn import forget
 
@@ -34,14 +34,14 @@ class Splits:
     y_test: np.ndarray
 
 
-def mean_predictive_kl(p: LaplacePosterior, q: LaplacePosterior, x: np.ndarray) -> float:
+def mean_predictive_kl(p: GaussianPosterior, q: GaussianPosterior, x: np.ndarray) -> float:
     """KL(p's predictive ‖ q's predictive), averaged over the rows of x."""
     if len(x) == 0:
         return float("nan")
     return float(np.mean(metrics.predictive_kl(*p.predictive(x), *q.predictive(x))))
 
 
-def compare(original: LaplacePosterior, unlearned: LaplacePosterior, retrains: list[LaplacePosterior],
+def compare(original: GaussianPosterior, unlearned: GaussianPosterior, retrains: list[GaussianPosterior],
             splits: Splits) -> dict:
     """Every metric of DESIGN.md §3 that needs no timing; retrains[0] is the reference."""
     reference = retrains[0]
@@ -64,7 +64,7 @@ def compare(original: LaplacePosterior, unlearned: LaplacePosterior, retrains: l
     return out
 
 
-def _fit_quality(name: str, post: LaplacePosterior, splits: Splits) -> dict:
+def _fit_quality(name: str, post: GaussianPosterior, splits: Splits) -> dict:
     out = {}
     nll = {}
     for part, x, y in (("test", splits.x_test, splits.y_test), ("forgotten", splits.x_forgotten, splits.y_forgotten)):
@@ -80,7 +80,7 @@ def _ratio(a: float, b: float) -> float:
     return float(a / b) if b > 0 else float("inf")
 
 
-def time_unlearning_vs_retraining(original: LaplacePosterior, splits: Splits, seed: int, config: TrainConfig,
+def time_unlearning_vs_retraining(original: GaussianPosterior, splits: Splits, seed: int, config: TrainConfig,
                                   repeats: int) -> dict:
     """Wall time of unlearning and of a cold retrain, both warm, in this process, side by side."""
     unlearn_seconds = time_warm(lambda: forget(original, splits.x_forgotten, splits.y_forgotten), repeats)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .laplace import LaplacePosterior, fit_laplace
+from .laplace import fit_laplace
+from .posterior import GaussianPosterior
 from .model import RegressionModel
 from .training import TrainConfig, fit_map
 
 
 def fit_from_scratch(model: RegressionModel, x: np.ndarray, y: np.ndarray, seed: int,
-                     config: TrainConfig) -> tuple[LaplacePosterior, dict]:
+                     config: TrainConfig) -> tuple[GaussianPosterior, dict]:
     theta, info = fit_map(model, x, y, model.spec.init(seed), config)
     return fit_laplace(model, theta, x, y), info

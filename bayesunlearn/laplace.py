@@ -1,89 +1,95 @@
-"""Laplace posteriors N(μ, Λ⁻¹) with a linearised (GLM) predictive.
+"""Laplace posteriors at the MAP, for every curvature structure, and marginal-likelihood tuning.
 
-A posterior is plain data: mean μ, precision Λ, the linearisation point θ*
-where the curvature was taken, the prior precision, the noise and the network
-spec. For the original fit μ = θ*; after unlearning μ moves and θ* stays, so
-the predictive f(x, θ*) + J(x)(θ − θ*) is the exact posterior predictive of the
-linearised network. Plugging the moved mean straight into the network instead
-wrecked the fit on retained data in a probe here (DESIGN.md §5).
+Λ = (data-term curvature at θ*) + αI, restricted to the structure: full GGN,
+full exact Hessian, diagonal GGN, or last layer (closed form: Bayesian linear
+regression on the last hidden layer's features, other weights fixed at θ*).
 """
 
 from __future__ import annotations
 
-from .errors import NotPositiveDefinite
-
-from dataclasses import dataclass, replace
-from pathlib import Path
-
 import numpy as np
 import scipy.linalg
+import scipy.optimize
 
-from . import store
-from .curvature import data_curvature, outputs_and_jacobians
+from .curvature import outputs_and_jacobians, structured_curvature
+from .errors import ConfigError, NotPositiveDefinite
 from .model import RegressionModel
+from .posterior import GaussianPosterior
 
-FORMAT_VERSION = 1
+LAPLACE_STRUCTURES = ("full_ggn", "full_hessian", "diag_ggn", "last_layer")
 
 
+def fit_laplace(model: RegressionModel, theta_map: np.ndarray, x: np.ndarray, y: np.ndarray,
+                structure: str = "full_ggn") -> GaussianPosterior:
+    if structure not in LAPLACE_STRUCTURES:
+        raise ConfigError(f"Laplace structure {structure!r} is not one of {list(LAPLACE_STRUCTURES)}.")
+    shell = GaussianPosterior(model, theta_map.copy(), np.zeros(0), theta_map.copy(), structure)
+    curvature, _ = structured_curvature(model, theta_map, x, y, structure, shell.index)
+    return with_precision(shell, curvature + model.prior_precision * _identity_like(curvature))
 
-@dataclass(frozen=True)
-class LaplacePosterior:
-    model: RegressionModel
-    mean: np.ndarray               # μ, (P,)
-    precision: np.ndarray          # Λ, (P, P)
-    linearisation_point: np.ndarray  # θ*, (P,)
-    structure: str = "full_ggn"
 
-    @property
-    def n_params(self) -> int:
-        return self.mean.shape[0]
-
-    def cholesky(self) -> np.ndarray:
-        """Lower Cholesky factor of Λ; raises NotPositiveDefinite rather than returning NaNs."""
+def with_precision(posterior: GaussianPosterior, precision: np.ndarray) -> GaussianPosterior:
+    """Set the precision and, for dense structures, the covariance that Woodbury downdates need."""
+    covariance = None
+    if precision.ndim == 2:
         try:
-            return scipy.linalg.cholesky(self.precision, lower=True)
+            covariance = scipy.linalg.cho_solve((scipy.linalg.cholesky(precision, lower=True), True),
+                                                np.eye(len(precision)))
         except np.linalg.LinAlgError:
-            raise NotPositiveDefinite("the posterior precision is not positive definite") from None
-
-    def covariance(self) -> np.ndarray:
-        return scipy.linalg.cho_solve((self.cholesky(), True), np.eye(self.n_params))
-
-    def to_tfp(self):
-        """The posterior as a `tfp.distributions.MultivariateNormalTriL` over θ."""
-        import tensorflow_probability as tfp
-
-        scale = scipy.linalg.cholesky(self.covariance(), lower=True)
-        return tfp.distributions.MultivariateNormalTriL(loc=self.mean, scale_tril=scale)
-
-    def predictive(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and variance of y at each row of x under the linearised network."""
-        f, jac = outputs_and_jacobians(self.model.spec, self.linearisation_point, x)
-        mean = f + jac @ (self.mean - self.linearisation_point)
-        half = scipy.linalg.solve_triangular(self.cholesky(), jac.T, lower=True)  # L⁻¹Jᵀ
-        return mean, np.sum(half * half, axis=0) + self.model.noise_std ** 2
-
-    def save(self, path: str | Path) -> None:
-        """One .npz file, byte-identical for identical contents (fixed zip timestamps)."""
-        meta = {"format_version": FORMAT_VERSION, "structure": self.structure, "model": self.model.to_dict()}
-        arrays = {"mean": self.mean, "precision": self.precision, "linearisation_point": self.linearisation_point}
-        store.save_arrays(path, meta, arrays)
-
-    @classmethod
-    def load(cls, path: str | Path) -> LaplacePosterior:
-        meta, data = store.load_arrays(path)
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: posterior format {meta.get('format_version')} is not {FORMAT_VERSION}; "
-                             f"re-run the stage that wrote it.")
-        return cls(RegressionModel.from_dict(meta["model"]), data["mean"], data["precision"],
-                   data["linearisation_point"], meta["structure"])
-
-    def with_updates(self, **changes) -> LaplacePosterior:
-        return replace(self, **changes)
+            covariance = None  # an indefinite exact Hessian: no covariance, reported downstream
+    return posterior.with_updates(precision=precision, covariance=covariance)
 
 
-def fit_laplace(model: RegressionModel, theta_map: np.ndarray, x: np.ndarray, y: np.ndarray) -> LaplacePosterior:
-    """Full GGN Laplace at the MAP: Λ = Σ J_iᵀJ_i/σ² + αI."""
-    ggn, _ = data_curvature(model, theta_map, x, y)
-    precision = ggn + model.prior_precision * np.eye(len(theta_map))
-    return LaplacePosterior(model, theta_map.copy(), precision, theta_map.copy())
+def log_marginal_likelihood(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray) -> float:
+    """Laplace evidence log p(D) ≈ log p(D | θ*) + log p(θ*) + (k/2) log 2π − ½ log det Λ."""
+    m = posterior.model
+    f, _ = outputs_and_jacobians(m.spec, posterior.linearisation_point, x)
+    return _evidence(np.sum((y - f) ** 2), len(y), posterior.linearisation_point[posterior.index],
+                     _eigenvalues(posterior.precision) - m.prior_precision, m.prior_precision, m.noise_std, m.noise_std)
+
+
+def optimize_hyperparameters(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray) -> GaussianPosterior:
+    """Choose prior precision α and noise σ by maximising the Laplace evidence at fixed θ*.
+
+    The data curvature scales as 1/σ², so the stored precision is rescaled
+    consistently: Λ' = (Λ − αI)·σ²/σ'² + α'I. θ* itself is kept (post-hoc tuning).
+    """
+    m = posterior.model
+    data_eigs = _eigenvalues(posterior.precision) - m.prior_precision
+    if np.any(data_eigs < -1e-9 * max(1.0, np.abs(data_eigs).max())):
+        raise ConfigError(f"marginal-likelihood tuning needs positive semi-definite curvature; the "
+                          f"{posterior.structure} curvature has negative eigenvalues. Use a GGN structure.")
+    f, _ = outputs_and_jacobians(m.spec, posterior.linearisation_point, x)
+    rss, theta = np.sum((y - f) ** 2), posterior.linearisation_point[posterior.index]
+
+    def negative(log_params: np.ndarray) -> float:
+        alpha, sigma = np.exp(log_params)
+        return -_evidence(rss, len(y), theta, data_eigs, alpha, m.noise_std, sigma)
+
+    best = scipy.optimize.minimize(negative, np.log([m.prior_precision, m.noise_std]), method="Nelder-Mead",
+                                   options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 2000})
+    alpha, sigma = (float(v) for v in np.exp(best.x))
+    tuned = RegressionModel(m.spec, alpha, sigma)
+    data = posterior.precision - m.prior_precision * _identity_like(posterior.precision)
+    precision = data * (m.noise_std / sigma) ** 2 + alpha * _identity_like(posterior.precision)
+    return with_precision(posterior.with_updates(model=tuned), precision)
+
+
+def _evidence(rss: float, n: int, theta: np.ndarray, data_eigs: np.ndarray, alpha: float,
+              sigma_fitted: float, sigma: float) -> float:
+    log_lik = -0.5 * rss / sigma**2 - n * np.log(sigma) - 0.5 * n * np.log(2 * np.pi)
+    log_prior = -0.5 * alpha * theta @ theta + 0.5 * len(theta) * np.log(alpha / (2 * np.pi))
+    eigs = data_eigs * (sigma_fitted / sigma) ** 2 + alpha
+    if np.any(eigs <= 0):
+        raise NotPositiveDefinite("the Laplace precision is not positive definite; its evidence is undefined")
+    return float(log_lik + log_prior + 0.5 * len(theta) * np.log(2 * np.pi) - 0.5 * np.sum(np.log(eigs)))
+
+
+def _eigenvalues(precision: np.ndarray) -> np.ndarray:
+    return precision if precision.ndim == 1 else scipy.linalg.eigvalsh(precision)
+
+
+def _identity_like(matrix: np.ndarray) -> np.ndarray:
+    return np.ones(len(matrix)) if matrix.ndim == 1 else np.eye(len(matrix))
+
 

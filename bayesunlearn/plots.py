@@ -9,10 +9,10 @@ import pandas as pd
 
 from . import atomic
 from .evaluation import Splits
-from .laplace import LaplacePosterior
+from .posterior import GaussianPosterior
 
 
-def predictive_table(posteriors: dict[str, LaplacePosterior], splits: Splits, n_grid: int) -> pd.DataFrame:
+def predictive_table(posteriors: dict[str, GaussianPosterior], splits: Splits, n_grid: int) -> pd.DataFrame:
     """Mean ± 2 sd over a grid (1-D inputs) or over the test inputs ordered by target."""
     if splits.x_test.shape[1] == 1:
         x_all = np.concatenate([splits.x_retained, splits.x_forgotten, splits.x_test])[:, 0]

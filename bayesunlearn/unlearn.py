@@ -1,64 +1,202 @@
-"""Laplace unlearning: divide the Gaussian posterior by the forgotten records' likelihood.
+"""Unlearning by Gaussian division: remove the forgotten records' linearised likelihood.
 
-With H_f and g_f the GGN and NLL gradient of the forgotten records at θ*,
+With H_f and g_f the curvature and NLL gradient of the forgotten records at θ*
+(in the posterior's own structure),
     Λ_r = Λ − H_f,     Λ_r μ_r = Λ μ − H_f θ* + g_f.
-This is Gaussian division by the linearised likelihood of D_f, so it is exact for
-the linearised network (DESIGN.md oracle 3) and for Bayesian linear regression
-(oracle 1), and repeated application composes (oracle 4). When μ = θ* it is the
-Newton step μ_r = θ* + Λ_r⁻¹ g_f on the retained objective.
+This is exact for the linearised network (DESIGN.md oracle 3) and for Bayesian
+linear regression (oracle 1), and repeated application composes (oracle 4).
+When μ = θ* it is the Newton step μ_r = θ* + Λ_r⁻¹ g_f on the retained objective.
+
+What can go wrong, and what the options do about it:
+- Λ_r not positive definite (exact Hessian, large or clustered deletions):
+  `repair` = "clip" floors the eigenvalues, "damp" adds δI, "refuse" raises.
+- The Newton step overshoots when the forgotten data moved the mode a lot:
+  `mean_update` = "damped" shortens it to where a quadratic model of the
+  forgotten records' NLL still predicts their actual NLL (no retained data
+  needed); "none" keeps the mean and only updates the precision.
+- For the GGN, H_f = J_fᵀJ_f/σ² has rank |D_f|: when |D_f| < P and the
+  covariance is stored, the downdate uses Woodbury in O(|D_f|·P²) and checks
+  positive definiteness on the |D_f| × |D_f| capacitance matrix.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.linalg
 
-from .curvature import data_curvature
-from .laplace import LaplacePosterior, NotPositiveDefinite
+from .curvature import network_outputs, outputs_and_jacobians, structured_curvature
+from .errors import ConfigError, NotPositiveDefinite
+from .posterior import GaussianPosterior
+
+REPAIRS = ("clip", "damp", "refuse")
+MEAN_UPDATES = ("newton", "damped", "none")
+DENSE_EIG_MAX_PARAMS = 1000  # above this the Woodbury path skips the O(P³) smallest-eigenvalue report
+
+
+@dataclass(frozen=True)
+class UnlearnOptions:
+    repair: str = "refuse"
+    mean_update: str = "newton"
+    eig_floor: float | None = None  # eigenvalue floor for repairs; default: the prior precision
+    trust_tolerance: float = 0.25   # |actual/predicted − 1| allowed for the damped step
+    woodbury: bool = True
+
+    def __post_init__(self) -> None:
+        if self.repair not in REPAIRS:
+            raise ConfigError(f"repair={self.repair!r} is not one of {list(REPAIRS)}.")
+        if self.mean_update not in MEAN_UPDATES:
+            raise ConfigError(f"mean_update={self.mean_update!r} is not one of {list(MEAN_UPDATES)}.")
+        if not 0 < self.trust_tolerance:
+            raise ConfigError(f"trust_tolerance={self.trust_tolerance} must be positive.")
 
 
 @dataclass(frozen=True)
 class UnlearningReport:
     n_forgotten: int
-    min_eig_precision: float
-    n_negative_eigs: int
-    step_norm: float  # ‖μ_r − μ‖: how far the forgotten data had pulled the mean
+    min_eig_precision: float      # of Λ − H_f before any repair (NaN when too large to compute)
+    n_negative_eigs: int          # eigenvalues ≤ 0 before repair (−1 when not computed)
+    repair: str                   # "none" when Λ_r was positive definite, else the repair applied
+    damping: float                # δ added by "damp", or the floor used by "clip"
+    step_length: float            # fraction of the Newton step taken
+    step_norm: float              # ‖μ_r − μ‖
+    solver: str                   # "dense", "woodbury" or "diagonal"
 
     def to_dict(self) -> dict:
-        return {"n_forgotten": self.n_forgotten, "min_eig_precision": self.min_eig_precision,
-                "n_negative_eigs": self.n_negative_eigs, "step_norm": self.step_norm}
+        return asdict(self)
 
 
-def forget(posterior: LaplacePosterior, x_forget: np.ndarray, y_forget: np.ndarray
-           ) -> tuple[LaplacePosterior, UnlearningReport]:
-    """Remove the records (x_forget, y_forget) from a full-GGN Laplace posterior."""
-    return _combine(posterior, x_forget, y_forget, sign=-1.0)
+def forget(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
+           options: UnlearnOptions = UnlearnOptions()) -> tuple[GaussianPosterior, UnlearningReport]:
+    """Remove the records (x, y) from `posterior`."""
+    return _combine(posterior, x, y, -1.0, options)
 
 
-def relearn(posterior: LaplacePosterior, x_add: np.ndarray, y_add: np.ndarray
-            ) -> tuple[LaplacePosterior, UnlearningReport]:
-    """The inverse of `forget`: multiply the linearised likelihood of (x_add, y_add) back in."""
-    return _combine(posterior, x_add, y_add, sign=+1.0)
+def relearn(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
+            options: UnlearnOptions = UnlearnOptions()) -> tuple[GaussianPosterior, UnlearningReport]:
+    """The inverse of `forget`: multiply the linearised likelihood of (x, y) back in."""
+    return _combine(posterior, x, y, +1.0, options)
 
 
-def _combine(posterior: LaplacePosterior, x: np.ndarray, y: np.ndarray, sign: float
-             ) -> tuple[LaplacePosterior, UnlearningReport]:
-    theta_star = posterior.linearisation_point
-    # GGN and NLL gradient of these records at θ*; divide (sign −1) or multiply (+1) them in.
-    hessian, gradient = data_curvature(posterior.model, theta_star, x, y)
+def _combine(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray, sign: float,
+             options: UnlearnOptions) -> tuple[GaussianPosterior, UnlearningReport]:
+    theta_star, idx = posterior.linearisation_point, posterior.index
+    hessian, gradient = structured_curvature(posterior.model, theta_star, x, y, posterior.structure, idx)
+    rhs = -sign * (_apply(hessian, (posterior.mean - theta_star)[idx]) + gradient)
+    floor = posterior.model.prior_precision if options.eig_floor is None else options.eig_floor
+
+    if posterior.diagonal:
+        precision = posterior.precision + sign * hessian
+        min_eig, n_neg = float(precision.min()), int(np.sum(precision <= 0))
+        repair_used, delta = "none", 0.0
+        if n_neg:
+            precision, repair_used, delta = _repair_diagonal(precision, n_neg, floor, options)
+        covariance, step, solver = None, rhs / precision, "diagonal"
+    else:
+        precision, covariance, step, min_eig, n_neg, repair_used, delta, solver = _dense_update(
+            posterior, x, hessian, rhs, sign, floor, options)
+
+    step_length = 1.0
+    if options.mean_update == "none":
+        step_length = 0.0
+    elif options.mean_update == "damped":
+        step_length = _trusted_step_length(posterior, x, y, step, options.trust_tolerance)
+    full_step = np.zeros_like(posterior.mean)
+    full_step[idx] = step_length * step
+    result = posterior.with_updates(mean=posterior.mean + full_step, precision=precision, covariance=covariance)
+    return result, UnlearningReport(len(x), min_eig, n_neg, repair_used, delta, step_length,
+                                    float(np.linalg.norm(full_step)), solver)
+
+
+def _dense_update(posterior, x, hessian, rhs, sign, floor, options):
+    """Λ_r and Λ_r⁻¹·rhs, by Woodbury when it applies, else densely with eigen-repair."""
+    k, p = len(x), len(posterior.precision)
+    low_rank = posterior.structure in ("full_ggn", "vi_full") and sign < 0 and 0 < k < p
+    if options.woodbury and low_rank and posterior.covariance is not None:
+        result = _woodbury_downdate(posterior, x, rhs)
+        if result is not None:
+            precision, covariance, step = result
+            min_eig, n_neg = (float(scipy.linalg.eigvalsh(precision, subset_by_index=[0, 0])[0]), 0) \
+                if p <= DENSE_EIG_MAX_PARAMS else (float("nan"), -1)
+            return precision, covariance, step, min_eig, n_neg, "none", 0.0, "woodbury"
     precision = posterior.precision + sign * hessian
-    precision = 0.5 * (precision + precision.T)  # keep exact symmetry against round-off
-    eigenvalues = scipy.linalg.eigvalsh(precision)
-    n_negative = int(np.sum(eigenvalues <= 0))
-    if n_negative:
-        raise NotPositiveDefinite(
-            f"after forgetting {len(x)} records the precision has {n_negative} non-positive "
-            f"eigenvalues (smallest {eigenvalues[0]:.3g}): the curvature removed was not part of the stored "
-            f"precision (different θ*, prior or noise). Refit the Laplace posterior at the current MAP.")
-    rhs = -sign * (hessian @ (posterior.mean - theta_star) + gradient)
-    step = scipy.linalg.cho_solve(scipy.linalg.cho_factor(precision, lower=True), rhs)
-    unlearned = posterior.with_updates(mean=posterior.mean + step, precision=precision)
-    report = UnlearningReport(len(x), float(eigenvalues[0]), n_negative, float(np.linalg.norm(step)))
-    return unlearned, report
+    precision = 0.5 * (precision + precision.T)
+    eigenvalues, vectors = scipy.linalg.eigh(precision)
+    n_neg, min_eig = int(np.sum(eigenvalues <= 0)), float(eigenvalues[0])
+    repair, delta = "none", 0.0
+    if n_neg:
+        if options.repair == "refuse":
+            raise NotPositiveDefinite(
+                f"after forgetting {k} records the {posterior.structure} precision has {n_neg} non-positive "
+                f"eigenvalues (smallest {min_eig:.3g}); the Gaussian division is undefined. Choose repair "
+                f"'clip' or 'damp' in params.yaml, use a GGN structure, or fall back to retraining.")
+        repair = options.repair
+        if repair == "clip":
+            eigenvalues, delta = np.maximum(eigenvalues, floor), floor
+        else:
+            delta = floor - min_eig
+            eigenvalues = eigenvalues + delta
+        precision = (vectors * eigenvalues) @ vectors.T
+    covariance = (vectors / eigenvalues) @ vectors.T
+    return precision, covariance, covariance @ rhs, min_eig, n_neg, repair, delta, "dense"
+
+
+def _woodbury_downdate(posterior, x, rhs):
+    """(Λ − UUᵀ)⁻¹ = Σ + ΣU (I − UᵀΣU)⁻¹ UᵀΣ with U = J_fᵀ/σ; None if not positive definite."""
+    _, jac = outputs_and_jacobians(posterior.model.spec, posterior.linearisation_point, x)
+    u = jac.T / posterior.model.noise_std
+    sigma_u = posterior.covariance @ u                       # O(|D_f|·P²)
+    capacitance = np.eye(u.shape[1]) - u.T @ sigma_u         # |D_f| × |D_f|: the PD check
+    try:
+        chol = scipy.linalg.cholesky(capacitance, lower=True)
+    except np.linalg.LinAlgError:
+        return None
+    half = scipy.linalg.solve_triangular(chol, sigma_u.T, lower=True)
+    covariance = posterior.covariance + half.T @ half
+    precision = posterior.precision - u @ u.T
+    return precision, covariance, covariance @ rhs
+
+
+def _repair_diagonal(precision, n_neg, floor, options):
+    if options.repair == "refuse":
+        raise NotPositiveDefinite(f"after forgetting, {n_neg} diagonal precisions are ≤ 0; choose repair "
+                                  f"'clip' or 'damp', or fall back to retraining.")
+    if options.repair == "clip":
+        return np.maximum(precision, floor), "clip", floor
+    delta = floor - float(precision.min())
+    return precision + delta, "damp", delta
+
+
+def _apply(hessian: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return hessian * v if hessian.ndim == 1 else hessian @ v
+
+
+def _trusted_step_length(posterior: GaussianPosterior, x, y, step, tolerance: float) -> float:
+    """Longest t in {1, ½, ¼, …} where the quadratic model of the forgotten NLL is still accurate.
+
+    Compares the actual change of Σ_f ℓ_i along the step with the change the
+    second-order model (g_f, H_f at θ*) predicts; needs only the forgotten data.
+    """
+    model, idx = posterior.model, posterior.index
+    theta_star = posterior.linearisation_point
+    hessian, gradient = structured_curvature(model, theta_star, x, y, posterior.structure, idx)
+    base = _forgotten_nll(posterior, x, y, posterior.mean)
+    offset = (posterior.mean - theta_star)[idx]
+    t = 1.0
+    for _ in range(30):
+        move = np.zeros_like(posterior.mean)
+        move[idx] = t * step
+        actual = _forgotten_nll(posterior, x, y, posterior.mean + move) - base
+        d_new, d_old = offset + t * step, offset
+        predicted = (gradient @ (d_new - d_old)
+                     + 0.5 * (d_new @ _apply(hessian, d_new) - d_old @ _apply(hessian, d_old)))
+        if abs(predicted) < 1e-12 or abs(actual / predicted - 1.0) <= tolerance:
+            return t
+        t *= 0.5
+    return 0.0
+
+
+def _forgotten_nll(posterior: GaussianPosterior, x, y, theta) -> float:
+    f = network_outputs(posterior.model.spec, theta, x)
+    return float(0.5 * np.sum((y - f) ** 2) / posterior.model.noise_std ** 2)

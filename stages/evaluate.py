@@ -17,13 +17,13 @@ from .common import METRICS, MODELS, PLOTS, PREPARED, SPLIT, deterministic_tenso
 def main() -> None:
     deterministic_tensorflow()
     from bayesunlearn.evaluation import Splits, compare, time_unlearning_vs_retraining
-    from bayesunlearn.laplace import LaplacePosterior
+    from bayesunlearn.posterior import GaussianPosterior
     from bayesunlearn.plots import predictive_table, save_predictive_png
 
     p = params("evaluate")
-    original = LaplacePosterior.load(MODELS / "original" / "laplace.npz")
-    unlearned = LaplacePosterior.load(MODELS / "unlearned" / "laplace.npz")
-    retrains = [LaplacePosterior.load(f) for f in sorted(Path(MODELS / "retrained").glob("retrain_*.npz"),
+    original = GaussianPosterior.load(MODELS / "original" / "laplace.npz")
+    unlearned = GaussianPosterior.load(MODELS / "unlearned" / "laplace.npz")
+    retrains = [GaussianPosterior.load(f) for f in sorted(Path(MODELS / "retrained").glob("retrain_*.npz"),
                                                           key=lambda f: int(f.stem.split("_")[1]))]
     retained, forgotten = store.load_table(SPLIT / "retained.csv"), store.load_table(SPLIT / "forgotten.csv")
     splits = Splits(*datasets.arrays(retained), *datasets.arrays(forgotten),

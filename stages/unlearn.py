@@ -11,10 +11,10 @@ from .common import METRICS, MODELS, SPLIT, deterministic_tensorflow, run
 
 def main() -> None:
     deterministic_tensorflow()
-    from bayesunlearn.laplace import LaplacePosterior
+    from bayesunlearn.posterior import GaussianPosterior
     from bayesunlearn.unlearn import forget
 
-    original = LaplacePosterior.load(MODELS / "original" / "laplace.npz")
+    original = GaussianPosterior.load(MODELS / "original" / "laplace.npz")
     x_f, y_f = datasets.arrays(store.load_table(SPLIT / "forgotten.csv"))
     unlearned, report = forget(original, x_f, y_f)
     unlearned.save(MODELS / "unlearned" / "laplace.npz")

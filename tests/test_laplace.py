@@ -43,21 +43,22 @@ def test_newton_step_moves_towards_the_warm_started_retained_map(fitted):
 
 def test_refuses_to_divide_out_curvature_it_never_had(fitted):
     from bayesunlearn.errors import NotPositiveDefinite
-    from bayesunlearn.laplace import LaplacePosterior
+    from bayesunlearn.posterior import GaussianPosterior
     from bayesunlearn.unlearn import forget
 
     m = fitted.model
-    prior_only = LaplacePosterior(m, fitted.theta, m.prior_precision * np.eye(len(fitted.theta)), fitted.theta)
+    prior_only = GaussianPosterior(m, fitted.theta, m.prior_precision * np.eye(len(fitted.theta)), fitted.theta)
     with pytest.raises(NotPositiveDefinite, match="non-positive eigenvalues"):
         forget(prior_only, fitted.x[:20], fitted.y[:20])
 
 
 def test_posterior_roundtrip_is_byte_identical_and_tfp_agrees(fitted, tmp_path):
-    from bayesunlearn.laplace import LaplacePosterior, fit_laplace
+    from bayesunlearn.laplace import fit_laplace
+    from bayesunlearn.posterior import GaussianPosterior
 
     posterior = fit_laplace(fitted.model, fitted.theta, fitted.x, fitted.y)
     posterior.save(tmp_path / "a.npz")
-    loaded = LaplacePosterior.load(tmp_path / "a.npz")
+    loaded = GaussianPosterior.load(tmp_path / "a.npz")
     loaded.save(tmp_path / "b.npz")
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
     assert np.array_equal(loaded.precision, posterior.precision) and loaded.model == posterior.model

@@ -80,13 +80,13 @@ def test_ggn_laplace_is_the_linearised_networks_posterior(fitted):
 
 
 def test_unlearning_the_linearised_network_equals_refitting_it_on_retained_data(fitted):
-    from bayesunlearn.laplace import LaplacePosterior
+    from bayesunlearn.posterior import GaussianPosterior
     from bayesunlearn.unlearn import forget
 
     jac, target = linearised_problem(fitted)
     m, f = fitted.model, fitted.forget_mask
     mean, precision = blr.posterior(jac, target, m.prior_precision, m.noise_std)
-    original = LaplacePosterior(m, mean, precision, fitted.theta)
+    original = GaussianPosterior(m, mean, precision, fitted.theta)
     unlearned, _ = forget(original, fitted.x[f], fitted.y[f])
     mean_r, precision_r = blr.posterior(jac[~f], target[~f], m.prior_precision, m.noise_std)
     np.testing.assert_allclose(unlearned.precision, precision_r, **TOL)
