@@ -16,10 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import metrics
-from .fitting import fit_from_scratch
+from .methods import FitSettings, Method, fit_from_scratch, unlearn
 from .posterior import GaussianPosterior
 from .training import TrainConfig
-from .unlearn import forget
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,7 @@ def compare(original: GaussianPosterior, unlearned: GaussianPosterior, retrains:
         out[f"pred_kl_{name}_retrained"] = mean_predictive_kl(reference, post, headline_x)
         for part, x in (("test", splits.x_test), ("forgotten", splits.x_forgotten), ("retained", splits.x_retained)):
             out[f"pred_kl_{name}_retrained_{part}"] = mean_predictive_kl(reference, post, x)
-        out[f"kl_{name}_retrained"] = metrics.gaussian_kl(reference.mean, reference.precision,
-                                                           post.mean, post.precision)
+        out.update(parameter_distances(name, reference, post))
     floor_pairs = list(itertools.permutations(retrains, 2))
     out["pred_kl_retrain_floor"] = (statistics.median(mean_predictive_kl(a, b, headline_x) for a, b in floor_pairs)
                                     if floor_pairs else float("nan"))
@@ -62,6 +60,18 @@ def compare(original: GaussianPosterior, unlearned: GaussianPosterior, retrains:
     for name, post in (("original", original), ("unlearned", unlearned), ("retrained", reference)):
         out.update(_fit_quality(name, post, splits))
     return out
+
+
+def parameter_distances(name: str, reference: GaussianPosterior, post: GaussianPosterior) -> dict:
+    """KL both ways and W2 in parameter space (over the parameters the posteriors cover)."""
+    idx = reference.index
+    m_r, m_p = reference.mean[idx], post.mean[idx]
+    return {
+        f"kl_{name}_retrained": metrics.gaussian_kl(m_r, reference.dense_precision(), m_p, post.dense_precision()),
+        f"kl_reverse_{name}_retrained": metrics.gaussian_kl(m_p, post.dense_precision(), m_r,
+                                                            reference.dense_precision()),
+        f"w2_{name}_retrained": metrics.wasserstein2(m_r, reference.dense_covariance(), m_p, post.dense_covariance()),
+    }
 
 
 def _fit_quality(name: str, post: GaussianPosterior, splits: Splits) -> dict:
@@ -80,12 +90,12 @@ def _ratio(a: float, b: float) -> float:
     return float(a / b) if b > 0 else float("inf")
 
 
-def time_unlearning_vs_retraining(original: GaussianPosterior, splits: Splits, seed: int, config: TrainConfig,
-                                  repeats: int) -> dict:
-    """Wall time of unlearning and of a cold retrain, both warm, in this process, side by side."""
-    unlearn_seconds = time_warm(lambda: forget(original, splits.x_forgotten, splits.y_forgotten), repeats)
-    retrain_seconds = time_warm(lambda: fit_from_scratch(original.model, splits.x_retained, splits.y_retained,
-                                                         seed, config), repeats)
+def time_unlearning_vs_retraining(method: Method, original: GaussianPosterior, splits: Splits, seed: int,
+                                  train: TrainConfig, settings: FitSettings, repeats: int) -> dict:
+    """Wall time of unlearning and of a cold retrain of the same posterior kind, warm, side by side."""
+    unlearn_seconds = time_warm(lambda: unlearn(method, original, splits.x_forgotten, splits.y_forgotten), repeats)
+    retrain_seconds = time_warm(lambda: fit_from_scratch(method.posterior, original.model, splits.x_retained,
+                                                         splits.y_retained, seed, train, settings), repeats)
     return {"unlearn_seconds": unlearn_seconds, "retrain_seconds": retrain_seconds,
             "speedup": retrain_seconds / unlearn_seconds}
 

@@ -25,7 +25,22 @@ def fit_laplace(model: RegressionModel, theta_map: np.ndarray, x: np.ndarray, y:
         raise ConfigError(f"Laplace structure {structure!r} is not one of {list(LAPLACE_STRUCTURES)}.")
     shell = GaussianPosterior(model, theta_map.copy(), np.zeros(0), theta_map.copy(), structure)
     curvature, _ = structured_curvature(model, theta_map, x, y, structure, shell.index)
-    return with_precision(shell, curvature + model.prior_precision * _identity_like(curvature))
+    precision = curvature + model.prior_precision * _identity_like(curvature)
+    if structure == "full_hessian":
+        precision, shell = _clip_indefinite_hessian(precision, shell)
+    return with_precision(shell, precision)
+
+
+def _clip_indefinite_hessian(precision: np.ndarray, shell: GaussianPosterior):
+    """At a saddle (optimisers stop there) the exact Hessian is indefinite and defines no Gaussian:
+    floor its eigenvalues at the prior precision, and record that it happened."""
+    eigenvalues, vectors = scipy.linalg.eigh(precision)
+    n_negative = int(np.sum(eigenvalues <= 0))
+    diagnostics = {"hessian_min_eig": float(eigenvalues[0]), "hessian_negative_eigs": n_negative}
+    if n_negative:
+        eigenvalues = np.maximum(eigenvalues, shell.model.prior_precision)
+        precision = (vectors * eigenvalues) @ vectors.T
+    return precision, shell.with_updates(diagnostics=diagnostics)
 
 
 def with_precision(posterior: GaussianPosterior, precision: np.ndarray) -> GaussianPosterior:

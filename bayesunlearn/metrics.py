@@ -24,6 +24,14 @@ def gaussian_kl(mean_p: np.ndarray, precision_p: np.ndarray, mean_q: np.ndarray,
     return float(0.5 * (trace + mahalanobis - len(mean_p) + logdet_p - logdet_q))
 
 
+def wasserstein2(mean_p: np.ndarray, cov_p: np.ndarray, mean_q: np.ndarray, cov_q: np.ndarray) -> float:
+    """2-Wasserstein distance between two Gaussians."""
+    root_q = scipy.linalg.sqrtm(cov_q)
+    cross = scipy.linalg.sqrtm(root_q @ cov_p @ root_q)
+    squared = np.sum((mean_p - mean_q) ** 2) + np.trace(cov_p + cov_q - 2 * np.real(cross))
+    return float(np.sqrt(max(squared, 0.0)))
+
+
 def rmse(y: np.ndarray, mean: np.ndarray) -> float:
     return float(np.sqrt(np.mean((y - mean) ** 2))) if len(y) else float("nan")
 

@@ -43,6 +43,7 @@ class GaussianPosterior:
     linearisation_point: np.ndarray  # θ*, (P,)
     structure: str = "full_ggn"
     covariance: np.ndarray | None = field(default=None, compare=False)  # Λ⁻¹, kept for Woodbury downdates
+    diagnostics: dict = field(default_factory=dict, compare=False)  # e.g. repairs made while fitting
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURES:
@@ -108,7 +109,8 @@ class GaussianPosterior:
 
     def save(self, path: str | Path) -> None:
         """One .npz file, byte-identical for identical contents."""
-        meta = {"format_version": FORMAT_VERSION, "structure": self.structure, "model": self.model.to_dict()}
+        meta = {"format_version": FORMAT_VERSION, "structure": self.structure, "model": self.model.to_dict(),
+                "diagnostics": self.diagnostics}
         arrays = {"mean": self.mean, "precision": self.precision, "linearisation_point": self.linearisation_point}
         if self.covariance is not None:
             arrays["covariance"] = self.covariance
@@ -121,4 +123,4 @@ class GaussianPosterior:
             raise ValueError(f"{path}: posterior format {meta.get('format_version')} is not {FORMAT_VERSION}; "
                              f"re-run the stage that wrote it (dvc repro).")
         return cls(RegressionModel.from_dict(meta["model"]), data["mean"], data["precision"],
-                   data["linearisation_point"], meta["structure"], data.get("covariance"))
+                   data["linearisation_point"], meta["structure"], data.get("covariance"), meta.get("diagnostics", {}))

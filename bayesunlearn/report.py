@@ -1,40 +1,79 @@
-"""Print the headline metrics of a run in a few readable lines: `python -m bayesunlearn.report`."""
+"""Readable summaries of a run: `python -m bayesunlearn.report [--update-readme README.md]`.
+
+Without options: the headline metrics of every method (metrics/methods.csv)
+and the default method's timing. With --update-readme: rewrite the generated
+blocks of the README (between `<!-- NAME:begin -->` and `<!-- NAME:end -->`)
+from the committed metrics/methods.csv and study/summary.csv, so the README
+quotes the generated tables rather than hand-typed numbers.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
-HEADLINE = {
-    "pred_kl_unlearned_retrained": "predictive KL(retrain ‖ unlearned)",
-    "pred_kl_original_retrained": "predictive KL(retrain ‖ original, no unlearning)",
-    "pred_kl_retrain_floor": "predictive KL between retrains (noise floor)",
-    "gain": "gain (unlearned / original; < 1 = unlearning helped)",
-    "indistinguishability": "indistinguishability (vs floor; ≤ 1 = like a retrain)",
-    "test_rmse_unlearned": "test RMSE unlearned",
-    "test_rmse_retrained": "test RMSE retrained",
-    "forgotten_rmse_unlearned": "forgotten-set RMSE unlearned",
-    "forgotten_rmse_retrained": "forgotten-set RMSE retrained",
-    "min_eig_precision": "min eigenvalue of Λ_r",
-    "unlearn_seconds": "unlearning time [s]",
-    "retrain_seconds": "retraining time [s]",
-    "speedup": "speedup (retrain / unlearn)",
-}
+import pandas as pd
+
+METHODS_TABLE = Path("metrics/methods.csv")
+STUDY_SUMMARY = Path("study/summary.csv")
+TIMING = Path("metrics/timing")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    head = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])
+
+
+def methods_block(path: Path = METHODS_TABLE) -> str:
+    table = pd.read_csv(path)
+    cols = ["method", "posterior", "operator", "failed", "gain", "indistinguishability",
+            "pred_kl_unlearned_retrained", "pred_kl_original_retrained", "pred_kl_retrain_floor"]
+    return markdown(table[cols])
+
+
+def study_block(path: Path = STUDY_SUMMARY) -> str:
+    summary = pd.read_csv(path)
+    gain = summary.pivot_table(index="method", columns=["mode", "fraction"], values="median_gain")
+    gain.columns = [f"{mode} {fraction:.0%}" for mode, fraction in gain.columns]
+    failed = summary.groupby("method")[["failed", "runs"]].sum()
+    gain["failed runs"] = [f"{int(f)}/{int(r)}" for f, r in zip(failed["failed"], failed["runs"])]
+    return markdown(gain.reset_index())
+
+
+BLOCKS = {"methods": methods_block, "study": study_block}
+
+
+def update_readme(readme: Path) -> None:
+    text = readme.read_text()
+    for name, render in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(\n<!-- {name}:end -->)", re.S)
+        text = pattern.sub(lambda m: m.group(1) + render() + m.group(2), text)
+    readme.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("files", nargs="*", default=["metrics/evaluate.json", "metrics/timing.json"],
-                        help="metrics JSON files (default: the evaluate stage's)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--update-readme", metavar="README", help="rewrite the README's generated tables")
     args = parser.parse_args(argv)
-    values: dict = {}
-    for name in args.files:
-        if Path(name).exists():
-            values.update(json.loads(Path(name).read_text()))
-    for key, label in HEADLINE.items():
-        if key in values:
-            print(f"{label:<55} {values[key]:.4g}")
+    if args.update_readme:
+        update_readme(Path(args.update_readme))
+        return
+    if METHODS_TABLE.exists():
+        print(methods_block())
+    for path in sorted(TIMING.glob("*.json")):
+        timing = json.loads(path.read_text())
+        print(f"{path.stem:<20} unlearn {timing['unlearn_seconds']:.4f} s   retrain {timing['retrain_seconds']:.3f} s"
+              f"   speedup {timing['speedup']:.0f}x")
 
 
 if __name__ == "__main__":

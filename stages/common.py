@@ -35,6 +35,39 @@ def deterministic_tensorflow() -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def fit_settings():
+    from bayesunlearn.methods import FitSettings
+
+    return FitSettings(bool(params("laplace").get("optimize_hyperparameters", False)), params("vi"))
+
+
+def method(name: str):
+    """One configured method by name (checks the whole `methods` section)."""
+    from bayesunlearn.methods import parse_methods
+
+    methods = parse_methods(params("methods"))
+    if name not in methods:
+        raise ConfigError(f"method {name!r} is not configured; params.yaml methods are {sorted(methods)}.")
+    return methods[name]
+
+
+def load_splits():
+    """Retained, forgotten and test arrays (standardised) as an evaluation `Splits`."""
+    from bayesunlearn import datasets, store
+    from bayesunlearn.evaluation import Splits
+
+    return Splits(*datasets.arrays(store.load_table(SPLIT / "retained.csv")),
+                  *datasets.arrays(store.load_table(SPLIT / "forgotten.csv")),
+                  *datasets.arrays(store.load_table(PREPARED / "test.csv")))
+
+
+def one_argument(usage: str) -> str:
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
+        print(usage, file=sys.stderr)
+        sys.exit(2)
+    return sys.argv[1]
+
+
 def run(main: Callable[[], None]) -> None:
     """Run a stage; on bad input print one clear line and exit 2.
 

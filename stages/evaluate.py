@@ -1,50 +1,57 @@
-"""DVC stage `evaluate`: the unlearned posterior against retrains from scratch and the original.
+"""DVC stage `evaluate@METHOD`: the unlearned posterior against retrains from scratch and the original.
 
-Writes deterministic metrics (metrics/evaluate.json, tracked by DVC) and
-wall-clock timings (metrics/timing.json, listed as metrics but kept out of
-dvc.lock because no two runs time alike), plus the predictive plot.
+Usage: python -m stages.evaluate METHOD
+Writes deterministic metrics (metrics/evaluate/METHOD.json, tracked by DVC),
+the predictive plot, and wall-clock timings (metrics/timing/METHOD.json,
+listed as metrics but kept out of dvc.lock because no two runs time alike).
 """
 
 import json
 from pathlib import Path
 
-from bayesunlearn import atomic, datasets, store
+from bayesunlearn import atomic, store
 from bayesunlearn.config import train_config
 
-from .common import METRICS, MODELS, PLOTS, PREPARED, SPLIT, deterministic_tensorflow, params, run
+from .common import (METRICS, MODELS, PLOTS, deterministic_tensorflow, fit_settings, load_splits, method,
+                     one_argument, params, run)
 
 
 def main() -> None:
+    chosen = method(one_argument(__doc__))
     deterministic_tensorflow()
-    from bayesunlearn.evaluation import Splits, compare, time_unlearning_vs_retraining
-    from bayesunlearn.posterior import GaussianPosterior
+    from bayesunlearn.evaluation import compare, time_unlearning_vs_retraining
     from bayesunlearn.plots import predictive_table, save_predictive_png
+    from bayesunlearn.posterior import GaussianPosterior
 
-    p = params("evaluate")
-    original = GaussianPosterior.load(MODELS / "original" / "laplace.npz")
-    unlearned = GaussianPosterior.load(MODELS / "unlearned" / "laplace.npz")
-    retrains = [GaussianPosterior.load(f) for f in sorted(Path(MODELS / "retrained").glob("retrain_*.npz"),
-                                                          key=lambda f: int(f.stem.split("_")[1]))]
-    retained, forgotten = store.load_table(SPLIT / "retained.csv"), store.load_table(SPLIT / "forgotten.csv")
-    splits = Splits(*datasets.arrays(retained), *datasets.arrays(forgotten),
-                    *datasets.arrays(store.load_table(PREPARED / "test.csv")))
+    p, name = params("evaluate"), chosen.name
+    original = GaussianPosterior.load(MODELS / "original" / f"{chosen.posterior}.npz")
+    unlearned = GaussianPosterior.load(MODELS / "unlearned" / f"{name}.npz")
+    retrains = [GaussianPosterior.load(f) for f in sorted(Path(MODELS / "retrained" / chosen.posterior).glob(
+        "retrain_*.npz"), key=lambda f: int(f.stem.split("_")[1]))]
+    report = json.loads((METRICS / "unlearn" / f"{name}.json").read_text())
+    splits = load_splits()
 
     results = compare(original, unlearned, retrains, splits)
-    results["min_eig_precision"] = json.loads((METRICS / "unlearn.json").read_text())["min_eig_precision"]
-    atomic.write_json(METRICS / "evaluate.json", results)
+    results.update(method=name, posterior=chosen.posterior, operator=chosen.operator,
+                   failed=int(report["status"] != "ok"),
+                   **{k: report[k] for k in ("min_eig_precision", "n_negative_eigs", "repair", "step_length",
+                                             "kl_to_original", "effective_sample_size") if k in report})
+    atomic.write_json(METRICS / "evaluate" / f"{name}.json", results)
 
     table = predictive_table({"original": original, "unlearned": unlearned, "retrained": retrains[0]},
                              splits, int(p["plot_grid_points"]))
-    store.save_table(PLOTS / "predictive.csv", table)
-    save_predictive_png(PLOTS / "predictive.png", table, splits,
-                        f"forgot {len(forgotten)} of {len(forgotten) + len(retained)} training records")
+    store.save_table(PLOTS / "predictive" / f"{name}.csv", table)
+    n_f, n_r = len(splits.y_forgotten), len(splits.y_retained)
+    save_predictive_png(PLOTS / "predictive" / f"{name}.png", table, splits,
+                        f"{name}: forgot {n_f} of {n_f + n_r} training records"
+                        + (" (FAILED: original kept)" if results["failed"] else ""))
 
-    timing = time_unlearning_vs_retraining(original, splits, int(params("train")["seed"]),
-                                           train_config(params("train")), int(p["timing_repeats"]))
-    atomic.write_json(METRICS / "timing.json", timing)
-    print(f"predictive KL to retrain: unlearned {results['pred_kl_unlearned_retrained']:.3g}, "
-          f"original {results['pred_kl_original_retrained']:.3g}, floor {results['pred_kl_retrain_floor']:.3g}; "
-          f"speedup {timing['speedup']:.0f}x")
+    timing = time_unlearning_vs_retraining(chosen, original, splits, int(params("train")["seed"]),
+                                           train_config(params("train")), fit_settings(), int(p["timing_repeats"]))
+    atomic.write_json(METRICS / "timing" / f"{name}.json", timing)
+    print(f"{name}: predictive KL to retrain: unlearned {results['pred_kl_unlearned_retrained']:.3g}, "
+          f"original {results['pred_kl_original_retrained']:.3g}, floor {results['pred_kl_retrain_floor']:.3g}, "
+          f"gain {results['gain']:.3g}; speedup {timing['speedup']:.0f}x")
 
 
 if __name__ == "__main__":

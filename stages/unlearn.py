@@ -1,26 +1,34 @@
-"""DVC stage `unlearn`: divide the forgotten records out of the original posterior.
+"""DVC stage `unlearn@METHOD`: remove the forgotten records from the original posterior.
 
+Usage: python -m stages.unlearn METHOD (a key of params.yaml `methods`).
 Reads only the original posterior and the forgotten records, never the
-retained data: that is what makes unlearning cheap.
+retained data: that is what makes unlearning cheap. A method that fails
+(diverging EUBO, degenerate importance weights, refused repair) writes the
+original posterior unchanged and says so in metrics/unlearn/METHOD.json, so
+that downstream judges can fall back to retraining.
 """
 
 from bayesunlearn import atomic, datasets, store
+from bayesunlearn.errors import NotPositiveDefinite
 
-from .common import METRICS, MODELS, SPLIT, deterministic_tensorflow, run
+from .common import METRICS, MODELS, SPLIT, deterministic_tensorflow, method, one_argument, run
 
 
 def main() -> None:
+    chosen = method(one_argument(__doc__))
     deterministic_tensorflow()
+    from bayesunlearn.methods import unlearn
     from bayesunlearn.posterior import GaussianPosterior
-    from bayesunlearn.unlearn import forget
 
-    original = GaussianPosterior.load(MODELS / "original" / "laplace.npz")
+    original = GaussianPosterior.load(MODELS / "original" / f"{chosen.posterior}.npz")
     x_f, y_f = datasets.arrays(store.load_table(SPLIT / "forgotten.csv"))
-    unlearned, report = forget(original, x_f, y_f)
-    unlearned.save(MODELS / "unlearned" / "laplace.npz")
-    atomic.write_json(METRICS / "unlearn.json", report.to_dict())
-    print(f"forgot {report.n_forgotten} records; min eigenvalue of Λ_r {report.min_eig_precision:.4g}, "
-          f"mean moved by {report.step_norm:.4g}")
+    try:
+        unlearned, report = unlearn(chosen, original, x_f, y_f)
+    except NotPositiveDefinite as err:  # repair "refuse": a failed unlearning, not a broken pipeline
+        unlearned, report = None, {"status": "failed", "reason": str(err)}
+    (unlearned or original).save(MODELS / "unlearned" / f"{chosen.name}.npz")
+    atomic.write_json(METRICS / "unlearn" / f"{chosen.name}.json", {"method": chosen.name, **report})
+    print(f"{chosen.name}: forgot {len(x_f)} records: {report['status']} {report.get('reason', '')}")
 
 
 if __name__ == "__main__":

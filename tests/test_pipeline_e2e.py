@@ -22,8 +22,17 @@ TINY = {
     ("train", "polish_iterations"): 30,
     ("model", "hidden"): [8],
     ("retrain", "seeds"): 2,
+    ("vi", "steps"): 200,
+    ("posteriors",): ["full_ggn", "vi_mean_field"],
+    ("methods",): {
+        "ggn_newton": {"posterior": "full_ggn", "operator": "divide"},
+        "ggn_damped": {"posterior": "full_ggn", "operator": "divide", "mean_update": "damped"},
+        "vi_mf_eubo": {"posterior": "vi_mean_field", "operator": "eubo", "threshold": 1.0e-6, "steps": 50},
+    },
     ("evaluate", "timing_repeats"): 1,
     ("evaluate", "plot_grid_points"): 20,
+    ("study", "fractions"): [0.1],
+    ("study", "seeds"): [0],
 }
 REQUIRED_METRICS = [
     "pred_kl_unlearned_retrained", "pred_kl_original_retrained", "kl_unlearned_retrained", "kl_original_retrained",
@@ -63,6 +72,7 @@ def workspace(tmp_path_factory) -> Path:
         for key in keys[:-1]:
             section = section[key]
         section[keys[-1]] = value
+    params["study"]["methods"] = []
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git", "init", "-q", cwd=root)
     sh("dvc", "repro", "prepare", cwd=root)
@@ -88,16 +98,28 @@ def write_request(root: Path, request_id: str, ids: list[str]) -> Path:
 
 
 def test_repro_writes_metrics_plots_and_posteriors(workspace):
-    metrics = json.loads((workspace / "metrics/evaluate.json").read_text())
+    metrics = json.loads((workspace / "metrics/evaluate/ggn_newton.json").read_text())
     missing = [k for k in REQUIRED_METRICS if k not in metrics]
     assert not missing, missing
-    timing = json.loads((workspace / "metrics/timing.json").read_text())
+    timing = json.loads((workspace / "metrics/timing/ggn_newton.json").read_text())
     assert timing["speedup"] == pytest.approx(timing["retrain_seconds"] / timing["unlearn_seconds"])
-    assert metrics["min_eig_precision"] > 0
-    for path in ["plots/predictive.png", "plots/predictive.csv", "models/original/laplace.npz",
-                 "models/unlearned/laplace.npz", "models/retrained/retrain_0.npz", "models/retrained/retrain_1.npz"]:
+    assert metrics["min_eig_precision"] > 0 and metrics["failed"] == 0
+    for path in ["plots/predictive/ggn_newton.png", "plots/predictive/ggn_newton.csv", "models/original/full_ggn.npz",
+                 "models/original/vi_mean_field.npz", "models/unlearned/vi_mf_eubo.npz",
+                 "models/retrained/full_ggn/retrain_0.npz", "models/retrained/vi_mean_field/retrain_1.npz",
+                 "study/pred_kl_vs_fraction.png"]:
         assert (workspace / path).stat().st_size > 0, path
     assert "up to date" in sh("dvc", "status", cwd=workspace).stdout
+
+
+def test_one_metrics_table_lists_every_method_and_the_study_covers_the_grid(workspace):
+    shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=workspace).stdout)
+    files = {path for rev in shown.values() for path in rev["data"]}
+    assert {f"metrics/evaluate/{m}.json" for m in TINY[("methods",)]} <= files
+    table = (workspace / "metrics/methods.csv").read_text().splitlines()
+    assert sorted(line.split(",")[0] for line in table[1:]) == sorted(TINY[("methods",)])
+    results = (workspace / "study/results.csv").read_text().splitlines()
+    assert len(results) - 1 == 2 * 1 * 1 * 3  # modes x fractions x seeds x methods
 
 
 def test_rerun_from_scratch_is_bit_identical(workspace):
@@ -111,6 +133,6 @@ def test_new_request_leaves_the_original_model_up_to_date(workspace):
     try:
         changed = json.loads(sh("dvc", "status", "--json", cwd=workspace).stdout)
         assert "split" in changed
-        assert not {"prepare", "train", "fit_laplace"} & set(changed), changed
+        assert not {"prepare", "train", "fit_posterior@full_ggn", "fit_posterior@vi_mean_field"} & set(changed)
     finally:
         request.unlink()

@@ -1,0 +1,195 @@
+"""Variational Bayesian unlearning (Nguyen, Low & Jaillet, NeurIPS 2020), from q alone.
+
+Every operator starts from the original q(θ) and reads only the forgotten data.
+- EUBO: minimise U(q_u) = E_{q_u}[log p̃(D_f | θ)] + KL(q_u ‖ q).
+- Reverse KL: maximise Σ_s w_s log q_u(θ_s), θ_s ~ q, w_s ∝ 1 / p̃(D_f | θ_s)
+  self-normalised; for a Gaussian q_u the maximiser is the weighted mean and
+  covariance, computed here in closed form.
+- Gaussian division: `unlearn.forget` on q's natural parameters (GGN of D_f at q's mean).
+The adjusted likelihood p̃ equals p(D_f | θ) where q(θ) ≥ λ·max q and 1 elsewhere
+(λ = `threshold`; 0 switches the safeguard off). For a Gaussian q the region is
+½‖B⁻¹(θ − m)‖² ≤ −log λ, i.e. a ball in q's whitened coordinates.
+
+From an approximate q the EUBO can run away (a probe here: objective −6·10⁷
+within 500 steps, forgotten-set RMSE 166). The loop is run in chunks and
+stopped as failed when the objective is not finite, KL(q_u ‖ q) exceeds
+`max_kl`, or the objective is still falling steeply when the budget ends.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import scipy.special
+import tensorflow as tf
+
+from .errors import ConfigError
+from .model import RegressionModel, as_tensor
+from .posterior import GaussianPosterior
+from .vi import (adam_loop, family_of, from_scale, initial_raw, mc_log_likelihood, scale_bijector, surrogate, tfd,
+                 whitening)
+
+OBJECTIVES = ("eubo", "reverse_kl")
+
+
+@dataclass(frozen=True)
+class VIUnlearnConfig:
+    objective: str = "eubo"
+    threshold: float = 0.0        # λ of the adjusted likelihood, in [0, 1)
+    steps: int = 1000
+    learning_rate: float = 0.01
+    samples: int = 8              # MC samples per EUBO step
+    check_every: int = 100        # steps between divergence checks
+    max_kl: float = 500.0         # KL(q_u ‖ q) beyond which the EUBO is called diverged
+    importance_samples: int = 4096
+    min_ess: float = 30.0         # reverse KL: fewer effective samples than this is a failure
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"VI unlearning objective {self.objective!r} is not one of {list(OBJECTIVES)}.")
+        if not 0 <= self.threshold < 1:
+            raise ConfigError(f"threshold λ={self.threshold} must lie in [0, 1).")
+
+
+@dataclass
+class VIUnlearnReport:
+    objective: str
+    status: str = "ok"            # "ok" or "failed"
+    reason: str = ""
+    steps_run: int = 0
+    kl_to_original: float = float("nan")
+    effective_sample_size: float = float("nan")
+    trace: list[float] = field(default_factory=list)  # objective estimate at each check
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["trace"] = [float(v) for v in self.trace]
+        return out
+
+
+def unlearn_vi(q: GaussianPosterior, x_f: np.ndarray, y_f: np.ndarray, config: VIUnlearnConfig
+               ) -> tuple[GaussianPosterior | None, VIUnlearnReport]:
+    """q_u, or None with a report saying why it failed."""
+    if config.objective == "eubo":
+        return _eubo(q, x_f, y_f, config)
+    return _reverse_kl(q, x_f, y_f, config)
+
+
+def _log_radius(threshold: float) -> float:
+    return float("inf") if threshold == 0 else -np.log(threshold)
+
+
+@functools.cache
+def _eubo_chunk(model: RegressionModel, family: str, samples: int, seed: int, log_radius: float):
+    @tf.function(jit_compile=True)
+    def run(base_loc, base_scale, raw0, x, y, params, state, steps, lr):
+        q = surrogate(family, base_loc, base_scale, tf.zeros_like(base_loc), raw0)
+
+        def adjusted_log_likelihood(params, eps):
+            """Σ_f log p̃(D_f | θ) per sample: the likelihood only inside q's high-density region."""
+            q_u = surrogate(family, base_loc, base_scale, *params)
+            z = whitened(family, params, eps)  # q(θ)/max q = exp(−½‖z‖²)
+            inside = tf.stop_gradient(tf.cast(0.5 * tf.reduce_sum(z * z, axis=1) <= log_radius, tf.float64))
+            return inside * mc_log_likelihood(model, q_u.bijector.forward(eps), x, y), q_u
+
+        def eubo(i, params):
+            eps = tf.random.stateless_normal([samples, base_loc.shape[0]], seed=tf.stack([seed, i]),
+                                             dtype=tf.float64)
+            log_lik, q_u = adjusted_log_likelihood(params, eps)
+            return tf.reduce_mean(log_lik) + tfd.kl_divergence(q_u, q)
+
+        params, state = adam_loop(eubo, params, steps, lr, state)
+        check_eps = tf.random.stateless_normal([256, base_loc.shape[0]], seed=[seed, -1], dtype=tf.float64)
+        log_lik, q_u = adjusted_log_likelihood(params, check_eps)
+        kl = tfd.kl_divergence(q_u, q)
+        return params, state, tf.reduce_mean(log_lik) + kl, kl
+
+    return run
+
+
+def whitened(family: str, params: tuple[tf.Tensor, tf.Tensor], eps: tf.Tensor) -> tf.Tensor:
+    """z = u + A ε for a batch of standard-normal ε (rows)."""
+    a = scale_bijector(family).forward(params[1])
+    return params[0] + (eps * a if family == "mean_field" else tf.linalg.matmul(eps, a, transpose_b=True))
+
+
+def _eubo(q: GaussianPosterior, x_f, y_f, config: VIUnlearnConfig):
+    family = family_of(q)
+    base_loc, base_scale = (as_tensor(v) for v in whitening(q, family))
+    raw0 = initial_raw(family, len(q.mean))
+    params = (tf.zeros_like(base_loc), raw0)
+    run = _eubo_chunk(q.model, family, config.samples, config.seed, _log_radius(config.threshold))
+    state = (tf.constant(0), tuple(tf.zeros_like(p) for p in params), tuple(tf.zeros_like(p) for p in params))
+    report = VIUnlearnReport("eubo")
+    x, y = as_tensor(x_f), as_tensor(y_f)
+    while report.steps_run < config.steps:
+        chunk = min(config.check_every, config.steps - report.steps_run)
+        params, state, value, kl = run(base_loc, base_scale, raw0, x, y, params, state, tf.constant(chunk),
+                                       tf.constant(config.learning_rate, tf.float64))
+        report.steps_run += chunk
+        report.trace.append(float(value))
+        report.kl_to_original = float(kl)
+        failure = _divergence(report, config)
+        if failure:
+            report.status, report.reason = "failed", failure
+            return None, report
+    q_u = surrogate(family, base_loc, base_scale, *params)
+    scale = q_u.stddev().numpy() if family == "mean_field" else q_u.scale.to_dense().numpy()
+    posterior = from_scale(q.model, q_u.mean().numpy(), scale, family)
+    return posterior.with_updates(linearisation_point=q.linearisation_point), report
+
+
+def _divergence(report: VIUnlearnReport, config: VIUnlearnConfig) -> str:
+    value, kl = report.trace[-1], report.kl_to_original
+    if not (np.isfinite(value) and np.isfinite(kl)):
+        return f"objective or KL not finite after {report.steps_run} steps"
+    if kl > config.max_kl:
+        return (f"KL(q_u ‖ q) = {kl:.4g} exceeds max_kl = {config.max_kl:g} after {report.steps_run} steps: "
+                f"the EUBO is running away from q (objective {value:.4g})")
+    trace = report.trace
+    if report.steps_run >= config.steps and len(trace) >= 4:
+        drops = -np.diff(trace[-4:])
+        if np.all(drops > 0) and drops[-1] > 0.05 * (abs(trace[0] - trace[-1]) + 1.0):
+            return (f"objective still falling steeply when the {config.steps}-step budget ended "
+                    f"({trace[0]:.4g} → {trace[-1]:.4g}): no stable minimum found")
+    return ""
+
+
+def _reverse_kl(q: GaussianPosterior, x_f, y_f, config: VIUnlearnConfig):
+    family = family_of(q)
+    report = VIUnlearnReport("reverse_kl")
+    dist = q.to_tfp()
+    thetas = dist.sample(config.importance_samples, seed=(config.seed, 1))
+    nll = -mc_log_likelihood(q.model, thetas, as_tensor(x_f), as_tensor(y_f)).numpy()
+    base_loc, base_scale = whitening(q, family)
+    white = ((thetas.numpy() - base_loc) / base_scale if family == "mean_field"
+             else np.linalg.solve(base_scale, (thetas.numpy() - base_loc).T).T)
+    inside = 0.5 * np.sum(white**2, axis=1) <= _log_radius(config.threshold)
+    log_w = np.where(inside, nll, 0.0)              # log 1/p̃(D_f | θ_s)
+    w = np.exp(log_w - scipy.special.logsumexp(log_w))
+    report.effective_sample_size = float(1.0 / np.sum(w**2))
+    report.steps_run = config.importance_samples
+    if report.effective_sample_size < config.min_ess:
+        report.status = "failed"
+        report.reason = (f"importance weights degenerate: effective sample size "
+                         f"{report.effective_sample_size:.3g} of {config.importance_samples} < min_ess "
+                         f"{config.min_ess:g}; 1/p(D_f|θ) varies too much under q (try a larger threshold λ)")
+        return None, report
+    samples = thetas.numpy()
+    mean = w @ samples
+    centred = samples - mean
+    if family == "mean_field":
+        scale = np.sqrt(w @ centred**2)
+    else:
+        cov = (centred * w[:, None]).T @ centred
+        try:
+            scale = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            report.status, report.reason = "failed", "weighted covariance is not positive definite"
+            return None, report
+    posterior = from_scale(q.model, mean, scale, family).with_updates(linearisation_point=q.linearisation_point)
+    report.kl_to_original = float(tfd.kl_divergence(posterior.to_tfp(), dist))
+    return posterior, report

@@ -1,0 +1,45 @@
+"""DVC stage `study`: every method × deletion mode × forgotten fraction × seed, in one process.
+
+Writes study/results.csv (one row per run), study/summary.csv (medians) and
+study/pred_kl_vs_fraction.png. The predictive bands per method for the
+cluster case come from `evaluate@METHOD` (plots/predictive/).
+"""
+
+from tqdm import tqdm
+
+from bayesunlearn import datasets, store
+from bayesunlearn.config import train_config
+
+from .common import MODELS, PREPARED, deterministic_tensorflow, fit_settings, params, run
+
+OUT = "study"
+
+
+def main() -> None:
+    deterministic_tensorflow()
+    from bayesunlearn.methods import parse_methods
+    from bayesunlearn.posterior import GaussianPosterior
+    from bayesunlearn.study import run_study, summarise
+    from bayesunlearn.study_plots import save_kl_vs_fraction
+
+    p = params("study")
+    methods = parse_methods(params("methods"))
+    if p.get("methods"):
+        methods = {name: methods[name] for name in p["methods"]}
+    x, y = datasets.arrays(store.load_table(PREPARED / "train.csv"))
+    x_test, _ = datasets.arrays(store.load_table(PREPARED / "test.csv"))
+    originals = {m.posterior: GaussianPosterior.load(MODELS / "original" / f"{m.posterior}.npz")
+                 for m in methods.values()}
+    model = next(iter(originals.values())).model
+    results = run_study(model, x, y, x_test, originals, methods, train_config(params("train")), fit_settings(),
+                        p["modes"], [float(f) for f in p["fractions"]], [int(s) for s in p["seeds"]],
+                        int(params("train")["seed"]), progress=tqdm)
+    summary = summarise(results)
+    store.save_table(f"{OUT}/results.csv", results)
+    store.save_table(f"{OUT}/summary.csv", summary)
+    save_kl_vs_fraction(f"{OUT}/pred_kl_vs_fraction.png", summary)
+    print(summary.to_string(index=False))
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,30 @@
+"""DVC stage `summarize`: one table of every method's headline metrics (metrics/methods.csv).
+
+`dvc metrics show` lists each method's own file; this table puts them side by
+side, sorted by gain, for `dvc plots show` and for people.
+"""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from bayesunlearn import store
+
+from .common import METRICS, run
+
+COLUMNS = ["method", "posterior", "operator", "failed", "gain", "indistinguishability",
+           "pred_kl_unlearned_retrained", "pred_kl_original_retrained", "pred_kl_retrain_floor",
+           "kl_unlearned_retrained", "kl_reverse_unlearned_retrained", "w2_unlearned_retrained",
+           "test_rmse_unlearned", "forgotten_rmse_unlearned", "mia_auc_unlearned", "mia_auc_retrained"]
+
+
+def main() -> None:
+    rows = [json.loads(path.read_text()) for path in sorted(Path(METRICS / "evaluate").glob("*.json"))]
+    table = pd.DataFrame(rows)[COLUMNS].sort_values(["failed", "gain"], kind="stable")
+    store.save_table(METRICS / "methods.csv", table)
+    print(table[["method", "failed", "gain", "indistinguishability"]].to_string(index=False))
+
+
+if __name__ == "__main__":
+    run(main)
