@@ -5,10 +5,9 @@ Kept free of TensorFlow so that light tools can validate parameters quickly.
 
 from __future__ import annotations
 
-from .errors import ConfigError
-
 from dataclasses import dataclass
 
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)

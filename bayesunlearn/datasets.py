@@ -8,13 +8,13 @@ standardise them. Record ids are assigned once, here, and every later step
 
 from __future__ import annotations
 
-from .errors import DataError
-
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .errors import DataError
 
 TARGET = "y"
 ID = "record_id"

@@ -33,8 +33,8 @@ class RegressionModel:
 
     def prior(self) -> tfd.Distribution:
         p = self.spec.n_params
-        return tfd.MultivariateNormalDiag(loc=tf.zeros(p, tf.float64),
-                                          scale_diag=tf.fill([p], tf.constant(self.prior_precision ** -0.5, tf.float64)))
+        scale = tf.fill([p], tf.constant(self.prior_precision ** -0.5, tf.float64))
+        return tfd.MultivariateNormalDiag(loc=tf.zeros(p, tf.float64), scale_diag=scale)
 
     def likelihood(self, theta: tf.Tensor, x: tf.Tensor) -> tfd.Distribution:
         """Per-example predictive of y given θ: a batch of n Normals."""

@@ -36,7 +36,7 @@ class MLPSpec:
     @property
     def n_params(self) -> int:
         sizes = self.layer_sizes
-        return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+        return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
 
     @property
     def n_last_layer(self) -> int:
@@ -53,7 +53,7 @@ class MLPSpec:
     def init(self, seed: int) -> np.ndarray:
         """LeCun-normal weights and zero biases, a deterministic function of `seed`."""
         parts = []
-        for layer, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
+        for layer, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=False)):
             w = tf.random.stateless_normal([fan_in * fan_out], seed=[seed, layer], dtype=tf.float64)
             parts += [w.numpy() / np.sqrt(fan_in), np.zeros(fan_out)]
         return np.concatenate(parts)
@@ -61,7 +61,7 @@ class MLPSpec:
 
 def _layers(spec: MLPSpec, theta: tf.Tensor) -> list[tuple[tf.Tensor, tf.Tensor]]:
     out, offset = [], 0
-    for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:]):
+    for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:], strict=False):
         w = tf.reshape(theta[offset: offset + fan_in * fan_out], [fan_in, fan_out])
         offset += fan_in * fan_out
         out.append((w, theta[offset: offset + fan_out]))

@@ -39,7 +39,7 @@ def save_predictive_png(path: str | Path, table: pd.DataFrame, splits: Splits, t
 
     column = table.columns[0]
     names = [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]
-    colours = dict(zip(names, ["tab:grey", "tab:orange", "tab:blue", "tab:green", "tab:red"]))
+    colours = dict(zip(names, ["tab:grey", "tab:orange", "tab:blue", "tab:green", "tab:red"], strict=False))
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     for name in names:
         ax.plot(table[column], table[f"{name}_mean"], color=colours[name], label=f"{name} mean")

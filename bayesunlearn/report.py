@@ -43,10 +43,10 @@ def methods_block(path: Path = METHODS_TABLE) -> str:
 
 def study_block(path: Path = STUDY_SUMMARY) -> str:
     summary = pd.read_csv(path)
-    gain = summary.pivot_table(index="method", columns=["mode", "fraction"], values="median_gain")
+    gain = summary.pivot(index="method", columns=["mode", "fraction"], values="median_gain")
     gain.columns = [f"{mode} {fraction:.0%}" for mode, fraction in gain.columns]
     failed = summary.groupby("method")[["failed", "runs"]].sum()
-    gain["failed runs"] = [f"{int(f)}/{int(r)}" for f, r in zip(failed["failed"], failed["runs"])]
+    gain["failed runs"] = (failed["failed"].astype(int).astype(str) + "/" + failed["runs"].astype(int).astype(str))
     return markdown(gain.reset_index())
 
 
@@ -56,8 +56,9 @@ BLOCKS = {"methods": methods_block, "study": study_block}
 def update_readme(readme: Path) -> None:
     text = readme.read_text()
     for name, render in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(\n<!-- {name}:end -->)", re.S)
-        text = pattern.sub(lambda m: m.group(1) + render() + m.group(2), text)
+        pattern = re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
+        block = render()
+        text = pattern.sub(lambda m, block=block: m.group(1) + block + "\n" + m.group(2), text)
     readme.write_text(text)
 
 

@@ -9,13 +9,13 @@ request accepted by one is accepted by the other.
 
 from __future__ import annotations
 
-from .errors import RequestError
-
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+
+from .errors import RequestError
 
 REQUIRED_FIELDS = {"request_id": str, "record_ids": list, "reason": str, "received_at": str}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import atomic
@@ -17,7 +18,7 @@ def save_kl_vs_fraction(path: str | Path, summary: pd.DataFrame) -> None:
 
     modes = list(dict.fromkeys(summary["mode"]))
     fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), dpi=100, squeeze=False)
-    for ax, mode in zip(axes[0], modes):
+    for ax, mode in zip(axes[0], modes, strict=False):
         part = summary[summary["mode"] == mode]
         for method, rows in part.groupby("method"):
             ax.plot(rows["fraction"], rows["median_pred_kl"], marker="o", label=method)
@@ -29,6 +30,44 @@ def save_kl_vs_fraction(path: str | Path, summary: pd.DataFrame) -> None:
         ax.set_ylabel("median predictive KL(retrain ‖ method)")
         ax.set_title(f"{mode} deletion")
     axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}), suffix=".png")
+    plt.close(fig)
+
+
+def save_method_bands(path: str | Path, kept: dict, x: np.ndarray, y: np.ndarray, title: str) -> None:
+    """One panel per method: mean ± 2 sd of original, unlearned and retrained posteriors (1-D inputs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(kept)
+    cols = 4
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), dpi=90, squeeze=False, sharey=True)
+    pad = 0.25 * (x.max() - x.min())
+    grid = np.linspace(x.min() - pad, x.max() + pad, 150)[:, None]
+    colours = {"original": "tab:grey", "unlearned": "tab:orange", "retrained": "tab:blue"}
+    for ax, name in zip(axes.flat, names, strict=False):
+        case = kept[name]
+        for label in ("original", "retrained", "unlearned"):
+            post = case[label]
+            if post is None:
+                continue
+            mean, var = post.predictive(grid)
+            ax.plot(grid[:, 0], mean, color=colours[label], lw=1, label=label)
+            ax.fill_between(grid[:, 0], mean - 2 * np.sqrt(var), mean + 2 * np.sqrt(var), color=colours[label],
+                            alpha=0.15)
+        f = case["mask"]
+        ax.scatter(x[~f, 0], y[~f], s=3, color="black")
+        ax.scatter(x[f, 0], y[f], s=5, marker="x", color="red")
+        ax.set_ylim(-3, 3)
+        ax.set_title(name + (" (failed)" if case["unlearned"] is None else ""), fontsize=9)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title)
     fig.tight_layout()
     atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}), suffix=".png")
     plt.close(fig)

@@ -29,6 +29,7 @@ import scipy.linalg
 from .curvature import network_outputs, outputs_and_jacobians, structured_curvature
 from .errors import ConfigError, NotPositiveDefinite
 from .posterior import GaussianPosterior
+from .threads import blas_for
 
 REPAIRS = ("clip", "damp", "refuse")
 MEAN_UPDATES = ("newton", "damped", "none")
@@ -67,16 +68,21 @@ class UnlearningReport:
         return asdict(self)
 
 
+DEFAULT_OPTIONS = UnlearnOptions()
+
+
 def forget(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
-           options: UnlearnOptions = UnlearnOptions()) -> tuple[GaussianPosterior, UnlearningReport]:
+           options: UnlearnOptions = DEFAULT_OPTIONS) -> tuple[GaussianPosterior, UnlearningReport]:
     """Remove the records (x, y) from `posterior`."""
-    return _combine(posterior, x, y, -1.0, options)
+    with blas_for(len(posterior.precision)):
+        return _combine(posterior, x, y, -1.0, options)
 
 
 def relearn(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
-            options: UnlearnOptions = UnlearnOptions()) -> tuple[GaussianPosterior, UnlearningReport]:
+            options: UnlearnOptions = DEFAULT_OPTIONS) -> tuple[GaussianPosterior, UnlearningReport]:
     """The inverse of `forget`: multiply the linearised likelihood of (x, y) back in."""
-    return _combine(posterior, x, y, +1.0, options)
+    with blas_for(len(posterior.precision)):
+        return _combine(posterior, x, y, +1.0, options)
 
 
 def _combine(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray, sign: float,

@@ -103,10 +103,10 @@ def adam_loop(loss_fn, params: tuple[tf.Tensor, ...], steps: tf.Tensor, lr: tf.T
             value = loss_fn(i, params)
         grads = tape.gradient(value, params)
         t = tf.cast(i + 1, tf.float64)
-        m = tuple(beta1 * a + (1 - beta1) * g for a, g in zip(m, grads))
-        v = tuple(beta2 * a + (1 - beta2) * g * g for a, g in zip(v, grads))
+        m = tuple(beta1 * a + (1 - beta1) * g for a, g in zip(m, grads, strict=False))
+        v = tuple(beta2 * a + (1 - beta2) * g * g for a, g in zip(v, grads, strict=False))
         params = tuple(p - lr * (a / (1 - beta1**t)) / (tf.sqrt(b / (1 - beta2**t)) + eps)
-                       for p, a, b in zip(params, m, v))
+                       for p, a, b in zip(params, m, v, strict=False))
         return i + 1, params, m, v
 
     i, params, m, v = tf.while_loop(lambda i, *_: i < start + steps, body, (start, params, *state[1:]))

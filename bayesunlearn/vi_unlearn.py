@@ -28,8 +28,17 @@ import tensorflow as tf
 from .errors import ConfigError
 from .model import RegressionModel, as_tensor
 from .posterior import GaussianPosterior
-from .vi import (adam_loop, family_of, from_scale, initial_raw, mc_log_likelihood, scale_bijector, surrogate, tfd,
-                 whitening)
+from .vi import (
+    adam_loop,
+    family_of,
+    from_scale,
+    initial_raw,
+    mc_log_likelihood,
+    scale_bijector,
+    surrogate,
+    tfd,
+    whitening,
+)
 
 OBJECTIVES = ("eubo", "reverse_kl")
 

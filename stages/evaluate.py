@@ -12,8 +12,18 @@ from pathlib import Path
 from bayesunlearn import atomic, store
 from bayesunlearn.config import train_config
 
-from .common import (METRICS, MODELS, PLOTS, deterministic_tensorflow, fit_settings, load_splits, method,
-                     one_argument, params, run)
+from .common import (
+    METRICS,
+    MODELS,
+    PLOTS,
+    deterministic_tensorflow,
+    fit_settings,
+    load_splits,
+    method,
+    one_argument,
+    params,
+    run,
+)
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """DVC stage `study`: every method × deletion mode × forgotten fraction × seed, in one process.
 
 Writes study/results.csv (one row per run), study/summary.csv (medians) and
-study/pred_kl_vs_fraction.png. The predictive bands per method for the
-cluster case come from `evaluate@METHOD` (plots/predictive/).
+study/pred_kl_vs_fraction.png, and study/cluster_bands.png (predictive bands of
+every method when the largest configured fraction is forgotten as a cluster).
 """
 
 from tqdm import tqdm
@@ -20,7 +20,7 @@ def main() -> None:
     from bayesunlearn.methods import parse_methods
     from bayesunlearn.posterior import GaussianPosterior
     from bayesunlearn.study import run_study, summarise
-    from bayesunlearn.study_plots import save_kl_vs_fraction
+    from bayesunlearn.study_plots import save_kl_vs_fraction, save_method_bands
 
     p = params("study")
     methods = parse_methods(params("methods"))
@@ -31,13 +31,18 @@ def main() -> None:
     originals = {m.posterior: GaussianPosterior.load(MODELS / "original" / f"{m.posterior}.npz")
                  for m in methods.values()}
     model = next(iter(originals.values())).model
-    results = run_study(model, x, y, x_test, originals, methods, train_config(params("train")), fit_settings(),
-                        p["modes"], [float(f) for f in p["fractions"]], [int(s) for s in p["seeds"]],
-                        int(params("train")["seed"]), progress=tqdm)
+    fractions, seeds = [float(f) for f in p["fractions"]], [int(s) for s in p["seeds"]]
+    keep = ("cluster", max(fractions), seeds[0])
+    results, kept = run_study(model, x, y, x_test, originals, methods, train_config(params("train")),
+                              fit_settings(), p["modes"], fractions, seeds, int(params("train")["seed"]),
+                              progress=tqdm, keep=keep)
     summary = summarise(results)
     store.save_table(f"{OUT}/results.csv", results)
     store.save_table(f"{OUT}/summary.csv", summary)
     save_kl_vs_fraction(f"{OUT}/pred_kl_vs_fraction.png", summary)
+    if kept and x.shape[1] == 1:
+        save_method_bands(f"{OUT}/cluster_bands.png", kept, x, y,
+                          f"forgetting {keep[1]:.0%} of the records from the right edge (cluster)")
     print(summary.to_string(index=False))
 
 

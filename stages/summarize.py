@@ -5,13 +5,13 @@ side, sorted by gain, for `dvc plots show` and for people.
 """
 
 import json
-from pathlib import Path
 
 import pandas as pd
 
 from bayesunlearn import store
+from bayesunlearn.errors import ConfigError
 
-from .common import METRICS, run
+from .common import METRICS, params, run
 
 COLUMNS = ["method", "posterior", "operator", "failed", "gain", "indistinguishability",
            "pred_kl_unlearned_retrained", "pred_kl_original_retrained", "pred_kl_retrain_floor",
@@ -20,7 +20,12 @@ COLUMNS = ["method", "posterior", "operator", "failed", "gain", "indistinguishab
 
 
 def main() -> None:
-    rows = [json.loads(path.read_text()) for path in sorted(Path(METRICS / "evaluate").glob("*.json"))]
+    # only the configured methods: files of methods removed from params.yaml may linger
+    paths = [METRICS / "evaluate" / f"{name}.json" for name in sorted(params("methods"))]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise ConfigError(f"no evaluation for {missing}; run `dvc repro` for those methods first.")
+    rows = [json.loads(path.read_text()) for path in paths]
     table = pd.DataFrame(rows)[COLUMNS].sort_values(["failed", "gain"], kind="stable")
     store.save_table(METRICS / "methods.csv", table)
     print(table[["method", "failed", "gain", "indistinguishability"]].to_string(index=False))

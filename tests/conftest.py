@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN may reorder float sums
@@ -51,3 +56,76 @@ def fitted(tf) -> Fitted:
     mask = np.zeros(len(x), dtype=bool)
     mask[np.random.default_rng(0).permutation(len(x))[: len(x) // 10]] = True
     return Fitted(model, x, y, theta, mask)
+
+
+# --- a tiny copy of the repository, for end-to-end tests of DVC and Prefect -----------------
+
+TINY = {
+    ("prepare", "two_clusters", "n_records"): 60,
+    ("train", "adam_steps"): 1000,
+    ("train", "polish_iterations"): 30,
+    ("model", "hidden"): [8],
+    ("retrain", "seeds"): 2,
+    ("vi", "steps"): 200,
+    ("posteriors",): ["full_ggn", "vi_mean_field"],
+    ("methods",): {
+        "ggn_newton": {"posterior": "full_ggn", "operator": "divide"},
+        "ggn_damped": {"posterior": "full_ggn", "operator": "divide", "mean_update": "damped"},
+        "vi_mf_eubo": {"posterior": "vi_mean_field", "operator": "eubo", "threshold": 1.0e-6, "steps": 50},
+    },
+    ("evaluate", "timing_repeats"): 1,
+    ("evaluate", "plot_grid_points"): 20,
+    ("study", "fractions"): [0.1],
+    ("study", "seeds"): [0],
+}
+
+
+def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def tiny_repo(root: Path, extra: dict | None = None) -> Path:
+    """The repository's tracked files with the TINY config, `prepare` run and one example request."""
+    files = sh("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).stdout.split()
+    for name in files:
+        if (REPO / name).is_file() and not name.startswith(("metrics/", "study/", "plots/")):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for keys, value in {**TINY, **(extra or {})}.items():
+        section = params
+        for key in keys[:-1]:
+            section = section[key]
+        section[keys[-1]] = value
+    params["study"]["methods"] = []
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / "dvc.lock").unlink(missing_ok=True)
+    sh("git", "init", "-q", cwd=root)
+    sh("dvc", "repro", "prepare", cwd=root)
+    # the shipped example request names records of the default data: replace it with tiny-data ids
+    for old in (root / "data/requests").glob("*.json"):
+        old.unlink()
+    write_request(root, "req-0001", train_ids(root)[:5])
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "tiny", cwd=root)
+    return root
+
+
+def train_ids(root: Path) -> list[str]:
+    return [line.split(",")[0] for line in (root / "data/prepared/train.csv").read_text().splitlines()[1:]]
+
+
+def request_payload(request_id: str, ids: list[str]) -> dict:
+    return {"request_id": request_id, "record_ids": ids, "reason": "test", "received_at": "2026-11-27T10:00:00Z"}
+
+
+def write_request(root: Path, request_id: str, ids: list[str], folder: str = "data/requests") -> Path:
+    path = root / folder / f"{request_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(request_payload(request_id, ids)))
+    return path

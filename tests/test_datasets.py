@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO
 
 from bayesunlearn import datasets, store
 from bayesunlearn.config import model_params
 from bayesunlearn.errors import ConfigError, DataError
-from conftest import REPO
 
 CLUSTERS = [[-2.0, -0.5], [0.5, 2.0]]
 

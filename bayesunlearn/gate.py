@@ -1,0 +1,76 @@
+"""The quality gate: is an unlearned posterior good enough to serve, judged without a retrain?
+
+In production the reference retrain is exactly what we avoid, so the gate uses
+signals that cost at most one pass over the retained data:
+- the operator's own verdict: it did not fail, and Λ_r was positive definite
+  without repair (or the repair is one the operator allows);
+- the gradient residual ‖∇L_r(μ_u)‖ of the retained objective at the unlearned
+  mean (the certified-removal quantity), relative to ‖∇L_r(μ)‖ at the original
+  mean: below 1, the step moved towards a retained-data optimum; far above 1,
+  it left the region where the quadratic model holds;
+- a loss-threshold membership-inference AUC of forgotten vs unseen test
+  records: high means the forgotten records still look like training data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import metrics
+from .errors import ConfigError
+from .posterior import GaussianPosterior
+from .training import objective
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    max_residual_ratio: float = 1.0
+    max_mia_auc: float = 0.65
+    allowed_repairs: tuple[str, ...] = ("none",)
+
+    def __post_init__(self) -> None:
+        if not self.max_residual_ratio > 0 or not 0 < self.max_mia_auc <= 1:
+            raise ConfigError(f"gate thresholds out of range: {self}; max_residual_ratio > 0, "
+                              f"0 < max_mia_auc ≤ 1.")
+        object.__setattr__(self, "allowed_repairs", tuple(self.allowed_repairs))
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    passed: bool
+    reasons: list[str]
+    residual_ratio: float
+    residual_unlearned: float
+    residual_original: float
+    mia_auc: float
+    unlearn_status: str
+    repair: str
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "decision": "pass" if self.passed else "fallback"}
+
+
+def gate(original: GaussianPosterior, unlearned: GaussianPosterior, report: dict,
+         x_r: np.ndarray, y_r: np.ndarray, x_f: np.ndarray, y_f: np.ndarray, x_test: np.ndarray,
+         y_test: np.ndarray, thresholds: GateThresholds) -> GateDecision:
+    model = unlearned.model
+    _, grad_u = objective(model, unlearned.mean, x_r, y_r)
+    _, grad_o = objective(model, original.mean, x_r, y_r)
+    residual_u, residual_o = float(np.linalg.norm(grad_u)), float(np.linalg.norm(grad_o))
+    ratio = residual_u / residual_o if residual_o > 0 else float("inf")
+    nll_f = metrics.gaussian_nll(y_f, *unlearned.predictive(x_f))
+    nll_t = metrics.gaussian_nll(y_test, *unlearned.predictive(x_test))
+    auc = metrics.membership_auc(nll_f, nll_t)
+    status, repair = report.get("status", "ok"), report.get("repair", "none")
+    reasons = []
+    if status != "ok":
+        reasons.append(f"unlearning failed: {report.get('reason', '')}")
+    if repair not in thresholds.allowed_repairs:
+        reasons.append(f"precision needed repair '{repair}' ({report.get('n_negative_eigs')} negative eigenvalues)")
+    if not ratio <= thresholds.max_residual_ratio:
+        reasons.append(f"gradient residual ratio {ratio:.3g} > {thresholds.max_residual_ratio:g}")
+    if not auc <= thresholds.max_mia_auc:
+        reasons.append(f"membership AUC {auc:.3g} > {thresholds.max_mia_auc:g}")
+    return GateDecision(not reasons, reasons, ratio, residual_u, residual_o, auc, status, repair)

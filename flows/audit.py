@@ -1,0 +1,75 @@
+"""Prefect flow `audit_unlearning`: the slow path, run on a schedule (e.g. nightly).
+
+Runs the reference retrains and the full evaluation of the production method
+(`dvc repro evaluate@METHOD`), then checks the gate's decision against it. A
+gate that passed while the audit finds the unlearned posterior worse than
+doing nothing (gain > `audit.max_gain`) or far outside the retrain noise
+(indistinguishability > `audit.max_indistinguishability`) is reported loudly.
+The audit result is written to metrics/audit.json beside the requests it covers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from bayesunlearn import atomic
+
+from .intake import QUIET, dvc_stage
+from .workspace import Workspace
+
+
+@task(**QUIET)
+def judge(root: str) -> dict:
+    workspace = Workspace(Path(root))
+    params = workspace.params()
+    method, limits = params["gate"]["method"], params["audit"]
+    gate = json.loads((workspace.root / "metrics" / "gate.json").read_text())
+    evaluation = json.loads((workspace.root / "metrics" / "evaluate" / f"{method}.json").read_text())
+    summary = json.loads((workspace.root / "data" / "split" / "summary.json").read_text())
+    poor = [f"{name} {evaluation[name]:.3g} > {limits[key]:g}"
+            for name, key in (("gain", "max_gain"), ("indistinguishability", "max_indistinguishability"))
+            if not evaluation[name] <= limits[key]]
+    verdict = {"method": method, "gate": gate["decision"], "audit": "poor" if poor else "good", "problems": poor,
+               "gate_missed_it": gate["decision"] == "pass" and bool(poor),
+               "requests": [r["request_id"] for r in summary["requests"]],
+               **{k: evaluation[k] for k in ("gain", "indistinguishability", "pred_kl_unlearned_retrained",
+                                             "pred_kl_original_retrained", "pred_kl_retrain_floor")}}
+    atomic.write_json(workspace.root / "metrics" / "audit.json", verdict)
+    return verdict
+
+
+@flow(name="audit_unlearning")
+def audit_unlearning(repo: str = ".") -> dict:
+    workspace, logger = Workspace(Path(repo).resolve()), get_run_logger()
+    root, method = str(workspace.root), workspace.params()["gate"]["method"]
+    with workspace.lock():
+        for stage in ["retrain", f"retrain_posterior@{workspace.params()['gate']['posterior']}",
+                      f"evaluate@{method}"]:
+            dvc_stage(root, stage)
+        verdict = judge(root)
+    headline = ("# ⚠ GATE PASSED BUT THE AUDIT FOUND A POOR UNLEARNING ⚠" if verdict["gate_missed_it"]
+                else f"# Audit: {verdict['audit']} (gate: {verdict['gate']})")
+    create_markdown_artifact("\n".join([
+        headline, "", f"Requests covered: {', '.join(verdict['requests']) or 'none'}", "",
+        "| metric | value |", "|---|---|",
+        *[f"| {k} | {verdict[k]:.4g} |" for k in ("gain", "indistinguishability", "pred_kl_unlearned_retrained",
+                                                  "pred_kl_original_retrained", "pred_kl_retrain_floor")],
+        "", "; ".join(verdict["problems"])]), key="unlearning-audit")
+    (logger.error if verdict["gate_missed_it"] else logger.info)("audit %s; gate %s; %s", verdict["audit"],
+                                                                 verdict["gate"], verdict["problems"])
+    return verdict
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", default=".", help="the DVC workspace (default: the current folder)")
+    print(json.dumps(audit_unlearning(repo=parser.parse_args().repo), indent=2))
+
+
+if __name__ == "__main__":
+    main()

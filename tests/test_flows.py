@@ -1,0 +1,167 @@
+"""The Prefect flows end to end, on a tiny copy of the repository, with one test Prefect server."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import request_payload, sh, tiny_repo, train_ids
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def prefect(tmp_path_factory):
+    """One temporary Prefect server for the module; results would land in a folder we can scan."""
+    storage = tmp_path_factory.mktemp("prefect-storage")
+    os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(storage)
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield storage
+
+
+@pytest.fixture(scope="module")
+def served(prefect, tmp_path_factory):
+    """A workspace where one request went through the flow: the fast path."""
+    from flows.intake import process_deletion_requests
+
+    root = tiny_repo(tmp_path_factory.mktemp("flow"))
+    ids = train_ids(root)
+    request = request_payload("req-0002", ids[10:13])
+    result = process_deletion_requests(repo=str(root), request=request)
+    return root, result, request
+
+
+def forgotten_values(root: Path, ids: list[str]) -> list[str]:
+    """The x and y values of the given records as written in the prepared data (the leak markers)."""
+    rows = [line.split(",") for line in (root / "data/prepared/train.csv").read_text().splitlines()[1:]]
+    return [value for row in rows if row[0] in ids for value in row[1:]]
+
+
+def test_an_accepted_request_is_applied_and_served(served):
+    root, result, request = served
+    assert result["requests"] == ["req-0002"] and result["gate"] == "pass" and result["served"] == "fast"
+    assert (root / "data/requests/req-0002.json").exists() and not list((root / "inbox").glob("*.json"))
+    provenance = json.loads((root / "models/served/provenance.json").read_text())
+    assert provenance["path"] == "fast" and provenance["method"] == "ggn_newton"
+    assert result["hashes"]["models/served"]
+    summary = json.loads((root / "data/split/summary.json").read_text())
+    assert summary["n_forgotten"] == 5 + 3
+
+
+def test_artifacts_name_requests_not_records(served):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts()
+
+    root, _, request = served
+    artifacts = asyncio.run(read())
+    keys = {a.key for a in artifacts}
+    assert {"deletion-run", "gate-metrics"} <= keys
+    markdown = next(a for a in artifacts if a.key == "deletion-run").data
+    assert "req-0002" in markdown
+    for value in forgotten_values(root, request["record_ids"]):
+        assert value not in markdown
+
+
+def test_nothing_forgotten_leaks_into_prefect(served, prefect):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def runs():
+        async with get_client() as client:
+            return await client.read_flow_runs()
+
+    root, _, request = served
+    markers = forgotten_values(root, request["record_ids"])
+    assert markers
+    stored = b"".join(p.read_bytes() for p in Path(prefect).rglob("*") if p.is_file())
+    parameters = json.dumps([r.parameters for r in asyncio.run(runs())])
+    for value in markers:
+        assert value.encode() not in stored and value not in parameters
+
+
+def test_a_cluster_deletion_fails_the_gate_and_falls_back(prefect, tmp_path_factory):
+    from flows.intake import process_deletion_requests
+
+    root = tiny_repo(tmp_path_factory.mktemp("cluster"))
+    ids = train_ids(root)
+    xs = [float(line.split(",")[1]) for line in (root / "data/prepared/train.csv").read_text().splitlines()[1:]]
+    right = [i for i, x in zip(ids, xs, strict=True) if x > 0]
+    result = process_deletion_requests(repo=str(root), request=request_payload("req-0100", right))
+    assert result["gate"] == "fallback" and result["served"] == "fallback"
+    provenance = json.loads((root / "models/served/provenance.json").read_text())
+    assert provenance["path"] == "fallback" and provenance["gate_reasons"]
+
+
+def test_two_concurrent_runs_both_finish_and_apply_each_request_once(served):
+    from flows.intake import process_deletion_requests
+
+    root, _, _ = served
+    ids = train_ids(root)
+    results, errors = [], []
+
+    def run(request_id, chosen):
+        try:
+            results.append(process_deletion_requests(repo=str(root), request=request_payload(request_id, chosen)))
+        except Exception as err:  # noqa: BLE001 - reported by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=("req-0003", ids[20:22])),
+               threading.Thread(target=run, args=("req-0004", ids[22:24]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    applied = sorted(r for result in results for r in result["requests"])
+    assert applied == ["req-0003", "req-0004"]  # each exactly once, whichever run picked it up
+    assert sorted(p.stem for p in (root / "data/requests").glob("*.json")) == [
+        "req-0001", "req-0002", "req-0003", "req-0004"]
+    # the same request again is recognised, not applied twice
+    again = process_deletion_requests(repo=str(root), request=request_payload("req-0003", ids[20:22]))
+    assert again["requests"] == []
+    assert "already applied" in (root / "inbox/rejected/req-0003.json.reason.json").read_text()
+
+
+def test_a_stage_killed_mid_run_leaves_things_consistent_and_a_rerun_matches(prefect, tmp_path_factory,
+                                                                            monkeypatch):
+    from flows import workspace as ws
+    from flows.intake import process_deletion_requests
+
+    root = tiny_repo(tmp_path_factory.mktemp("killed"))
+    ids = train_ids(root)
+    process_deletion_requests(repo=str(root))  # serve the shipped request first
+    served_before = (root / "models/served/posterior.npz").read_bytes()
+
+    real = ws.Workspace.repro
+
+    def killed_at_gate(self, stage):
+        if stage == "gate":
+            raise ws.StageFailed("dvc repro gate failed (-9): killed")
+        return real(self, stage)
+
+    monkeypatch.setattr(ws.Workspace, "repro", killed_at_gate)
+    with pytest.raises(ws.StageFailed):
+        process_deletion_requests(repo=str(root), request=request_payload("req-0005", ids[30:33]))
+    assert (root / "inbox/req-0005.json").exists() and not (root / "data/requests/req-0005.json").exists()
+    assert (root / "models/served/posterior.npz").read_bytes() == served_before
+    monkeypatch.setattr(ws.Workspace, "repro", real)
+    rerun = process_deletion_requests(repo=str(root))
+    assert rerun["requests"] == ["req-0005"]
+
+    # an uninterrupted run on the same data and requests gives the same served posterior, bit for bit
+    clean = tiny_repo(tmp_path_factory.mktemp("uninterrupted"))
+    process_deletion_requests(repo=str(clean), request=request_payload("req-0005", ids[30:33]))
+    assert (clean / "models/served/posterior.npz").read_bytes() == (root / "models/served/posterior.npz").read_bytes()
+    assert sh("git", "status", "--short", cwd=root).returncode == 0
