@@ -85,15 +85,43 @@ def relearn(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
         return _combine(posterior, x, y, +1.0, options)
 
 
+@dataclass(frozen=True)
+class _Curvature:
+    """H_f and g_f of the records at θ*: H_f as a dense matrix, a diagonal, or a factor U with H_f = UUᵀ."""
+
+    gradient: np.ndarray
+    matrix: np.ndarray | None = None
+    factor: np.ndarray | None = None  # (k, |D_f|): the GGN's rank-|D_f| factor J_fᵀ/σ
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        if self.factor is not None:
+            return self.factor @ (self.factor.T @ v)
+        return self.matrix * v if self.matrix.ndim == 1 else self.matrix @ v
+
+    def dense(self) -> np.ndarray:
+        return self.factor @ self.factor.T if self.factor is not None else self.matrix
+
+
+def _curvature(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray) -> _Curvature:
+    if posterior.structure in ("full_ggn", "vi_full") and len(x):
+        # one Jacobian pass; the P × P matrix is only formed if the dense path needs it
+        f, jac = outputs_and_jacobians(posterior.model.spec, posterior.linearisation_point, x)
+        sigma = posterior.model.noise_std
+        return _Curvature(jac.T @ (f - y) / sigma**2, factor=jac.T / sigma)
+    matrix, gradient = structured_curvature(posterior.model, posterior.linearisation_point, x, y,
+                                            posterior.structure, posterior.index)
+    return _Curvature(gradient, matrix=matrix)
+
+
 def _combine(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray, sign: float,
              options: UnlearnOptions) -> tuple[GaussianPosterior, UnlearningReport]:
     theta_star, idx = posterior.linearisation_point, posterior.index
-    hessian, gradient = structured_curvature(posterior.model, theta_star, x, y, posterior.structure, idx)
-    rhs = -sign * (_apply(hessian, (posterior.mean - theta_star)[idx]) + gradient)
+    curvature = _curvature(posterior, x, y)
+    rhs = -sign * (curvature.apply((posterior.mean - theta_star)[idx]) + curvature.gradient)
     floor = posterior.model.prior_precision if options.eig_floor is None else options.eig_floor
 
     if posterior.diagonal:
-        precision = posterior.precision + sign * hessian
+        precision = posterior.precision + sign * curvature.matrix
         min_eig, n_neg = float(precision.min()), int(np.sum(precision <= 0))
         repair_used, delta = "none", 0.0
         if n_neg:
@@ -101,13 +129,13 @@ def _combine(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray, sign: f
         covariance, step, solver = None, rhs / precision, "diagonal"
     else:
         precision, covariance, step, min_eig, n_neg, repair_used, delta, solver = _dense_update(
-            posterior, x, hessian, rhs, sign, floor, options)
+            posterior, curvature, rhs, sign, floor, options)
 
     step_length = 1.0
     if options.mean_update == "none":
         step_length = 0.0
     elif options.mean_update == "damped":
-        step_length = _trusted_step_length(posterior, x, y, step, options.trust_tolerance)
+        step_length = _trusted_step_length(posterior, x, y, step, curvature, options.trust_tolerance)
     full_step = np.zeros_like(posterior.mean)
     full_step[idx] = step_length * step
     result = posterior.with_updates(mean=posterior.mean + full_step, precision=precision, covariance=covariance)
@@ -115,18 +143,18 @@ def _combine(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray, sign: f
                                     float(np.linalg.norm(full_step)), solver)
 
 
-def _dense_update(posterior, x, hessian, rhs, sign, floor, options):
+def _dense_update(posterior, curvature: _Curvature, rhs, sign, floor, options):
     """Λ_r and Λ_r⁻¹·rhs, by Woodbury when it applies, else densely with eigen-repair."""
-    k, p = len(x), len(posterior.precision)
-    low_rank = posterior.structure in ("full_ggn", "vi_full") and sign < 0 and 0 < k < p
-    if options.woodbury and low_rank and posterior.covariance is not None:
-        result = _woodbury_downdate(posterior, x, rhs)
+    p = len(posterior.precision)
+    k = curvature.factor.shape[1] if curvature.factor is not None else p
+    if options.woodbury and sign < 0 and k < p and posterior.covariance is not None:
+        result = _woodbury_downdate(posterior, curvature.factor, rhs)
         if result is not None:
             precision, covariance, step = result
             min_eig, n_neg = (float(scipy.linalg.eigvalsh(precision, subset_by_index=[0, 0])[0]), 0) \
                 if p <= DENSE_EIG_MAX_PARAMS else (float("nan"), -1)
             return precision, covariance, step, min_eig, n_neg, "none", 0.0, "woodbury"
-    precision = posterior.precision + sign * hessian
+    precision = posterior.precision + sign * curvature.dense()
     precision = 0.5 * (precision + precision.T)
     eigenvalues, vectors = scipy.linalg.eigh(precision)
     n_neg, min_eig = int(np.sum(eigenvalues <= 0)), float(eigenvalues[0])
@@ -134,7 +162,7 @@ def _dense_update(posterior, x, hessian, rhs, sign, floor, options):
     if n_neg:
         if options.repair == "refuse":
             raise NotPositiveDefinite(
-                f"after forgetting {k} records the {posterior.structure} precision has {n_neg} non-positive "
+                f"after forgetting these records the {posterior.structure} precision has {n_neg} non-positive "
                 f"eigenvalues (smallest {min_eig:.3g}); the Gaussian division is undefined. Choose repair "
                 f"'clip' or 'damp' in params.yaml, use a GGN structure, or fall back to retraining.")
         repair = options.repair
@@ -148,10 +176,8 @@ def _dense_update(posterior, x, hessian, rhs, sign, floor, options):
     return precision, covariance, covariance @ rhs, min_eig, n_neg, repair, delta, "dense"
 
 
-def _woodbury_downdate(posterior, x, rhs):
+def _woodbury_downdate(posterior, u, rhs):
     """(Λ − UUᵀ)⁻¹ = Σ + ΣU (I − UᵀΣU)⁻¹ UᵀΣ with U = J_fᵀ/σ; None if not positive definite."""
-    _, jac = outputs_and_jacobians(posterior.model.spec, posterior.linearisation_point, x)
-    u = jac.T / posterior.model.noise_std
     sigma_u = posterior.covariance @ u                       # O(|D_f|·P²)
     capacitance = np.eye(u.shape[1]) - u.T @ sigma_u         # |D_f| × |D_f|: the PD check
     try:
@@ -174,19 +200,14 @@ def _repair_diagonal(precision, n_neg, floor, options):
     return precision + delta, "damp", delta
 
 
-def _apply(hessian: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return hessian * v if hessian.ndim == 1 else hessian @ v
-
-
-def _trusted_step_length(posterior: GaussianPosterior, x, y, step, tolerance: float) -> float:
+def _trusted_step_length(posterior: GaussianPosterior, x, y, step, curvature: _Curvature, tolerance: float
+                         ) -> float:
     """Longest t in {1, ½, ¼, …} where the quadratic model of the forgotten NLL is still accurate.
 
     Compares the actual change of Σ_f ℓ_i along the step with the change the
     second-order model (g_f, H_f at θ*) predicts; needs only the forgotten data.
     """
-    model, idx = posterior.model, posterior.index
-    theta_star = posterior.linearisation_point
-    hessian, gradient = structured_curvature(model, theta_star, x, y, posterior.structure, idx)
+    idx, theta_star, gradient = posterior.index, posterior.linearisation_point, curvature.gradient
     base = _forgotten_nll(posterior, x, y, posterior.mean)
     offset = (posterior.mean - theta_star)[idx]
     t = 1.0
@@ -196,7 +217,7 @@ def _trusted_step_length(posterior: GaussianPosterior, x, y, step, tolerance: fl
         actual = _forgotten_nll(posterior, x, y, posterior.mean + move) - base
         d_new, d_old = offset + t * step, offset
         predicted = (gradient @ (d_new - d_old)
-                     + 0.5 * (d_new @ _apply(hessian, d_new) - d_old @ _apply(hessian, d_old)))
+                     + 0.5 * (d_new @ curvature.apply(d_new) - d_old @ curvature.apply(d_old)))
         if abs(predicted) < 1e-12 or abs(actual / predicted - 1.0) <= tolerance:
             return t
         t *= 0.5

@@ -3,7 +3,8 @@
 Prints one JSON object and saves it, with predictive plots, under bench/results/:
 - "random" / "cluster": the default method (GGN Laplace, Newton step), with the
   retrain noise floor (`retrain.seeds` retrains from scratch);
-- "methods": {NAME: {"random": {...}, "cluster": {...}}} for every configured method.
+- "methods": {NAME: {"random": {...}, "cluster": {...}}} for every configured method;
+- "intake_latency": request file in the inbox → new served posterior (bench/latency.py).
 `random` forgets 10 % of the training records at random, `cluster` every record
 of the right input cluster. Timings are medians of warm repeats in this one
 process, so ratios are fair on a noisy machine.
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="warm timing repeats (median)")
     parser.add_argument("--methods", nargs="*", help="only these methods (default: all configured)")
     parser.add_argument("--out", default="bench/results", help="folder for bench.json and plots")
+    parser.add_argument("--no-latency", action="store_true", help="skip the intake-latency measurement")
     args = parser.parse_args(argv)
 
     import tensorflow as tf
@@ -95,6 +97,13 @@ def main(argv: list[str] | None = None) -> None:
                                          splits, 200)
                 save_predictive_png(Path(args.out) / f"predictive_{case}.png", table, splits,
                                     f"{name}, {case} deletion: {int(mask.sum())} of {len(x)} records forgotten")
+    if not args.no_latency:
+        import contextlib
+
+        from bench.latency import measure
+
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON alone
+            report["intake_latency"] = measure()
     atomic.write_json(Path(args.out) / "bench.json", report)
     print(json.dumps(report, indent=2))
 
