@@ -16,14 +16,14 @@ import numpy as np
 from .errors import ConfigError
 from .laplace import LAPLACE_STRUCTURES, fit_laplace, optimize_hyperparameters
 from .model import RegressionModel
-from .posterior import STRUCTURES, GaussianPosterior
+from .posterior import GaussianPosterior
 from .training import TrainConfig, fit_map
-from .unlearn import UnlearnOptions, forget
+from .options import Method, parse_methods  # re-exported: the suite in one place
+from .unlearn import forget
 from .vi import VIConfig, fit_vi
-from .vi_unlearn import VIUnlearnConfig, unlearn_vi
+from .vi_unlearn import unlearn_vi
 
 VI_KINDS = {"vi_mean_field": ("mean_field", "diag_ggn"), "vi_full": ("full", "full_ggn")}
-OPERATORS = ("divide", "eubo", "reverse_kl")
 
 
 @dataclass(frozen=True)
@@ -41,43 +41,6 @@ class FitSettings:
             return VIConfig(learning_rate=float(rate), **settings)
         except TypeError as err:
             raise ConfigError(f"params.yaml vi section: {err}") from None
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    posterior: str
-    operator: str
-    options: dict
-
-    @classmethod
-    def parse(cls, name: str, spec: dict) -> Method:
-        spec = dict(spec)
-        kind, operator = spec.pop("posterior", None), spec.pop("operator", "divide")
-        if kind not in STRUCTURES:
-            raise ConfigError(f"method {name!r}: posterior {kind!r} is not one of {sorted(STRUCTURES)}.")
-        if operator not in OPERATORS:
-            raise ConfigError(f"method {name!r}: operator {operator!r} is not one of {list(OPERATORS)}.")
-        if operator != "divide" and kind not in VI_KINDS:
-            raise ConfigError(f"method {name!r}: operator {operator!r} needs a VI posterior "
-                              f"({sorted(VI_KINDS)}), not {kind!r}.")
-        method = cls(name, kind, operator, spec)
-        method.unlearn_config()  # validate the options now, not halfway through a run
-        return method
-
-    def unlearn_config(self) -> UnlearnOptions | VIUnlearnConfig:
-        try:
-            if self.operator == "divide":
-                return UnlearnOptions(**self.options)
-            return VIUnlearnConfig(objective=self.operator, **self.options)
-        except TypeError as err:
-            raise ConfigError(f"method {self.name!r}: {err}") from None
-
-
-def parse_methods(section: dict) -> dict[str, Method]:
-    if not section:
-        raise ConfigError("params.yaml `methods` is empty; configure at least one unlearning method.")
-    return {name: Method.parse(name, spec) for name, spec in section.items()}
 
 
 def fit_posterior(kind: str, model: RegressionModel, theta_map: np.ndarray, x: np.ndarray, y: np.ndarray,

@@ -27,30 +27,12 @@ import numpy as np
 import scipy.linalg
 
 from .curvature import network_outputs, outputs_and_jacobians, structured_curvature
-from .errors import ConfigError, NotPositiveDefinite
+from .errors import NotPositiveDefinite
+from .options import UnlearnOptions
 from .posterior import GaussianPosterior
 from .threads import blas_for
 
-REPAIRS = ("clip", "damp", "refuse")
-MEAN_UPDATES = ("newton", "damped", "none")
 DENSE_EIG_MAX_PARAMS = 1000  # above this the Woodbury path skips the O(P³) smallest-eigenvalue report
-
-
-@dataclass(frozen=True)
-class UnlearnOptions:
-    repair: str = "refuse"
-    mean_update: str = "newton"
-    eig_floor: float | None = None  # eigenvalue floor for repairs; default: the prior precision
-    trust_tolerance: float = 0.25   # |actual/predicted − 1| allowed for the damped step
-    woodbury: bool = True
-
-    def __post_init__(self) -> None:
-        if self.repair not in REPAIRS:
-            raise ConfigError(f"repair={self.repair!r} is not one of {list(REPAIRS)}.")
-        if self.mean_update not in MEAN_UPDATES:
-            raise ConfigError(f"mean_update={self.mean_update!r} is not one of {list(MEAN_UPDATES)}.")
-        if not 0 < self.trust_tolerance:
-            raise ConfigError(f"trust_tolerance={self.trust_tolerance} must be positive.")
 
 
 @dataclass(frozen=True)

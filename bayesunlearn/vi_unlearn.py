@@ -25,7 +25,7 @@ import numpy as np
 import scipy.special
 import tensorflow as tf
 
-from .errors import ConfigError
+from .options import VIUnlearnConfig
 from .model import RegressionModel, as_tensor
 from .posterior import GaussianPosterior
 from .vi import (
@@ -39,29 +39,6 @@ from .vi import (
     tfd,
     whitening,
 )
-
-OBJECTIVES = ("eubo", "reverse_kl")
-
-
-@dataclass(frozen=True)
-class VIUnlearnConfig:
-    objective: str = "eubo"
-    threshold: float = 0.0        # λ of the adjusted likelihood, in [0, 1)
-    steps: int = 1000
-    learning_rate: float = 0.01
-    samples: int = 8              # MC samples per EUBO step
-    check_every: int = 100        # steps between divergence checks
-    max_kl: float = 500.0         # KL(q_u ‖ q) beyond which the EUBO is called diverged
-    importance_samples: int = 4096
-    min_ess: float = 30.0         # reverse KL: fewer effective samples than this is a failure
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"VI unlearning objective {self.objective!r} is not one of {list(OBJECTIVES)}.")
-        if not 0 <= self.threshold < 1:
-            raise ConfigError(f"threshold λ={self.threshold} must lie in [0, 1).")
-
 
 @dataclass
 class VIUnlearnReport:

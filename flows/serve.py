@@ -18,17 +18,22 @@ from .intake import process_deletion_requests
 from .workspace import Workspace
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repo", default=".", help="the DVC workspace the flows work on")
-    repo = str(Path(parser.parse_args().repo).resolve())
+def deployments(repo: str) -> list:
+    """The intake and audit deployments, each limited to one concurrent run."""
+    repo = str(Path(repo).resolve())
     schedule = Workspace(Path(repo)).params()["schedule"]
-    serve(
+    return [
         process_deletion_requests.to_deployment("intake", cron=schedule["intake_cron"], parameters={"repo": repo},
                                                 concurrency_limit=1),
         audit_unlearning.to_deployment("nightly-audit", cron=schedule["audit_cron"], parameters={"repo": repo},
                                        concurrency_limit=1),
-    )
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", default=".", help="the DVC workspace the flows work on")
+    serve(*deployments(parser.parse_args().repo))
 
 
 if __name__ == "__main__":

@@ -42,8 +42,8 @@ def fit_settings():
 
 
 def method(name: str):
-    """One configured method by name (checks the whole `methods` section)."""
-    from bayesunlearn.methods import parse_methods
+    """One configured method by name (checks the whole `methods` section; no TensorFlow)."""
+    from bayesunlearn.options import parse_methods
 
     methods = parse_methods(params("methods"))
     if name not in methods:

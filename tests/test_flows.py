@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -91,6 +92,45 @@ def test_nothing_forgotten_leaks_into_prefect(served, prefect):
         assert value.encode() not in stored and value not in parameters
 
 
+def test_the_audit_reports_loudly_when_a_passed_gate_was_wrong(served):
+    import asyncio
+
+    import yaml
+    from prefect.client.orchestration import get_client
+
+    from flows.audit import audit_unlearning
+
+    root, _, _ = served
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["audit"]["max_gain"] = 1e-12  # nothing can meet this: the audit must call the pass a miss
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    verdict = audit_unlearning(repo=str(root))
+    assert verdict["gate"] == "pass" and verdict["audit"] == "poor" and verdict["gate_missed_it"]
+    assert "req-0002" in verdict["requests"]
+    assert json.loads((root / "metrics/audit.json").read_text())["gate_missed_it"] is True
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts()
+
+    audit = [a for a in asyncio.run(read()) if a.key == "unlearning-audit"]
+    assert audit and "GATE PASSED BUT THE AUDIT FOUND A POOR UNLEARNING" in audit[-1].data
+
+
+def test_serve_builds_both_deployments_on_the_configured_schedules(served):
+    import yaml
+
+    from flows.serve import deployments
+
+    root, _, _ = served
+    schedule = yaml.safe_load((root / "params.yaml").read_text())["schedule"]
+    intake, audit = deployments(str(root))
+    assert intake.name == "intake" and audit.name == "nightly-audit"
+    crons = [[s.schedule.cron for s in d.schedules] for d in (intake, audit)]
+    assert crons == [[schedule["intake_cron"]], [schedule["audit_cron"]]]
+    assert intake.parameters == {"repo": str(root)}
+
+
 def test_a_cluster_deletion_fails_the_gate_and_falls_back(prefect, tmp_path_factory):
     from flows.intake import process_deletion_requests
 
@@ -147,9 +187,29 @@ def test_a_stage_killed_mid_run_leaves_things_consistent_and_a_rerun_matches(pre
     real = ws.Workspace.repro
 
     def killed_at_gate(self, stage):
-        if stage == "gate":
-            raise ws.StageFailed("dvc repro gate failed (-9): killed")
-        return real(self, stage)
+        """Run `dvc repro gate` for real and SIGKILL the stage's Python process mid-run."""
+        if stage != "gate":
+            return real(self, stage)
+        import subprocess
+        import time
+
+        import psutil
+
+        env = {**os.environ, **ws.ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        dvc = subprocess.Popen(["dvc", "repro", "--single-item", "gate"], cwd=self.root, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            victims = [p for p in psutil.Process(dvc.pid).children(recursive=True)
+                       if "stages.gate" in " ".join(p.cmdline())]
+            if victims:
+                time.sleep(1.0)  # let it get going
+                for victim in victims:
+                    victim.kill()
+                break
+            time.sleep(0.05)
+        code = dvc.wait(timeout=120)
+        raise ws.StageFailed(f"dvc repro gate failed ({code}): stage killed")
 
     monkeypatch.setattr(ws.Workspace, "repro", killed_at_gate)
     with pytest.raises(ws.StageFailed):
@@ -165,3 +225,4 @@ def test_a_stage_killed_mid_run_leaves_things_consistent_and_a_rerun_matches(pre
     process_deletion_requests(repo=str(clean), request=request_payload("req-0005", ids[30:33]))
     assert (clean / "models/served/posterior.npz").read_bytes() == (root / "models/served/posterior.npz").read_bytes()
     assert sh("git", "status", "--short", cwd=root).returncode == 0
+

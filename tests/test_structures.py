@@ -153,3 +153,22 @@ def test_laplace_evidence_is_exact_for_linear_regression_and_tuning_rescales_con
     assert tuned.model.noise_std == pytest.approx(0.3, rel=0.3)
     refit = fit_laplace(tuned.model, mean, x, y)
     np.testing.assert_allclose(tuned.precision, refit.precision, **TOL)
+
+
+def test_method_specs_load_without_tensorflow():
+    """gate/serve/summarize name methods; parsing them must not pay TensorFlow's start-up."""
+    import subprocess
+    import sys
+
+    check = ("import sys, yaml, bayesunlearn.options as o; o.parse_methods(yaml.safe_load(open('params.yaml'))"
+             "['methods']); assert 'tensorflow' not in sys.modules, 'options imported TensorFlow'")
+    from conftest import REPO
+
+    subprocess.run([sys.executable, "-c", check], check=True, cwd=REPO)
+
+
+def test_structure_names_agree():
+    from bayesunlearn.options import STRUCTURES as names
+    from bayesunlearn.posterior import STRUCTURES
+
+    assert set(names) == set(STRUCTURES)
