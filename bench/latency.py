@@ -70,12 +70,15 @@ def measure() -> dict:
         dvc_noop = timed(["dvc", "repro", "--single-item", "prepare"], root)
     ws.Workspace.repro = real
     ran = {s: t for s, t in stage_seconds.items() if t > 1.5 * dvc_noop}  # stages that did work
-    compute = sum(ran.values()) - len(ran) * (startup + dvc_noop)
+    with_tf = [s for s, t in ran.items() if t >= startup]  # only these can have imported TensorFlow
+    startup_share = len(with_tf) * startup
+    dvc_share = len(stage_seconds) * dvc_noop
     return {"total_seconds": total, "served": result["served"], "stage_seconds": stage_seconds,
-            "stages_that_ran": sorted(ran), "python_tf_startup_seconds": startup, "dvc_noop_seconds": dvc_noop,
-            "startup_share_seconds": len(ran) * startup, "dvc_share_seconds": len(stage_seconds) * dvc_noop,
-            "compute_seconds_estimate": max(compute, 0.0), "flow_overhead_seconds": total - sum(stage_seconds.values())}
-
+            "stages_that_ran": sorted(ran), "stages_with_tensorflow": sorted(with_tf),
+            "python_tf_startup_seconds": startup, "dvc_noop_seconds": dvc_noop,
+            "startup_share_seconds": startup_share, "dvc_share_seconds": dvc_share,
+            "compute_seconds_estimate": max(sum(stage_seconds.values()) - startup_share - dvc_share, 0.0),
+            "flow_overhead_seconds": total - sum(stage_seconds.values())}
 
 if __name__ == "__main__":
     print(json.dumps(measure(), indent=2))
