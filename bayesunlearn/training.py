@@ -32,7 +32,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.adam_steps < 0 or self.polish_iterations < 0:
             raise ValueError("adam_steps and polish_iterations must be non-negative.")
-        if self.polish not in ("newton", "lm", "lbfgs", "none"):
+        if self.polish not in ("lm", "lbfgs", "none"):
             raise ValueError(f"polish={self.polish!r} must be 'lm', 'lbfgs' or 'none'.")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate={self.learning_rate} must be positive.")
@@ -94,21 +94,7 @@ def _compiled(model: RegressionModel):
         candidate = theta - step
         return value, grad, candidate, loss(candidate, x, y)
 
-    @tf.function
-    def newton_step(theta, x, y, damping):
-        """One damped Newton step on the exact Hessian: (∇²L + λI) δ = −∇L."""
-        with tf.GradientTape() as outer:
-            outer.watch(theta)
-            value, grad = gradient(theta, x, y)
-        hess = outer.jacobian(grad, theta, experimental_use_pfor=False)
-        hess = 0.5 * (hess + tf.transpose(hess))
-        damped = hess + damping * tf.eye(tf.shape(theta)[0], dtype=tf.float64)
-        chol = tf.linalg.cholesky(damped)
-        step = tf.linalg.cholesky_solve(chol, grad[:, None])[:, 0]
-        candidate = theta - step
-        return value, grad, candidate, loss(candidate, x, y)
-
-    return adam, lbfgs, gradient, lm_step, newton_step
+    return adam, lbfgs, gradient, lm_step
 
 
 def _levenberg_marquardt(lm_step, theta, x, y, config: TrainConfig) -> tuple[tf.Tensor, int, bool]:
@@ -127,15 +113,13 @@ def _levenberg_marquardt(lm_step, theta, x, y, config: TrainConfig) -> tuple[tf.
 def fit_map(model: RegressionModel, x: np.ndarray, y: np.ndarray, theta0: np.ndarray,
             config: TrainConfig) -> tuple[np.ndarray, dict]:
     """Minimise L(θ) = −log p(θ) − Σ log p(y_i | x_i, θ) from `theta0`."""
-    adam, lbfgs, _, lm_step, newton_step = _compiled(model)
+    adam, lbfgs, _, lm_step = _compiled(model)
     x_t, y_t = as_tensor(x), as_tensor(y)
     theta = as_tensor(theta0)
     if config.adam_steps:
         theta = adam(theta, x_t, y_t, tf.constant(config.adam_steps), tf.constant(config.learning_rate, tf.float64))
     iterations, converged = 0, False
-    if config.polish == "newton":
-        theta, iterations, converged = _levenberg_marquardt(newton_step, theta, x_t, y_t, config)
-    elif config.polish == "lm":
+    if config.polish == "lm":
         theta, iterations, converged = _levenberg_marquardt(lm_step, theta, x_t, y_t, config)
     elif config.polish == "lbfgs":
         theta, converged, iterations, _ = lbfgs(theta, x_t, y_t, tf.constant(config.polish_iterations),
