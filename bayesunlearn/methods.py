@@ -16,9 +16,9 @@ import numpy as np
 from .errors import ConfigError
 from .laplace import LAPLACE_STRUCTURES, fit_laplace, optimize_hyperparameters
 from .model import RegressionModel
+from .options import STRUCTURES, Method
 from .posterior import GaussianPosterior
 from .training import TrainConfig, fit_map
-from .options import Method, parse_methods  # re-exported: the suite in one place
 from .unlearn import forget
 from .vi import VIConfig, fit_vi
 from .vi_unlearn import unlearn_vi

@@ -25,8 +25,8 @@ import numpy as np
 import scipy.special
 import tensorflow as tf
 
-from .options import VIUnlearnConfig
 from .model import RegressionModel, as_tensor
+from .options import VIUnlearnConfig
 from .posterior import GaussianPosterior
 from .vi import (
     adam_loop,
@@ -39,6 +39,7 @@ from .vi import (
     tfd,
     whitening,
 )
+
 
 @dataclass
 class VIUnlearnReport:

@@ -55,14 +55,16 @@ def main(argv: list[str] | None = None) -> None:
     from bayesunlearn import atomic, datasets
     from bayesunlearn.config import build_model, train_config
     from bayesunlearn.evaluation import Splits, compare, time_unlearning_vs_retraining
-    from bayesunlearn.methods import FitSettings, fit_posterior, parse_methods, unlearn
+    from bayesunlearn.methods import FitSettings, fit_posterior, unlearn
+    from bayesunlearn.options import parse_methods
     from bayesunlearn.plots import predictive_table, save_predictive_png
     from bayesunlearn.training import fit_map
+    from stages.prepare import load_source
 
     params = yaml.safe_load(Path(args.params).read_text())
-    p, g = params["prepare"], params["prepare"]["two_clusters"]
-    frame = datasets.two_clusters(int(g["n_records"]), int(p["seed"]), float(g["noise_std"]), g["clusters"])
-    train, test, _ = datasets.prepare(frame, float(p["test_fraction"]), int(p["seed"]), "two_clusters")
+    p = params["prepare"]
+    frame, origin = load_source(p)  # the prepare stage's own loader: same data as the pipeline
+    train, test, _ = datasets.prepare(frame, float(p["test_fraction"]), int(p["seed"]), origin)
     x, y = datasets.arrays(train)
     x_test, y_test = datasets.arrays(test)
     model = build_model(params["model"], x.shape[1])

@@ -17,7 +17,7 @@ OUT = "study"
 
 def main() -> None:
     deterministic_tensorflow()
-    from bayesunlearn.methods import parse_methods
+    from bayesunlearn.options import parse_methods
     from bayesunlearn.posterior import GaussianPosterior
     from bayesunlearn.study import run_study, summarise
     from bayesunlearn.study_plots import save_kl_vs_fraction, save_method_bands

@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import request_payload, sh, tiny_repo, train_ids
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TINY, sh, tiny_repo, train_ids, write_request
 
 pytestmark = pytest.mark.slow

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from bayesunlearn import report
 from conftest import REPO
+
+from bayesunlearn import report
 
 
 def test_readme_tables_match_the_committed_results():

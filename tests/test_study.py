@@ -20,7 +20,8 @@ def test_cluster_mode_forgets_a_contiguous_block_from_the_right_edge():
 
 def test_study_runs_every_method_on_the_grid_and_records_failures(fitted):
     from bayesunlearn.laplace import fit_laplace
-    from bayesunlearn.methods import FitSettings, Method
+    from bayesunlearn.methods import FitSettings
+    from bayesunlearn.options import Method
     from bayesunlearn.study import run_study, summarise
     from bayesunlearn.training import TrainConfig
 

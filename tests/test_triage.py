@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import request_payload
 
 from bayesunlearn import store
-from conftest import request_payload
 from flows.workspace import Workspace, accept, reject, return_to_inbox, triage
 
 
