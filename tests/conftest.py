@@ -58,6 +58,17 @@ def fitted(tf) -> Fitted:
     return Fitted(model, x, y, theta, mask)
 
 
+@pytest.fixture(scope="session")
+def prefect(tmp_path_factory):
+    """One temporary Prefect server for the whole session; results would land in a folder we can scan."""
+    storage = tmp_path_factory.mktemp("prefect-storage")
+    os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(storage)
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield storage
+
+
 # --- a tiny copy of the repository, for end-to-end tests of DVC and Prefect -----------------
 
 TINY = {

@@ -15,17 +15,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def prefect(tmp_path_factory):
-    """One temporary Prefect server for the module; results would land in a folder we can scan."""
-    storage = tmp_path_factory.mktemp("prefect-storage")
-    os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(storage)
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield storage
-
-
-@pytest.fixture(scope="module")
 def served(prefect, tmp_path_factory):
     """A workspace where one request went through the flow: the fast path."""
     from flows.intake import process_deletion_requests
