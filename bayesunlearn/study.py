@@ -16,6 +16,7 @@ do not depend on the seed and run once per fraction.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ import pandas as pd
 from .evaluation import mean_predictive_kl
 from .methods import FitSettings, Method, fit_posterior, unlearn
 from .model import RegressionModel
+from .posterior import GaussianPosterior
 from .training import TrainConfig, fit_map
 
 MODES = ("random", "cluster")
@@ -40,6 +42,81 @@ def forget_mask(x: np.ndarray, mode: str, fraction: float, seed: int) -> np.ndar
     return mask
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One case of the study: which records go (mode, fraction) and the seed of a random draw."""
+
+    mode: str
+    fraction: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What every cell shares: the data, the methods and how to fit (seed0: the original's init seed)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_test: np.ndarray
+    methods: dict[str, Method]
+    train: TrainConfig
+    settings: FitSettings
+    seed0: int
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted({m.posterior for m in self.methods.values()})
+
+
+def study_grid(modes: Iterable[str], fractions: Iterable[float], seeds: Iterable[int]) -> list[Cell]:
+    """Every (mode, fraction, seed); cluster deletions do not depend on the seed and run once."""
+    seeds, fractions = list(seeds), list(fractions)
+    return [Cell(mode, fraction, seed) for mode in modes for fraction in fractions
+            for seed in (seeds if mode == "random" else seeds[:1])]
+
+
+def fit_originals(model: RegressionModel, problem: Problem) -> dict[str, GaussianPosterior]:
+    """The full-data posterior of every kind the methods need, at the MAP from `seed0`."""
+    theta, _ = fit_map(model, problem.x, problem.y, model.spec.init(problem.seed0), problem.train)
+    return {k: fit_posterior(k, model, theta, problem.x, problem.y, problem.settings) for k in problem.kinds}
+
+
+def study_cell(model: RegressionModel, problem: Problem, cell: Cell, originals: dict | None = None,
+               keep: bool = False) -> tuple[list[dict], dict]:
+    """Rows of one cell (one per method), and its posteriors per method if `keep`.
+
+    Fits the originals first when not given (e.g. a sweep task for a new network
+    size). A cell that would forget every record has no rows.
+    """
+    x, y = problem.x, problem.y
+    f = forget_mask(x, cell.mode, cell.fraction, cell.seed)
+    if f.all():
+        return [], {}
+    originals = fit_originals(model, problem) if originals is None else originals
+    theta_r, _ = fit_map(model, x[~f], y[~f], model.spec.init(problem.seed0), problem.train)
+    retrains = {k: fit_posterior(k, model, theta_r, x[~f], y[~f], problem.settings) for k in problem.kinds}
+    x_eval = np.concatenate([problem.x_test, x[f]])
+    rows, kept = [], {}
+    for name, method in problem.methods.items():
+        original, retrain = originals[method.posterior], retrains[method.posterior]
+        try:
+            unlearned, report = unlearn(method, original, x[f], y[f])
+        except Exception as err:  # a refused repair is a result of the study, not its end
+            unlearned, report = None, {"status": "failed", "reason": str(err)}
+        if keep:
+            kept[name] = {"original": original, "retrained": retrain, "unlearned": unlearned, "mask": f}
+        kl_original = mean_predictive_kl(retrain, original, x_eval)
+        kl_unlearned = mean_predictive_kl(retrain, unlearned, x_eval) if unlearned is not None else np.nan
+        rows.append({"mode": cell.mode, "fraction": cell.fraction, "seed": cell.seed, "method": name,
+                     "posterior": method.posterior, "operator": method.operator,
+                     "n_forgotten": int(f.sum()), "failed": int(unlearned is None),
+                     "pred_kl_unlearned_retrained": kl_unlearned, "pred_kl_original_retrained": kl_original,
+                     "gain": kl_unlearned / kl_original if kl_original > 0 else np.nan,
+                     "n_negative_eigs": report.get("n_negative_eigs", np.nan),
+                     "step_length": report.get("step_length", np.nan)})
+    return rows, kept
+
+
 def run_study(model: RegressionModel, x: np.ndarray, y: np.ndarray, x_test: np.ndarray,
               originals: dict, methods: dict[str, Method], train: TrainConfig, settings: FitSettings,
               modes: Iterable[str], fractions: Iterable[float], seeds: Iterable[int], seed0: int,
@@ -49,41 +126,19 @@ def run_study(model: RegressionModel, x: np.ndarray, y: np.ndarray, x_test: np.n
     `keep` = (mode, fraction, seed) names one case whose original, retrained and
     unlearned posteriors are returned for plotting (e.g. the whole-cluster deletion).
     """
-    kinds = sorted({m.posterior for m in methods.values()})
-    seeds = list(seeds)
-    grid = [(mode, fraction, seed) for mode in modes for fraction in fractions
-            for seed in (seeds if mode == "random" else seeds[:1])]
+    problem = Problem(x, y, x_test, methods, train, settings, seed0)
     rows, kept = [], {}
-    for mode, fraction, seed in progress(grid, desc="study", unit="case"):
-        f = forget_mask(x, mode, fraction, seed)
-        if f.all():
-            continue
-        theta_r, _ = fit_map(model, x[~f], y[~f], model.spec.init(seed0), train)
-        retrains = {k: fit_posterior(k, model, theta_r, x[~f], y[~f], settings) for k in kinds}
-        x_eval = np.concatenate([x_test, x[f]])
-        for name, method in methods.items():
-            original, retrain = originals[method.posterior], retrains[method.posterior]
-            try:
-                unlearned, report = unlearn(method, original, x[f], y[f])
-            except Exception as err:  # a refused repair is a result of the study, not its end
-                unlearned, report = None, {"status": "failed", "reason": str(err)}
-            if (mode, fraction, seed) == keep:
-                kept[name] = {"original": original, "retrained": retrain, "unlearned": unlearned, "mask": f}
-            kl_original = mean_predictive_kl(retrain, original, x_eval)
-            kl_unlearned = mean_predictive_kl(retrain, unlearned, x_eval) if unlearned is not None else np.nan
-            rows.append({"mode": mode, "fraction": fraction, "seed": seed, "method": name,
-                         "posterior": method.posterior, "operator": method.operator,
-                         "n_forgotten": int(f.sum()), "failed": int(unlearned is None),
-                         "pred_kl_unlearned_retrained": kl_unlearned, "pred_kl_original_retrained": kl_original,
-                         "gain": kl_unlearned / kl_original if kl_original > 0 else np.nan,
-                         "n_negative_eigs": report.get("n_negative_eigs", np.nan),
-                         "step_length": report.get("step_length", np.nan)})
+    for cell in progress(study_grid(modes, fractions, seeds), desc="study", unit="case"):
+        cell_rows, cell_kept = study_cell(model, problem, cell, originals,
+                                          keep=(cell.mode, cell.fraction, cell.seed) == keep)
+        rows += cell_rows
+        kept.update(cell_kept)
     return pd.DataFrame(rows), kept
 
 
-def summarise(results: pd.DataFrame) -> pd.DataFrame:
-    """Median gain and failure rate per method, mode and fraction."""
-    grouped = results.groupby(["method", "mode", "fraction"], sort=True)
+def summarise(results: pd.DataFrame, by: Iterable[str] = ("method", "mode", "fraction")) -> pd.DataFrame:
+    """Median gain and failure rate per method, mode and fraction (and any further `by` columns)."""
+    grouped = results.groupby(list(by), sort=True)
     return grouped.agg(median_gain=("gain", "median"),
                        median_pred_kl=("pred_kl_unlearned_retrained", "median"),
                        median_pred_kl_original=("pred_kl_original_retrained", "median"),
