@@ -22,33 +22,11 @@ import numpy as np
 import pandas as pd
 
 from .evaluation import mean_predictive_kl
+from .grid import MODES, Cell, forget_mask, study_grid  # noqa: F401  (MODES: still public here)
 from .methods import FitSettings, Method, fit_posterior, unlearn
 from .model import RegressionModel
 from .posterior import GaussianPosterior
 from .training import TrainConfig, fit_map
-
-MODES = ("random", "cluster")
-
-
-def forget_mask(x: np.ndarray, mode: str, fraction: float, seed: int) -> np.ndarray:
-    n_forget = max(1, round(fraction * len(x)))
-    mask = np.zeros(len(x), dtype=bool)
-    if mode == "random":
-        mask[np.random.default_rng(seed).permutation(len(x))[:n_forget]] = True
-    elif mode == "cluster":
-        mask[np.argsort(-x[:, 0], kind="stable")[:n_forget]] = True
-    else:
-        raise ValueError(f"deletion mode {mode!r} is not one of {MODES}")
-    return mask
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One case of the study: which records go (mode, fraction) and the seed of a random draw."""
-
-    mode: str
-    fraction: float
-    seed: int
 
 
 @dataclass(frozen=True)
@@ -66,13 +44,6 @@ class Problem:
     @property
     def kinds(self) -> list[str]:
         return sorted({m.posterior for m in self.methods.values()})
-
-
-def study_grid(modes: Iterable[str], fractions: Iterable[float], seeds: Iterable[int]) -> list[Cell]:
-    """Every (mode, fraction, seed); cluster deletions do not depend on the seed and run once."""
-    seeds, fractions = list(seeds), list(fractions)
-    return [Cell(mode, fraction, seed) for mode in modes for fraction in fractions
-            for seed in (seeds if mode == "random" else seeds[:1])]
 
 
 def fit_originals(model: RegressionModel, problem: Problem) -> dict[str, GaussianPosterior]:

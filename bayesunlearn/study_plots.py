@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,26 @@ from . import atomic
 
 
 def save_kl_vs_fraction(path: str | Path, summary: pd.DataFrame) -> None:
+    def no_unlearning(ax, part: pd.DataFrame) -> None:
+        base = part.groupby("fraction")["median_pred_kl_original"].median()
+        ax.plot(base.index, base.values, color="black", ls="--", lw=2, label="no unlearning (original)")
+
+    _save_by_mode(path, summary, ["method"], "median_pred_kl", "median predictive KL(retrain ‖ method)",
+                  no_unlearning)
+
+
+def save_gain_vs_fraction(path: str | Path, summary: pd.DataFrame) -> None:
+    """The sweep's figure: median gain per method and network size (`hidden` column); below 1 = helped."""
+    def break_even(ax, _part: pd.DataFrame) -> None:
+        ax.axhline(1.0, color="black", ls="--", lw=2, label="gain 1 = no better than the original")
+
+    _save_by_mode(path, summary, ["method", "hidden"], "median_gain", "median gain (KL unlearned / KL original)",
+                  break_even)
+
+
+def _save_by_mode(path: str | Path, summary: pd.DataFrame, series: list[str], y: str, ylabel: str,
+                  baseline: Callable) -> None:
+    """One log-log panel per deletion mode, one line per `series` group, plus a reference line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,14 +41,15 @@ def save_kl_vs_fraction(path: str | Path, summary: pd.DataFrame) -> None:
     fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), dpi=100, squeeze=False)
     for ax, mode in zip(axes[0], modes, strict=False):
         part = summary[summary["mode"] == mode]
-        for method, rows in part.groupby("method"):
-            ax.plot(rows["fraction"], rows["median_pred_kl"], marker="o", label=method)
-        base = part.groupby("fraction")["median_pred_kl_original"].median()
-        ax.plot(base.index, base.values, color="black", ls="--", lw=2, label="no unlearning (original)")
+        for key, rows in part.groupby(series[0] if len(series) == 1 else series):
+            label = key if isinstance(key, str) else ", ".join(f"{c} {v}" if i else str(v)
+                                                               for i, (c, v) in enumerate(zip(series, key)))
+            ax.plot(rows["fraction"], rows[y], marker="o", label=label)
+        baseline(ax, part)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("forgotten fraction of training records")
-        ax.set_ylabel("median predictive KL(retrain ‖ method)")
+        ax.set_ylabel(ylabel)
         ax.set_title(f"{mode} deletion")
     axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
