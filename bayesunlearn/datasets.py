@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 TARGET = "y"
 ID = "record_id"
+SUBSET = "subset"  # optional column "train" | "test": a split fixed in the data (kept by `unlearn purge`)
 
 
 
@@ -90,6 +91,20 @@ def from_csv(path: str | Path, target: str, id_column: str | None = None) -> pd.
     return frame
 
 
+def load_source(p: dict) -> tuple[pd.DataFrame, str]:
+    """The raw table named by the `prepare` parameters, and where it came from (for messages)."""
+    source = p.get("source")
+    if source == "two_clusters":
+        g = p["two_clusters"]
+        return two_clusters(int(g["n_records"]), int(p["seed"]), float(g["noise_std"]), g["clusters"]), source
+    if source == "diabetes":
+        return diabetes(), source
+    if source == "csv":
+        c = p["csv"]
+        return from_csv(c["path"], c["target"], c.get("id_column")), c["path"]
+    raise ConfigError(f"prepare.source={source!r} is not one of 'two_clusters', 'diabetes', 'csv'.")
+
+
 def with_record_ids(frame: pd.DataFrame) -> pd.DataFrame:
     """Give every row a stable id (its position in the source) unless it has one."""
     if ID in frame.columns:
@@ -100,7 +115,7 @@ def with_record_ids(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_numeric(frame: pd.DataFrame, origin: str) -> None:
-    values = frame.drop(columns=[ID])
+    values = frame.drop(columns=[ID, SUBSET], errors="ignore")
     bad = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
     if bad:
         raise DataError(f"{origin}: columns {bad} are not numeric; encode or drop them.")
@@ -111,13 +126,31 @@ def check_numeric(frame: pd.DataFrame, origin: str) -> None:
                         f"(record ids {first}...); clean or drop them before preparing.")
 
 
-def split_train_test(frame: pd.DataFrame, test_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def test_mask(frame: pd.DataFrame, test_fraction: float, seed: int) -> np.ndarray:
+    """Which rows are test records: the data's own `subset` column, else a seeded random draw."""
+    if SUBSET in frame.columns:
+        bad = sorted(set(frame[SUBSET].astype(str)) - {"train", "test"})
+        if bad:
+            raise DataError(f"column {SUBSET!r} holds {bad}; its values must be 'train' or 'test'.")
+        return (frame[SUBSET] == "test").to_numpy()
     if not 0 < test_fraction < 1:
         raise DataError(f"test_fraction={test_fraction} must lie strictly between 0 and 1.")
     rng = np.random.default_rng(seed + 1)
     is_test = np.zeros(len(frame), dtype=bool)
     is_test[rng.permutation(len(frame))[: max(1, round(test_fraction * len(frame)))]] = True
+    return is_test
+
+
+def split_train_test(frame: pd.DataFrame, test_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    is_test = test_mask(frame, test_fraction, seed)
+    frame = frame.drop(columns=[SUBSET], errors="ignore")
     return frame[~is_test].reset_index(drop=True), frame[is_test].reset_index(drop=True)
+
+
+def raw_table(frame: pd.DataFrame, test_fraction: float, seed: int) -> pd.DataFrame:
+    """The source with its ids and its train/test assignment as columns: deleting rows then moves no other row."""
+    frame = with_record_ids(frame)
+    return frame.assign(**{SUBSET: np.where(test_mask(frame, test_fraction, seed), "test", "train")})
 
 
 def standardise(train: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Scaling]:

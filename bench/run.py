@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     from bayesunlearn.options import parse_methods
     from bayesunlearn.plots import predictive_table, save_predictive_png
     from bayesunlearn.training import fit_map
-    from stages.prepare import load_source
+    from bayesunlearn.datasets import load_source
 
     params = yaml.safe_load(Path(args.params).read_text())
     p = params["prepare"]

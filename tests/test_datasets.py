@@ -91,3 +91,24 @@ def test_prepare_stage_reports_nan_in_csv_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     assert "error: raw.csv: 1 rows hold NaN or infinite values" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_a_subset_column_fixes_the_split_so_deleting_rows_moves_no_other_row():
+    frame = datasets.two_clusters(50, seed=1, noise_std=0.1, clusters=[[-2.0, -0.5], [0.5, 2.0]])
+    raw = datasets.raw_table(frame, test_fraction=0.2, seed=0)
+    train, test, _ = datasets.prepare(frame, 0.2, 0, "generated")
+    kept_train, kept_test = datasets.split_train_test(raw, 0.2, 0)
+    assert list(kept_train[datasets.ID]) == list(train[datasets.ID])  # same split as the random draw
+    assert list(kept_test[datasets.ID]) == list(test[datasets.ID])
+    gone = set(train[datasets.ID][:5])
+    after, after_test = datasets.split_train_test(raw[~raw[datasets.ID].isin(gone)], 0.2, 0)
+    assert list(after[datasets.ID]) == [i for i in train[datasets.ID] if i not in gone]
+    assert list(after_test[datasets.ID]) == list(test[datasets.ID])
+    assert datasets.SUBSET not in after.columns
+
+
+def test_a_bad_subset_value_is_named():
+    raw = datasets.raw_table(datasets.two_clusters(10, 1, 0.1, [[-2.0, -0.5], [0.5, 2.0]]), 0.2, 0)
+    raw.loc[0, datasets.SUBSET] = "validation"
+    with pytest.raises(DataError, match="'validation'"):
+        datasets.split_train_test(raw, 0.2, 0)
