@@ -11,6 +11,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
+from . import dense
 from .curvature import outputs_and_jacobians, structured_curvature
 from .errors import ConfigError, NotPositiveDefinite
 from .model import RegressionModel
@@ -24,8 +25,8 @@ def fit_laplace(model: RegressionModel, theta_map: np.ndarray, x: np.ndarray, y:
     if structure not in LAPLACE_STRUCTURES:
         raise ConfigError(f"Laplace structure {structure!r} is not one of {list(LAPLACE_STRUCTURES)}.")
     shell = GaussianPosterior(model, theta_map.copy(), np.zeros(0), theta_map.copy(), structure)
-    curvature, _ = structured_curvature(model, theta_map, x, y, structure, shell.index)
-    precision = curvature + model.prior_precision * _identity_like(curvature)
+    precision, _ = structured_curvature(model, theta_map, x, y, structure, shell.index)
+    _add_to_diagonal(precision, model.prior_precision)  # in place: no second P × P matrix
     if structure == "full_hessian":
         precision, shell = _clip_indefinite_hessian(precision, shell)
     return with_precision(shell, precision)
@@ -43,16 +44,29 @@ def _clip_indefinite_hessian(precision: np.ndarray, shell: GaussianPosterior):
     return precision, shell.with_updates(diagnostics=diagnostics)
 
 
+# Above this many covered parameters the covariance comes from LAPACK's in-place Cholesky inverse
+# (one P × P temporary instead of three); below, the solve the committed artifacts were made with.
+LEAN_INVERSE_MIN_PARAMS = 2000
+
+
 def with_precision(posterior: GaussianPosterior, precision: np.ndarray) -> GaussianPosterior:
     """Set the precision and, for dense structures, the covariance that Woodbury downdates need."""
     covariance = None
     if precision.ndim == 2:
+        invert = dense.inverse_spd if len(precision) > LEAN_INVERSE_MIN_PARAMS else dense.inverse_spd_small
         try:
-            covariance = scipy.linalg.cho_solve((scipy.linalg.cholesky(precision, lower=True), True),
-                                                np.eye(len(precision)))
-        except np.linalg.LinAlgError:
+            covariance = invert(precision)
+        except (np.linalg.LinAlgError, NotPositiveDefinite):
             covariance = None  # an indefinite exact Hessian: no covariance, reported downstream
     return posterior.with_updates(precision=precision, covariance=covariance)
+
+
+def _add_to_diagonal(matrix: np.ndarray, value: float) -> None:
+    """matrix += value·I in place (a vector holds a diagonal)."""
+    if matrix.ndim == 1:
+        matrix += value
+    else:
+        matrix[np.diag_indices_from(matrix)] += value
 
 
 def log_marginal_likelihood(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray) -> float:

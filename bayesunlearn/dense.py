@@ -1,0 +1,62 @@
+"""In-place dense linear algebra for large symmetric P × P matrices (P in the thousands).
+
+At 10k parameters one P × P float64 matrix is 800 MB; numpy expressions such
+as `a + b @ b.T` or `cho_solve(c, eye)` allocate two or three more of them.
+These helpers update one matrix in place through BLAS/LAPACK (SYRK: half the
+flops of a general product; POTRI: the inverse from the Cholesky factor in
+the factor's own memory), so a full-GGN posterior holds Λ and Σ and nothing else.
+Small problems keep the plain numpy forms, whose results the pipeline's
+committed artifacts were computed with (see `laplace.with_precision`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+from scipy.linalg import blas, lapack
+
+from .errors import NotPositiveDefinite
+
+BLOCK = 1024  # rows per block when mirroring a triangle: a bounded temporary
+
+
+def mirror_lower(a: np.ndarray) -> np.ndarray:
+    """Copy the lower triangle of the square matrix `a` onto its upper triangle, in place."""
+    n = len(a)
+    for start in range(0, n, BLOCK):
+        stop = min(start + BLOCK, n)
+        diagonal = a[start:stop, start:stop]
+        diagonal[...] = np.tril(diagonal) + np.tril(diagonal, -1).T
+        a[start:stop, stop:] = a[stop:, start:stop].T
+    return a
+
+
+def rank_update(c: np.ndarray, a: np.ndarray, alpha: float) -> np.ndarray:
+    """c ← c + α·a·aᵀ in place, for a symmetric (P, P) c and a (P, k) a; returns c."""
+    target = c if c.flags.f_contiguous else c.T  # symmetric: the transpose view is the same matrix
+    if not target.flags.f_contiguous:
+        raise ValueError("rank_update needs a contiguous matrix")
+    out = blas.dsyrk(alpha, np.asfortranarray(a), beta=1.0, c=target, lower=1, overwrite_c=1)
+    if not np.shares_memory(out, target):  # f2py copied after all: keep the promise of "in place"
+        target[...] = out
+    mirror_lower(target)
+    return c
+
+
+def inverse_spd(matrix: np.ndarray) -> np.ndarray:
+    """Σ = Λ⁻¹ for a symmetric positive definite Λ with one P × P temporary (Λ is kept).
+
+    Raises NotPositiveDefinite instead of returning NaNs.
+    """
+    factor, info = lapack.dpotrf(matrix, lower=1, clean=0, overwrite_a=0)
+    if info != 0:
+        raise NotPositiveDefinite(f"matrix is not positive definite (LAPACK potrf info={info})")
+    inverse, info = lapack.dpotri(factor, lower=1, overwrite_c=1)
+    if info != 0:
+        raise NotPositiveDefinite(f"Cholesky inverse failed (LAPACK potri info={info})")
+    return mirror_lower(inverse)
+
+
+def inverse_spd_small(matrix: np.ndarray) -> np.ndarray:
+    """Σ = Λ⁻¹ by solving ΛΣ = I: the form every committed small-model artifact was computed with."""
+    return scipy.linalg.cho_solve((scipy.linalg.cholesky(matrix, lower=True), True), np.eye(len(matrix)))
