@@ -6,6 +6,7 @@ disk and renames it over the target; rename is atomic on POSIX file systems.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -49,3 +50,16 @@ def write_with(target: str | os.PathLike, writer: Callable[[Path], None], suffix
     """
     with atomic_path(target, suffix=suffix) as tmp:
         writer(tmp)
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """An exclusive lock on `path` (created if needed) for the duration of the block; serialises writers."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -44,7 +44,7 @@ class GateDecision:
     residual_ratio: float
     residual_unlearned: float
     residual_original: float
-    mia_auc: float
+    mia_auc: float | None  # None when nothing is forgotten (e.g. right after a purge): no membership to test
     unlearn_status: str
     repair: str
 
@@ -60,9 +60,11 @@ def gate(original: GaussianPosterior, unlearned: GaussianPosterior, report: dict
     _, grad_o = objective(model, original.mean, x_r, y_r)
     residual_u, residual_o = float(np.linalg.norm(grad_u)), float(np.linalg.norm(grad_o))
     ratio = residual_u / residual_o if residual_o > 0 else float("inf")
-    nll_f = metrics.gaussian_nll(y_f, *unlearned.predictive(x_f))
-    nll_t = metrics.gaussian_nll(y_test, *unlearned.predictive(x_test))
-    auc = metrics.membership_auc(nll_f, nll_t)
+    auc = None
+    if len(y_f):
+        nll_f = metrics.gaussian_nll(y_f, *unlearned.predictive(x_f))
+        nll_t = metrics.gaussian_nll(y_test, *unlearned.predictive(x_test))
+        auc = metrics.membership_auc(nll_f, nll_t)
     status, repair = report.get("status", "ok"), report.get("repair", "none")
     reasons = []
     if status != "ok":
@@ -71,6 +73,6 @@ def gate(original: GaussianPosterior, unlearned: GaussianPosterior, report: dict
         reasons.append(f"precision needed repair '{repair}' ({report.get('n_negative_eigs')} negative eigenvalues)")
     if not ratio <= thresholds.max_residual_ratio:
         reasons.append(f"gradient residual ratio {ratio:.3g} > {thresholds.max_residual_ratio:g}")
-    if not auc <= thresholds.max_mia_auc:
+    if auc is not None and not auc <= thresholds.max_mia_auc:
         reasons.append(f"membership AUC {auc:.3g} > {thresholds.max_mia_auc:g}")
     return GateDecision(not reasons, reasons, ratio, residual_u, residual_o, auc, status, repair)

@@ -15,18 +15,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from bayesunlearn import atomic
+from lineage import events
+from lineage.repo import production_stages
 
 from .workspace import StageFailed, Workspace, accept, reject, return_to_inbox, triage
 
 # No task result is persisted or cached: nothing a task returns may outlive the run.
 QUIET = {"cache_policy": NONE, "persist_result": False}
-
-
-def production_stages(params: dict) -> list[str]:
-    """The stages the served posterior needs, in DAG order; never the reference retrains."""
-    gate = params["gate"]
-    return ["prepare", "split", "train", f"fit_posterior@{gate['posterior']}", f"unlearn@{gate['method']}",
-            "gate", "serve"]
 
 
 @task(**QUIET, task_run_name="dvc repro {stage}")
@@ -54,7 +49,7 @@ def triage_inbox(root: str) -> list[str]:
 
 
 @task(**QUIET)
-def publish(root: str, applied: list[str], stages: list[str]) -> dict:
+def publish(root: str, applied: list[str], stages: list[str], ledger_entries: list[int]) -> dict:
     """Markdown and table artifacts: request ids and counts, hashes, gate decision. No records."""
     workspace = Workspace(Path(root))
     gate = json.loads((workspace.root / "metrics" / "gate.json").read_text())
@@ -69,14 +64,26 @@ def publish(root: str, applied: list[str], stages: list[str]) -> dict:
              "| request | records |", "|---|---|",
              *[f"| {r['request_id']} | {r['n_records']} |" for r in summary["requests"]], "",
              f"**Gate ({method}): {gate['decision']}** — residual ratio {gate['residual_ratio']:.3g}, "
-             f"membership AUC {gate['mia_auc']:.3g}. {'; '.join(gate['reasons'])}", "",
+             f"membership AUC {'n/a' if gate['mia_auc'] is None else format(gate['mia_auc'], '.3g')}. "
+             f"{'; '.join(gate['reasons'])}", "",
              "| artifact | md5 (dvc.lock) |", "|---|---|", *[f"| {k} | {v} |" for k, v in hashes.items()], "",
-             f"Stages: {' → '.join(stages)}"]
+             f"Stages: {' → '.join(stages)}", "",
+             f"Ledger entries: {', '.join(map(str, ledger_entries)) or 'none'} in audit/ledger.jsonl — review one "
+             f"with `unlearn audit show REQUEST --html page.html`, check all with `unlearn audit verify`."]
     create_markdown_artifact("\n".join(lines), key="deletion-run", description="what was forgotten and served")
     create_table_artifact([{"signal": k, "value": gate[k]} for k in
                            ("decision", "residual_ratio", "residual_unlearned", "residual_original", "mia_auc",
                             "unlearn_status", "repair", "n_forgotten")], key="gate-metrics")
-    return {"served": provenance["path"], "gate": gate["decision"], "requests": new_ids, "hashes": hashes}
+    return {"served": provenance["path"], "gate": gate["decision"], "requests": new_ids, "hashes": hashes,
+            "ledger_entries": ledger_entries}
+
+
+@task(**QUIET)
+def record_in_ledger(root: str, applied: list[str], before: dict[str, str]) -> list[int]:
+    """One ledger entry per applied request, after its artifacts exist and are committed; returns their numbers."""
+    commit = bool(Workspace(Path(root)).params().get("ledger", {}).get("commit", True))
+    entries = events.record_requests(Path(root), [Path(p).stem for p in applied], commit=commit, before=before)
+    return [e["seq"] for e in entries]
 
 
 @flow(name="process_deletion_requests")
@@ -93,6 +100,7 @@ def process_deletion_requests(repo: str = ".", request: dict | None = None) -> d
         name = str(request.get("request_id", "request")).replace("/", "_")
         atomic.write_json(workspace.inbox / f"{name}.json", request)
     with workspace.lock():
+        before = events.current_artifacts(workspace.root)
         dvc_stage(root, "prepare")  # ids of the data must exist to validate against
         applied = triage_inbox(root)
         try:
@@ -104,7 +112,7 @@ def process_deletion_requests(repo: str = ".", request: dict | None = None) -> d
             logger.error("a stage failed; requests %s are pending again, the served posterior is unchanged",
                          [Path(p).stem for p in applied])
             raise
-        result = publish(root, applied, stages)
+        result = publish(root, applied, stages, record_in_ledger(root, applied, before))
     logger.info("served the %s posterior; gate %s; new requests %s", result["served"], result["gate"],
                 result["requests"])
     return result

@@ -5,23 +5,17 @@ No Prefect here, so the same helpers serve tests and command-line tools.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from bayesunlearn import atomic, requests
-
-ENV = {"DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-       "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+from lineage.repo import tool_env
 
 
 class StageFailed(RuntimeError):
@@ -47,22 +41,13 @@ class Workspace:
     def params(self) -> dict:
         return yaml.safe_load((self.root / "params.yaml").read_text())
 
-    @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self):
         """One DVC run per workspace at a time: two `dvc repro` cannot overlap (DESIGN.md §5)."""
-        path = self.root / ".dvc" / "tmp" / "unlearn-workspace.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return atomic.file_lock(self.root / ".dvc" / "tmp" / "unlearn-workspace.lock")
 
     def repro(self, stage: str) -> str:
         """`dvc repro --single-item STAGE` in the workspace; raises StageFailed on failure."""
-        env = {**os.environ, **ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-        result = subprocess.run(["dvc", "repro", "--single-item", stage], cwd=self.root, env=env,
+        result = subprocess.run(["dvc", "repro", "--single-item", stage], cwd=self.root, env=tool_env(),
                                 capture_output=True, text=True)
         if result.returncode:
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-5:])

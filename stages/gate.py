@@ -34,7 +34,8 @@ def main() -> None:
     atomic.write_json(METRICS / "gate.json", {"method": chosen.name, **decision.to_dict(),
                                               "n_forgotten": len(s.y_forgotten)})
     print(f"gate for {chosen.name}: {'pass' if decision.passed else 'FALLBACK'} "
-          f"(residual ratio {decision.residual_ratio:.3g}, membership AUC {decision.mia_auc:.3g}) "
+          f"(residual ratio {decision.residual_ratio:.3g}, membership AUC "
+          f"{'n/a' if decision.mia_auc is None else format(decision.mia_auc, '.3g')}) "
           + "; ".join(decision.reasons))
 
 

@@ -1,0 +1,174 @@
+"""`unlearn`: the audit trail of deletions, from request to data version to posterior to metrics.
+
+Exit codes (for scripts):
+  0  done / check passed
+  1  a check failed (verify found problems, reproduce differed, purge scan found the records)
+  2  bad input (unknown request or record id, a request not applied yet, bad arguments)
+  3  the ledger cannot be used (salt missing, ledger from another repository, unreadable line)
+  4  the event cannot be re-run (purged on purpose, or its commit is missing)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from bayesunlearn.errors import UserError
+
+from . import events, html
+from . import purge as purging
+from .ledger import Ledger, LedgerError
+from .reproduce import NotReproducible, find_event
+
+EXIT_FAILED, EXIT_INPUT, EXIT_LEDGER, EXIT_NOT_REPRODUCIBLE = 1, 2, 3, 4
+
+
+def cmd_list(args) -> int:
+    entries = Ledger(args.repo).entries_raw()
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    print(f"{'seq':>3}  {'event':8}  {'request':12}  {'time':20}  {'path':8}  {'gate':5}  served")
+    for e in entries:
+        request = e.get("request", {}).get("request_id", f"{len(e.get('archived_requests', []))} archived")
+        when = e.get("applied_at", e.get("recorded_at", ""))
+        gate = e.get("gate", {}).get("decision", "")
+        print(f"{e['seq']:>3}  {e['event']:8}  {request:12}  {when:20}  {e.get('served_path', ''):8}  {gate:5}  "
+              f"{e.get('served', '')[:16]}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    entries = Ledger(args.repo).entries_raw()
+    event = find_event(entries, args.request)
+    if args.html:
+        page = html.event_page(event, entries, args.repo)
+        Path(args.html).write_text(page)
+        print(f"wrote {args.html}")
+    else:
+        print(json.dumps(event, indent=2))
+    return 0
+
+
+def cmd_trace(args) -> int:
+    from .trace import trace
+
+    print("\n".join(trace(args.repo, args.record_id).lines()))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .verify import verify
+
+    report = verify(args.repo)
+    for note in report.notes:
+        print(f"note: {note}")
+    for problem in report.problems:
+        print(f"PROBLEM: {problem}")
+    print("verify: " + ("passed" if report.ok else f"FAILED ({len(report.problems)} problems)"))
+    return 0 if report.ok else EXIT_FAILED
+
+
+def cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    result = reproduce(args.repo, args.request, keep=args.keep)
+    print(f"reproduced {result.request_id} at commit {result.git_commit[:12]}:")
+    for path, md5 in result.identical.items():
+        print(f"  identical  {path}  {md5}")
+    for path, (recorded, got) in result.different.items():
+        print(f"  DIFFERENT  {path}  recorded {recorded}, reproduced {got}")
+    print("bit-identical" if result.ok else f"{len(result.different)} artifacts differ")
+    return 0 if result.ok else EXIT_FAILED
+
+
+def cmd_record(args) -> int:
+    recorded = events.record_requests(args.repo, args.requests or None, commit=not args.no_commit)
+    if not recorded:
+        print("nothing to record: every applied request is already in the ledger")
+    for e in recorded:
+        print(f"entry {e['seq']}: {e['event']} {e['request']['request_id']} ({e['request']['n_records']} records, "
+              f"gate {e['gate']['decision']})")
+    return 0
+
+
+def cmd_purge(args) -> int:
+    now = datetime.fromisoformat(args.now.replace("Z", "+00:00")) if args.now else None
+    entry = purging.purge(args.repo, now=now)
+    if entry is None:
+        return 0
+    scan = entry["scan"]
+    print(f"purge entry {entry['seq']} (epoch {entry['epoch']}): {entry['n_records_removed']} records removed; "
+          f"scan of {sum(scan['files_searched'].values())} files for {scan['needles']} needles: {scan['hits']} hits")
+    for hit in scan["where"]:
+        print(f"  HIT {hit['area']}: {hit['file']} ({hit['kind']} of record {hit['record']})")
+    return 0 if scan["hits"] == 0 else EXIT_FAILED
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="unlearn", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    main.add_argument("--repo", type=Path, default=Path("."), help="the project workspace (default: here)")
+    commands = main.add_subparsers(dest="command", required=True)
+
+    audit = commands.add_parser("audit", help="read and check the deletion ledger (audit/ledger.jsonl)",
+                                description="Read and check the deletion ledger (audit/ledger.jsonl).")
+    sub = audit.add_subparsers(dest="audit_command", required=True)
+    p = sub.add_parser("list", help="one line per event", description="One line per ledger event.")
+    p.add_argument("--json", action="store_true", help="print the entries as JSON")
+    p.set_defaults(run=cmd_list)
+    p = sub.add_parser("show", help="one event in full", description="Show the ledger entry of one request.")
+    p.add_argument("request", help="a request id, e.g. req-0002")
+    p.add_argument("--html", metavar="FILE", help="write a page for a person: request, lineage, gate, revision")
+    p.set_defaults(run=cmd_show)
+    p = sub.add_parser("trace", help="who forgot a record, and which served posteriors had it",
+                       description="Which request forgot RECORD_ID, when, and which served posteriors were fitted "
+                                   "with it or without it. The id is hashed with the local salt, never stored.")
+    p.add_argument("record_id")
+    p.set_defaults(run=cmd_trace)
+    p = sub.add_parser("verify", help="chain intact, forgotten ids gone, workspace as recorded",
+                       description="Check the hash chain, that no forgotten id is in the retained data or any "
+                                   "input of the served posterior, and that the workspace matches the last entry.")
+    p.set_defaults(run=cmd_verify)
+    p = sub.add_parser("reproduce", help="rebuild an event in a temporary worktree and compare hashes",
+                       description="Check out the event's commit in a temporary git worktree, run the production "
+                                   "stages with `dvc repro`, and compare every artifact hash with the ledger.")
+    p.add_argument("request")
+    p.add_argument("--keep", action="store_true", help="keep the temporary worktree for inspection")
+    p.set_defaults(run=cmd_reproduce)
+    p = sub.add_parser("record", help="record requests applied by a manual `dvc repro`",
+                       description="Append one entry per applied request that is not in the ledger yet (after "
+                                   "`dvc repro serve`). Commits the event first, so it can be reproduced.")
+    p.add_argument("requests", nargs="*", help="request ids (default: every applied, unrecorded request)")
+    p.add_argument("--no-commit", action="store_true", help="record HEAD as it is instead of committing the event")
+    p.set_defaults(run=cmd_record)
+
+    p = commands.add_parser("purge", help="delete forgotten records for good and retrain the base (new epoch)",
+                            description=purging.__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--now", help="the time to judge retention against (ISO 8601; default: now)")
+    p.set_defaults(run=cmd_purge)
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    args.repo = args.repo.resolve()
+    try:
+        return args.run(args)
+    except LedgerError as err:
+        print(f"unlearn: ledger unusable: {err}", file=sys.stderr)
+        return EXIT_LEDGER
+    except NotReproducible as err:
+        print(f"unlearn: not reproducible: {err}", file=sys.stderr)
+        return EXIT_NOT_REPRODUCIBLE
+    except UserError as err:
+        print(f"unlearn: {err}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

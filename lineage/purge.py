@@ -1,0 +1,203 @@
+"""`unlearn purge`: compaction. Delete forgotten records for good and start a new epoch.
+
+For every applied request whose retention period (`ledger.retention_days`) has
+passed: remove its records from the raw data (materialised as
+data/raw/records.csv with ids and a fixed train/test column, tracked with
+`dvc add`), delete the request files (their ids stay in the ledger only as
+salted hashes), re-run the production stages so that the base model is
+retrained exactly on what remains (resetting the approximation error that
+unlearning accumulated), push, `dvc gc` workspace, cache and the default
+remote, and then search workspace, cache, remote and Prefect's storage byte by
+byte for the records. The result goes into a `purge` ledger entry, which also
+lists the events that can no longer be re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+from ruamel.yaml import YAML
+
+from bayesunlearn import datasets, store
+from bayesunlearn.errors import ConfigError, UserError
+
+from . import events, repo, scan
+from .ledger import Ledger
+
+RAW = "data/raw/records.csv"
+LEFTOVERS = [
+    "git history: earlier dvc.lock files name the hashes of purged artifacts (hashes only, no values); the "
+    "committed request files of purged requests hold their record ids (never values) until history is rewritten",
+    "DVC run-cache (.dvc/cache/runs): maps old dependency hashes to old output hashes (hashes only)",
+    "synthetic sources (two_clusters) can regenerate the original records from params and code in git history",
+]
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def eligible_requests(entries: list[dict], retention_days: float, now: datetime) -> tuple[list[dict], list[dict]]:
+    """(applied requests past their retention, those still waiting), each not yet archived."""
+    archived = {a["request_id"] for e in entries for a in e.get("archived_requests", [])}
+    applied = [e for e in entries if "request" in e and e["request"]["request_id"] not in archived]
+    due = [e for e in applied if _parse_time(e["applied_at"]) + timedelta(days=retention_days) <= now]
+    return due, [e for e in applied if e not in due]
+
+
+def _set_csv_source(root: Path, raw_path: str) -> None:
+    """Point `prepare` at the purged raw table, keeping params.yaml's comments (as `dvc exp run -S` does)."""
+    yaml = YAML()
+    path = root / "params.yaml"
+    params = yaml.load(path.read_text())
+    prepare = params["prepare"]
+    prepare["source"] = "csv"
+    prepare["csv"]["path"], prepare["csv"]["target"], prepare["csv"]["id_column"] = raw_path, datasets.TARGET, \
+        datasets.ID
+    tmp = path.with_suffix(".yaml.tmp")
+    with open(tmp, "w") as handle:
+        yaml.dump(params, handle)
+    os.replace(tmp, path)
+
+
+def _raw_text(root: Path, prepare: dict) -> pd.DataFrame:
+    """The raw CSV as text, with record ids as `prepare` assigns them: the exact strings on disk."""
+    id_column = prepare["csv"].get("id_column")
+    table = pd.read_csv(root / prepare["csv"]["path"], dtype=str)
+    return datasets.with_record_ids(table.rename(columns={id_column: datasets.ID}) if id_column else table)
+
+
+@contextmanager
+def _rollback_on_failure(root: Path, paths: list[Path]):
+    """Put these files back as they were if a step fails, so a failed purge can simply be run again."""
+    saved = {p: p.read_bytes() if p.exists() else None for p in paths}
+    try:
+        yield
+    except Exception as err:
+        for path, content in saved.items():
+            if content is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(content)
+        raise UserError(f"purge failed and was rolled back (raw data, params and requests restored): {err}. "
+                        "Fix the cause and run `unlearn purge` again; `dvc repro serve` rebuilds the "
+                        "artifacts of the restored state.") from err
+
+
+def _remote(root: Path) -> tuple[str | None, str | None, str | None]:
+    """(name, url, endpoint) of the default DVC remote, if one is configured."""
+    found = repo.run(root, "dvc", "config", "core.remote", check=False)
+    name = found.stdout.strip() if found.returncode == 0 else None
+    if not name:
+        return None, None, None
+    url = repo.run(root, "dvc", "config", f"remote.{name}.url").stdout.strip()
+    endpoint = repo.run(root, "dvc", "config", f"remote.{name}.endpointurl", check=False).stdout.strip() or None
+    if "://" not in url and not os.path.isabs(url):
+        url = str((root / ".dvc" / url).resolve())  # DVC resolves relative remote paths from .dvc/
+    return name, url, endpoint
+
+
+def _prefect_paths() -> list[Path]:
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_HOME, PREFECT_LOCAL_STORAGE_PATH
+
+    paths = [Path(PREFECT_LOCAL_STORAGE_PATH.value())]
+    database = PREFECT_API_DATABASE_CONNECTION_URL.value() or ""
+    if database.startswith("sqlite"):
+        paths.append(Path(database.split("///", 1)[-1]).parent)
+    else:
+        paths.append(Path(PREFECT_HOME.value()))
+    return [p for p in paths if p.exists()]
+
+
+def purge(root: Path, now: datetime | None = None, progress=print) -> dict | None:
+    """Run the purge; return its ledger entry, or None when no request is due yet."""
+    root = Path(root).resolve()
+    ledger = Ledger(root)
+    entries, salt = ledger.entries_raw(), ledger.salt()
+    params = events.params(root)
+    retention = float(params.get("ledger", {}).get("retention_days", 30))
+    if retention < 0:
+        raise ConfigError(f"ledger.retention_days={retention} must be >= 0.")
+    due, waiting = eligible_requests(entries, retention, now or datetime.now(UTC))
+    if not due:
+        progress(f"nothing to purge: {len(waiting)} applied requests are within their {retention:g}-day retention")
+        return None
+    request_files = [root / "data" / "requests" / f"{e['request']['request_id']}.json" for e in due]
+    missing = [str(p.relative_to(root)) for p in request_files if not p.exists()]
+    if missing:
+        raise UserError(f"request files {missing} are gone but not archived in the ledger; restore them from git "
+                        "(`git checkout -- data/requests`) so the purge knows which records to delete.")
+    record_ids = set()
+    for path in request_files:
+        record_ids.update(json.loads(path.read_text())["record_ids"])
+
+    # Needles first: after the purge the values exist nowhere we could read them from.
+    prepare = params["prepare"]
+    frame, _ = datasets.load_source(prepare)
+    raw = datasets.raw_table(frame, float(prepare["test_fraction"]), int(prepare["seed"]))
+    raw_path = prepare["csv"]["path"] if prepare["source"] == "csv" else RAW
+    tables = [pd.read_csv(root / p, dtype=str) for p in ("data/prepared/train.csv", "data/prepared/test.csv")]
+    tables.append(_raw_text(root, prepare) if prepare["source"] == "csv" else raw.astype(str))
+    needles = scan.needles_for(tables, record_ids, salt.hash_id)
+    before = events.current_artifacts(root)
+    git_tracked = bool(repo.git(root, "ls-files", "--", raw_path))
+    remote, url, endpoint = _remote(root)
+
+    restorable = [root / "params.yaml", root / raw_path, root / f"{raw_path}.dvc",
+                  root / Path(raw_path).parent / ".gitignore", *request_files]
+    with _rollback_on_failure(root, restorable):
+        progress(f"removing {len(record_ids)} records of {len(due)} requests from the raw data ({raw_path})")
+        store.save_table(root / raw_path, raw[~raw[datasets.ID].isin(record_ids)])
+        _set_csv_source(root, raw_path)
+        for path in request_files:
+            path.unlink()
+        if not git_tracked:
+            repo.run(root, "dvc", "add", raw_path)
+        progress("re-running the production stages on what remains (new base model)")
+        repo.run(root, "dvc", "repro", repo.production_stages(params)[-1])
+        if remote:
+            progress(f"pushing to remote {remote!r}")
+            repo.run(root, "dvc", "push")
+    progress("dvc gc: workspace, cache" + (f" and remote {remote!r}" if remote else ""))
+    repo.run(root, "dvc", "gc", "--workspace", "--force", *(["--cloud"] if remote else []))
+
+    progress(f"scanning for {len(needles)} needles")
+    areas = {"workspace": (scan.local_files(root, root, skip=[root / ".dvc" / "cache"] +
+                                            ([Path(url)] if url and "://" not in url else [])))}
+    areas["cache"] = scan.local_files(root, root / ".dvc" / "cache")
+    notes = []
+    if url and "://" not in url:
+        areas["remote"] = scan.local_files(root, Path(url))
+    elif url and url.startswith("s3://"):
+        areas["remote"] = scan.s3_files(url, endpoint)
+    elif url:
+        notes.append(f"remote {url} not scanned: only local-directory and S3 remotes are supported")
+    for path in _prefect_paths():
+        areas[f"prefect:{path.name}"] = scan.local_files(root, path)
+    searched, hits = {}, []
+    for area, blobs in areas.items():
+        searched[area], found = scan.scan_bytes(blobs, needles, area)
+        hits += found
+
+    after = events.current_artifacts(root)
+    archived = [{k: e["request"][k] for k in ("request_id", "n_records", "record_hashes")} for e in due]
+    leftovers = LEFTOVERS + ([f"{raw_path} is tracked by git: its history holds the purged values"]
+                             if git_tracked else [])
+    revision = repo.commit(root, repo.EVENT_PATHS + [raw_path + ".dvc", str(Path(raw_path).parent / ".gitignore")],
+                           f"purge: delete {len(record_ids)} forgotten records ({len(due)} requests), new epoch")
+    entry = {"event": "purge", "epoch": events.epoch(entries) + 1, "recorded_at": events.now(),
+             "retention_days": retention, "archived_requests": archived, "n_records_removed": len(record_ids),
+             "raw_data": raw_path, "not_rerunnable": [e["seq"] for e in entries if e.get("event") != "purge"],
+             "gc": {"workspace": True, "cache": True, "remote": remote},
+             "scan": {"needles": len(needles), "files_searched": searched, "hits": len(hits), "where": hits,
+                      "notes": notes},
+             "leftovers": leftovers, "git_commit": revision, "dirty": repo.dirty_paths(root),
+             "served": after.get("models/served", ""), "artifacts_before": before, "artifacts_after": after}
+    sealed = ledger.append(entry, repo.repository_id(root))
+    repo.commit(root, [str(ledger.path.relative_to(root))], f"audit: ledger entry {sealed['seq']} (purge)")
+    return sealed
