@@ -22,7 +22,7 @@ from . import dense
 from .model import RegressionModel, as_tensor
 from .network import MLPSpec, forward
 
-JACOBIAN_BUDGET = 2**25  # float64 entries of J held at once (256 MB)
+JACOBIAN_BUDGET = 2**23  # float64 entries of J per batch (64 MB; TF's per-example intermediates are a few times more)
 
 
 def row_batches(n: int, n_params: int) -> list[slice]:
