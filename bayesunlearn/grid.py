@@ -1,4 +1,7 @@
-"""The study's grid: which records a case forgets. No TensorFlow, so planners (the sweep flow) stay light."""
+"""The study's grid and its summary: which records a case forgets, medians per group.
+
+No TensorFlow, so planners and collectors (the sweep flow) stay light.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 MODES = ("random", "cluster")
 
@@ -36,3 +40,12 @@ def study_grid(modes: Iterable[str], fractions: Iterable[float], seeds: Iterable
     seeds, fractions = list(seeds), list(fractions)
     return [Cell(mode, fraction, seed) for mode in modes for fraction in fractions
             for seed in (seeds if mode == "random" else seeds[:1])]
+
+
+def summarise(results: pd.DataFrame, by: Iterable[str] = ("method", "mode", "fraction")) -> pd.DataFrame:
+    """Median gain and failure rate per method, mode and fraction (and any further `by` columns)."""
+    grouped = results.groupby(list(by), sort=True)
+    return grouped.agg(median_gain=("gain", "median"),
+                       median_pred_kl=("pred_kl_unlearned_retrained", "median"),
+                       median_pred_kl_original=("pred_kl_original_retrained", "median"),
+                       failed=("failed", "sum"), runs=("failed", "size")).reset_index()

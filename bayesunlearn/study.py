@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .evaluation import mean_predictive_kl
-from .grid import MODES, Cell, forget_mask, study_grid  # noqa: F401  (MODES: still public here)
+from .grid import MODES, Cell, forget_mask, study_grid, summarise  # noqa: F401  (MODES, summarise: public here too)
 from .methods import FitSettings, Method, fit_posterior, unlearn
 from .model import RegressionModel
 from .posterior import GaussianPosterior
@@ -105,12 +105,3 @@ def run_study(model: RegressionModel, x: np.ndarray, y: np.ndarray, x_test: np.n
         rows += cell_rows
         kept.update(cell_kept)
     return pd.DataFrame(rows), kept
-
-
-def summarise(results: pd.DataFrame, by: Iterable[str] = ("method", "mode", "fraction")) -> pd.DataFrame:
-    """Median gain and failure rate per method, mode and fraction (and any further `by` columns)."""
-    grouped = results.groupby(list(by), sort=True)
-    return grouped.agg(median_gain=("gain", "median"),
-                       median_pred_kl=("pred_kl_unlearned_retrained", "median"),
-                       median_pred_kl_original=("pred_kl_original_retrained", "median"),
-                       failed=("failed", "sum"), runs=("failed", "size")).reset_index()

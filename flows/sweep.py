@@ -1,0 +1,184 @@
+"""Prefect flow `sweep`: methods × deletion mode × forgotten fraction × seed × network size, on Dask.
+
+Every grid cell is an independent Prefect task on a DaskTaskRunner. The grid
+and the Dask settings are params.yaml `sweep`; the outputs are
+sweep/results.csv (one row per cell and method), sweep/summary.csv (medians)
+and sweep/gain_vs_fraction.png, also written by `dvc repro sweep`.
+
+  python -m flows.sweep                                # a local Dask cluster, sweep.n_workers processes
+  python -m flows.sweep --address tcp://HOST:8786      # an existing scheduler (or sweep.address)
+  python -m flows.sweep --serial                       # in this process, one cell at a time
+
+Each cell is written atomically to sweep/cells/<key>/, where <key> digests the
+params, data and core code it depends on: a rerun (after a crash, or with more
+seeds) computes only the missing cells. A failed or lost task is retried
+`sweep.retries` times. Workers of an existing cluster must see the repository
+folder at the same path (same machine or a shared file system) and have the
+project's environment installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from bayesunlearn import store
+from bayesunlearn.errors import ConfigError
+from bayesunlearn.sweep import SweepCell, SweepPlan, context_key, parse_sweep
+
+from .sweep_cells import CELLS, cell_config, compute_cell, inputs, read_cell
+
+OUT = Path("sweep")
+# No task result is persisted or cached: tasks return a file name, never data.
+QUIET = {"cache_policy": NONE, "persist_result": False}
+
+
+def load_plan(root: Path) -> tuple[dict, SweepPlan]:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    if "sweep" not in params:
+        raise ConfigError("params.yaml has no `sweep` section; restore it from the repository.")
+    return params, parse_sweep(params["sweep"], params["methods"])
+
+
+@task(**QUIET, task_run_name="cell {cell.name}")
+def sweep_cell(root: str, config: dict, cell: SweepCell, folder: str) -> str:
+    return str(compute_cell(Path(root), config, cell, Path(folder)))
+
+
+@flow(name="sweep")
+def sweep(repo: str = ".") -> dict:
+    """Run every missing cell of the grid as a task, then collect the table, summary and figure."""
+    root, logger, start = Path(repo).resolve(), get_run_logger(), time.perf_counter()
+    params, plan = load_plan(root)
+    config = cell_config(params, plan)
+    folder = root / CELLS / context_key(config, inputs(root))
+    cells = plan.cells()
+    logger.info("%d cells (%d methods each) in %s", len(cells), len(plan.methods), folder)
+    run = sweep_cell.with_options(retries=plan.retries, retry_delay_seconds=1)
+    futures = [run.submit(str(root), config, cell, str(folder)) for cell in cells]
+    paths = [Path(future.result()) for future in futures]  # raises if a cell failed after its retries
+    rows = [row for path in paths for row in read_cell(path)]
+    _write_outputs(root, rows)
+    _prune_other_keys(folder)
+    seconds = time.perf_counter() - start
+    logger.info("sweep of %d cells done in %.1f s", len(cells), seconds)
+    return {"cells": len(cells), "rows": len(rows), "seconds": seconds, "results": str(root / OUT / "results.csv")}
+
+
+def _write_outputs(root: Path, rows: list[dict]) -> None:
+    import pandas as pd
+
+    from bayesunlearn.grid import summarise
+    from bayesunlearn.study_plots import save_gain_vs_fraction
+
+    results = pd.DataFrame(rows)
+    summary = summarise(results, by=("method", "n_params", "hidden", "mode", "fraction"))
+    store.save_table(root / OUT / "results.csv", results)
+    store.save_table(root / OUT / "summary.csv", summary)
+    save_gain_vs_fraction(root / OUT / "gain_vs_fraction.png", summary)
+
+
+def _prune_other_keys(folder: Path) -> None:
+    """Cells of other params/data/code can never be reused once this sweep is complete."""
+    for other in folder.parent.iterdir():
+        if other != folder and other.is_dir():
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def task_runner(plan: SweepPlan, address: str | None = None, n_workers: int | None = None,
+                serial: bool = False) -> TaskRunner:
+    """In-process (serial), an existing scheduler (CLI address, else sweep.address), or a local cluster."""
+    if serial:
+        return ThreadPoolTaskRunner(max_workers=1)
+    from prefect_dask import DaskTaskRunner
+
+    address = address or plan.address
+    if address:
+        check_scheduler(address)
+        return DaskTaskRunner(address=address)
+    # one thread per worker: TensorFlow already uses every core of its process
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                          cluster_kwargs={"n_workers": n_workers or plan.n_workers, "threads_per_worker": 1,
+                                          "processes": True, "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"})
+
+
+def check_scheduler(address: str, timeout: float = 10) -> None:
+    """Fail fast, with the remedy, rather than deep inside the task runner."""
+    from distributed import Client
+
+    try:
+        Client(address, timeout=timeout).close()
+    except (OSError, TimeoutError, ValueError) as err:
+        raise ConfigError(f"cannot reach a Dask scheduler at {address!r} ({err}); start one (`dask scheduler`, "
+                          f"then `dask worker {address}`), fix --address / sweep.address, or drop it to use "
+                          f"a local cluster.") from None
+
+
+@contextmanager
+def one_prefect_api() -> Iterator[None]:
+    """Point every process of the run at one Prefect API, through the environment.
+
+    Local Dask workers are new processes: they see the environment, not this
+    process's settings, and with no API there each started a temporary server of
+    its own (about 20 s each, measured). So start the temporary server here when
+    none is configured, and export whichever API is in use while the cluster runs.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        server = SubprocessASGIServer()  # the same instance Prefect's own client would start
+        server.start()
+        url = server.api_url
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        with temporary_settings({PREFECT_API_URL: url}):
+            yield
+    finally:
+        if previous is None:
+            del os.environ["PREFECT_API_URL"]
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+
+
+def run_sweep(repo: str = ".", address: str | None = None, n_workers: int | None = None,
+              serial: bool = False) -> dict:
+    root = Path(repo).resolve()
+    _, plan = load_plan(root)  # bad params fail here, before any cluster starts
+    with one_prefect_api():
+        return sweep.with_options(task_runner=task_runner(plan, address, n_workers, serial))(repo=str(root))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m flows.sweep", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repo", default=".", help="the DVC workspace (default: the current folder)")
+    parser.add_argument("--address", help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                                          "(default: sweep.address, else a local cluster)")
+    parser.add_argument("--workers", type=int, help="worker processes of the local cluster "
+                                                    "(default: sweep.n_workers)")
+    parser.add_argument("--serial", action="store_true", help="no Dask: run the cells one by one in this process")
+    args = parser.parse_args()
+    print(json.dumps(run_sweep(args.repo, args.address, args.workers, args.serial), indent=2))
+
+
+if __name__ == "__main__":
+    from stages.common import run
+
+    from flows.sweep import main as entry  # tasks must pickle as `flows.sweep.*`, not `__main__.*`
+
+    run(entry)

@@ -1,0 +1,91 @@
+"""What one sweep task does in its worker: load the workspace's data, compute one cell, write it atomically.
+
+No Prefect here (the tests call it directly); the numbers come from
+`bayesunlearn.study.study_cell`, the same function as the serial study's.
+A cell file that exists is a finished cell (written by rename, never half),
+so a rerun skips it; a leftover temporary file is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from bayesunlearn import atomic, datasets, store
+from bayesunlearn.sweep import SweepCell, SweepPlan, hidden_label
+
+from stages.common import PREPARED, deterministic_tensorflow
+
+CELLS = Path("sweep") / "cells"  # working folder of the cell files, by context key (not a DVC output)
+
+
+def cell_config(params: dict, plan: SweepPlan) -> dict:
+    """The params a cell's numbers depend on (small, JSON-able: safe to ship to any worker)."""
+    return {"model": params["model"], "train": params["train"], "laplace": params["laplace"],
+            "vi": params["vi"], "methods": {name: params["methods"][name] for name in plan.methods}}
+
+
+def inputs(root: Path) -> list[Path]:
+    """The files a cell's numbers depend on: the prepared data and the core package's code."""
+    return sorted((root / PREPARED).glob("*.csv")) + sorted((root / "bayesunlearn").glob("*.py"))
+
+
+def cell_path(folder: Path, cell: SweepCell) -> Path:
+    return folder / f"{cell.name}.json"
+
+
+def compute_cell(root: Path, config: dict, cell: SweepCell, folder: Path) -> Path:
+    """The cell's rows in `folder`, computed unless already there; returns the file's path."""
+    target = cell_path(folder, cell)
+    if target.exists():
+        return target
+    deterministic_tensorflow()  # in this worker process too, before TensorFlow is imported
+    from bayesunlearn.config import build_model, train_config
+    from bayesunlearn.methods import FitSettings
+    from bayesunlearn.options import parse_methods
+    from bayesunlearn.study import Problem, study_cell
+
+    x, y = datasets.arrays(store.load_table(root / PREPARED / "train.csv"))
+    x_test, _ = datasets.arrays(store.load_table(root / PREPARED / "test.csv"))
+    model = build_model({**config["model"], "hidden": list(cell.hidden)}, x.shape[1])
+    settings = FitSettings(bool(config["laplace"].get("optimize_hyperparameters", False)), config["vi"])
+    problem = Problem(x, y, x_test, parse_methods(config["methods"]), train_config(config["train"]), settings,
+                      int(config["train"]["seed"]))
+    originals = _originals(model, problem, folder / f"h{hidden_label(cell.hidden)}" / "originals")
+    rows, _ = study_cell(model, problem, cell.cell, originals)
+    label = {"hidden": hidden_label(cell.hidden), "n_params": model.spec.n_params}
+    rows = [{**label, **row} for row in rows]
+    columns = list(rows[0]) if rows else []
+    atomic.write_json(target, {"columns": columns, "rows": [[_plain(r[c]) for c in columns] for r in rows]})
+    return target
+
+
+def read_cell(path: Path) -> list[dict]:
+    """The rows of a cell file, columns in the study's order."""
+    table = json.loads(path.read_text())
+    return [dict(zip(table["columns"], row, strict=True)) for row in table["rows"]]
+
+
+def _originals(model, problem, folder: Path) -> dict:
+    """The full-data posteriors of this network size: fitted by the first cell that needs them, then reused.
+
+    Two workers may fit them at once; both write the same bytes (deterministic fits,
+    atomic renames), so the race costs time, never correctness.
+    """
+    from bayesunlearn.posterior import GaussianPosterior
+    from bayesunlearn.study import fit_originals
+
+    paths = {kind: folder / f"{kind}.npz" for kind in problem.kinds}
+    if all(p.exists() for p in paths.values()):
+        return {kind: GaussianPosterior.load(p) for kind, p in paths.items()}
+    originals = fit_originals(model, problem)
+    for kind, posterior in originals.items():
+        posterior.save(paths[kind])
+    return originals
+
+
+def _plain(value):
+    """numpy scalars as Python numbers, so that JSON can hold them (NaN included)."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,120 @@
+"""The sweep flow: Dask gives the serial numbers, cells resume and retry, bad params say how to fix them."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from bayesunlearn.errors import ConfigError
+from bayesunlearn.sweep import parse_sweep
+
+from conftest import sh, tiny_repo
+
+METHODS = {"ggn_newton": {"posterior": "full_ggn", "operator": "divide"},
+           "ggn_damped": {"posterior": "full_ggn", "operator": "divide", "mean_update": "damped"}}
+GRID = {"methods": ["ggn_newton", "ggn_damped"], "modes": ["random", "cluster"], "fractions": [0.1],
+        "seeds": [0, 1], "hidden": [[4], [8]], "address": None, "n_workers": 2, "retries": 2}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"methods": ["ggn_newton", "nope"]}, r"sweep.methods names \['nope'\].*use some of"),
+    ({"seeds": []}, r"sweep.seeds is empty, so the grid has no cells"),
+    ({"fractions": [1.0]}, r"strictly between 0 and 1"),
+    ({"modes": ["sideways"]}, r"deletion modes are"),
+    ({"hidden": [[0]]}, r"positive layer widths"),
+])
+def test_bad_sweep_params_name_the_problem_and_the_fix(change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_sweep({**GRID, **change}, METHODS)
+
+
+def test_grid_covers_every_size_and_case_once():
+    cells = parse_sweep(GRID, METHODS).cells()
+    names = [c.name for c in cells]
+    assert len(names) == len(set(names)) == 2 * (2 + 1)  # sizes × (random seeds + one cluster case)
+    assert names[0] == "h4/random-0.1-s0" and names[-1] == "h8/cluster-0.1-s0"
+
+
+def test_an_unreachable_scheduler_is_a_config_error():
+    from flows.sweep import check_scheduler
+
+    with pytest.raises(ConfigError, match=r"cannot reach a Dask scheduler at 'tcp://127.0.0.1:9'.*local cluster"):
+        check_scheduler("tcp://127.0.0.1:9", timeout=2)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory) -> Path:
+    """A tiny repository whose `sweep` section is GRID (6 cells, 2 methods each)."""
+    return tiny_repo(tmp_path_factory.mktemp("sweep"), {("sweep",): GRID})
+
+
+def cell_files(root: Path) -> list[Path]:
+    return sorted((root / "sweep" / "cells").glob("*/h*/*.json"))
+
+
+@pytest.mark.slow
+def test_dask_sweep_through_dvc_equals_serial_execution(prefect, swept, monkeypatch):
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.sweep import run_sweep
+
+    start = time.perf_counter()
+    serial = run_sweep(str(swept), serial=True)
+    serial_seconds = time.perf_counter() - start
+    expected = (swept / "sweep" / "results.csv").read_text()
+    assert serial["cells"] == 6 and serial["rows"] == 12 and len(cell_files(swept)) == 6
+
+    shutil.rmtree(swept / "sweep" / "cells")  # nothing to resume: the cluster computes every cell
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())  # the stage's flow reports to the test server
+    start = time.perf_counter()
+    sh("dvc", "repro", "sweep", cwd=swept)  # a local cluster of sweep.n_workers = 2 processes
+    print(f"sweep of 6 cells: serial {serial_seconds:.1f} s, dvc repro on 2 Dask workers "
+          f"{time.perf_counter() - start:.1f} s")
+    assert (swept / "sweep" / "results.csv").read_text() == expected  # identical numbers, to the last digit
+    assert (swept / "sweep" / "gain_vs_fraction.png").stat().st_size > 0
+    summary = (swept / "sweep" / "summary.csv").read_text().splitlines()
+    assert summary[0].startswith("method,n_params,hidden,mode,fraction,median_gain") and len(summary) == 1 + 8
+    assert "up to date" in sh("dvc", "status", "sweep", cwd=swept).stdout
+
+
+@pytest.mark.slow
+def test_a_rerun_reuses_finished_cells_and_ignores_partial_writes(prefect, swept):
+    from flows.sweep import run_sweep
+    from flows.sweep_cells import read_cell
+
+    run_sweep(str(swept), serial=True)
+    before = (swept / "sweep" / "results.csv").read_text()
+    files = cell_files(swept)
+    lost, kept = files[0], files[1]
+    lost.unlink()  # as if its worker died before the rename
+    (lost.parent / f".{lost.name}.abc123.tmp").write_text('{"columns": ["hidden"], "rows": [[')  # half written
+    doctored = kept.read_text().replace('"ggn_newton"', '"ggn_newton_reused"')
+    kept.write_text(doctored)
+
+    run_sweep(str(swept), serial=True)
+    assert kept.read_text() == doctored  # a finished cell is never recomputed
+    after = (swept / "sweep" / "results.csv").read_text()
+    assert "ggn_newton_reused" in after
+    assert after.replace("ggn_newton_reused", "ggn_newton") == before  # the lost cell came back identical
+    assert read_cell(lost)  # and it is a complete file again
+
+
+@pytest.mark.slow
+def test_a_failing_cell_is_retried_by_prefect(prefect, swept, monkeypatch):
+    import flows.sweep
+
+    attempts: list[str] = []
+    real = flows.sweep.compute_cell
+
+    def flaky(root, config, cell, folder):
+        attempts.append(cell.name)
+        if attempts.count(cell.name) == 1 and cell.name == "h8/random-0.1-s1":
+            raise OSError("worker lost")  # first attempt only
+        return real(root, config, cell, folder)
+
+    monkeypatch.setattr(flows.sweep, "compute_cell", flaky)
+    result = flows.sweep.run_sweep(str(swept), serial=True)
+    assert result["cells"] == 6 and attempts.count("h8/random-0.1-s1") == 2
