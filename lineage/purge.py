@@ -138,7 +138,8 @@ def purge(root: Path, now: datetime | None = None, progress=print) -> dict | Non
 
     # Needles first: after the purge the values exist nowhere we could read them from.
     prepare = params["prepare"]
-    frame, _ = datasets.load_source(prepare)
+    csv = {**prepare["csv"], "path": str(root / prepare["csv"]["path"])}  # relative to the workspace, not here
+    frame, _ = datasets.load_source({**prepare, "csv": csv})
     raw = datasets.raw_table(frame, float(prepare["test_fraction"]), int(prepare["seed"]))
     raw_path = prepare["csv"]["path"] if prepare["source"] == "csv" else RAW
     tables = [pd.read_csv(root / p, dtype=str) for p in ("data/prepared/train.csv", "data/prepared/test.csv")]

@@ -104,11 +104,14 @@ def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess
     return result
 
 
-def tiny_repo(root: Path, extra: dict | None = None) -> Path:
-    """The repository's tracked files with the TINY config, `prepare` run and one example request."""
+def tiny_repo(root: Path, extra: dict | None = None, before_prepare=None) -> Path:
+    """The repository's tracked files with the TINY config, `prepare` run and one example request.
+
+    `before_prepare(root)` runs in the new git repository before `dvc repro prepare` (e.g. to add raw data).
+    """
     files = sh("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).stdout.split()
     for name in files:
-        if (REPO / name).is_file() and not name.startswith(("metrics/", "study/", "plots/")):
+        if (REPO / name).is_file() and not name.startswith(("metrics/", "study/", "plots/", "sweep/", "audit/")):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
     params = yaml.safe_load((root / "params.yaml").read_text())
@@ -121,6 +124,8 @@ def tiny_repo(root: Path, extra: dict | None = None) -> Path:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / "dvc.lock").unlink(missing_ok=True)
     sh("git", "init", "-q", cwd=root)
+    if before_prepare is not None:
+        before_prepare(root)
     sh("dvc", "repro", "prepare", cwd=root)
     # the shipped example request names records of the default data: replace it with tiny-data ids
     for old in (root / "data/requests").glob("*.json"):
