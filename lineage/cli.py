@@ -21,6 +21,7 @@ from bayesunlearn.errors import UserError
 from . import events, html
 from . import purge as purging
 from .ledger import Ledger, LedgerError
+from .repo import repository_id
 from .reproduce import NotReproducible, find_event
 
 EXIT_FAILED, EXIT_INPUT, EXIT_LEDGER, EXIT_NOT_REPRODUCIBLE = 1, 2, 3, 4
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     args.repo = args.repo.resolve()
     try:
+        Ledger(args.repo).check_repository(repository_id(args.repo))
         return args.run(args)
     except LedgerError as err:
         print(f"unlearn: ledger unusable: {err}", file=sys.stderr)

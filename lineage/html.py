@@ -14,7 +14,7 @@ from . import repo
 
 LINEAGE = [  # the production path, in order: (artifact, what it is)
     ("data/requests", "deletion requests in force"),
-    ("data/raw/records.csv", "raw data (after a purge)"),
+    ("data/raw", "raw data"),
     ("data/prepared", "prepared data (ids, test split, scaling)"),
     ("data/split", "retained / forgotten records"),
     ("models/original/map.npz", "base MAP network"),
@@ -29,18 +29,19 @@ code{font-size:13px}.pass{color:#176a2b;font-weight:600}.fail{color:#a11;font-we
 padding:.3rem .5rem;background:#f5f6fa}.changed{background:#fff4d6;border-color:#c90}.arrow{color:#889}"""
 
 
-def _table(rows: list[tuple], header: tuple) -> str:
-    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+def _table(rows: list[tuple], header: tuple = ()) -> str:
+    head = f"<tr>{''.join(f'<th>{escape(str(h))}</th>' for h in header)}</tr>" if header else ""
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table>{head}{body}</table>"
 
 
 def _lineage(event: dict) -> str:
     before, after = event.get("artifacts_before", {}), event["artifacts_after"]
-    boxes = []
+    boxes, shown = [], set()
     for prefix, label in LINEAGE:
         paths = [p for p in after if p == prefix or (prefix.endswith("/") and p.startswith(prefix))]
-        for path in paths:
+        for path in (p for p in paths if p not in shown):
+            shown.add(path)
             changed = before.get(path) != after[path]
             boxes.append(f'<div class="box{" changed" if changed else ""}"><b>{escape(label)}</b><br>'
                          f"<code>{escape(path)}</code><br><code>{escape(after[path][:12])}</code>"
@@ -89,6 +90,6 @@ def event_page(event: dict, entries: list[dict], root: Path) -> str:
              ("re-runnable", rerun), ("ledger entry", f"{event['seq']} · <code>{event['entry_hash'][:16]}</code>")]
     title = f"Deletion {escape(request['request_id'])}"
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style>"
-            f"</head><body><h1>{title}</h1>{_table(facts, ('', ''))}"
+            f"</head><body><h1>{title}</h1>{_table(facts)}"
             f"<h2>Lineage</h2><p>From request to served posterior; highlighted = changed by this event.</p>"
             f"{_lineage(event)}<h2>Gate</h2>{_gate(event)}</body></html>\n")

@@ -118,6 +118,14 @@ class Ledger:
             entries.append(entry)
         return entries
 
+    def check_repository(self, repository: str) -> None:
+        """Refuse a ledger copied from another repository: its events describe other data and commits."""
+        lines = self.lines()
+        owner = json.loads(lines[0]).get("repository") if lines else repository
+        if owner != repository:
+            raise LedgerError(f"{self.path} was written in repository {owner}, not in this one ({repository}); "
+                              "it describes another project's data and commits. Move it away to start a ledger here.")
+
     def lines(self) -> list[str]:
         return self.path.read_text().splitlines() if self.path.exists() else []
 

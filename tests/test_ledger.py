@@ -110,6 +110,7 @@ def test_a_ledger_from_another_repository_is_refused(ledger, tmp_path):
     with pytest.raises(LedgerError, match="belongs to repository"):
         copied.append({"event": "applied"}, repository_id(other))
     assert any("written in repository" in p for p in chain_problems(copied, repository_id(other)))
+    assert cli.main(["--repo", str(other), "audit", "list"]) == cli.EXIT_LEDGER
 
 
 def test_a_missing_salt_is_a_clear_error_with_exit_code_3(ledger, capsys):
