@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from bayesunlearn import atomic, datasets, store
 from bayesunlearn.sweep import SweepCell, SweepPlan, hidden_label
@@ -53,8 +54,11 @@ def compute_cell(root: Path, config: dict, cell: SweepCell, folder: Path) -> Pat
     settings = FitSettings(bool(config["laplace"].get("optimize_hyperparameters", False)), config["vi"])
     problem = Problem(x, y, x_test, parse_methods(config["methods"]), train_config(config["train"]), settings,
                       int(config["train"]["seed"]))
-    originals = _originals(model, problem, folder / f"h{hidden_label(cell.hidden)}" / "originals")
-    rows, _ = study_cell(model, problem, cell.cell, originals)
+    # One BLAS thread wherever the cell runs: Dask workers start with one (OPENBLAS_NUM_THREADS=1), and
+    # multi-threaded LAPACK changed the last digits of the unlearned KL (measured, 49 parameters).
+    with threadpool_limits(limits=1, user_api="blas"):
+        originals = _originals(model, problem, folder / f"h{hidden_label(cell.hidden)}" / "originals")
+        rows, _ = study_cell(model, problem, cell.cell, originals)
     label = {"hidden": hidden_label(cell.hidden), "n_params": model.spec.n_params}
     rows = [{**label, **row} for row in rows]
     columns = list(rows[0]) if rows else []
@@ -78,12 +82,12 @@ def _originals(model, problem, folder: Path) -> dict:
     from bayesunlearn.study import fit_originals
 
     paths = {kind: folder / f"{kind}.npz" for kind in problem.kinds}
-    if all(p.exists() for p in paths.values()):
-        return {kind: GaussianPosterior.load(p) for kind, p in paths.items()}
-    originals = fit_originals(model, problem)
-    for kind, posterior in originals.items():
-        posterior.save(paths[kind])
-    return originals
+    if not all(p.exists() for p in paths.values()):
+        for kind, posterior in fit_originals(model, problem).items():
+            posterior.save(paths[kind])
+    # Every cell unlearns from the loaded files, also the one that fitted them: a freshly fitted
+    # posterior carries more than its file (e.g. a curvature factor) and gave other last digits.
+    return {kind: GaussianPosterior.load(p) for kind, p in paths.items()}
 
 
 def _plain(value):

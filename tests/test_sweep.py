@@ -16,7 +16,7 @@ from conftest import sh, tiny_repo
 METHODS = {"ggn_newton": {"posterior": "full_ggn", "operator": "divide"},
            "ggn_damped": {"posterior": "full_ggn", "operator": "divide", "mean_update": "damped"}}
 GRID = {"methods": ["ggn_newton", "ggn_damped"], "modes": ["random", "cluster"], "fractions": [0.1],
-        "seeds": [0, 1], "hidden": [[4], [8]], "address": None, "n_workers": 2, "retries": 2}
+        "seeds": [0, 1], "hidden": [[4], [16]], "address": None, "n_workers": 2, "retries": 2}
 
 
 @pytest.mark.parametrize("change, message", [
@@ -35,7 +35,7 @@ def test_grid_covers_every_size_and_case_once():
     cells = parse_sweep(GRID, METHODS).cells()
     names = [c.name for c in cells]
     assert len(names) == len(set(names)) == 2 * (2 + 1)  # sizes × (random seeds + one cluster case)
-    assert names[0] == "h4/random-0.1-s0" and names[-1] == "h8/cluster-0.1-s0"
+    assert names[0] == "h4/random-0.1-s0" and names[-1] == "h16/cluster-0.1-s0"
 
 
 def test_an_unreachable_scheduler_is_a_config_error():
@@ -111,10 +111,10 @@ def test_a_failing_cell_is_retried_by_prefect(prefect, swept, monkeypatch):
 
     def flaky(root, config, cell, folder):
         attempts.append(cell.name)
-        if attempts.count(cell.name) == 1 and cell.name == "h8/random-0.1-s1":
+        if attempts.count(cell.name) == 1 and cell.name == "h16/random-0.1-s1":
             raise OSError("worker lost")  # first attempt only
         return real(root, config, cell, folder)
 
     monkeypatch.setattr(flows.sweep, "compute_cell", flaky)
     result = flows.sweep.run_sweep(str(swept), serial=True)
-    assert result["cells"] == 6 and attempts.count("h8/random-0.1-s1") == 2
+    assert result["cells"] == 6 and attempts.count("h16/random-0.1-s1") == 2
