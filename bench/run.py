@@ -5,9 +5,21 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
   retrain noise floor (`retrain.seeds` retrains from scratch);
 - "methods": {NAME: {"random": {...}, "cluster": {...}}} for every configured method;
 - "intake_latency": request file in the inbox → new served posterior (bench/latency.py).
+- "scale": unlearning vs a cold retrain per method for networks of ~150, 2.5k
+  and 10k parameters × n = 500, 5k, 50k, a fixed 50 records forgotten, with
+  peak memory per case (bench/scale.py; plot bench/results/scale.png);
+- "compute": XLA vs not, vectorised vs looped Jacobians, float32 vs float64,
+  batched SYRK vs one-shot GGN, Woodbury vs refactorisation (bench/compute.py);
+- "dvc_noop_seconds", "dvc_incremental": DVC timings in temporary clones
+  (bench/dvc_timing.py).
 `random` forgets 10 % of the training records at random, `cluster` every record
 of the right input cluster. Timings are medians of warm repeats in this one
 process, so ratios are fair on a noisy machine.
+
+Parts: methods (the keys model/random/cluster/methods), latency, scale, compute,
+dvc. `--only scale compute` runs just those; a quick scale run:
+`python -m bench.run --only scale --sizes 150 2.5k --n-train 500 5000`.
+The full run takes about 30 minutes on 2 cores, most of it the 10k × 50k scale cell.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,22 +50,66 @@ def forget_masks(x: np.ndarray, fraction: float, seed: int) -> dict[str, np.ndar
     return {"random": forget_mask(x, "random", fraction, seed), "cluster": x[:, 0] > 0}
 
 
+PARTS = ("methods", "latency", "scale", "compute", "dvc")
+
+
 def main(argv: list[str] | None = None) -> None:
+    from bench import scale
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these parts")
     parser.add_argument("--params", default="params.yaml", help="parameters of data, model, training, methods")
     parser.add_argument("--fraction", type=float, default=0.1, help="share forgotten in the random case")
     parser.add_argument("--repeats", type=int, default=3, help="warm timing repeats (median)")
     parser.add_argument("--methods", nargs="*", help="only these methods (default: all configured)")
     parser.add_argument("--out", default="bench/results", help="folder for bench.json and plots")
     parser.add_argument("--no-latency", action="store_true", help="skip the intake-latency measurement")
+    parser.add_argument("--sizes", nargs="+", default=list(scale.SIZES), choices=list(scale.SIZES),
+                        help="scale: network sizes (parameters)")
+    parser.add_argument("--n-train", nargs="+", type=int, default=list(scale.N_TRAIN), help="scale: training set sizes")
+    parser.add_argument("--scale-methods", nargs="+", default=list(scale.METHODS), help="scale: methods")
+    parser.add_argument("--forget", type=int, default=50, help="scale: records forgotten in every case")
+    parser.add_argument("--steps", type=int, default=100, help="scale: Adam steps timed, scaled to train.adam_steps")
+    parser.add_argument("--quick-compute", action="store_true", help="compute: skip the 10k-parameter downdate")
     args = parser.parse_args(argv)
+    parts = [p for p in args.only if not (p == "latency" and args.no_latency)]
+    out = Path(args.out)
+    report: dict = methods_report(args) if "methods" in parts else {}
+    if "latency" in parts:
+        import contextlib
 
+        from bench.latency import measure
+
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON alone
+            report["intake_latency"] = measure()
+    if "scale" in parts:
+        report.update(scale.run_scale(args.sizes, args.n_train, args.scale_methods, args.forget, args.steps,
+                                      args.repeats))
+        scale.plot_scale(report["scale"], out / "scale.png")
+    if "compute" in parts:
+        cmd = [sys.executable, "-m", "bench.compute"] + (["--quick"] if args.quick_compute else [])
+        report["compute"] = json.loads(subprocess.run(cmd, capture_output=False, stdout=subprocess.PIPE,
+                                                      text=True, check=True).stdout)
+    if "dvc" in parts:
+        from bench import dvc_timing
+
+        report.update(dvc_timing.measure(args.repeats))
+    if "scale" in parts:
+        report["targets"] = scale.targets(report["scale"], report.get("dvc_noop_seconds"))
+    from bayesunlearn import atomic
+
+    atomic.write_json(out / "bench.json", report)
+    print(json.dumps(report, indent=2))
+
+
+def methods_report(args: argparse.Namespace) -> dict:
+    """Every configured method on the default data, random and cluster deletion (the original benchmark)."""
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
     from tqdm import tqdm
 
-    from bayesunlearn import atomic, datasets
+    from bayesunlearn import datasets
     from bayesunlearn.config import build_model, train_config
     from bayesunlearn.evaluation import Splits, compare, time_unlearning_vs_retraining
     from bayesunlearn.methods import FitSettings, fit_posterior, unlearn
@@ -99,15 +156,7 @@ def main(argv: list[str] | None = None) -> None:
                                          splits, 200)
                 save_predictive_png(Path(args.out) / f"predictive_{case}.png", table, splits,
                                     f"{name}, {case} deletion: {int(mask.sum())} of {len(x)} records forgotten")
-    if not args.no_latency:
-        import contextlib
-
-        from bench.latency import measure
-
-        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON alone
-            report["intake_latency"] = measure()
-    atomic.write_json(Path(args.out) / "bench.json", report)
-    print(json.dumps(report, indent=2))
+    return report
 
 
 if __name__ == "__main__":

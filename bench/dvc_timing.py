@@ -1,0 +1,86 @@
+"""DVC timings in temporary clones of the repository (committed HEAD, default params.yaml).
+
+- dvc_incremental: the production path `dvc repro serve` from nothing (prepare,
+  split, train, fit_posterior@full_ggn, unlearn@ggn_newton, gate, serve) vs the
+  same command after one new deletion request (3 records): only the stages the
+  request invalidates run. Not the full `dvc repro` (about 20 min, most of it
+  the study); `serve_noop_seconds` is the serve chain with nothing to do.
+- dvc_noop_seconds: `dvc repro` of all stages with nothing to do, in a second
+  clone whose outputs are restored from a copy of this workspace's DVC cache
+  (`dvc checkout`) and whose lock is then brought up to date (`dvc commit -f`, as
+  the committed lock may predate code changes to stage dependencies). It times
+  DVC's own bookkeeping over the whole DAG, which is what a no-op costs.
+Clones come from `git clone` (HEAD), so uncommitted edits in the workspace do not
+leak in, and DVC never runs in the workspace itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.latency import REPO, timed
+
+
+def clone(target: Path) -> Path:
+    subprocess.run(["git", "clone", "-q", str(REPO), str(target)], check=True)
+    return target
+
+
+def dvc(root: Path, *args: str) -> tuple[float, str]:
+    """Wall time and stdout of one dvc command in `root` (DVC's stage commands call the venv's python)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    start = time.perf_counter()
+    out = subprocess.run(["dvc", *args], cwd=root, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if out.returncode != 0:
+        raise RuntimeError(f"dvc {' '.join(args)} failed in {root}: {out.stderr.strip()[-500:]}")
+    return seconds, out.stdout
+
+
+def stages_run(stdout: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", stdout)
+
+
+def incremental(root: Path, repeats: int) -> dict:
+    full, out_full = dvc(root, "repro", "serve")
+    noop = [dvc(root, "repro", "serve")[0] for _ in range(repeats)]
+    ids = [line.split(",")[0] for line in (root / "data/prepared/train.csv").read_text().splitlines()[-3:]]
+    request = {"request_id": "req-bench-incremental", "record_ids": ids, "reason": "benchmark",
+               "received_at": "2026-11-27T12:00:00Z"}
+    (root / "data/requests/req-bench-incremental.json").write_text(json.dumps(request))
+    one, out_one = dvc(root, "repro", "serve")
+    return {"command": "dvc repro serve", "full_seconds": full, "stages_full": stages_run(out_full),
+            "one_request_seconds": one, "stages_one_request": stages_run(out_one),
+            "serve_noop_seconds": statistics.median(noop)}
+
+
+def full_noop(root: Path, repeats: int) -> dict:
+    shutil.copytree(REPO / ".dvc/cache", root / ".dvc/cache", dirs_exist_ok=True)
+    dvc(root, "checkout", "--force")
+    dvc(root, "commit", "--force")
+    times = [dvc(root, "repro")[0] for _ in range(repeats)]
+    _, out = dvc(root, "repro")
+    return {"dvc_noop_seconds": statistics.median(times), "dvc_noop_runs": times,
+            "dvc_noop_stages_run": stages_run(out)}
+
+
+def measure(repeats: int = 3) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        result = full_noop(clone(Path(tmp) / "noop"), repeats)
+        result["dvc_incremental"] = incremental(clone(Path(tmp) / "incremental"), repeats)
+    result["python_tf_startup_seconds"] = timed([sys.executable, "-c", "import tensorflow"], REPO)
+    result["load_average"] = os.getloadavg()[0]  # the machine is shared: context for the timings
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(), indent=2))
