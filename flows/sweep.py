@@ -12,9 +12,14 @@ and sweep/gain_vs_fraction.png, also written by `dvc repro sweep`.
 Each cell is written atomically to sweep/cells/<key>/, where <key> digests the
 params, data and core code it depends on: a rerun (after a crash, or with more
 seeds) computes only the missing cells. A failed or lost task is retried
-`sweep.retries` times. Workers of an existing cluster must see the repository
-folder at the same path (same machine or a shared file system) and have the
-project's environment installed.
+`sweep.retries` times.
+
+An existing cluster needs the project's environment on the scheduler and the
+workers, the repository on their PYTHONPATH (the scheduler unpickles the task
+graph too), the repository folder at the same path (same machine or a shared
+file system), and PREFECT_API_URL pointing at your Prefect server, e.g.
+  PYTHONPATH=$PWD dask scheduler --host 127.0.0.1
+  PYTHONPATH=$PWD PREFECT_API_URL=http://127.0.0.1:4200/api dask worker tcp://127.0.0.1:8786 --nthreads 1
 """
 
 from __future__ import annotations
@@ -158,9 +163,10 @@ def one_prefect_api() -> Iterator[None]:
 def run_sweep(repo: str = ".", address: str | None = None, n_workers: int | None = None,
               serial: bool = False) -> dict:
     root = Path(repo).resolve()
-    _, plan = load_plan(root)  # bad params fail here, before any cluster starts
+    _, plan = load_plan(root)  # bad params and an unreachable scheduler fail here, before any server starts
+    runner = task_runner(plan, address, n_workers, serial)
     with one_prefect_api():
-        return sweep.with_options(task_runner=task_runner(plan, address, n_workers, serial))(repo=str(root))
+        return sweep.with_options(task_runner=runner)(repo=str(root))
 
 
 def main() -> None:
