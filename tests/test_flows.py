@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 import threading
 from pathlib import Path
 
@@ -183,8 +181,9 @@ def test_a_stage_killed_mid_run_leaves_things_consistent_and_a_rerun_matches(pre
 
         import psutil
 
-        env = {**os.environ, **ws.ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-        dvc = subprocess.Popen(["dvc", "repro", "--single-item", "gate"], cwd=self.root, env=env,
+        from lineage.repo import tool_env
+
+        dvc = subprocess.Popen(["dvc", "repro", "--single-item", "gate"], cwd=self.root, env=tool_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -204,9 +203,12 @@ def test_a_stage_killed_mid_run_leaves_things_consistent_and_a_rerun_matches(pre
         process_deletion_requests(repo=str(root), request=request_payload("req-0005", ids[30:33]))
     assert (root / "inbox/req-0005.json").exists() and not (root / "data/requests/req-0005.json").exists()
     assert (root / "models/served/posterior.npz").read_bytes() == served_before
+    ledger = root / "audit" / "ledger.jsonl"
+    assert not ledger.exists() or "req-0005" not in ledger.read_text()  # no entry for artifacts that were never made
     monkeypatch.setattr(ws.Workspace, "repro", real)
     rerun = process_deletion_requests(repo=str(root))
     assert rerun["requests"] == ["req-0005"]
+    assert json.loads(ledger.read_text().splitlines()[-1])["request"]["request_id"] == "req-0005"
 
     # an uninterrupted run on the same data and requests gives the same served posterior, bit for bit
     clean = tiny_repo(tmp_path_factory.mktemp("uninterrupted"))
