@@ -29,6 +29,11 @@ def copy_repo(target: Path) -> None:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, target / name)
     subprocess.run(["git", "init", "-q"], cwd=target, check=True)
+    # a first commit: the flow commits each event and names it in the deletion ledger
+    identity = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
+                "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+    subprocess.run(["git", "add", "-A"], cwd=target, check=True)
+    subprocess.run(["git", "commit", "-qm", "bench copy"], cwd=target, check=True, env={**os.environ, **identity})
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
