@@ -76,8 +76,9 @@ def parse_sweep(section: dict, methods_section: dict) -> SweepPlan:
         raise ConfigError(f"sweep.fractions {list(fractions)} must lie strictly between 0 and 1.")
     if not all(h and min(h) >= 1 for h in hidden):
         raise ConfigError(f"sweep.hidden {[list(h) for h in hidden]}: each entry lists positive layer widths.")
-    if n_workers < 1 or retries < 0:
-        raise ConfigError(f"sweep.n_workers={n_workers} must be >= 1 and sweep.retries={retries} >= 0.")
+    if n_workers < 0 or retries < 0:
+        raise ConfigError(f"sweep.n_workers={n_workers} and sweep.retries={retries} must be >= 0 "
+                          f"(n_workers 0 = no cluster, the cells run in the flow's process).")
     address = section.get("address") or None
     return SweepPlan(names, tuple(lists["modes"]), fractions, seeds, hidden, address, n_workers, retries)
 

@@ -7,7 +7,7 @@ and sweep/gain_vs_fraction.png, also written by `dvc repro sweep`.
 
   python -m flows.sweep                                # a local Dask cluster, sweep.n_workers processes
   python -m flows.sweep --address tcp://HOST:8786      # an existing scheduler (or sweep.address)
-  python -m flows.sweep --serial                       # in this process, one cell at a time
+  python -m flows.sweep --serial                       # in this process, one cell at a time (or --workers 0)
 
 Each cell is written atomically to sweep/cells/<key>/, where <key> digests the
 params, data and core code it depends on: a rerun (after a crash, or with more
@@ -103,19 +103,24 @@ def _prune_other_keys(folder: Path) -> None:
 
 def task_runner(plan: SweepPlan, address: str | None = None, n_workers: int | None = None,
                 serial: bool = False) -> TaskRunner:
-    """In-process (serial), an existing scheduler (CLI address, else sweep.address), or a local cluster."""
-    if serial:
+    """An existing scheduler (CLI address, else sweep.address), a local cluster, or in-process (serial).
+
+    0 workers means in-process too: for a handful of tiny cells a cluster's start-up
+    (about 15 s here: worker processes, each importing TensorFlow) costs more than the cells.
+    """
+    address = None if serial else address or plan.address
+    n_workers = plan.n_workers if n_workers is None else n_workers
+    if not address and (serial or n_workers == 0):
         return ThreadPoolTaskRunner(max_workers=1)
     from prefect_dask import DaskTaskRunner
 
-    address = address or plan.address
     if address:
         check_scheduler(address)
         return DaskTaskRunner(address=address)
     # one thread per worker: TensorFlow already uses every core of its process
     return DaskTaskRunner(cluster_class="distributed.LocalCluster",
-                          cluster_kwargs={"n_workers": n_workers or plan.n_workers, "threads_per_worker": 1,
-                                          "processes": True, "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"})
+                          cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
+                                          "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"})
 
 
 def check_scheduler(address: str, timeout: float = 10) -> None:
@@ -176,7 +181,7 @@ def main() -> None:
     parser.add_argument("--address", help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
                                           "(default: sweep.address, else a local cluster)")
     parser.add_argument("--workers", type=int, help="worker processes of the local cluster "
-                                                    "(default: sweep.n_workers)")
+                                                    "(default: sweep.n_workers; 0 = no cluster, like --serial)")
     parser.add_argument("--serial", action="store_true", help="no Dask: run the cells one by one in this process")
     args = parser.parse_args()
     print(json.dumps(run_sweep(args.repo, args.address, args.workers, args.serial), indent=2))

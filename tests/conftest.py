@@ -88,10 +88,10 @@ TINY = {
     ("evaluate", "plot_grid_points"): 20,
     ("study", "fractions"): [0.1],
     ("study", "seeds"): [0],
-    ("sweep", "hidden"): [[4]],  # one cell on one worker: the stage runs, the grid is test_sweep's job
+    ("sweep", "hidden"): [[4]],  # one cell, in-process: the stage runs; Dask and the grid are test_sweep's job
     ("sweep", "modes"): ["random"],
     ("sweep", "seeds"): [0],
-    ("sweep", "n_workers"): 1,
+    ("sweep", "n_workers"): 0,
 }
 
 

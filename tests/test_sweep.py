@@ -25,6 +25,7 @@ GRID = {"methods": ["ggn_newton", "ggn_damped"], "modes": ["random", "cluster"],
     ({"fractions": [1.0]}, r"strictly between 0 and 1"),
     ({"modes": ["sideways"]}, r"deletion modes are"),
     ({"hidden": [[0]]}, r"positive layer widths"),
+    ({"n_workers": -1}, r"n_workers=-1 and sweep.retries=2 must be >= 0"),
 ])
 def test_bad_sweep_params_name_the_problem_and_the_fix(change, message):
     with pytest.raises(ConfigError, match=message):
@@ -36,6 +37,18 @@ def test_grid_covers_every_size_and_case_once():
     names = [c.name for c in cells]
     assert len(names) == len(set(names)) == 2 * (2 + 1)  # sizes × (random seeds + one cluster case)
     assert names[0] == "h4/random-0.1-s0" and names[-1] == "h16/cluster-0.1-s0"
+
+
+def test_the_runner_is_a_local_dask_cluster_unless_serial_or_zero_workers():
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from flows.sweep import task_runner
+
+    plan = parse_sweep(GRID, METHODS)
+    assert isinstance(task_runner(plan), DaskTaskRunner)  # built, not started: no cluster yet
+    assert isinstance(task_runner(plan, serial=True), ThreadPoolTaskRunner)
+    assert isinstance(task_runner(plan, n_workers=0), ThreadPoolTaskRunner)
 
 
 def test_an_unreachable_scheduler_is_a_config_error():
