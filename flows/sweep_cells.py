@@ -54,8 +54,8 @@ def compute_cell(root: Path, config: dict, cell: SweepCell, folder: Path) -> Pat
     settings = FitSettings(bool(config["laplace"].get("optimize_hyperparameters", False)), config["vi"])
     problem = Problem(x, y, x_test, parse_methods(config["methods"]), train_config(config["train"]), settings,
                       int(config["train"]["seed"]))
-    # One BLAS thread wherever the cell runs: Dask workers start with one (OPENBLAS_NUM_THREADS=1), and
-    # multi-threaded LAPACK changed the last digits of the unlearned KL (measured, 49 parameters).
+    # One BLAS thread wherever the cell runs, so that its numbers cannot depend on the runner: Dask
+    # workers start with OPENBLAS_NUM_THREADS=1, an in-process (serial) run would use every core.
     with threadpool_limits(limits=1, user_api="blas"):
         originals = _originals(model, problem, folder / f"h{hidden_label(cell.hidden)}" / "originals")
         rows, _ = study_cell(model, problem, cell.cell, originals)
