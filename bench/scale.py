@@ -43,6 +43,7 @@ N_TRAIN = (500, 5000, 50000)
 METHODS = ("ggn_newton", "diag_ggn_newton", "last_layer", "vi_mf_eubo", "hessian_clip")
 HESSIAN_MAX_PARAMS = 3000   # dense exact Hessian: 6.9 GB and ~100 s eigendecomposition at 10k (DESIGN.md §5)
 HESSIAN_MAX_WORK = 2e11     # n·P²: skip above ~2.5k params × 30k records (minutes per fit on 2 cores)
+HESSIAN_PFOR_MAX_NP = 2e6   # n·P on the vectorised (pfor) Hessian path: 151 params × 50k records passed 12 GB
 FULL_RUN_SECONDS = 30      # retrain Adam runs predicted shorter than this are timed in full, not scaled
 IN_PLACE_MIN_PARAMS = 2000  # above this the GGN downdate overwrites the posterior: timed once, no copies
 
@@ -146,15 +147,16 @@ def run_case(size: str, n: int, name: str, n_forget: int, repeats: int, thetas: 
     settings = FitSettings(False, {**params["vi"], "steps": vi_k})
     row = {"method": name, "posterior": method.posterior, "network": size, "hidden": list(SIZES[size]),
            "n_params": p, "n_train": n, "n_forget": n_forget}
-    if method.posterior == "full_hessian" and (p > HESSIAN_MAX_PARAMS or n * p * p > HESSIAN_MAX_WORK):
-        return {**row, "skipped": f"dense exact Hessian: n·P² = {n * p * p:.2g} over this run's budget "
-                                  f"{HESSIAN_MAX_WORK:.0e}; at 10k params it needs ~6.9 GB and a ~100 s "
-                                  f"eigendecomposition (DESIGN.md §5)"}
+    if method.posterior == "full_hessian":
+        reason = _hessian_skip_reason(n, p)
+        if reason:
+            return {**row, "skipped": reason}
     row["baseline_mb"] = round(memory_mb("VmRSS"), 1)  # idle: TensorFlow imported, data loaded
     reset_peak()
     fit_seconds, original = timed(lambda: fit_posterior(method.posterior, model, theta, x, y, settings))
     outputs_and_jacobians(model.spec, theta, x_f)  # trace the forgotten set's shape
-    in_place = method.operator == "divide" and p > IN_PLACE_MIN_PARAMS
+    # in place only where the Woodbury downdate applies; every other operator is warmed up and repeated
+    in_place = method.operator == "divide" and method.posterior in ("full_ggn", "vi_full") and p > IN_PLACE_MIN_PARAMS
     if method.operator == "divide":
         def run():
             return forget(original if in_place else _copy(original), x_f, y_f, method.unlearn_config(),
@@ -183,6 +185,21 @@ def run_case(size: str, n: int, name: str, n_forget: int, repeats: int, thetas: 
     peak = max(fit_peak, row["unlearn_peak_mb"], memory_mb("VmHWM"))
     return {**row, "retrain_posterior_seconds": post_seconds, "peak_mb": round(peak, 1),
             "peak_increment_mb": round(peak - row["baseline_mb"], 1), "load_average": os.getloadavg()[0]}
+
+
+def _hessian_skip_reason(n: int, p: int) -> str:
+    """Why the dense exact Hessian is not run for this cell ("" when it is)."""
+    from bayesunlearn.curvature import PFOR_MAX_PARAMS
+
+    if p > HESSIAN_MAX_PARAMS:
+        return (f"dense exact Hessian at {p} params: ~6.9 GB through TF's jacobian and a ~100 s dense "
+                f"eigendecomposition at 10k (DESIGN.md §5); memory grows with P², time with n·P²")
+    if p <= PFOR_MAX_PARAMS and n * p > HESSIAN_PFOR_MAX_NP:
+        return (f"vectorised Hessian of {n} records × {p} params: memory grows with n·P (a 151-param, "
+                f"50k-record run passed 12 GB and was stopped)")
+    if n * p * p > HESSIAN_MAX_WORK:
+        return f"n·P² = {n * p * p:.2g}: several minutes per fit on 2 cores (budget {HESSIAN_MAX_WORK:.0e})"
+    return ""
 
 
 def _copy(posterior):
