@@ -72,9 +72,13 @@ def full_noop(root: Path, repeats: int) -> dict:
     stages = [s for s in yaml.safe_load((root / "dvc.lock").read_text())["stages"] if s in defined]
     dvc(root, "checkout", "--force", *stages)
     dvc(root, "commit", "--force", *stages)
-    times = [dvc(root, "repro", *stages)[0] for _ in range(repeats)]
-    _, out = dvc(root, "repro", *stages)
+    # plain `dvc repro` when the lock covers every stage: naming 47 targets makes DVC walk the graph once per
+    # target (~15 s here instead of ~2 s), which is not what a user's no-op costs
+    targets = [] if set(stages) == defined else stages
+    times = [dvc(root, "repro", *targets)[0] for _ in range(repeats)]
+    _, out = dvc(root, "repro", *targets)
     return {"dvc_noop_seconds": statistics.median(times), "dvc_noop_runs": times, "dvc_noop_stages": len(stages),
+            "dvc_noop_command": " ".join(["dvc", "repro", *targets]) if targets else "dvc repro",
             "dvc_noop_stages_run": stages_run(out)}
 
 
