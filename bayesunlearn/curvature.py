@@ -101,9 +101,9 @@ def data_curvature(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: 
     hessian, gradient = np.zeros((p, p), order="F"), np.zeros(p)
     for rows in batches:
         f, jac = outputs_and_jacobians(model.spec, theta, x[rows])
-        dense.rank_update(hessian, jac.T, inv_var)
+        dense.rank_update(hessian, jac.T, inv_var, mirror=False)
         gradient += inv_var * (jac.T @ (f - y[rows]))
-    return hessian, gradient
+    return dense.mirror_lower(hessian), gradient
 
 
 # Above this many parameters the dense Hessian uses the while-loop Jacobian: the vectorised

@@ -17,7 +17,7 @@ What can go wrong, and what the options do about it:
 - For the GGN, H_f = J_fᵀJ_f/σ² has rank |D_f|: when |D_f| < P and the
   covariance is stored, the downdate uses Woodbury in O(|D_f|·P²) and checks
   positive definiteness on the |D_f| × |D_f| capacitance matrix. With
-  `in_place=True` it overwrites the input's Λ and Σ (rank-|D_f| SYRK updates):
+  `in_place=True` it overwrites the input's Λ and Σ (rank-|D_f| GEMM updates):
   no new P × P matrices, which keeps a 10k-parameter posterior under 2 GB.
 """
 
@@ -168,7 +168,7 @@ def _dense_update(posterior, curvature: _Curvature, rhs, sign, floor, options, i
 
 def _woodbury_downdate(posterior, u, rhs, in_place: bool):
     """(Λ − UUᵀ)⁻¹ = Σ + ΣU (I − UᵀΣU)⁻¹ UᵀΣ with U = J_fᵀ/σ; None if not positive definite."""
-    sigma_u = posterior.covariance @ u                       # O(|D_f|·P²)
+    sigma_u = dense.times(posterior.covariance, u) if in_place else posterior.covariance @ u  # O(|D_f|·P²)
     capacitance = np.eye(u.shape[1]) - u.T @ sigma_u         # |D_f| × |D_f|: the PD check
     try:
         chol = scipy.linalg.cholesky(capacitance, lower=True)
@@ -176,8 +176,8 @@ def _woodbury_downdate(posterior, u, rhs, in_place: bool):
         return None
     half = scipy.linalg.solve_triangular(chol, sigma_u.T, lower=True)
     if in_place:
-        covariance = dense.rank_update(posterior.covariance, half.T, 1.0)
-        precision = dense.rank_update(posterior.precision, u, -1.0)
+        covariance = dense.add_outer(posterior.covariance, half.T, 1.0)
+        precision = dense.add_outer(posterior.precision, u, -1.0)
     else:  # the products' buffers become the results: one new P × P matrix each, not two
         covariance = half.T @ half
         covariance += posterior.covariance

@@ -36,6 +36,13 @@ def test_dense_helpers_match_numpy():
         assert out is c
         np.testing.assert_allclose(c, spd - 0.5 * u @ u.T, rtol=1e-13, atol=1e-12)
         np.testing.assert_array_equal(c, c.T)
+    for c in (spd.copy(), np.asfortranarray(spd)):
+        out = dense.add_outer(c, u, -0.5)
+        assert out is c
+        np.testing.assert_allclose(c, spd - 0.5 * u @ u.T, rtol=1e-13, atol=1e-12)
+        np.testing.assert_allclose(c, c.T, rtol=1e-15, atol=1e-15)
+    f = np.asfortranarray(spd)
+    np.testing.assert_allclose(dense.times(f, u), spd @ u, rtol=1e-13, atol=1e-12)
 
 
 def test_in_place_downdate_matches_copying(fitted):
