@@ -98,7 +98,7 @@ def cmd_record(args) -> int:
 
 def cmd_purge(args) -> int:
     now = datetime.fromisoformat(args.now.replace("Z", "+00:00")) if args.now else None
-    entry = purging.purge(args.repo, now=now)
+    entry = purging.purge(args.repo, now=now, scan_paths=args.scan)
     if entry is None:
         return 0
     scan = entry["scan"]
@@ -151,6 +151,9 @@ def parser() -> argparse.ArgumentParser:
                             description=purging.__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--now", help="the time to judge retention against (ISO 8601; default: now)")
+    p.add_argument("--scan", action="append", type=Path, default=[], metavar="PATH",
+                   help="another folder to search for the purged records (repeatable), e.g. a Prefect database "
+                        "outside $PREFECT_HOME")
     p.set_defaults(run=cmd_purge)
     return main
 

@@ -103,19 +103,23 @@ def _remote(root: Path) -> tuple[str | None, str | None, str | None]:
 
 
 def _prefect_paths() -> list[Path]:
-    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_HOME, PREFECT_LOCAL_STORAGE_PATH
+    """Prefect's result storage and database folder, from the environment with Prefect's documented defaults.
 
-    paths = [Path(PREFECT_LOCAL_STORAGE_PATH.value())]
-    database = PREFECT_API_DATABASE_CONNECTION_URL.value() or ""
-    if database.startswith("sqlite"):
-        paths.append(Path(database.split("///", 1)[-1]).parent)
-    else:
-        paths.append(Path(PREFECT_HOME.value()))
-    return [p for p in paths if p.exists()]
+    Read without importing Prefect: this package stays free of orchestration imports. A server with its
+    database elsewhere (PostgreSQL, a test harness) is added with `unlearn purge --scan PATH`.
+    """
+    home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    paths = [Path(os.environ.get("PREFECT_LOCAL_STORAGE_PATH", home / "storage")).expanduser()]
+    database = os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL", "")
+    paths.append(Path(database.split("///", 1)[-1]).parent if database.startswith("sqlite") else home)
+    return [p for p in dict.fromkeys(paths) if p.exists()]
 
 
-def purge(root: Path, now: datetime | None = None, progress=print) -> dict | None:
-    """Run the purge; return its ledger entry, or None when no request is due yet."""
+def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: list[Path] = ()) -> dict | None:
+    """Run the purge; return its ledger entry, or None when no request is due yet.
+
+    `scan_paths`: more folders to search for the purged records (e.g. a Prefect database elsewhere).
+    """
     root = Path(root).resolve()
     ledger = Ledger(root)
     entries, salt = ledger.entries_raw(), ledger.salt()
@@ -180,6 +184,8 @@ def purge(root: Path, now: datetime | None = None, progress=print) -> dict | Non
         notes.append(f"remote {url} not scanned: only local-directory and S3 remotes are supported")
     for path in _prefect_paths():
         areas[f"prefect:{path.name}"] = scan.local_files(root, path)
+    for path in scan_paths:
+        areas[f"extra:{Path(path).name}"] = scan.local_files(root, Path(path))
     searched, hits = {}, []
     for area, blobs in areas.items():
         searched[area], found = scan.scan_bytes(blobs, needles, area)

@@ -124,10 +124,13 @@ def test_verify_catches_an_unrecorded_change_of_the_served_posterior(cycle, caps
 
 def test_purge_deletes_the_records_everywhere_and_verify_still_passes(cycle, capsys):
     root, marker_id, _ = cycle
-    assert unlearn(root, "purge") == 0, capsys.readouterr()  # 0 = the purge's own scan found nothing
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
+
+    database = Path(PREFECT_API_DATABASE_CONNECTION_URL.value().split("///", 1)[-1]).parent  # the test server's
+    assert unlearn(root, "purge", "--scan", str(database)) == 0, capsys.readouterr()  # 0 = its scan found nothing
     purge = Ledger(root).entries_raw()[-1]
     assert purge["event"] == "purge" and purge["scan"]["hits"] == 0 and purge["n_records_removed"] == 7
-    assert {"workspace", "cache"} <= set(purge["scan"]["files_searched"])
+    assert {"workspace", "cache", "remote", f"extra:{database.name}"} <= set(purge["scan"]["files_searched"])
     assert purge["not_rerunnable"] == [0, 1]
     # an independent search: the marker values are nowhere in the workspace or the DVC cache
     areas = [p.name for p in root.iterdir() if p.name not in (".git",)]
