@@ -35,18 +35,16 @@ from pathlib import Path
 
 import yaml
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NONE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from bayesunlearn import store
 from bayesunlearn.errors import ConfigError
 from bayesunlearn.sweep import SweepCell, SweepPlan, context_key, parse_sweep
 
+from .intake import QUIET  # no task result is persisted or cached: tasks return a file name, never data
 from .sweep_cells import CELLS, cell_config, compute_cell, inputs, read_cell
 
 OUT = Path("sweep")
-# No task result is persisted or cached: tasks return a file name, never data.
-QUIET = {"cache_policy": NONE, "persist_result": False}
 
 
 def load_plan(root: Path) -> tuple[dict, SweepPlan]:
