@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from bayesunlearn import atomic, requests
-from lineage.repo import tool_env
+from lineage.repo import read_lock, tool_env
 
 
 class StageFailed(RuntimeError):
@@ -56,8 +56,7 @@ class Workspace:
 
     def lock_hashes(self, paths: list[str]) -> dict[str, str]:
         """md5 of the given outputs as recorded in dvc.lock (what the run produced)."""
-        lock = yaml.safe_load((self.root / "dvc.lock").read_text()) if (self.root / "dvc.lock").exists() else {}
-        found = {out["path"]: out.get("md5", "") for stage in lock.get("stages", {}).values()
+        found = {out["path"]: out.get("md5", "") for stage in read_lock(self.root).get("stages", {}).values()
                  for out in stage.get("outs", [])}
         return {p: found.get(p, "") for p in paths}
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 
 from bayesunlearn.errors import UserError
@@ -97,7 +96,7 @@ def cmd_record(args) -> int:
 
 
 def cmd_purge(args) -> int:
-    now = datetime.fromisoformat(args.now.replace("Z", "+00:00")) if args.now else None
+    now = purging.parse_time(args.now) if args.now else None
     entry = purging.purge(args.repo, now=now, scan_paths=args.scan)
     if entry is None:
         return 0

@@ -38,7 +38,8 @@ LEFTOVERS = [
 ]
 
 
-def _parse_time(text: str) -> datetime:
+def parse_time(text: str) -> datetime:
+    """An ISO-8601 time as written in requests and the ledger ("Z" for UTC)."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
@@ -46,7 +47,7 @@ def eligible_requests(entries: list[dict], retention_days: float, now: datetime)
     """(applied requests past their retention, those still waiting), each not yet archived."""
     archived = {a["request_id"] for e in entries for a in e.get("archived_requests", [])}
     applied = [e for e in entries if "request" in e and e["request"]["request_id"] not in archived]
-    due = [e for e in applied if _parse_time(e["applied_at"]) + timedelta(days=retention_days) <= now]
+    due = [e for e in applied if parse_time(e["applied_at"]) + timedelta(days=retention_days) <= now]
     return due, [e for e in applied if e not in due]
 
 
