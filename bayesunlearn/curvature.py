@@ -22,7 +22,8 @@ from . import dense
 from .model import RegressionModel, as_tensor
 from .network import MLPSpec, forward
 
-JACOBIAN_BUDGET = 2**23  # float64 entries of J per batch (64 MB; TF's per-example intermediates are a few times more)
+JACOBIAN_BUDGET = 2**21  # float64 entries of J per batch: 16 MB, and TF's per-example intermediates
+# several times that (at 64 MB batches they added ~500 MB at 10k parameters; 16 MB batches were also faster)
 
 
 def row_batches(n: int, n_params: int) -> list[slice]:

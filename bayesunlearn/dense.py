@@ -4,7 +4,7 @@ At 10k parameters one P × P float64 matrix is 800 MB; numpy expressions such
 as `a + b @ b.T` or `cho_solve(c, eye)` allocate two or three more of them.
 These helpers update one matrix in place through BLAS/LAPACK (SYRK: half the
 flops of a general product; POTRI: the inverse from the Cholesky factor in
-the factor's own memory), so a full-GGN posterior holds Λ and Σ and nothing else.
+the factor's own memory, or in Λ's), so a large full-GGN posterior holds Σ and nothing else.
 Small problems keep the plain numpy forms, whose results the pipeline's
 committed artifacts were computed with (see `laplace.with_precision`).
 """
@@ -63,23 +63,31 @@ def add_outer(c: np.ndarray, a: np.ndarray, alpha: float) -> np.ndarray:
     return c
 
 
-def times(c: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """c·a for a large Fortran-ordered c through BLAS directly (2× numpy's matmul for this layout here)."""
-    return blas.dgemm(1.0, c, np.asfortranarray(a)) if c.flags.f_contiguous else c @ a
+def symmetric_times(c: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """c·a for a large symmetric c through BLAS directly, in either memory order (cᵀ = c):
+    2× numpy's matmul for a Fortran-ordered c here."""
+    return blas.dgemm(1.0, _fortran_view(c), np.asfortranarray(a))
 
 
-def inverse_spd(matrix: np.ndarray) -> np.ndarray:
-    """Σ = Λ⁻¹ for a symmetric positive definite Λ with one P × P temporary (Λ is kept).
+def inverse_spd(matrix: np.ndarray, overwrite: bool = False) -> np.ndarray:
+    """Σ = Λ⁻¹ for a symmetric positive definite Λ.
 
+    overwrite=False keeps Λ and uses one P × P temporary; overwrite=True writes
+    Σ into Λ's own memory (no new matrix; Λ is lost, even when it raises).
     Raises NotPositiveDefinite instead of returning NaNs.
     """
-    factor, info = lapack.dpotrf(matrix, lower=1, clean=0, overwrite_a=0)
+    target = _fortran_view(matrix) if overwrite else matrix
+    factor, info = lapack.dpotrf(target, lower=1, clean=0, overwrite_a=int(overwrite))
     if info != 0:
         raise NotPositiveDefinite(f"matrix is not positive definite (LAPACK potrf info={info})")
     inverse, info = lapack.dpotri(factor, lower=1, overwrite_c=1)
     if info != 0:
         raise NotPositiveDefinite(f"Cholesky inverse failed (LAPACK potri info={info})")
-    return mirror_lower(inverse)
+    if overwrite and not np.shares_memory(inverse, matrix):  # f2py copied after all: keep the promise
+        target[...] = inverse
+        inverse = target
+    mirror_lower(inverse)
+    return matrix if overwrite else inverse
 
 
 def inverse_spd_small(matrix: np.ndarray) -> np.ndarray:

@@ -44,20 +44,27 @@ def _clip_indefinite_hessian(precision: np.ndarray, shell: GaussianPosterior):
     return precision, shell.with_updates(diagnostics=diagnostics)
 
 
-# Above this many covered parameters the covariance comes from LAPACK's in-place Cholesky inverse
-# (one P × P temporary instead of three); below, the solve the committed artifacts were made with.
-LEAN_INVERSE_MIN_PARAMS = 2000
+# Above this many covered parameters a dense GGN posterior is kept in covariance form: LAPACK's
+# Cholesky inverse overwrites Λ with Σ, and Λ is not kept (half the memory; see posterior.py).
+# Below, both are kept, Σ from the solve the committed artifacts were made with.
+COVARIANCE_FORM_MIN_PARAMS = 2000
+COVARIANCE_FORM_STRUCTURES = ("full_ggn",)  # PD by construction: an in-place inverse cannot fail halfway
 
 
 def with_precision(posterior: GaussianPosterior, precision: np.ndarray) -> GaussianPosterior:
-    """Set the precision and, for dense structures, the covariance that Woodbury downdates need."""
-    covariance = None
-    if precision.ndim == 2:
-        invert = dense.inverse_spd if len(precision) > LEAN_INVERSE_MIN_PARAMS else dense.inverse_spd_small
-        try:
-            covariance = invert(precision)
-        except (np.linalg.LinAlgError, NotPositiveDefinite):
-            covariance = None  # an indefinite exact Hessian: no covariance, reported downstream
+    """Set the precision and, for dense structures, the covariance that Woodbury downdates need.
+
+    A large full GGN comes back in covariance form, its Σ in `precision`'s memory.
+    """
+    if precision.ndim == 1:
+        return posterior.with_updates(precision=precision, covariance=None)
+    if len(precision) > COVARIANCE_FORM_MIN_PARAMS and posterior.structure in COVARIANCE_FORM_STRUCTURES:
+        return posterior.with_updates(precision=None, covariance=dense.inverse_spd(precision, overwrite=True))
+    invert = dense.inverse_spd if len(precision) > COVARIANCE_FORM_MIN_PARAMS else dense.inverse_spd_small
+    try:
+        covariance = invert(precision)
+    except (np.linalg.LinAlgError, NotPositiveDefinite):
+        covariance = None  # an indefinite exact Hessian: no covariance, reported downstream
     return posterior.with_updates(precision=precision, covariance=covariance)
 
 
@@ -74,7 +81,7 @@ def log_marginal_likelihood(posterior: GaussianPosterior, x: np.ndarray, y: np.n
     m = posterior.model
     f, _ = outputs_and_jacobians(m.spec, posterior.linearisation_point, x)
     return _evidence(np.sum((y - f) ** 2), len(y), posterior.linearisation_point[posterior.index],
-                     _eigenvalues(posterior.precision) - m.prior_precision, m.prior_precision, m.noise_std, m.noise_std)
+                     posterior.precision_eigenvalues() - m.prior_precision, m.prior_precision, m.noise_std, m.noise_std)
 
 
 def optimize_hyperparameters(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray) -> GaussianPosterior:
@@ -84,7 +91,7 @@ def optimize_hyperparameters(posterior: GaussianPosterior, x: np.ndarray, y: np.
     consistently: Λ' = (Λ − αI)·σ²/σ'² + α'I. θ* itself is kept (post-hoc tuning).
     """
     m = posterior.model
-    data_eigs = _eigenvalues(posterior.precision) - m.prior_precision
+    data_eigs = posterior.precision_eigenvalues() - m.prior_precision
     if np.any(data_eigs < -1e-9 * max(1.0, np.abs(data_eigs).max())):
         raise ConfigError(f"marginal-likelihood tuning needs positive semi-definite curvature; the "
                           f"{posterior.structure} curvature has negative eigenvalues. Use a GGN structure.")
@@ -99,8 +106,9 @@ def optimize_hyperparameters(posterior: GaussianPosterior, x: np.ndarray, y: np.
                                    options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 2000})
     alpha, sigma = (float(v) for v in np.exp(best.x))
     tuned = RegressionModel(m.spec, alpha, sigma)
-    data = posterior.precision - m.prior_precision * _identity_like(posterior.precision)
-    precision = data * (m.noise_std / sigma) ** 2 + alpha * _identity_like(posterior.precision)
+    precision = posterior.dense_precision() if posterior.covariance_form else posterior.precision
+    data = precision - m.prior_precision * _identity_like(precision)
+    precision = data * (m.noise_std / sigma) ** 2 + alpha * _identity_like(precision)
     return with_precision(posterior.with_updates(model=tuned), precision)
 
 
@@ -112,10 +120,6 @@ def _evidence(rss: float, n: int, theta: np.ndarray, data_eigs: np.ndarray, alph
     if np.any(eigs <= 0):
         raise NotPositiveDefinite("the Laplace precision is not positive definite; its evidence is undefined")
     return float(log_lik + log_prior + 0.5 * len(theta) * np.log(2 * np.pi) - 0.5 * np.sum(np.log(eigs)))
-
-
-def _eigenvalues(precision: np.ndarray) -> np.ndarray:
-    return precision if precision.ndim == 1 else scipy.linalg.eigvalsh(precision)
 
 
 def _identity_like(matrix: np.ndarray) -> np.ndarray:

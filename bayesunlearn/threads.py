@@ -1,8 +1,11 @@
-"""BLAS threading for small matrices.
+"""BLAS threading: all threads for P × P work, one for everything smaller.
 
 Right after a TensorFlow call, TF's thread pool still spins on the cores; a
 multi-threaded BLAS call on a 151 × 151 matrix then fights it and took 10×
-longer here (eigh: 25 ms instead of 2 ms). Small problems run single-threaded.
+longer here (eigh: 25 ms instead of 2 ms). In a 10k-parameter downdate, one
+multi-threaded (P, 50) product after the Jacobians slowed the next P × P GEMM
+by 40 %, and a 50 × 50 Gram product took 0.1 s instead of 2 ms. So small
+matrices run on one BLAS thread, and only P × P products above SMALL use all.
 """
 
 from __future__ import annotations
@@ -17,16 +20,27 @@ SMALL = 2000  # matrices up to this size run on one BLAS thread
 
 
 @functools.cache
-def _controller() -> ThreadpoolController:
-    # Built once: `threadpool_limits` rescans every loaded library on each call, which
-    # cost milliseconds inside a TensorFlow process, as much as the unlearning itself.
-    return ThreadpoolController()
+def _blas() -> tuple[ThreadpoolController, int]:
+    """The controller and the BLAS thread count found when it was built (its own or a caller's limit).
+
+    Built once: `threadpool_limits` rescans every loaded library on each call, which
+    cost milliseconds inside a TensorFlow process, as much as the unlearning itself.
+    """
+    controller = ThreadpoolController()
+    threads = [lib.num_threads for lib in controller.select(user_api="blas").lib_controllers]
+    return controller, max(threads, default=1)
 
 
 @contextmanager
-def blas_for(size: int) -> Iterator[None]:
-    if size <= SMALL:
-        with _controller().limit(limits=1, user_api="blas"):
-            yield
-    else:
+def blas_threads(n: int) -> Iterator[None]:
+    with _blas()[0].limit(limits=n, user_api="blas"):
         yield
+
+
+def one_blas_thread():
+    return blas_threads(1)
+
+
+def blas_for(size: int):
+    """One BLAS thread for matrices up to SMALL, all of them above."""
+    return blas_threads(1 if size <= SMALL else _blas()[1])

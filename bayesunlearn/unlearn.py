@@ -17,8 +17,8 @@ What can go wrong, and what the options do about it:
 - For the GGN, H_f = J_fᵀJ_f/σ² has rank |D_f|: when |D_f| < P and the
   covariance is stored, the downdate uses Woodbury in O(|D_f|·P²) and checks
   positive definiteness on the |D_f| × |D_f| capacitance matrix. With
-  `in_place=True` it overwrites the input's Λ and Σ (rank-|D_f| GEMM updates):
-  no new P × P matrices, which keeps a 10k-parameter posterior under 2 GB.
+  `in_place=True` it overwrites the input's Σ (and Λ, unless the posterior is
+  in covariance form) with rank-|D_f| GEMM updates: no new P × P matrices.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from .curvature import network_outputs, outputs_and_jacobians, structured_curvat
 from .errors import NotPositiveDefinite
 from .options import UnlearnOptions
 from .posterior import GaussianPosterior
-from .threads import blas_for
+from .threads import blas_for, one_blas_thread
 
 DENSE_EIG_MAX_PARAMS = 1000  # above this the Woodbury path skips the O(P³) smallest-eigenvalue report
 
@@ -64,14 +64,14 @@ def forget(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
     in_place: the Woodbury downdate may overwrite `posterior`'s precision and
     covariance (do not use `posterior` afterwards); other paths still copy.
     """
-    with blas_for(len(posterior.precision)):
+    with one_blas_thread():  # the P × P products inside ask for all threads (threads.py)
         return _combine(posterior, x, y, -1.0, options, in_place)
 
 
 def relearn(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
             options: UnlearnOptions = DEFAULT_OPTIONS) -> tuple[GaussianPosterior, UnlearningReport]:
     """The inverse of `forget`: multiply the linearised likelihood of (x, y) back in."""
-    with blas_for(len(posterior.precision)):
+    with one_blas_thread():
         return _combine(posterior, x, y, +1.0, options)
 
 
@@ -135,16 +135,22 @@ def _combine(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray, sign: f
 
 def _dense_update(posterior, curvature: _Curvature, rhs, sign, floor, options, in_place: bool):
     """Λ_r and Λ_r⁻¹·rhs, by Woodbury when it applies, else densely with eigen-repair."""
-    p = len(posterior.precision)
+    p = posterior.n_covered
     k = curvature.factor.shape[1] if curvature.factor is not None else p
     if options.woodbury and sign < 0 and k < p and posterior.covariance is not None:
         result = _woodbury_downdate(posterior, curvature.factor, rhs, in_place)
         if result is not None:
             precision, covariance, step = result
             min_eig, n_neg = (float(scipy.linalg.eigvalsh(precision, subset_by_index=[0, 0])[0]), 0) \
-                if p <= DENSE_EIG_MAX_PARAMS else (float("nan"), -1)
+                if p <= DENSE_EIG_MAX_PARAMS and precision is not None else (float("nan"), -1)
             return precision, covariance, step, min_eig, n_neg, "none", 0.0, "woodbury"
-    precision = posterior.precision + sign * curvature.dense()
+    with blas_for(p):
+        return _dense_division(posterior, curvature, rhs, sign, floor, options)
+
+
+def _dense_division(posterior, curvature: _Curvature, rhs, sign, floor, options):
+    """Λ ± H_f by eigendecomposition, repaired as the options say when it is not positive definite."""
+    precision = posterior.dense_precision() + sign * curvature.dense()
     precision = 0.5 * (precision + precision.T)
     eigenvalues, vectors = scipy.linalg.eigh(precision)
     n_neg, min_eig = int(np.sum(eigenvalues <= 0)), float(eigenvalues[0])
@@ -163,27 +169,46 @@ def _dense_update(posterior, curvature: _Curvature, rhs, sign, floor, options, i
             eigenvalues = eigenvalues + delta
         precision = (vectors * eigenvalues) @ vectors.T
     covariance = (vectors / eigenvalues) @ vectors.T
+    if posterior.covariance_form:
+        precision = None  # stay in covariance form
     return precision, covariance, covariance @ rhs, min_eig, n_neg, repair, delta, "dense"
 
 
 def _woodbury_downdate(posterior, u, rhs, in_place: bool):
-    """(Λ − UUᵀ)⁻¹ = Σ + ΣU (I − UᵀΣU)⁻¹ UᵀΣ with U = J_fᵀ/σ; None if not positive definite."""
-    sigma_u = dense.times(posterior.covariance, u) if in_place else posterior.covariance @ u  # O(|D_f|·P²)
+    """(Λ − UUᵀ)⁻¹ = Σ + ΣU (I − UᵀΣU)⁻¹ UᵀΣ with U = J_fᵀ/σ; None if not positive definite.
+
+    In place, at large P the downdate is bound by passes over Σ: ΣU and Σ·rhs
+    come from one product, and Σ_r·rhs = Σ·rhs + Vᵀ(V·rhs) with V = L⁻¹(ΣU)ᵀ
+    needs no pass over the updated Σ_r. A posterior in covariance form has no Λ to update.
+    Only the P × P products use all BLAS threads (the caller runs on one: threads.py).
+    """
+    p = posterior.n_covered
+    with blas_for(p):
+        if in_place:
+            products = dense.symmetric_times(posterior.covariance, np.column_stack([u, rhs]))  # O(|D_f|·P²)
+            sigma_u, sigma_rhs = products[:, :-1], products[:, -1]
+        else:
+            sigma_u = posterior.covariance @ u
     capacitance = np.eye(u.shape[1]) - u.T @ sigma_u         # |D_f| × |D_f|: the PD check
     try:
         chol = scipy.linalg.cholesky(capacitance, lower=True)
     except np.linalg.LinAlgError:
         return None
     half = scipy.linalg.solve_triangular(chol, sigma_u.T, lower=True)
+    precision = None
     if in_place:
-        covariance = dense.add_outer(posterior.covariance, half.T, 1.0)
-        precision = dense.add_outer(posterior.precision, u, -1.0)
-    else:  # the products' buffers become the results: one new P × P matrix each, not two
+        with blas_for(p):
+            covariance = dense.add_outer(posterior.covariance, half.T, 1.0)
+            if not posterior.covariance_form:
+                precision = dense.add_outer(posterior.precision, u, -1.0)
+        return precision, covariance, sigma_rhs + half.T @ (half @ rhs)
+    with blas_for(p):  # the products' buffers become the results: one new P × P matrix each, not two
         covariance = half.T @ half
         covariance += posterior.covariance
-        precision = u @ u.T
-        np.subtract(posterior.precision, precision, out=precision)
-    return precision, covariance, covariance @ rhs
+        if not posterior.covariance_form:
+            precision = u @ u.T
+            np.subtract(posterior.precision, precision, out=precision)
+        return precision, covariance, covariance @ rhs
 
 
 def _repair_diagonal(precision, n_neg, floor, options):

@@ -188,12 +188,14 @@ def downdate(size: str, n: int, n_forget: int) -> dict:
     posterior = fit_laplace(model, model.spec.init(0), x, y, "full_ggn")
     x_f, y_f = x[mask], y[mask]
     forget(posterior.with_updates(), x_f[:2], y_f[:2])  # trace the Jacobians; copies are cheap next to P²
+    # the alternative keeps Λ (a large GGN posterior is held as Σ only): formed here, untimed
+    precision = posterior.dense_precision()
 
     def refactorise():
         from bayesunlearn.curvature import data_curvature
 
         h_f, g_f = data_curvature(model, posterior.linearisation_point, x_f, y_f)
-        h_f -= posterior.precision
+        h_f -= precision
         h_f *= -1.0  # Λ − H_f in h_f's buffer
         covariance = dense.inverse_spd(h_f)
         return covariance, posterior.mean + covariance @ g_f

@@ -203,8 +203,10 @@ def _hessian_skip_reason(n: int, p: int) -> str:
 
 
 def _copy(posterior):
-    covariance = None if posterior.covariance is None else posterior.covariance.copy()
-    return posterior.with_updates(precision=posterior.precision.copy(), covariance=covariance)
+    def copy(a):
+        return None if a is None else a.copy()
+
+    return posterior.with_updates(precision=copy(posterior.precision), covariance=copy(posterior.covariance))
 
 
 def extrapolation_check(size: str, n: int, steps: int) -> dict:

@@ -41,8 +41,15 @@ def test_dense_helpers_match_numpy():
         assert out is c
         np.testing.assert_allclose(c, spd - 0.5 * u @ u.T, rtol=1e-13, atol=1e-12)
         np.testing.assert_allclose(c, c.T, rtol=1e-15, atol=1e-15)
-    f = np.asfortranarray(spd)
-    np.testing.assert_allclose(dense.times(f, u), spd @ u, rtol=1e-13, atol=1e-12)
+    for c in (spd, np.asfortranarray(spd)):
+        np.testing.assert_allclose(dense.symmetric_times(c, u), spd @ u, rtol=1e-13, atol=1e-12)
+    for c in (spd.copy(), np.asfortranarray(spd)):
+        out = dense.inverse_spd(c, overwrite=True)
+        assert out is c  # Σ in Λ's memory
+        np.testing.assert_allclose(c, np.linalg.inv(spd), rtol=1e-10, atol=1e-12)
+        np.testing.assert_array_equal(c, c.T)
+    with pytest.raises(dense.NotPositiveDefinite):
+        dense.inverse_spd(spd - 2 * np.eye(40) * np.linalg.eigvalsh(spd).max(), overwrite=True)
 
 
 def test_in_place_downdate_matches_copying(fitted):
@@ -59,3 +66,50 @@ def test_in_place_downdate_matches_copying(fitted):
     for name in ("mean", "precision", "covariance"):
         a, b = getattr(copying, name), getattr(in_place, name)
         np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-11 * np.abs(a).max())
+
+
+def test_covariance_form_matches_precision_form(fitted, monkeypatch, tmp_path):
+    """A large full GGN is held as Σ only: every use of it agrees with the small (Λ and Σ) form."""
+    from bayesunlearn import laplace
+    from bayesunlearn.posterior import GaussianPosterior
+    from bayesunlearn.unlearn import forget, relearn
+
+    m, x, y = fitted.forget_mask, fitted.x, fitted.y
+    both = laplace.fit_laplace(fitted.model, fitted.theta, x, y)
+    monkeypatch.setattr(laplace, "COVARIANCE_FORM_MIN_PARAMS", 0)
+    lean = laplace.fit_laplace(fitted.model, fitted.theta, x, y)
+    assert lean.covariance_form and not both.covariance_form and lean.n_covered == both.n_covered
+
+    def close(a, b, rtol=1e-9):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
+
+    close(lean.covariance, both.covariance)
+    close(lean.dense_precision(), both.precision)
+    close(np.sort(lean.precision_eigenvalues()), np.sort(both.precision_eigenvalues()))
+    for a, b in zip(lean.predictive(x[:20]), both.predictive(x[:20]), strict=True):
+        close(a, b)
+    assert laplace.log_marginal_likelihood(lean, x, y) == pytest.approx(laplace.log_marginal_likelihood(both, x, y),
+                                                                        rel=1e-10)
+    tuned_lean, tuned_both = laplace.optimize_hyperparameters(lean, x, y), laplace.optimize_hyperparameters(both, x, y)
+    assert tuned_lean.covariance_form
+    assert tuned_lean.model.prior_precision == pytest.approx(tuned_both.model.prior_precision, rel=1e-6)
+    assert tuned_lean.model.noise_std == pytest.approx(tuned_both.model.noise_std, rel=1e-6)
+    close(tuned_lean.covariance, tuned_both.covariance, rtol=1e-6)
+
+    reference, _ = forget(both, x[m], y[m])
+    copy = lean.with_updates(covariance=lean.covariance.copy())
+    for in_place in (False, True):
+        unlearned, report = forget(copy, x[m], y[m], in_place=in_place)
+        assert report.solver == "woodbury" and unlearned.covariance_form
+        close(unlearned.covariance, reference.covariance)
+        close(unlearned.mean, reference.mean)
+    assert np.shares_memory(unlearned.covariance, copy.covariance)  # the in-place one overwrote Σ
+    restored, report = relearn(unlearned, x[m], y[m])  # the dense path keeps the form
+    assert report.solver == "dense" and restored.covariance_form
+    close(restored.covariance, both.covariance, rtol=1e-7)
+
+    lean.save(tmp_path / "lean.npz")
+    loaded = GaussianPosterior.load(tmp_path / "lean.npz")
+    assert loaded.covariance_form and np.array_equal(loaded.covariance, lean.covariance)
+    with pytest.raises(ValueError, match="covariance form"):
+        GaussianPosterior(fitted.model, lean.mean, None, lean.mean)
