@@ -139,9 +139,9 @@ class GaussianPosterior:
         """One .npz file, byte-identical for identical contents."""
         meta = {"format_version": FORMAT_VERSION, "structure": self.structure, "model": self.model.to_dict(),
                 "diagnostics": self.diagnostics}
-        arrays = {"mean": self.mean, "linearisation_point": self.linearisation_point}
-        if not self.covariance_form:
-            arrays["precision"] = self.precision
+        arrays = {"mean": self.mean, "precision": self.precision, "linearisation_point": self.linearisation_point}
+        if self.covariance_form:
+            del arrays["precision"]
         if self.covariance is not None:
             arrays["covariance"] = self.covariance
         store.save_arrays(path, meta, arrays)
