@@ -11,7 +11,8 @@ Data: the two-cluster 1-D regression data (`datasets.two_clusters`, default
 forgotten (default 50), chosen at random, so unlearning should cost the same at
 every n. Per method:
 - unlearn_seconds: the method's operator on the forgotten records (GGN: the
-  Woodbury downdate in place), warm (traced once before);
+  Woodbury downdate in place on Σ: above 2,000 parameters a full-GGN posterior
+  is held as Σ only, see bayesunlearn/posterior.py), warm (traced once before);
 - retrain_seconds: what the unlearning replaces, a cold retrain on the
   retained records = the pipeline's full-batch Adam (`train.adam_steps`) from a
   fresh seed + fitting the same posterior kind. Adam runs predicted to take
