@@ -11,8 +11,9 @@ and sweep/gain_vs_fraction.png, also written by `dvc repro sweep`.
 
 Each cell is written atomically to sweep/cells/<key>/, where <key> digests the
 params, data and core code it depends on: a rerun (after a crash, or with more
-seeds) computes only the missing cells. A failed or lost task is retried
-`sweep.retries` times.
+seeds) computes only the missing cells. A task that raises is retried
+`sweep.retries` times by Prefect; tasks lost with a killed worker process are
+re-run by Dask's scheduler elsewhere (tests/test_sweep.py kills one mid-cell).
 
 An existing cluster needs the project's environment on the scheduler and the
 workers, the repository on their PYTHONPATH (the scheduler unpickles the task

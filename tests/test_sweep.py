@@ -131,3 +131,56 @@ def test_a_failing_cell_is_retried_by_prefect(prefect, swept, monkeypatch):
     monkeypatch.setattr(flows.sweep, "compute_cell", flaky)
     result = flows.sweep.run_sweep(str(swept), serial=True)
     assert result["cells"] == 6 and attempts.count("h16/random-0.1-s1") == 2
+
+
+# A Dask worker preload (test only): the first attempt at one cell SIGKILLs its own worker process.
+KILL_ONCE = '''
+import os
+import signal
+from pathlib import Path
+
+MARKER = Path({marker!r})
+
+
+def dask_setup(worker):
+    import flows.sweep_cells  # the task is shipped by value and finds compute_cell here
+
+    real = flows.sweep_cells.compute_cell
+
+    def compute_cell(root, config, cell, folder):
+        if cell.name == {cell!r}:
+            try:
+                MARKER.unlink()  # once, whichever worker gets there first
+            except FileNotFoundError:
+                pass
+            else:
+                (MARKER.parent / "killed").write_text(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(root, config, cell, folder)
+
+    flows.sweep_cells.compute_cell = compute_cell
+'''
+
+
+@pytest.mark.slow
+def test_a_killed_workers_cell_is_run_again(prefect, swept, monkeypatch, tmp_path):
+    """SIGKILL a worker in the middle of a cell: Dask re-runs what it lost on the other or the
+    restarted worker, and the sweep ends with the serial table."""
+    import dask
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.sweep import run_sweep
+
+    shutil.rmtree(swept / "sweep" / "cells")  # earlier tests leave doctored cells behind
+    run_sweep(str(swept), serial=True)
+    expected = (swept / "sweep" / "results.csv").read_text()
+    shutil.rmtree(swept / "sweep" / "cells")
+    marker, preload = tmp_path / "kill-once", tmp_path / "kill_once.py"
+    marker.write_text("")
+    preload.write_text(KILL_ONCE.format(marker=str(marker), cell="h16/cluster-0.1-s0"))
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    with dask.config.set({"distributed.worker.preload": [str(preload)]}):  # the nanny hands it to each worker
+        result = run_sweep(str(swept), n_workers=2)
+    assert (tmp_path / "killed").exists() and not marker.exists()  # a worker died in the middle of that cell
+    assert result["cells"] == 6
+    assert (swept / "sweep" / "results.csv").read_text() == expected  # and the sweep still has every number
