@@ -1,41 +1,64 @@
 """Write files so that a crash never leaves a half-written artifact behind.
 
 Every writer goes to a temporary file in the destination folder, flushes it to
-disk and renames it over the target; rename is atomic on POSIX file systems.
+disk, renames it over the target (atomic on POSIX file systems) and then
+flushes the folder, so that the rename itself survives a power cut. Files get
+the mode the umask gives (`mkstemp` would make every artifact 0600).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
+
+def _create_temporary(folder: Path, prefix: str, suffix: str, mode: int) -> Path:
+    """A new empty file with a random name; `mode` is filtered by the umask, as for any new file."""
+    for _ in range(100):
+        path = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, mode))
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file in {folder}")
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make a rename or a new entry in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 @contextmanager
-def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike, suffix: str = "", mode: int = 0o666) -> Iterator[Path]:
     """Yield a temporary path next to `target`; rename it onto `target` on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix + ".tmp")
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_temporary(target.parent, f".{target.name}.", suffix + ".tmp", mode)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, target)
+        fsync_folder(target.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
-def write_text(target: str | os.PathLike, text: str) -> None:
-    with atomic_path(target) as tmp:
+def write_text(target: str | os.PathLike, text: str, mode: int = 0o666) -> None:
+    with atomic_path(target, mode=mode) as tmp:
         tmp.write_text(text)
 
 
@@ -52,14 +75,22 @@ def write_with(target: str | os.PathLike, writer: Callable[[Path], None], suffix
         writer(tmp)
 
 
-@contextmanager
-def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """An exclusive lock on `path` (created if needed) for the duration of the block; serialises writers."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def move_no_replace(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Rename `source` to `target`, failing with FileExistsError instead of replacing a file there.
+
+    A hard link then an unlink: the target appears complete or not at all, and an
+    existing file is never overwritten (os.replace would silently do so).
+    """
+    source, target = Path(source), Path(target)
+    os.link(source, target, follow_symlinks=False)
+    source.unlink()
+    fsync_folder(target.parent)
+    if source.parent != target.parent:
+        fsync_folder(source.parent)
+
+
+def file_lock(path: str | os.PathLike) -> FileLock:
+    """An exclusive lock on `path` (created if needed), held for a `with` block; serialises writers
+    across threads and processes."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(path, thread_local=False)
