@@ -25,6 +25,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $@
 
 repro: $(STAMP)
+	@$(BIN)/python -m bayesunlearn.settings
 	$(BIN)/dvc repro
 	@$(BIN)/python -m bayesunlearn.report
 

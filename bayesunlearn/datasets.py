@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, DataError
+from .errors import DataError
+from .settings import Prepare
 
 TARGET = "y"
 ID = "record_id"
@@ -91,18 +92,16 @@ def from_csv(path: str | Path, target: str, id_column: str | None = None) -> pd.
     return frame
 
 
-def load_source(p: dict) -> tuple[pd.DataFrame, str]:
-    """The raw table named by the `prepare` parameters, and where it came from (for messages)."""
-    source = p.get("source")
-    if source == "two_clusters":
-        g = p["two_clusters"]
-        return two_clusters(int(g["n_records"]), int(p["seed"]), float(g["noise_std"]), g["clusters"]), source
-    if source == "diabetes":
-        return diabetes(), source
-    if source == "csv":
-        c = p["csv"]
-        return from_csv(c["path"], c["target"], c.get("id_column")), c["path"]
-    raise ConfigError(f"prepare.source={source!r} is not one of 'two_clusters', 'diabetes', 'csv'.")
+def load_source(prepare: Prepare, root: Path = Path(".")) -> tuple[pd.DataFrame, str]:
+    """The raw table named by the `prepare` settings, and where it came from (for messages)."""
+    if prepare.source == "two_clusters":
+        g = prepare.two_clusters
+        clusters = [list(c) for c in g.clusters]
+        return two_clusters(g.n_records, prepare.seed, g.noise_std, clusters), prepare.source
+    if prepare.source == "diabetes":
+        return diabetes(), prepare.source
+    c = prepare.csv
+    return from_csv(root / c.path, c.target, c.id_column), c.path
 
 
 def with_record_ids(frame: pd.DataFrame) -> pd.DataFrame:
@@ -176,6 +175,20 @@ def prepare(frame: pd.DataFrame, test_fraction: float, seed: int, origin: str
     check_numeric(frame, origin)
     train, test = split_train_test(frame, test_fraction, seed)
     return standardise(train, test)
+
+
+def record_ids(path: str | Path) -> list[str]:
+    """The record ids of a table, exactly as written (ids only: the values are never read).
+
+    [] when the file does not exist or has no record_id column (e.g. a raw table with ids of its own name).
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    header = pd.read_csv(path, nrows=0).columns
+    if ID not in header:
+        return []
+    return pd.read_csv(path, usecols=[ID], dtype=str, keep_default_na=False)[ID].tolist()
 
 
 def arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

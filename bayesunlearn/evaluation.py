@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import metrics
-from .methods import FitSettings, Method, fit_from_scratch, unlearn
+from .methods import FitSettings, fit_from_scratch, unlearn
 from .posterior import GaussianPosterior
-from .training import TrainConfig
+from .settings import Method, Train
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _ratio(a: float, b: float) -> float:
 
 
 def time_unlearning_vs_retraining(method: Method, original: GaussianPosterior, splits: Splits, seed: int,
-                                  train: TrainConfig, settings: FitSettings, repeats: int) -> dict:
+                                  train: Train, settings: FitSettings, repeats: int) -> dict:
     """Wall time of unlearning and of a cold retrain of the same posterior kind, warm, side by side."""
     unlearn_seconds = time_warm(lambda: unlearn(method, original, splits.x_forgotten, splits.y_forgotten), repeats)
     retrain_seconds = time_warm(lambda: fit_from_scratch(method.posterior, original.model, splits.x_retained,

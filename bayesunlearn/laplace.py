@@ -14,16 +14,16 @@ import scipy.optimize
 from . import dense
 from .curvature import outputs_and_jacobians, structured_curvature
 from .errors import ConfigError, NotPositiveDefinite
+from .kinds import LAPLACE_KINDS
 from .model import RegressionModel
 from .posterior import GaussianPosterior
 
-LAPLACE_STRUCTURES = ("full_ggn", "full_hessian", "diag_ggn", "last_layer")
 
 
 def fit_laplace(model: RegressionModel, theta_map: np.ndarray, x: np.ndarray, y: np.ndarray,
                 structure: str = "full_ggn") -> GaussianPosterior:
-    if structure not in LAPLACE_STRUCTURES:
-        raise ConfigError(f"Laplace structure {structure!r} is not one of {list(LAPLACE_STRUCTURES)}.")
+    if structure not in LAPLACE_KINDS:
+        raise ConfigError(f"Laplace kind {structure!r} is not one of {list(LAPLACE_KINDS)}.")
     shell = GaussianPosterior(model, theta_map.copy(), np.zeros(0), theta_map.copy(), structure)
     precision, _ = structured_curvature(model, theta_map, x, y, structure, shell.index)
     _add_to_diagonal(precision, model.prior_precision)  # in place: no second P × P matrix

@@ -13,6 +13,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from .network import MLPSpec, forward
+from .settings import Model
 
 tfd = tfp.distributions
 
@@ -54,6 +55,12 @@ class RegressionModel:
     @classmethod
     def from_dict(cls, d: dict) -> RegressionModel:
         return cls(MLPSpec.from_dict(d["spec"]), float(d["prior_precision"]), float(d["noise_std"]))
+
+
+def build_model(section: Model, input_dim: int) -> RegressionModel:
+    """The model that params.yaml `model` describes, for inputs of `input_dim` features."""
+    return RegressionModel(MLPSpec(input_dim, tuple(section.hidden), section.activation), section.prior_precision,
+                           section.noise_std)
 
 
 def as_tensor(a: np.ndarray) -> tf.Tensor:

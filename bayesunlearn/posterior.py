@@ -26,18 +26,10 @@ import scipy.linalg
 from . import dense, store
 from .curvature import outputs_and_jacobians
 from .errors import NotPositiveDefinite
+from .kinds import KINDS
 from .model import RegressionModel
 
 FORMAT_VERSION = 2
-# structure -> which parameters the Gaussian covers, and whether its precision is diagonal
-STRUCTURES = {
-    "full_ggn": ("all", False),
-    "full_hessian": ("all", False),
-    "diag_ggn": ("all", True),
-    "last_layer": ("last_layer", False),
-    "vi_mean_field": ("all", True),
-    "vi_full": ("all", False),
-}
 
 
 @dataclass(frozen=True)
@@ -51,8 +43,8 @@ class GaussianPosterior:
     diagnostics: dict = field(default_factory=dict, compare=False)  # e.g. repairs made while fitting
 
     def __post_init__(self) -> None:
-        if self.structure not in STRUCTURES:
-            raise ValueError(f"structure {self.structure!r} is not one of {sorted(STRUCTURES)}")
+        if self.structure not in KINDS:
+            raise ValueError(f"posterior kind {self.structure!r} is not one of {sorted(KINDS)}")
         if self.precision is None and (self.covariance is None or self.diagonal):
             raise ValueError("a posterior without a precision needs a dense covariance (covariance form)")
 
@@ -72,12 +64,12 @@ class GaussianPosterior:
 
     @property
     def diagonal(self) -> bool:
-        return STRUCTURES[self.structure][1]
+        return KINDS[self.structure].storage == "diagonal"
 
     @property
     def index(self) -> slice:
         """The parameters the Gaussian covers."""
-        if STRUCTURES[self.structure][0] == "last_layer":
+        if KINDS[self.structure].covers == "last_layer":
             return slice(self.n_params - self.model.spec.n_last_layer, self.n_params)
         return slice(0, self.n_params)
 

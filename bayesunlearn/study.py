@@ -23,10 +23,11 @@ import pandas as pd
 
 from .evaluation import mean_predictive_kl
 from .grid import MODES, Cell, forget_mask, study_grid, summarise  # noqa: F401  (MODES, summarise: public here too)
-from .methods import FitSettings, Method, fit_posterior, unlearn
+from .methods import FitSettings, fit_posterior, unlearn
 from .model import RegressionModel
 from .posterior import GaussianPosterior
-from .training import TrainConfig, fit_map
+from .settings import Method, Train
+from .training import fit_map
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Problem:
     y: np.ndarray
     x_test: np.ndarray
     methods: dict[str, Method]
-    train: TrainConfig
+    train: Train
     settings: FitSettings
     seed0: int
 
@@ -89,7 +90,7 @@ def study_cell(model: RegressionModel, problem: Problem, cell: Cell, originals: 
 
 
 def run_study(model: RegressionModel, x: np.ndarray, y: np.ndarray, x_test: np.ndarray,
-              originals: dict, methods: dict[str, Method], train: TrainConfig, settings: FitSettings,
+              originals: dict, methods: dict[str, Method], train: Train, settings: FitSettings,
               modes: Iterable[str], fractions: Iterable[float], seeds: Iterable[int], seed0: int,
               progress=lambda it, **_: it, keep: tuple | None = None) -> tuple[pd.DataFrame, dict]:
     """One row per (mode, fraction, seed, method), and the posteriors of the `keep` case.

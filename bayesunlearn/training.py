@@ -11,34 +11,13 @@ where L-BFGS needed thousands here); larger networks use L-BFGS.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from .curvature import jacobians
 from .model import RegressionModel, as_tensor
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    adam_steps: int = 2000
-    learning_rate: float = 0.01
-    polish: str = "lm"  # "lm" (Levenberg–Marquardt), "lbfgs" or "none"
-    polish_iterations: int = 200
-    grad_tolerance: float = 1e-8
-
-    def __post_init__(self) -> None:
-        if self.adam_steps < 0 or self.polish_iterations < 0:
-            raise ValueError("adam_steps and polish_iterations must be non-negative.")
-        if self.polish not in ("lm", "lbfgs", "none"):
-            raise ValueError(f"polish={self.polish!r} must be 'lm', 'lbfgs' or 'none'.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate={self.learning_rate} must be positive.")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .settings import Train
 
 
 def _loss(model: RegressionModel, theta: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -116,7 +95,7 @@ def _compiled(model: RegressionModel):
     return lbfgs, gradient, lm_step
 
 
-def _levenberg_marquardt(lm_step, theta, x, y, config: TrainConfig) -> tuple[tf.Tensor, int, bool]:
+def _levenberg_marquardt(lm_step, theta, x, y, config: Train) -> tuple[tf.Tensor, int, bool]:
     damping = 1e-3
     for iteration in range(config.polish_iterations):
         value, grad, candidate, new_value = lm_step(theta, x, y, tf.constant(damping, tf.float64))
@@ -130,7 +109,7 @@ def _levenberg_marquardt(lm_step, theta, x, y, config: TrainConfig) -> tuple[tf.
 
 
 def fit_map(model: RegressionModel, x: np.ndarray, y: np.ndarray, theta0: np.ndarray,
-            config: TrainConfig) -> tuple[np.ndarray, dict]:
+            config: Train) -> tuple[np.ndarray, dict]:
     """Minimise L(θ) = −log p(θ) − Σ log p(y_i | x_i, θ) from `theta0`."""
     lbfgs, _, lm_step = _compiled(model)
     x_t, y_t = as_tensor(x), as_tensor(y)

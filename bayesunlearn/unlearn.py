@@ -31,8 +31,8 @@ import scipy.linalg
 from . import dense
 from .curvature import network_outputs, outputs_and_jacobians, structured_curvature
 from .errors import NotPositiveDefinite
-from .options import UnlearnOptions
 from .posterior import GaussianPosterior
+from .settings import DivideOptions
 from .threads import blas_for, one_blas_thread
 
 DENSE_EIG_MAX_PARAMS = 1000  # above this the Woodbury path skips the O(P³) smallest-eigenvalue report
@@ -53,11 +53,11 @@ class UnlearningReport:
         return asdict(self)
 
 
-DEFAULT_OPTIONS = UnlearnOptions()
+DEFAULT_OPTIONS = DivideOptions()
 
 
 def forget(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
-           options: UnlearnOptions = DEFAULT_OPTIONS, in_place: bool = False
+           options: DivideOptions = DEFAULT_OPTIONS, in_place: bool = False
            ) -> tuple[GaussianPosterior, UnlearningReport]:
     """Remove the records (x, y) from `posterior`.
 
@@ -69,7 +69,7 @@ def forget(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
 
 
 def relearn(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
-            options: UnlearnOptions = DEFAULT_OPTIONS) -> tuple[GaussianPosterior, UnlearningReport]:
+            options: DivideOptions = DEFAULT_OPTIONS) -> tuple[GaussianPosterior, UnlearningReport]:
     """The inverse of `forget`: multiply the linearised likelihood of (x, y) back in."""
     with one_blas_thread():
         return _combine(posterior, x, y, +1.0, options)
@@ -104,7 +104,7 @@ def _curvature(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray) -> _C
 
 
 def _combine(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray, sign: float,
-             options: UnlearnOptions, in_place: bool = False) -> tuple[GaussianPosterior, UnlearningReport]:
+             options: DivideOptions, in_place: bool = False) -> tuple[GaussianPosterior, UnlearningReport]:
     theta_star, idx = posterior.linearisation_point, posterior.index
     curvature = _curvature(posterior, x, y)
     rhs = -sign * (curvature.apply((posterior.mean - theta_star)[idx]) + curvature.gradient)

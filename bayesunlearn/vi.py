@@ -19,8 +19,6 @@ scale.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import scipy.linalg
 import tensorflow as tf
@@ -29,25 +27,10 @@ import tensorflow_probability as tfp
 from .errors import ConfigError
 from .model import RegressionModel, as_tensor
 from .posterior import GaussianPosterior
+from .settings import VI
 
 tfd, tfb = tfp.distributions, tfp.bijectors
 FAMILIES = {"mean_field": "vi_mean_field", "full": "vi_full"}
-
-
-@dataclass(frozen=True)
-class VIConfig:
-    steps: int = 3000
-    learning_rate: float = 0.01
-    samples: int = 8          # Monte Carlo samples of θ per step
-    init_scale: float = 1.0   # initial scale relative to the starting (Laplace) Gaussian
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.samples < 1 or not self.learning_rate > 0 or not self.init_scale > 0:
-            raise ConfigError(f"VI settings must be positive: {self}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def scale_bijector(family: str) -> tfb.Bijector:
@@ -182,14 +165,15 @@ def _elbo_fit(model: RegressionModel, family: str, samples: int, seed: int):
 
 
 def fit_vi(model: RegressionModel, x: np.ndarray, y: np.ndarray, start: GaussianPosterior, family: str,
-           config: VIConfig) -> GaussianPosterior:
-    """Maximise the ELBO, starting from (and whitened by) the Gaussian `start`."""
+           config: VI) -> GaussianPosterior:
+    """Maximise the ELBO, starting from (and whitened by) the Gaussian `start`; the learning rate is the
+    family's own when `config.learning_rate` gives one per posterior kind."""
     if family not in FAMILIES:
         raise ConfigError(f"VI family {family!r} is not one of {sorted(FAMILIES)}.")
     base_loc, base_scale = whitening(start, family)
     u, raw = _elbo_fit(model, family, config.samples, config.seed)(
         as_tensor(base_loc), as_tensor(base_scale), initial_raw(family, len(base_loc), config.init_scale),
-        as_tensor(x), as_tensor(y), tf.constant(config.steps), tf.constant(config.learning_rate, tf.float64))
+        as_tensor(x), as_tensor(y), tf.constant(config.steps), tf.constant(config.rate(FAMILIES[family]), tf.float64))
     q = surrogate(family, as_tensor(base_loc), as_tensor(base_scale), u, raw)
     scale = q.stddev().numpy() if family == "mean_field" else q.scale.to_dense().numpy()
     return from_scale(model, q.mean().numpy(), scale, family)

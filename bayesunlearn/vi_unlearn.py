@@ -26,8 +26,8 @@ import scipy.special
 import tensorflow as tf
 
 from .model import RegressionModel, as_tensor
-from .options import VIUnlearnConfig
 from .posterior import GaussianPosterior
+from .settings import VariationalOptions
 from .vi import (
     adam_loop,
     family_of,
@@ -57,10 +57,10 @@ class VIUnlearnReport:
         return out
 
 
-def unlearn_vi(q: GaussianPosterior, x_f: np.ndarray, y_f: np.ndarray, config: VIUnlearnConfig
+def unlearn_vi(q: GaussianPosterior, x_f: np.ndarray, y_f: np.ndarray, config: VariationalOptions
                ) -> tuple[GaussianPosterior | None, VIUnlearnReport]:
     """q_u, or None with a report saying why it failed."""
-    if config.objective == "eubo":
+    if config.operator == "eubo":
         return _eubo(q, x_f, y_f, config)
     return _reverse_kl(q, x_f, y_f, config)
 
@@ -103,7 +103,7 @@ def whitened(family: str, params: tuple[tf.Tensor, tf.Tensor], eps: tf.Tensor) -
     return params[0] + (eps * a if family == "mean_field" else tf.linalg.matmul(eps, a, transpose_b=True))
 
 
-def _eubo(q: GaussianPosterior, x_f, y_f, config: VIUnlearnConfig):
+def _eubo(q: GaussianPosterior, x_f, y_f, config: VariationalOptions):
     family = family_of(q)
     base_loc, base_scale = (as_tensor(v) for v in whitening(q, family))
     raw0 = initial_raw(family, len(q.mean))
@@ -129,7 +129,7 @@ def _eubo(q: GaussianPosterior, x_f, y_f, config: VIUnlearnConfig):
     return posterior.with_updates(linearisation_point=q.linearisation_point), report
 
 
-def _divergence(report: VIUnlearnReport, config: VIUnlearnConfig) -> str:
+def _divergence(report: VIUnlearnReport, config: VariationalOptions) -> str:
     value, kl = report.trace[-1], report.kl_to_original
     if not (np.isfinite(value) and np.isfinite(kl)):
         return f"objective or KL not finite after {report.steps_run} steps"
@@ -145,7 +145,7 @@ def _divergence(report: VIUnlearnReport, config: VIUnlearnConfig) -> str:
     return ""
 
 
-def _reverse_kl(q: GaussianPosterior, x_f, y_f, config: VIUnlearnConfig):
+def _reverse_kl(q: GaussianPosterior, x_f, y_f, config: VariationalOptions):
     family = family_of(q)
     report = VIUnlearnReport("reverse_kl")
     dist = q.to_tfp()

@@ -32,7 +32,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN may reorder float sums
@@ -110,28 +109,25 @@ def methods_report(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
     from bayesunlearn import datasets
-    from bayesunlearn.config import build_model, train_config
+    from bayesunlearn import settings as settings_module
     from bayesunlearn.evaluation import Splits, compare, time_unlearning_vs_retraining
     from bayesunlearn.methods import FitSettings, fit_posterior, unlearn
-    from bayesunlearn.options import parse_methods
+    from bayesunlearn.model import build_model
     from bayesunlearn.plots import predictive_table, save_predictive_png
     from bayesunlearn.training import fit_map
-    from bayesunlearn.datasets import load_source
 
-    params = yaml.safe_load(Path(args.params).read_text())
-    p = params["prepare"]
-    frame, origin = load_source(p)  # the prepare stage's own loader: same data as the pipeline
-    train, test, _ = datasets.prepare(frame, float(p["test_fraction"]), int(p["seed"]), origin)
+    params = settings_module.load(args.params)
+    p = params.prepare
+    frame, origin = datasets.load_source(p)  # the prepare stage's own loader: same data as the pipeline
+    train, test, _ = datasets.prepare(frame, p.test_fraction, p.seed, origin)
     x, y = datasets.arrays(train)
     x_test, y_test = datasets.arrays(test)
-    model = build_model(params["model"], x.shape[1])
-    config, seed = train_config(params["train"]), int(params["train"]["seed"])
-    settings = FitSettings(bool(params["laplace"].get("optimize_hyperparameters")), params["vi"])
-    methods = parse_methods(params["methods"])
-    if args.methods:
-        methods = {name: methods[name] for name in args.methods}
+    model = build_model(params.model, x.shape[1])
+    config, seed = params.train, params.train.seed
+    settings = FitSettings.of(params)
+    methods = params.chosen_methods(args.methods or [])
     kinds = sorted({m.posterior for m in methods.values()})
-    n_seeds = int(params["retrain"]["seeds"])
+    n_seeds = params.retrain.seeds
 
     theta, _ = fit_map(model, x, y, model.spec.init(seed), config)
     originals = {k: fit_posterior(k, model, theta, x, y, settings) for k in kinds}

@@ -87,14 +87,14 @@ def cell_data(n: int, n_forget: int, seed: int):
 def _setup(size: str, n: int, n_forget: int):
     """TensorFlow, parameters, data and model of one cell (each process builds its own)."""
     import tensorflow as tf
-    import yaml
 
-    from bayesunlearn.config import build_model
+    from bayesunlearn import settings
+    from bayesunlearn.model import build_model
 
     tf.config.experimental.enable_op_determinism()
-    params = yaml.safe_load(Path("params.yaml").read_text())
+    params = settings.load()
     x, y, mask = cell_data(n, n_forget, 0)
-    return params, x, y, mask, build_model({**params["model"], "hidden": list(SIZES[size])}, 1)
+    return params, x, y, mask, build_model(params.model.model_copy(update={"hidden": list(SIZES[size])}), 1)
 
 
 def time_adam(adam, steps: int, pipeline_steps: int) -> tuple[int, float]:
@@ -116,7 +116,7 @@ def prepare_cell(size: str, n: int, n_forget: int, steps: int, thetas: Path) -> 
     from bayesunlearn.training import run_adam
 
     params, x, y, mask, model = _setup(size, n, n_forget)
-    pipeline_steps, lr = int(params["train"]["adam_steps"]), float(params["train"]["learning_rate"])
+    pipeline_steps, lr = params.train.adam_steps, params.train.learning_rate
 
     def adam(xs, ys, seed, k):
         return run_adam(model, as_tensor(xs), as_tensor(ys), as_tensor(model.spec.init(seed)), k, lr).numpy()
@@ -134,18 +134,17 @@ def run_case(size: str, n: int, name: str, n_forget: int, repeats: int, thetas: 
 
     from bayesunlearn.curvature import outputs_and_jacobians
     from bayesunlearn.methods import FitSettings, fit_posterior, unlearn
-    from bayesunlearn.options import parse_methods
     from bayesunlearn.unlearn import forget
 
     params, x, y, mask, model = _setup(size, n, n_forget)
     x_r, y_r, x_f, y_f = x[~mask], y[~mask], x[mask], y[mask]
-    method, p = parse_methods(params["methods"])[name], model.spec.n_params
+    method, p = params.method(name), model.spec.n_params
     saved = np.load(thetas)
     theta, theta_r = saved["theta"], saved["theta_r"]
-    vi_steps = int(params["vi"]["steps"])
+    vi_steps = params.vi.steps
     # ELBO steps timed, scaled to vi.steps (each the same compiled step): all of them for small cells
     vi_k = max(20, min(vi_steps, int(4e9 / (n * p * 8))))
-    settings = FitSettings(False, {**params["vi"], "steps": vi_k})
+    settings = FitSettings(vi=params.vi.model_copy(update={"steps": vi_k}))
     row = {"method": name, "posterior": method.posterior, "network": size, "hidden": list(SIZES[size]),
            "n_params": p, "n_train": n, "n_forget": n_forget}
     if method.posterior == "full_hessian":
@@ -160,8 +159,7 @@ def run_case(size: str, n: int, name: str, n_forget: int, repeats: int, thetas: 
     in_place = method.operator == "divide" and method.posterior in ("full_ggn", "vi_full") and p > IN_PLACE_MIN_PARAMS
     if method.operator == "divide":
         def run():
-            return forget(original if in_place else _copy(original), x_f, y_f, method.unlearn_config(),
-                          in_place=in_place)[0]
+            return forget(original if in_place else _copy(original), x_f, y_f, method, in_place=in_place)[0]
     else:
         def run():
             return unlearn(method, original, x_f, y_f)[0]
@@ -177,7 +175,7 @@ def run_case(size: str, n: int, name: str, n_forget: int, repeats: int, thetas: 
                 "original_fit_seconds": fit_seconds})
     del original, run, results
     if fit_seconds < 5 or method.posterior.startswith("vi_"):  # trace/compile for the retained shape first
-        fit_posterior(method.posterior, model, theta_r, x_r, y_r, FitSettings(False, {**params["vi"], "steps": 1}))
+        fit_posterior(method.posterior, model, theta_r, x_r, y_r, FitSettings(vi=params.vi.model_copy(update={"steps": 1})))
     reset_peak()
     post_seconds, _ = timed(lambda: fit_posterior(method.posterior, model, theta_r, x_r, y_r, settings))
     if method.posterior.startswith("vi_"):  # scale the ELBO loop from vi_k to the configured steps
@@ -216,7 +214,7 @@ def extrapolation_check(size: str, n: int, steps: int) -> dict:
     from bayesunlearn.training import run_adam
 
     params, x, y, _, model = _setup(size, n, 0)
-    full, lr = int(params["train"]["adam_steps"]), float(params["train"]["learning_rate"])
+    full, lr = params.train.adam_steps, params.train.learning_rate
     args = (model, as_tensor(x), as_tensor(y), as_tensor(model.spec.init(1)))
     run_adam(*args, 1, lr)
     short, _ = timed(lambda: run_adam(*args, steps, lr).numpy())

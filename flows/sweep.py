@@ -34,13 +34,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
 from prefect import flow, get_run_logger, task
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from bayesunlearn import store
+from bayesunlearn import settings, store
 from bayesunlearn.errors import ConfigError
-from bayesunlearn.sweep import SweepCell, SweepPlan, context_key, parse_sweep
+from bayesunlearn.settings import Settings
+from bayesunlearn.sweep import SweepCell, SweepPlan, context_key
+from bayesunlearn.sweep import plan as sweep_plan
 
 from .intake import QUIET  # no task result is persisted or cached: tasks return a file name, never data
 from .sweep_cells import CELLS, cell_config, compute_cell, inputs, read_cell
@@ -48,11 +49,9 @@ from .sweep_cells import CELLS, cell_config, compute_cell, inputs, read_cell
 OUT = Path("sweep")
 
 
-def load_plan(root: Path) -> tuple[dict, SweepPlan]:
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    if "sweep" not in params:
-        raise ConfigError("params.yaml has no `sweep` section; restore it from the repository.")
-    return params, parse_sweep(params["sweep"], params["methods"])
+def load_plan(root: Path) -> tuple[Settings, SweepPlan]:
+    checked = settings.load(root / settings.PARAMS)
+    return checked, sweep_plan(checked)
 
 
 @task(**QUIET, task_run_name="cell {cell.name}")
@@ -64,12 +63,12 @@ def sweep_cell(root: str, config: dict, cell: SweepCell, folder: str) -> str:
 def sweep(repo: str = ".") -> dict:
     """Run every missing cell of the grid as a task, then collect the table, summary and figure."""
     root, logger, start = Path(repo).resolve(), get_run_logger(), time.perf_counter()
-    params, plan = load_plan(root)
-    config = cell_config(params, plan)
+    checked, grid = load_plan(root)
+    config = cell_config(checked, grid)
     folder = root / CELLS / context_key(config, inputs(root))
-    cells = plan.cells()
-    logger.info("%d cells (%d methods each) in %s", len(cells), len(plan.methods), folder)
-    run = sweep_cell.with_options(retries=plan.retries, retry_delay_seconds=1)
+    cells = grid.cells()
+    logger.info("%d cells (%d methods each) in %s", len(cells), len(grid.methods), folder)
+    run = sweep_cell.with_options(retries=grid.retries, retry_delay_seconds=1)
     futures = [run.submit(str(root), config, cell, str(folder)) for cell in cells]
     paths = [Path(future.result()) for future in futures]  # raises if a cell failed after its retries
     rows = [row for path in paths for row in read_cell(path)]
@@ -167,8 +166,8 @@ def one_prefect_api() -> Iterator[None]:
 def run_sweep(repo: str = ".", address: str | None = None, n_workers: int | None = None,
               serial: bool = False) -> dict:
     root = Path(repo).resolve()
-    _, plan = load_plan(root)  # bad params and an unreachable scheduler fail here, before any server starts
-    runner = task_runner(plan, address, n_workers, serial)
+    _, grid = load_plan(root)  # bad params and an unreachable scheduler fail here, before any server starts
+    runner = task_runner(grid, address, n_workers, serial)
     with one_prefect_api():
         return sweep.with_options(task_runner=runner)(repo=str(root))
 

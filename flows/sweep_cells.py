@@ -12,20 +12,24 @@ import json
 from pathlib import Path
 
 import numpy as np
+from pydantic import TypeAdapter
 from threadpoolctl import threadpool_limits
 
 from bayesunlearn import atomic, datasets, store
+from bayesunlearn.settings import VI, Laplace, Method, Model, Settings, Train
 from bayesunlearn.sweep import SweepCell, SweepPlan, hidden_label
 
 from stages.common import PREPARED, deterministic_tensorflow
 
+METHOD = TypeAdapter(Method)
 CELLS = Path("sweep") / "cells"  # working folder of the cell files, by context key (not a DVC output)
 
 
-def cell_config(params: dict, plan: SweepPlan) -> dict:
-    """The params a cell's numbers depend on (small, JSON-able: safe to ship to any worker)."""
-    return {"model": params["model"], "train": params["train"], "laplace": params["laplace"],
-            "vi": params["vi"], "methods": {name: params["methods"][name] for name in plan.methods}}
+def cell_config(settings: Settings, plan: SweepPlan) -> dict:
+    """The settings a cell's numbers depend on (small, JSON-able: safe to ship to any worker)."""
+    sections = {"model": settings.model, "train": settings.train, "laplace": settings.laplace, "vi": settings.vi}
+    return {**{name: section.model_dump(mode="json") for name, section in sections.items()},
+            "methods": {name: settings.methods[name].model_dump(mode="json") for name in plan.methods}}
 
 
 def inputs(root: Path) -> list[Path]:
@@ -43,17 +47,18 @@ def compute_cell(root: Path, config: dict, cell: SweepCell, folder: Path) -> Pat
     if target.exists():
         return target
     deterministic_tensorflow()  # in this worker process too, before TensorFlow is imported
-    from bayesunlearn.config import build_model, train_config
     from bayesunlearn.methods import FitSettings
-    from bayesunlearn.options import parse_methods
+    from bayesunlearn.model import build_model
     from bayesunlearn.study import Problem, study_cell
 
     x, y = datasets.arrays(store.load_table(root / PREPARED / "train.csv"))
     x_test, _ = datasets.arrays(store.load_table(root / PREPARED / "test.csv"))
-    model = build_model({**config["model"], "hidden": list(cell.hidden)}, x.shape[1])
-    settings = FitSettings(bool(config["laplace"].get("optimize_hyperparameters", False)), config["vi"])
-    problem = Problem(x, y, x_test, parse_methods(config["methods"]), train_config(config["train"]), settings,
-                      int(config["train"]["seed"]))
+    model = build_model(Model.model_validate({**config["model"], "hidden": list(cell.hidden)}, strict=False),
+                        x.shape[1])
+    fitting = FitSettings(Laplace.model_validate(config["laplace"]), VI.model_validate(config["vi"], strict=False))
+    methods = {name: METHOD.validate_python(spec) for name, spec in config["methods"].items()}
+    train = Train.model_validate(config["train"], strict=False)
+    problem = Problem(x, y, x_test, methods, train, fitting, train.seed)
     # One BLAS thread wherever the cell runs, so that its numbers cannot depend on the runner: Dask
     # workers start with OPENBLAS_NUM_THREADS=1, an in-process (serial) run would use every core.
     with threadpool_limits(limits=1, user_api="blas"):

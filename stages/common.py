@@ -1,4 +1,4 @@
-"""What every stage shares: paths, params.yaml sections, deterministic TF, clean failures."""
+"""What every stage shares: paths, the checked settings, deterministic TF, clean failures."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
+from bayesunlearn import settings as settings_module
 from bayesunlearn.errors import ConfigError, UserError
+from bayesunlearn.settings import Settings
 
-PARAMS = Path("params.yaml")
 PREPARED = Path("data/prepared")
 SPLIT = Path("data/split")
 MODELS = Path("models")
@@ -19,15 +18,13 @@ METRICS = Path("metrics")
 PLOTS = Path("plots")
 
 
-def params(section: str) -> dict:
-    try:
-        return yaml.safe_load(PARAMS.read_text())[section]
-    except KeyError:
-        raise ConfigError(f"params.yaml has no {section!r} section; restore it from the repository.") from None
+def settings() -> Settings:
+    """params.yaml, parsed and checked once per process (every stage checks all of it before any work)."""
+    return settings_module.load(settings_module.PARAMS)
 
 
 def deterministic_tensorflow() -> None:
-    """Same inputs ⇒ bit-identical outputs, across processes (DESIGN.md §5)."""
+    """Same inputs ⇒ bit-identical outputs, across processes."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN may reorder float sums
     import tensorflow as tf
@@ -38,17 +35,7 @@ def deterministic_tensorflow() -> None:
 def fit_settings():
     from bayesunlearn.methods import FitSettings
 
-    return FitSettings(bool(params("laplace").get("optimize_hyperparameters", False)), params("vi"))
-
-
-def method(name: str):
-    """One configured method by name (checks the whole `methods` section; no TensorFlow)."""
-    from bayesunlearn.options import parse_methods
-
-    methods = parse_methods(params("methods"))
-    if name not in methods:
-        raise ConfigError(f"method {name!r} is not configured; params.yaml methods are {sorted(methods)}.")
-    return methods[name]
+    return FitSettings.of(settings())
 
 
 def load_splits():
@@ -61,6 +48,14 @@ def load_splits():
                   *datasets.arrays(store.load_table(PREPARED / "test.csv")))
 
 
+def kind_argument(usage: str) -> str:
+    """The posterior kind named on the command line; it must be one that params.yaml `posteriors` fits."""
+    kind = one_argument(usage)
+    if kind not in settings().posteriors:
+        raise ConfigError(f"posterior kind {kind!r} is not in params.yaml `posteriors` {settings().posteriors}.")
+    return kind
+
+
 def one_argument(usage: str) -> str:
     if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
         print(usage, file=sys.stderr)
@@ -71,9 +66,12 @@ def one_argument(usage: str) -> str:
 def run(main: Callable[[], None]) -> None:
     """Run a stage; on bad input print one clear line and exit 2.
 
-    Outputs are written atomically, so a failed stage leaves the previous ones intact.
+    params.yaml is checked as a whole first, so a typo anywhere stops every stage before it
+    computes anything. Outputs are written atomically, so a failed stage leaves the previous
+    ones intact.
     """
     try:
+        settings()
         main()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 from bayesunlearn import atomic, store
-from bayesunlearn.config import train_config
 
 from .common import (
     METRICS,
@@ -19,21 +18,21 @@ from .common import (
     deterministic_tensorflow,
     fit_settings,
     load_splits,
-    method,
     one_argument,
-    params,
     run,
+    settings,
 )
 
 
 def main() -> None:
-    chosen = method(one_argument(__doc__))
+    name = one_argument(__doc__)
+    chosen = settings().method(name)
     deterministic_tensorflow()
     from bayesunlearn.evaluation import compare, time_unlearning_vs_retraining
     from bayesunlearn.plots import predictive_table, save_predictive_png
     from bayesunlearn.posterior import GaussianPosterior
 
-    p, name = params("evaluate"), chosen.name
+    p = settings().evaluate
     original = GaussianPosterior.load(MODELS / "original" / f"{chosen.posterior}.npz")
     unlearned = GaussianPosterior.load(MODELS / "unlearned" / f"{name}.npz")
     retrains = [GaussianPosterior.load(f) for f in sorted(Path(MODELS / "retrained" / chosen.posterior).glob(
@@ -49,15 +48,15 @@ def main() -> None:
     atomic.write_json(METRICS / "evaluate" / f"{name}.json", results)
 
     table = predictive_table({"original": original, "unlearned": unlearned, "retrained": retrains[0]},
-                             splits, int(p["plot_grid_points"]))
+                             splits, p.plot_grid_points)
     store.save_table(PLOTS / "predictive" / f"{name}.csv", table)
     n_f, n_r = len(splits.y_forgotten), len(splits.y_retained)
     save_predictive_png(PLOTS / "predictive" / f"{name}.png", table, splits,
                         f"{name}: forgot {n_f} of {n_f + n_r} training records"
                         + (" (FAILED: original kept)" if results["failed"] else ""))
 
-    timing = time_unlearning_vs_retraining(chosen, original, splits, int(params("train")["seed"]),
-                                           train_config(params("train")), fit_settings(), int(p["timing_repeats"]))
+    timing = time_unlearning_vs_retraining(chosen, original, splits, settings().train.seed, settings().train,
+                                           fit_settings(), p.timing_repeats)
     atomic.write_json(METRICS / "timing" / f"{name}.json", timing)
     print(f"{name}: predictive KL to retrain: unlearned {results['pred_kl_unlearned_retrained']:.3g}, "
           f"original {results['pred_kl_original_retrained']:.3g}, floor {results['pred_kl_retrain_floor']:.3g}, "

@@ -6,11 +6,11 @@ vi_mean_field or vi_full). Depends on the full data only, never on deletion requ
 
 from bayesunlearn import datasets, store
 
-from .common import MODELS, PREPARED, deterministic_tensorflow, fit_settings, one_argument, run
+from .common import MODELS, PREPARED, deterministic_tensorflow, fit_settings, kind_argument, run
 
 
 def main() -> None:
-    kind = one_argument(__doc__)
+    kind = kind_argument(__doc__)
     deterministic_tensorflow()
     from bayesunlearn.methods import fit_posterior
     from bayesunlearn.model import RegressionModel

@@ -2,16 +2,16 @@
 
 from bayesunlearn import atomic, datasets, store
 
-from .common import PREPARED, params, run
+from .common import PREPARED, run, settings
 
 
 def main() -> None:
-    p = params("prepare")
+    p = settings().prepare
     frame, origin = datasets.load_source(p)
-    train, test, scaling = datasets.prepare(frame, float(p["test_fraction"]), int(p["seed"]), origin)
+    train, test, scaling = datasets.prepare(frame, p.test_fraction, p.seed, origin)
     store.save_table(PREPARED / "train.csv", train)
     store.save_table(PREPARED / "test.csv", test)
-    atomic.write_json(PREPARED / "scaling.json", {**scaling.to_dict(), "source": p["source"],
+    atomic.write_json(PREPARED / "scaling.json", {**scaling.to_dict(), "source": p.source,
                                                   "n_train": len(train), "n_test": len(test)})
     print(f"prepared {len(train)} training and {len(test)} test records from {origin}")
 

@@ -8,22 +8,20 @@ Posteriors of each kind are fitted at these MAPs by `retrain_posterior@KIND`.
 from tqdm import tqdm
 
 from bayesunlearn import atomic, datasets, store
-from bayesunlearn.config import build_model, train_config
-from bayesunlearn.errors import ConfigError
 
-from .common import METRICS, MODELS, SPLIT, deterministic_tensorflow, params, run
+from .common import METRICS, MODELS, SPLIT, deterministic_tensorflow, run, settings
 
 
 def main() -> None:
     deterministic_tensorflow()
+    from bayesunlearn.model import build_model
     from bayesunlearn.training import fit_map
 
-    n_seeds = int(params("retrain")["seeds"])
-    if n_seeds < 1:
-        raise ConfigError(f"retrain.seeds={n_seeds} must be at least 1 (2 or more to measure the noise floor).")
+    s = settings()
+    n_seeds = s.retrain.seeds
     x, y = datasets.arrays(store.load_table(SPLIT / "retained.csv"))
-    model = build_model(params("model"), x.shape[1])
-    seed0, config = int(params("train")["seed"]), train_config(params("train"))
+    model = build_model(s.model, x.shape[1])
+    seed0, config = s.train.seed, s.train
     infos = {}
     for k in tqdm(range(n_seeds), desc="retrain from scratch", unit="seed"):
         theta, infos[f"seed_{seed0 + k}"] = fit_map(model, x, y, model.spec.init(seed0 + k), config)

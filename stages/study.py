@@ -8,34 +8,29 @@ every method when the largest configured fraction is forgotten as a cluster).
 from tqdm import tqdm
 
 from bayesunlearn import datasets, store
-from bayesunlearn.config import train_config
 
-from .common import MODELS, PREPARED, deterministic_tensorflow, fit_settings, params, run
+from .common import MODELS, PREPARED, deterministic_tensorflow, fit_settings, run, settings
 
 OUT = "study"
 
 
 def main() -> None:
     deterministic_tensorflow()
-    from bayesunlearn.options import parse_methods
     from bayesunlearn.posterior import GaussianPosterior
     from bayesunlearn.study import run_study, summarise
     from bayesunlearn.study_plots import save_kl_vs_fraction, save_method_bands
 
-    p = params("study")
-    methods = parse_methods(params("methods"))
-    if p.get("methods"):
-        methods = {name: methods[name] for name in p["methods"]}
+    s = settings()
+    p = s.study
+    methods = s.chosen_methods(p.methods)
     x, y = datasets.arrays(store.load_table(PREPARED / "train.csv"))
     x_test, _ = datasets.arrays(store.load_table(PREPARED / "test.csv"))
     originals = {m.posterior: GaussianPosterior.load(MODELS / "original" / f"{m.posterior}.npz")
                  for m in methods.values()}
     model = next(iter(originals.values())).model
-    fractions, seeds = [float(f) for f in p["fractions"]], [int(s) for s in p["seeds"]]
-    keep = ("cluster", max(fractions), seeds[0])
-    results, kept = run_study(model, x, y, x_test, originals, methods, train_config(params("train")),
-                              fit_settings(), p["modes"], fractions, seeds, int(params("train")["seed"]),
-                              progress=tqdm, keep=keep)
+    keep = ("cluster", max(p.fractions), p.seeds[0])
+    results, kept = run_study(model, x, y, x_test, originals, methods, s.train, fit_settings(), p.modes,
+                              p.fractions, p.seeds, s.train.seed, progress=tqdm, keep=keep)
     summary = summarise(results)
     store.save_table(f"{OUT}/results.csv", results)
     store.save_table(f"{OUT}/summary.csv", summary)

@@ -11,7 +11,7 @@ import pandas as pd
 from bayesunlearn import store
 from bayesunlearn.errors import ConfigError
 
-from .common import METRICS, params, run
+from .common import METRICS, run, settings
 
 COLUMNS = ["method", "posterior", "operator", "failed", "gain", "indistinguishability",
            "pred_kl_unlearned_retrained", "pred_kl_original_retrained", "pred_kl_retrain_floor",
@@ -21,7 +21,7 @@ COLUMNS = ["method", "posterior", "operator", "failed", "gain", "indistinguishab
 
 def main() -> None:
     # only the configured methods: files of methods removed from params.yaml may linger
-    paths = [METRICS / "evaluate" / f"{name}.json" for name in sorted(params("methods"))]
+    paths = [METRICS / "evaluate" / f"{name}.json" for name in sorted(settings().methods)]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise ConfigError(f"no evaluation for {missing}; run `dvc repro` for those methods first.")

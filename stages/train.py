@@ -1,20 +1,21 @@
 """DVC stage `train`: the MAP of the full training data (never re-run by a deletion request)."""
 
 from bayesunlearn import atomic, datasets, store
-from bayesunlearn.config import build_model, train_config
 
-from .common import METRICS, MODELS, PREPARED, deterministic_tensorflow, params, run
+from .common import METRICS, MODELS, PREPARED, deterministic_tensorflow, run, settings
 
 
 def main() -> None:
     deterministic_tensorflow()
+    from bayesunlearn.model import build_model
     from bayesunlearn.training import fit_map
 
+    s = settings()
     x, y = datasets.arrays(store.load_table(PREPARED / "train.csv"))
-    model = build_model(params("model"), x.shape[1])
-    seed = int(params("train")["seed"])
-    theta, info = fit_map(model, x, y, model.spec.init(seed), train_config(params("train")))
-    store.save_arrays(MODELS / "original" / "map.npz", {"model": model.to_dict(), "seed": seed}, {"theta": theta})
+    model = build_model(s.model, x.shape[1])
+    theta, info = fit_map(model, x, y, model.spec.init(s.train.seed), s.train)
+    store.save_arrays(MODELS / "original" / "map.npz", {"model": model.to_dict(), "seed": s.train.seed},
+                      {"theta": theta})
     atomic.write_json(METRICS / "train.json", {**info, "n_params": model.spec.n_params, "n_train": len(x)})
     print(f"MAP of {model.spec.n_params} parameters on {len(x)} records: objective {info['objective']:.4f}, "
           f"|grad| {info['grad_norm']:.2e}")

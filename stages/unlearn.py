@@ -11,11 +11,12 @@ that downstream judges can fall back to retraining.
 from bayesunlearn import atomic, datasets, store
 from bayesunlearn.errors import NotPositiveDefinite
 
-from .common import METRICS, MODELS, SPLIT, deterministic_tensorflow, method, one_argument, run
+from .common import METRICS, MODELS, SPLIT, deterministic_tensorflow, one_argument, run, settings
 
 
 def main() -> None:
-    chosen = method(one_argument(__doc__))
+    name = one_argument(__doc__)
+    chosen = settings().method(name)
     deterministic_tensorflow()
     from bayesunlearn.methods import unlearn
     from bayesunlearn.posterior import GaussianPosterior
@@ -26,9 +27,9 @@ def main() -> None:
         unlearned, report = unlearn(chosen, original, x_f, y_f)
     except NotPositiveDefinite as err:  # repair "refuse": a failed unlearning, not a broken pipeline
         unlearned, report = None, {"status": "failed", "reason": str(err)}
-    (unlearned or original).save(MODELS / "unlearned" / f"{chosen.name}.npz")
-    atomic.write_json(METRICS / "unlearn" / f"{chosen.name}.json", {"method": chosen.name, **report})
-    print(f"{chosen.name}: forgot {len(x_f)} records: {report['status']} {report.get('reason', '')}")
+    (unlearned or original).save(MODELS / "unlearned" / f"{name}.npz")
+    atomic.write_json(METRICS / "unlearn" / f"{name}.json", {"method": name, **report})
+    print(f"{name}: forgot {len(x_f)} records: {report['status']} {report.get('reason', '')}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +20,19 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN may reorder float 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# audit keys and ledger heads of test repositories: never in the user's home
+os.environ["UNLEARN_AUDIT_HOME"] = tempfile.mkdtemp(prefix="unlearn-audit-home-")
+os.environ.pop("UNLEARN_AUDIT_KEY", None)
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def own_audit_home(request, tmp_path_factory, monkeypatch):
+    """Unit tests get an audit home each (keys are per repository, and identical test repositories made in the
+    same second share an id); module-scoped end-to-end fixtures keep the session's."""
+    if request.node.get_closest_marker("slow") is None:
+        monkeypatch.setenv("UNLEARN_AUDIT_HOME", str(tmp_path_factory.mktemp("audit-home")))
 
 
 @dataclass(frozen=True)
@@ -46,13 +58,14 @@ def fitted(tf) -> Fitted:
     from bayesunlearn import datasets
     from bayesunlearn.model import RegressionModel
     from bayesunlearn.network import MLPSpec
-    from bayesunlearn.training import TrainConfig, fit_map
+    from bayesunlearn.settings import Train
+    from bayesunlearn.training import fit_map
 
     frame = datasets.two_clusters(100, seed=3, noise_std=0.1, clusters=[[-2.0, -0.5], [0.5, 2.0]])
     train, _, _ = datasets.prepare(frame, test_fraction=0.2, seed=3, origin="test")
     x, y = datasets.arrays(train)
     model = RegressionModel(MLPSpec(1, (16,)), prior_precision=1.0, noise_std=0.1)
-    theta, _ = fit_map(model, x, y, model.spec.init(0), TrainConfig(adam_steps=5000, polish_iterations=300))
+    theta, _ = fit_map(model, x, y, model.spec.init(0), Train(adam_steps=5000, polish_iterations=300))
     mask = np.zeros(len(x), dtype=bool)
     mask[np.random.default_rng(0).permutation(len(x))[: len(x) // 10]] = True
     return Fitted(model, x, y, theta, mask)

@@ -13,7 +13,7 @@ import yaml
 from conftest import REPO
 
 from bayesunlearn import datasets, store
-from bayesunlearn.config import model_params
+from bayesunlearn.settings import Model, parse_section
 from bayesunlearn.errors import ConfigError, DataError
 
 CLUSTERS = [[-2.0, -0.5], [0.5, 2.0]]
@@ -78,7 +78,7 @@ def test_missing_target_column(tmp_path):
 def test_impossible_model_parameters(change, message):
     section = {"hidden": [50], "activation": "tanh", "prior_precision": 1.0, "noise_std": 0.1, **change}
     with pytest.raises(ConfigError, match=message):
-        model_params(section)
+        parse_section(Model, section, "model")
 
 
 def test_prepare_stage_reports_nan_in_csv_and_writes_nothing(tmp_path):

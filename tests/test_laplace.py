@@ -7,11 +7,12 @@ import pytest
 
 
 def test_map_is_stationary_and_deterministic(fitted):
-    from bayesunlearn.training import TrainConfig, fit_map, objective
+    from bayesunlearn.settings import Train
+    from bayesunlearn.training import fit_map, objective
 
     _, grad = objective(fitted.model, fitted.theta, fitted.x, fitted.y)
     assert np.linalg.norm(grad) < 1e-3
-    config = TrainConfig(adam_steps=300, polish_iterations=5)
+    config = Train(adam_steps=300, polish_iterations=5)
     first, _ = fit_map(fitted.model, fitted.x, fitted.y, fitted.model.spec.init(1), config)
     second, _ = fit_map(fitted.model, fitted.x, fitted.y, fitted.model.spec.init(1), config)
     assert first.tobytes() == second.tobytes()
@@ -23,12 +24,13 @@ def test_newton_step_moves_towards_the_warm_started_retained_map(fitted):
     It cannot close all of it: the GGN drops the residual term of the Hessian
     (here about 35 % of the distance remains, cosine ≈ 0.87)."""
     from bayesunlearn.laplace import fit_laplace
-    from bayesunlearn.training import TrainConfig, fit_map
+    from bayesunlearn.settings import Train
+    from bayesunlearn.training import fit_map
     from bayesunlearn.unlearn import forget
 
     f = fitted.forget_mask
     warm, info = fit_map(fitted.model, fitted.x[~f], fitted.y[~f], fitted.theta,
-                         TrainConfig(adam_steps=0, polish_iterations=300))
+                         Train(adam_steps=0, polish_iterations=300))
     unlearned, _ = forget(fit_laplace(fitted.model, fitted.theta, fitted.x, fitted.y), fitted.x[f], fitted.y[f])
     before = np.linalg.norm(fitted.theta - warm)
     after = np.linalg.norm(unlearned.mean - warm)

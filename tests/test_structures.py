@@ -23,10 +23,11 @@ def forgotten(fitted):
 
 
 def test_woodbury_downdate_equals_the_dense_path(fitted, full):
-    from bayesunlearn.unlearn import UnlearnOptions, forget
+    from bayesunlearn.settings import DivideOptions
+    from bayesunlearn.unlearn import forget
 
-    fast, fast_report = forget(full, *forgotten(fitted), UnlearnOptions(woodbury=True))
-    dense, dense_report = forget(full, *forgotten(fitted), UnlearnOptions(woodbury=False))
+    fast, fast_report = forget(full, *forgotten(fitted), DivideOptions(woodbury=True))
+    dense, dense_report = forget(full, *forgotten(fitted), DivideOptions(woodbury=False))
     assert (fast_report.solver, dense_report.solver) == ("woodbury", "dense")
     np.testing.assert_allclose(fast.mean, dense.mean, **TOL)
     np.testing.assert_allclose(fast.precision, dense.precision, **TOL)
@@ -89,34 +90,36 @@ def hessian_cluster(fitted):
 
 def test_indefinite_precision_is_reported_and_repaired_as_asked(hessian_cluster):
     from bayesunlearn.errors import NotPositiveDefinite
-    from bayesunlearn.unlearn import UnlearnOptions, forget
+    from bayesunlearn.settings import DivideOptions
+    from bayesunlearn.unlearn import forget
 
     post, x_f, y_f = hessian_cluster
     with pytest.raises(NotPositiveDefinite, match=r"non-positive eigenvalues .*'clip' or 'damp'"):
-        forget(post, x_f, y_f, UnlearnOptions(repair="refuse"))
+        forget(post, x_f, y_f, DivideOptions(repair="refuse"))
     floor = post.model.prior_precision
-    clipped, report = forget(post, x_f, y_f, UnlearnOptions(repair="clip"))
+    clipped, report = forget(post, x_f, y_f, DivideOptions(repair="clip"))
     assert report.n_negative_eigs > 0 and report.min_eig_precision < 0 and report.repair == "clip"
     assert np.linalg.eigvalsh(clipped.precision).min() == pytest.approx(floor, rel=1e-8)
-    damped, report = forget(post, x_f, y_f, UnlearnOptions(repair="damp"))
+    damped, report = forget(post, x_f, y_f, DivideOptions(repair="damp"))
     assert report.repair == "damp" and report.damping == pytest.approx(floor - report.min_eig_precision)
     assert np.linalg.eigvalsh(damped.precision).min() == pytest.approx(floor, rel=1e-6)
 
 
 def test_mean_update_variants(fitted, full, hessian_cluster):
-    from bayesunlearn.unlearn import UnlearnOptions, forget
+    from bayesunlearn.settings import DivideOptions
+    from bayesunlearn.unlearn import forget
 
     x_f, y_f = forgotten(fitted)
-    kept, report = forget(full, x_f, y_f, UnlearnOptions(mean_update="none"))
+    kept, report = forget(full, x_f, y_f, DivideOptions(mean_update="none"))
     np.testing.assert_array_equal(kept.mean, full.mean)
     assert report.step_length == 0.0
-    newton, _ = forget(full, x_f, y_f, UnlearnOptions(mean_update="newton"))
-    damped, report = forget(full, x_f, y_f, UnlearnOptions(mean_update="damped"))
+    newton, _ = forget(full, x_f, y_f, DivideOptions(mean_update="newton"))
+    damped, report = forget(full, x_f, y_f, DivideOptions(mean_update="damped"))
     assert 0.0 < report.step_length <= 1.0
     np.testing.assert_allclose(damped.mean - full.mean, report.step_length * (newton.mean - full.mean), **TOL)
     # forgetting a whole cluster moves the mode far: the quadratic model stops being trusted
     _, x_c, y_c = hessian_cluster
-    _, cluster_report = forget(full, x_c, y_c, UnlearnOptions(mean_update="damped"))
+    _, cluster_report = forget(full, x_c, y_c, DivideOptions(mean_update="damped"))
     assert cluster_report.step_length < 1.0
 
 
@@ -124,14 +127,15 @@ def test_damped_step_is_the_full_step_when_the_model_is_quadratic(tf):
     from bayesunlearn.laplace import fit_laplace
     from bayesunlearn.model import RegressionModel
     from bayesunlearn.network import MLPSpec
-    from bayesunlearn.unlearn import UnlearnOptions, forget
+    from bayesunlearn.settings import DivideOptions
+    from bayesunlearn.unlearn import forget
 
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((40, 2)), rng.standard_normal(40)
     model = RegressionModel(MLPSpec(2, ()), 1.0, 0.5)
     phi = np.hstack([x, np.ones((40, 1))])
     mean, _ = blr.posterior(phi, y, 1.0, 0.5)
-    _, report = forget(fit_laplace(model, mean, x, y), x[:10], y[:10], UnlearnOptions(mean_update="damped"))
+    _, report = forget(fit_laplace(model, mean, x, y), x[:10], y[:10], DivideOptions(mean_update="damped"))
     assert report.step_length == 1.0
 
 
@@ -160,15 +164,17 @@ def test_method_specs_load_without_tensorflow():
     import subprocess
     import sys
 
-    check = ("import sys, yaml, bayesunlearn.options as o; o.parse_methods(yaml.safe_load(open('params.yaml'))"
-             "['methods']); assert 'tensorflow' not in sys.modules, 'options imported TensorFlow'")
+    check = ("import sys, bayesunlearn.settings as s; s.load('params.yaml'); "
+             "assert 'tensorflow' not in sys.modules, 'settings imported TensorFlow'")
     from conftest import REPO
 
     subprocess.run([sys.executable, "-c", check], check=True, cwd=REPO)
 
 
-def test_structure_names_agree():
-    from bayesunlearn.options import STRUCTURES as names
-    from bayesunlearn.posterior import STRUCTURES
+def test_kind_names_agree():
+    """The settings accept exactly the kinds of the registry, and every kind can be built as a posterior."""
+    import typing
 
-    assert set(names) == set(STRUCTURES)
+    from bayesunlearn.kinds import KINDS, KindName
+
+    assert set(typing.get_args(KindName)) == set(KINDS)

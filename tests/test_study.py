@@ -21,19 +21,17 @@ def test_cluster_mode_forgets_a_contiguous_block_from_the_right_edge():
 def test_study_runs_every_method_on_the_grid_and_records_failures(fitted):
     from bayesunlearn.laplace import fit_laplace
     from bayesunlearn.methods import FitSettings
-    from bayesunlearn.options import Method
+    from bayesunlearn.settings import Divide, Train
     from bayesunlearn.study import run_study, summarise
-    from bayesunlearn.training import TrainConfig
 
     methods = {
-        "newton": Method.parse("newton", {"posterior": "full_ggn", "operator": "divide"}),
-        "hessian_refuse": Method.parse("hessian_refuse", {"posterior": "full_hessian", "operator": "divide",
-                                                          "repair": "refuse"}),
+        "newton": Divide(posterior="full_ggn", operator="divide"),
+        "hessian_refuse": Divide(posterior="full_hessian", operator="divide", repair="refuse"),
     }
     originals = {k: fit_laplace(fitted.model, fitted.theta, fitted.x, fitted.y, k)
                  for k in ("full_ggn", "full_hessian")}
     results, kept = run_study(fitted.model, fitted.x, fitted.y, fitted.x[:10], originals, methods,
-                              TrainConfig(adam_steps=500, polish_iterations=20), FitSettings(),
+                              Train(adam_steps=500, polish_iterations=20), FitSettings(),
                               ["random", "cluster"], [0.5], [0], 0, keep=("cluster", 0.5, 0))
     assert len(results) == 2 * 2 and set(results["method"]) == set(methods)
     newton = results[results["method"] == "newton"]

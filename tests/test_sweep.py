@@ -8,32 +8,36 @@ from pathlib import Path
 
 import pytest
 
+from bayesunlearn import settings
 from bayesunlearn.errors import ConfigError
-from bayesunlearn.sweep import parse_sweep
+from bayesunlearn.sweep import plan as sweep_plan
+from conftest import REPO, sh, tiny_repo
 
-from conftest import sh, tiny_repo
-
-METHODS = {"ggn_newton": {"posterior": "full_ggn", "operator": "divide"},
-           "ggn_damped": {"posterior": "full_ggn", "operator": "divide", "mean_update": "damped"}}
 GRID = {"methods": ["ggn_newton", "ggn_damped"], "modes": ["random", "cluster"], "fractions": [0.1],
         "seeds": [0, 1], "hidden": [[4], [16]], "address": None, "n_workers": 2, "retries": 2}
 
 
+def parse_sweep(section: dict):
+    """The sweep plan of the repository's params.yaml with this `sweep` section."""
+    raw = settings._yaml_load((REPO / "params.yaml").read_text())
+    return sweep_plan(settings.parse({**raw, "sweep": section}))
+
+
 @pytest.mark.parametrize("change, message", [
-    ({"methods": ["ggn_newton", "nope"]}, r"sweep.methods names \['nope'\].*use some of"),
-    ({"seeds": []}, r"sweep.seeds is empty, so the grid has no cells"),
-    ({"fractions": [1.0]}, r"strictly between 0 and 1"),
-    ({"modes": ["sideways"]}, r"deletion modes are"),
-    ({"hidden": [[0]]}, r"positive layer widths"),
-    ({"n_workers": -1}, r"n_workers=-1 and sweep.retries=2 must be >= 0"),
+    ({"methods": ["ggn_newton", "nope"]}, r"sweep.methods: \['nope'\] are not configured methods; configured:"),
+    ({"seeds": []}, r"sweep.seeds: List should have at least 1 item"),
+    ({"fractions": [1.0]}, r"sweep.fractions.0: Input should be less than 1"),
+    ({"modes": ["sideways"]}, r"sweep.modes.0: Input should be 'random' or 'cluster'"),
+    ({"hidden": [[0]]}, r"sweep.hidden: \[0\] must list positive layer widths"),
+    ({"n_workers": -1}, r"sweep.n_workers: Input should be greater than or equal to 0 \(got -1\)"),
 ])
 def test_bad_sweep_params_name_the_problem_and_the_fix(change, message):
     with pytest.raises(ConfigError, match=message):
-        parse_sweep({**GRID, **change}, METHODS)
+        parse_sweep({**GRID, **change})
 
 
 def test_grid_covers_every_size_and_case_once():
-    cells = parse_sweep(GRID, METHODS).cells()
+    cells = parse_sweep(GRID).cells()
     names = [c.name for c in cells]
     assert len(names) == len(set(names)) == 2 * (2 + 1)  # sizes × (random seeds + one cluster case)
     assert names[0] == "h4/random-0.1-s0" and names[-1] == "h16/cluster-0.1-s0"
@@ -45,7 +49,7 @@ def test_the_runner_is_a_local_dask_cluster_unless_serial_or_zero_workers():
 
     from flows.sweep import task_runner
 
-    plan = parse_sweep(GRID, METHODS)
+    plan = parse_sweep(GRID)
     assert isinstance(task_runner(plan), DaskTaskRunner)  # built, not started: no cluster yet
     assert isinstance(task_runner(plan, serial=True), ThreadPoolTaskRunner)
     assert isinstance(task_runner(plan, n_workers=0), ThreadPoolTaskRunner)

@@ -50,11 +50,12 @@ def test_eubo_at_the_exact_posterior_is_the_log_evidence_ratio(problem):
 
 def test_full_covariance_vi_converges_to_the_exact_posterior(problem):
     from bayesunlearn.posterior import GaussianPosterior
-    from bayesunlearn.vi import VIConfig, fit_vi
+    from bayesunlearn.settings import VI
+    from bayesunlearn.vi import fit_vi
 
     model, x, y, _, _ = problem
     start = GaussianPosterior(model, np.zeros(3), np.eye(3), np.zeros(3), "full_ggn")  # the prior
-    q = fit_vi(model, x, y, start, "full", VIConfig(steps=4000, learning_rate=0.01, samples=64))
+    q = fit_vi(model, x, y, start, "full", VI(steps=4000, learning_rate=0.01, samples=64))
     target = exact(problem)
     kl = metrics.gaussian_kl(target.mean, target.precision, q.mean, q.precision)
     assert kl < 0.02, kl  # Monte Carlo gradients: close, not exact
@@ -62,11 +63,12 @@ def test_full_covariance_vi_converges_to_the_exact_posterior(problem):
 
 
 def test_eubo_unlearning_from_the_exact_posterior_reaches_the_retrained_posterior(problem):
-    from bayesunlearn.vi_unlearn import VIUnlearnConfig, unlearn_vi
+    from bayesunlearn.settings import VariationalOptions
+    from bayesunlearn.vi_unlearn import unlearn_vi
 
     _, x, y, _, f = problem
     q_u, report = unlearn_vi(exact(problem), x[f], y[f],
-                             VIUnlearnConfig(objective="eubo", steps=3000, learning_rate=0.01, samples=16))
+                             VariationalOptions(operator="eubo", steps=3000, learning_rate=0.01, samples=16))
     assert report.status == "ok", report.reason
     target = exact(problem, ~f)
     start_kl = metrics.gaussian_kl(target.mean, target.precision, exact(problem).mean, exact(problem).precision)
@@ -77,28 +79,30 @@ def test_eubo_unlearning_from_the_exact_posterior_reaches_the_retrained_posterio
 def test_runaway_eubo_is_reported_as_failed(problem):
     """From a q less certain than D_f alone (Λ_q − H_f indefinite) the EUBO has no minimum:
     q_u runs off to where D_f is impossible. Detected, and no posterior is returned."""
-    from bayesunlearn.vi_unlearn import VIUnlearnConfig, unlearn_vi
+    from bayesunlearn.settings import VariationalOptions
+    from bayesunlearn.vi_unlearn import unlearn_vi
 
     _, x, y, _, f = problem
     good = exact(problem)
     too_wide = good.with_updates(precision=0.1 * good.precision, covariance=10 * good.covariance)
-    q_u, report = unlearn_vi(too_wide, x[f], y[f], VIUnlearnConfig(
-        objective="eubo", steps=2000, learning_rate=0.05, max_kl=50.0, check_every=100))
+    q_u, report = unlearn_vi(too_wide, x[f], y[f], VariationalOptions(
+        operator="eubo", steps=2000, learning_rate=0.05, max_kl=50.0, check_every=100))
     assert q_u is None and report.status == "failed", report
     assert "KL" in report.reason or "falling" in report.reason or "finite" in report.reason
     assert report.steps_run < 2000 or "falling" in report.reason
     # the same operator from the exact posterior does not trip the detector
-    _, fine = unlearn_vi(good, x[f], y[f], VIUnlearnConfig(objective="eubo", steps=500, learning_rate=0.05,
+    _, fine = unlearn_vi(good, x[f], y[f], VariationalOptions(operator="eubo", steps=500, learning_rate=0.05,
                                                           max_kl=50.0))
     assert fine.status == "ok", fine.reason
 
 
 def test_reverse_kl_with_the_exact_posterior_moves_towards_the_retrain(problem):
-    from bayesunlearn.vi_unlearn import VIUnlearnConfig, unlearn_vi
+    from bayesunlearn.settings import VariationalOptions
+    from bayesunlearn.vi_unlearn import unlearn_vi
 
     _, x, y, _, f = problem
     q_u, report = unlearn_vi(exact(problem), x[f], y[f],
-                             VIUnlearnConfig(objective="reverse_kl", importance_samples=20000, min_ess=100))
+                             VariationalOptions(operator="reverse_kl", importance_samples=20000, min_ess=100))
     assert report.status == "ok", report.reason
     target, original = exact(problem, ~f), exact(problem)
     kl_after = metrics.gaussian_kl(target.mean, target.precision, q_u.mean, q_u.precision)
@@ -107,11 +111,12 @@ def test_reverse_kl_with_the_exact_posterior_moves_towards_the_retrain(problem):
 
 
 def test_degenerate_importance_weights_fail_clearly(problem):
-    from bayesunlearn.vi_unlearn import VIUnlearnConfig, unlearn_vi
+    from bayesunlearn.settings import VariationalOptions
+    from bayesunlearn.vi_unlearn import unlearn_vi
 
     _, x, y, _, f = problem
     q_u, report = unlearn_vi(exact(problem), x[f], y[f],
-                             VIUnlearnConfig(objective="reverse_kl", importance_samples=50, min_ess=49.0))
+                             VariationalOptions(operator="reverse_kl", importance_samples=50, min_ess=49.0))
     assert q_u is None and "effective sample size" in report.reason
 
 
