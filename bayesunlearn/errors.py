@@ -18,7 +18,14 @@ class DataError(UserError):
 
 
 class RequestError(UserError):
-    """A deletion request that cannot be applied."""
+    """A deletion request that cannot be applied: names the file (`source`) and the rule it breaks."""
+
+    def __init__(self, source: str, rule: str, detail: str) -> None:
+        super().__init__(f"{source}: {detail}")
+        self.source, self.rule, self.detail = source, rule, detail
+
+    def __reduce__(self):  # picklable across processes (Prefect, Dask) despite the extra arguments
+        return type(self), (self.source, self.rule, self.detail)
 
 
 class NotPositiveDefinite(UserError):

@@ -15,17 +15,24 @@ import pytest
 
 from bayesunlearn.errors import RequestError, UserError
 from bayesunlearn.requests import (
-    REQUIRED_FIELDS,
+    FIELDS,
     DeletionRequest,
+    KnownIds,
     check_against_data,
+    forgotten_ids,
     load_requests,
     parse_request,
-    validate_all,
+    read_request,
 )
 
 SOURCE = "data/requests/req-0007.json"
 TRAIN_IDS = {f"rec-{i:06d}" for i in range(10)}
 TEST_IDS = {f"rec-{i:06d}" for i in range(10, 13)}
+KNOWN = KnownIds(frozenset(TRAIN_IDS), frozenset(TEST_IDS))
+
+
+def validate_all(requests, train_ids, test_ids):
+    return forgotten_ids(requests, KnownIds(frozenset(train_ids), frozenset(test_ids)))
 
 
 def valid(**overrides) -> dict:
@@ -83,7 +90,7 @@ def test_not_a_json_object(obj):
     rejected(json.dumps(obj), r"must be a JSON object")
 
 
-@pytest.mark.parametrize("field", sorted(REQUIRED_FIELDS))
+@pytest.mark.parametrize("field", sorted(FIELDS))
 def test_missing_field(field):
     request = valid()
     del request[field]
@@ -133,7 +140,7 @@ def test_good_received_at(received_at):
 def test_unknown_record_id():
     request = parse(valid(record_ids=["rec-000001", "rec-999999"]))
     with pytest.raises(RequestError) as info:
-        check_against_data(request, TRAIN_IDS, TEST_IDS)
+        check_against_data(request, KNOWN)
     message = assert_message(info.value, SOURCE, r"unknown record ids \['rec-999999'\]")
     assert "rec-000001" not in message  # only the bad id is named
 
@@ -141,7 +148,7 @@ def test_unknown_record_id():
 def test_many_unknown_record_ids_are_truncated():
     request = parse(valid(record_ids=[f"bogus-{i}" for i in range(8)]))
     with pytest.raises(RequestError) as info:
-        check_against_data(request, TRAIN_IDS, TEST_IDS)
+        check_against_data(request, KNOWN)
     message = assert_message(info.value, SOURCE, r"unknown record ids", r"and more")
     assert "bogus-7" not in message
 
@@ -149,12 +156,12 @@ def test_many_unknown_record_ids_are_truncated():
 def test_test_set_record_id():
     request = parse(valid(record_ids=["rec-000001", "rec-000011"]))
     with pytest.raises(RequestError) as info:
-        check_against_data(request, TRAIN_IDS, TEST_IDS)
+        check_against_data(request, KNOWN)
     assert_message(info.value, SOURCE, r"\['rec-000011'\] belong to the held-out test split")
 
 
 def test_known_training_ids_pass():
-    check_against_data(parse(valid()), TRAIN_IDS, TEST_IDS)
+    check_against_data(parse(valid()), KNOWN)
 
 
 # --------------------------------------------------------------------------- validate_all / load_requests
@@ -224,6 +231,86 @@ def test_load_requests_reports_the_bad_file(tmp_path):
     assert_message(info.value, str(tmp_path / "req-0002.json"), r"malformed JSON")
 
 
-def test_missing_requests_folder_means_no_requests(tmp_path):
-    assert load_requests(tmp_path / "absent") == []
+def test_a_missing_requests_folder_is_an_error_never_nothing_to_forget(tmp_path):
+    with pytest.raises(RequestError) as info:
+        load_requests(tmp_path / "absent")
+    assert info.value.rule == "missing-folder"
+    assert_message(info.value, str(tmp_path / "absent"), r"never means 'nothing to forget'")
+    (tmp_path / "a-file").write_text("{}")
+    with pytest.raises(RequestError, match="is not a folder"):
+        load_requests(tmp_path / "a-file")
     assert validate_all([], TRAIN_IDS, TEST_IDS) == []
+
+
+# --------------------------------------------------------------------------- hostile bytes and files
+
+
+def good_bytes(**overrides) -> bytes:
+    return json.dumps(valid(**overrides)).encode()
+
+
+@pytest.mark.parametrize("data, rule, pattern", [
+    (b"\xef\xbb\xbf" + good_bytes(), "byte-order-mark", r"byte-order mark"),
+    (good_bytes().replace(b"GDPR", b"GD\xffR"), "not-utf8", r"not UTF-8 text \(byte 0xff at offset \d+\)"),
+    ("\ufeff".encode("utf-16") + good_bytes(), "not-utf8", r"not UTF-8"),
+    (b"[" * 100_000 + b"]" * 100_000, "nesting-too-deep", r"100000 levels deep"),
+    (b'{"request_id": [[[[["x"]]]]]}', "nesting-too-deep", r"6 levels deep"),
+    (b'{"request_id": "' + b"\\\"[" * 50_000 + b'"}', "bad-request-id", r"not a safe id"),  # brackets in a string do not nest
+    (b'{"request_id": 1' + b"0" * 5000 + b"}", "number-too-long", r"number of 5001 characters"),
+    (b'{"request_id": 1.' + b"5" * 100 + b"}", "number-too-long", r"number of 102 characters"),
+    (good_bytes()[:-1] + b', "reason": "again"}', "duplicate-key", r"names the key 'reason' twice"),
+    (good_bytes(reason=float("nan")), "not-standard-json", r"holds NaN"),
+    (b'{"request_id": "req-0007", "record_ids": ["rec-000001"], "reason": "x", "received_at": "2026-11-20"'
+     + b"\x00}", "malformed-json", r"malformed JSON"),
+    (good_bytes(reason="a\u0000b"), "bad-reason", r"control or surrogate character U\+0000"),
+    (good_bytes(record_ids=["rec-\ud800"]), "bad-record-ids", r"surrogate character U\+D800"),
+    (b'{"request_id": "req-\\ud800", "record_ids": ["rec-000001"], "reason": "x", "received_at": "2026-11-20"}',
+     "bad-request-id", r"not a safe id"),
+])
+def test_hostile_bytes_are_rejected_by_rule_and_name_the_file(data, rule, pattern):
+    with pytest.raises(RequestError) as info:
+        parse_request(data, SOURCE)
+    assert info.value.rule == rule
+    assert_message(info.value, SOURCE, pattern)
+
+
+@pytest.mark.parametrize("request_id", ["../../metrics/train", "/etc/passwd", "a/b", ".", "..", ".hidden",
+                                        "-rf", "x" * 129, "req 1", "req\u00e9", "req\x00", "req\n1"])
+def test_request_ids_that_could_name_a_path_are_refused(request_id):
+    rejected(valid(request_id=request_id), r"not a safe id|request_id is empty")
+
+
+@pytest.mark.parametrize("request_id", ["req-0001", "R", "a.b_c-9", "x" * 128])
+def test_safe_request_ids_pass(request_id):
+    assert parse(valid(request_id=request_id)).request_id == request_id
+
+
+def test_a_symlink_is_refused_even_to_a_valid_request(tmp_path):
+    target = tmp_path / "elsewhere.json"
+    target.write_bytes(good_bytes())
+    link = tmp_path / "req-0007.json"
+    link.symlink_to(target)
+    with pytest.raises(RequestError, match="is a symbolic link") as info:
+        read_request(link)
+    assert info.value.rule == "not-a-regular-file"
+
+
+def test_folders_and_fifos_are_refused_without_blocking(tmp_path):
+    import os
+
+    (tmp_path / "dir.json").mkdir()
+    os.mkfifo(tmp_path / "fifo.json")  # opening a FIFO for reading would block forever
+    for name, what in (("dir.json", "a folder"), ("fifo.json", "a FIFO")):
+        with pytest.raises(RequestError, match=what):
+            read_request(tmp_path / name)
+
+
+def test_a_request_over_the_size_cap_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_bytes(good_bytes(reason="x" * 2_000_000))
+    with pytest.raises(RequestError, match=r"more than the 1,000,000 allowed") as info:
+        read_request(path)
+    assert info.value.rule == "too-large"
+    path.write_bytes(good_bytes(reason="x" * 1500))
+    with pytest.raises(RequestError, match="more than the 1,024 allowed"):
+        read_request(path, max_bytes=1024)

@@ -68,7 +68,7 @@ BAD_REASONS = {
 
 
 def make_workspace(root: Path) -> Path:
-    (root / "params.yaml").write_text("split:\n  requests_dir: data/requests\n")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
     ids = TRAIN_IDS + TEST_IDS
     frame = pd.DataFrame({"record_id": ids,
                           "x": [0.1 * i - 0.37 for i in range(len(ids))],
@@ -189,3 +189,116 @@ def test_bad_request_error_names_the_bad_file(bad_run):
     stderr = bad_run.result.stderr
     assert "error:" in stderr
     assert BAD_FILE in stderr, stderr
+
+
+# --------------------------------------------------------------------------- forgetting only grows
+
+
+def record_applied(workspace: Path, request_ids: list[str]) -> None:
+    """A ledger in the workspace recording these requests (as the flow would have) as applied."""
+    from test_ledger import event
+
+    from lineage.ledger import Ledger
+
+    ledger = Ledger(workspace, "test-repository")
+    key = ledger.key(create=True)
+    ledger.append([event(r, GOOD_REQUESTS[f"{r}.json"]["record_ids"], key) for r in request_ids])
+
+
+def params_with(workspace: Path, **split) -> None:
+    from bayesunlearn import settings
+
+    settings.update_params(workspace / "params.yaml", {f"split.{k}": v for k, v in split.items()})
+
+
+def rerun(good: Run, root: Path, change) -> Run:
+    workspace = root / "ws"
+    shutil.copytree(good.workspace, workspace)
+    before = snapshot(workspace)
+    change(workspace)
+    result = run_split(workspace)
+    return Run(workspace, result, before, snapshot(workspace))
+
+
+def assert_refused(run: Run, *patterns: str) -> None:
+    assert run.result.returncode == 2, run.result.stdout + run.result.stderr
+    assert run.result.stderr.startswith("error: ") and "Traceback" not in run.result.stderr
+    for pattern in patterns:
+        assert pattern in run.result.stderr, run.result.stderr
+    assert run.after == run.before  # the previous split stays in place
+
+
+def test_a_mistyped_requests_dir_never_means_nothing_to_forget(good_run, tmp_path):
+    run = rerun(good_run, tmp_path, lambda ws: params_with(ws, requests_dir="data/reqeusts"))
+    assert_refused(run, "data/reqeusts", "never means 'nothing to forget'")
+
+
+def test_a_mistyped_requests_dir_is_caught_by_the_ledger_even_when_it_exists(good_run, tmp_path):
+    def change(ws):
+        record_applied(ws, ["req-0001", "req-0002"])
+        (ws / "data/elsewhere").mkdir()
+        params_with(ws, requests_dir="data/elsewhere")
+
+    run = rerun(good_run, tmp_path, change)
+    assert_refused(run, "would put forgotten records back", "['req-0001', 'req-0002'] are recorded as applied")
+
+
+def test_a_deleted_request_file_is_refused(good_run, tmp_path):
+    def change(ws):
+        record_applied(ws, ["req-0001", "req-0002"])
+        (ws / "data/requests/req-0001.json").unlink()
+
+    assert_refused(rerun(good_run, tmp_path, change), "['req-0001'] are recorded as applied")
+
+
+def test_an_emptied_folder_is_refused(good_run, tmp_path):
+    def change(ws):
+        record_applied(ws, ["req-0001", "req-0002"])
+        for path in (ws / "data/requests").glob("*.json"):
+            path.unlink()
+
+    assert_refused(rerun(good_run, tmp_path, change), "['req-0001', 'req-0002'] are recorded as applied")
+
+
+def test_a_request_edited_to_forget_less_is_refused(good_run, tmp_path):
+    def change(ws):
+        record_applied(ws, ["req-0001"])
+        path = ws / "data/requests/req-0001.json"
+        path.write_text(json.dumps({**GOOD_REQUESTS["req-0001.json"], "record_ids": ["rec-000005"]}))
+
+    assert_refused(rerun(good_run, tmp_path, change), "req-0001.json no longer names 1 of the records it forgot")
+
+
+def test_without_the_key_the_ids_are_still_checked(good_run, tmp_path, monkeypatch):
+    def change(ws):
+        record_applied(ws, ["req-0001"])
+        (ws / "data/requests/req-0001.json").unlink()
+
+    workspace = tmp_path / "ws"
+    shutil.copytree(good_run.workspace, workspace)
+    change(workspace)
+    monkeypatch.setenv("UNLEARN_AUDIT_HOME", str(tmp_path / "another-machine"))
+    result = run_split(workspace)
+    assert result.returncode == 2 and "['req-0001'] are recorded as applied" in result.stderr
+    assert "the audit key is not available here" in result.stderr
+
+
+def test_a_purged_request_may_go_once_its_records_are_gone(good_run, tmp_path):
+    """What `unlearn purge` does: records deleted from the data, then the request file."""
+    def change(ws):
+        record_applied(ws, ["req-0001"])
+        (ws / "data/requests/req-0001.json").unlink()
+        train = store.load_table(ws / "data/prepared/train.csv")
+        store.save_table(ws / "data/prepared/train.csv", train[~train["record_id"].isin(["rec-000002"])])
+
+    run = rerun(good_run, tmp_path, change)
+    assert run.result.returncode == 0, run.result.stderr
+
+
+def test_an_unknown_key_in_params_stops_the_stage_before_any_work(good_run, tmp_path):
+    def change(ws):
+        text = (ws / "params.yaml").read_text().replace("  requests_dir: data/requests",
+                                                          "  requests_dri: data/requests")
+        (ws / "params.yaml").write_text(text)
+
+    assert_refused(rerun(good_run, tmp_path, change), "split.requests_dri: unknown key (did you mean 'requests_dir'?)")

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
-from conftest import request_payload
+from conftest import REPO, request_payload
 
 from bayesunlearn import store
-from flows.workspace import Workspace, accept, reject, return_to_inbox, triage
+from lineage.inbox import Inbox, sidecar
 
 
 @pytest.fixture
-def workspace(tmp_path) -> Workspace:
+def inbox(tmp_path) -> Inbox:
     import pandas as pd
 
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     train = pd.DataFrame({"record_id": [f"rec-{i:06d}" for i in range(6)], "x": range(6), "y": range(6)})
     test = pd.DataFrame({"record_id": ["rec-000100"], "x": [0.5], "y": [0.5]})
     store.save_table(tmp_path / "data/prepared/train.csv", train)
@@ -23,13 +26,20 @@ def workspace(tmp_path) -> Workspace:
     (tmp_path / "data/requests").mkdir(parents=True)
     (tmp_path / "data/requests/req-0001.json").write_text(json.dumps(request_payload("req-0001", ["rec-000001"])))
     (tmp_path / "inbox").mkdir()
-    return Workspace(tmp_path)
+    return Inbox(tmp_path)
 
 
-def drop(ws: Workspace, name: str, content) -> Path:
-    path = ws.inbox / name
-    path.write_text(content if isinstance(content, str) else json.dumps(content))
+def drop(inbox: Inbox, name: str, content) -> Path:
+    path = inbox.folder / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
     return path
+
+
+def triage(inbox: Inbox, path: Path):
+    return inbox.triage(path, inbox.in_force(), inbox.known_ids())
 
 
 @pytest.mark.parametrize("content, reason", [
@@ -41,34 +51,92 @@ def drop(ws: Workspace, name: str, content) -> Path:
     (request_payload("req-0001", ["rec-000003"]), "already used"),
     (request_payload("req-0002", [f"rec-{i:06d}" for i in range(6)]), "would forget all"),
 ])
-def test_every_bad_request_is_rejected_with_a_sidecar(workspace, content, reason):
-    path = drop(workspace, "incoming.json", content)
-    verdict, detail = triage(workspace, path)
-    assert verdict == "reject" and reason in detail
-    reject(workspace, path, detail)
-    assert not path.exists() and (workspace.rejected / "incoming.json").exists()
-    sidecar = json.loads((workspace.rejected / "incoming.json.reason.json").read_text())
-    assert reason in sidecar["reason"] and sidecar["file"] == "incoming.json"
+def test_every_bad_request_is_rejected_with_a_sidecar(inbox, content, reason):
+    path = drop(inbox, "incoming.json", content)
+    verdict = triage(inbox, path)
+    assert verdict.kind == "reject" and reason in verdict.reason
+    inbox.reject(path, verdict)
+    assert not path.exists() and (inbox.rejected / "incoming.json").exists()
+    note = sidecar(inbox.rejected / "incoming.json")
+    assert reason in note["reason"] and note["file"] == "incoming.json" and note["rule"] == verdict.rule
 
 
-def test_an_identical_resubmission_is_recognised_as_already_applied(workspace):
-    path = drop(workspace, "again.json", request_payload("req-0001", ["rec-000001"]))
-    assert triage(workspace, path) == ("duplicate", "request req-0001 was already applied")
+def test_an_identical_resubmission_is_recognised_as_already_applied(inbox):
+    path = drop(inbox, "again.json", request_payload("req-0001", ["rec-000001"]))
+    verdict = triage(inbox, path)
+    assert (verdict.kind, verdict.request_id) == ("duplicate", "req-0001")
+    assert "request req-0001 was already applied" in verdict.reason
 
 
-def test_accept_moves_atomically_and_a_failed_run_returns_it(workspace):
-    path = drop(workspace, "new.json", request_payload("req-0002", ["rec-000002", "rec-000003"]))
-    assert triage(workspace, path) == ("accept", "req-0002")
-    applied = accept(workspace, path, "req-0002")
-    assert applied == workspace.requests / "req-0002.json" and not path.exists()
-    return_to_inbox(workspace, applied)
-    assert (workspace.inbox / "req-0002.json").exists() and not applied.exists()
+def test_accept_moves_atomically_and_a_failed_run_returns_it(inbox):
+    path = drop(inbox, "new.json", request_payload("req-0002", ["rec-000002", "rec-000003"]))
+    verdict = triage(inbox, path)
+    assert (verdict.kind, verdict.request_id) == ("accept", "req-0002")
+    applied = inbox.accept(path, verdict.request)
+    assert applied == inbox.requests / "req-0002.json" and not path.exists()
+    inbox.return_to_inbox(applied)
+    assert (inbox.folder / "req-0002.json").exists() and not applied.exists()
 
 
-def test_lock_serialises_workspace_users(workspace):
+def test_a_request_id_is_never_a_path(inbox, tmp_path):
+    """The attack of the issue: an id of ../../metrics/train must not overwrite a tracked file."""
+    victim = tmp_path / "metrics" / "train.json"
+    victim.parent.mkdir()
+    victim.write_text("tracked")
+    for name, request_id in (("a.json", "../../metrics/train"), ("b.json", str(victim.with_suffix(""))),
+                             ("c.json", "x/y"), ("d.json", "x" * 300)):
+        path = drop(inbox, name, request_payload(request_id, ["rec-000002"]))
+        verdict = triage(inbox, path)
+        assert verdict.kind == "reject" and verdict.rule == "bad-request-id", verdict
+        inbox.reject(path, verdict)
+    assert victim.read_text() == "tracked"
+    assert sorted(p.name for p in inbox.requests.iterdir()) == ["req-0001.json"]
+    assert not list(inbox.folder.glob("*.json"))
+
+
+def test_rejected_files_never_overwrite_each_other(inbox):
+    for round_ in range(3):
+        path = drop(inbox, "same.json", f"{{not json {round_}")
+        inbox.reject(path, triage(inbox, path))
+    kept = sorted(p.name for p in inbox.rejected.iterdir() if not p.name.endswith(".reason.json"))
+    assert kept == ["same-2.json", "same-3.json", "same.json"]
+    assert {(inbox.rejected / name).read_text() for name in kept} == {"{not json 0", "{not json 1", "{not json 2"}
+
+
+def test_links_folders_fifos_and_odd_names_leave_the_inbox(inbox, tmp_path):
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps(request_payload("req-0009", ["rec-000002"])))
+    (inbox.folder / "link.json").symlink_to(outside)
+    (inbox.folder / "folder.json").mkdir()
+    os.mkfifo(inbox.folder / "fifo.json")
+    odd = os.fsencode(inbox.folder) + b"/odd-\xff\n.json"  # not UTF-8, with a newline
+    Path(os.fsdecode(odd)).write_text("{}")
+    for path in inbox.pending():
+        verdict = triage(inbox, path)
+        assert verdict.kind == "reject"
+        inbox.reject(path, verdict)
+    assert not inbox.pending()
+    assert outside.exists()  # the link itself moved, its target is untouched
+    names = sorted(p.name for p in inbox.rejected.iterdir())
+    assert all(name.isascii() and "\n" not in name for name in names), names
+
+
+def test_a_name_taken_by_another_request_is_not_overwritten(inbox):
+    other = inbox.requests / "req-0002.json"  # a file named req-0002 holding request req-0009
+    other.write_text(json.dumps(request_payload("req-0009", ["rec-000004"])))
+    path = drop(inbox, "x.json", request_payload("req-0002", ["rec-000002"]))
+    verdict = triage(inbox, path)
+    assert verdict.kind == "reject" and verdict.rule == "name-taken"
+    assert json.loads(other.read_text())["request_id"] == "req-0009"
+
+
+def test_lock_serialises_workspace_users(tmp_path):
     import threading
     import time
 
+    from flows.workspace import Workspace
+
+    workspace = Workspace(tmp_path)
     order = []
 
     def user(name):

@@ -1,0 +1,148 @@
+"""The request inbox: triage each file with the one request schema, then move it where it belongs.
+
+Folders (the only ones intake ever writes to): `inbox/` (new files),
+`inbox/rejected/` (refused files, each with a `.reason.json` sidecar) and the
+requests folder (`split.requests_dir`, accepted files named by their request
+id). File names are never taken from request contents unchecked: the request
+id must match the schema's safe alphabet before it names a file, and the target
+is checked to stay inside the requests folder. Nothing is ever overwritten:
+moves link then unlink, and a rejected name that is taken gets a number.
+
+No Prefect here: the intake flow, the CLI and the tests share these functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from bayesunlearn import atomic, datasets, requests, settings
+from bayesunlearn.errors import RequestError
+from bayesunlearn.requests import DeletionRequest, KnownIds
+
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: Literal["accept", "duplicate", "reject"]
+    request: DeletionRequest | None
+    rule: str     # the rule a rejected file breaks (e.g. "not-utf8"); "" when accepted
+    reason: str   # the full message, naming the file
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id if self.request else ""
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """The intake folders of one workspace."""
+
+    root: Path
+
+    @property
+    def folder(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def rejected(self) -> Path:
+        return self.folder / "rejected"
+
+    @property
+    def requests(self) -> Path:
+        return self.root / settings.load(self.root / settings.PARAMS).split.requests_dir
+
+    @property
+    def max_bytes(self) -> int:
+        return settings.load(self.root / settings.PARAMS).split.max_request_bytes
+
+    def pending(self) -> list[Path]:
+        """Inbox entries named *.json, in name order (any kind of entry: triage refuses what is not a file)."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p for p in self.folder.iterdir() if p.name.endswith(".json"))
+
+    def known_ids(self) -> KnownIds:
+        prepared = self.root / "data" / "prepared"
+        return KnownIds(frozenset(datasets.record_ids(prepared / "train.csv")),
+                        frozenset(datasets.record_ids(prepared / "test.csv")))
+
+    def in_force(self) -> list[DeletionRequest]:
+        """The requests already in the requests folder (a damaged one there is the flow's failure, not the
+        new file's: it raises)."""
+        return requests.load_requests(self.requests, self.max_bytes)
+
+    # --- deciding -----------------------------------------------------------------------------
+    def triage(self, path: Path, existing: list[DeletionRequest], known: KnownIds) -> Verdict:
+        """The verdict on one candidate file: exactly the rules of the `split` stage, plus "already applied"."""
+        try:
+            request = requests.read_request(path, self.max_bytes)
+            same = next((r for r in existing if r.request_id == request.request_id), None)
+            if same is not None and _content(same) == _content(request):
+                return Verdict("duplicate", request, "already-applied",
+                               f"{path}: request {request.request_id} was already applied")
+            target = self.requests / f"{request.request_id}.json"
+            if same is None and os.path.lexists(target):
+                raise RequestError(str(path), "name-taken", f"{target.name} already exists in the requests folder "
+                                   "and holds another request; give this request another id")
+            requests.forgotten_ids([*existing, request], known)
+        except RequestError as err:
+            return Verdict("reject", None, err.rule, str(err))
+        return Verdict("accept", request, "", "")
+
+    # --- moving ------------------------------------------------------------------------------
+    def accept(self, path: Path, request: DeletionRequest) -> Path:
+        """Move an accepted file into the requests folder under its (checked) request id."""
+        if not requests.REQUEST_ID.fullmatch(request.request_id):  # checked by the schema; never trusted blindly
+            raise RequestError(str(path), "bad-request-id", "request id is not safe to name a file")
+        self.requests.mkdir(parents=True, exist_ok=True)
+        target = self.requests / f"{request.request_id}.json"
+        if target.resolve().parent != self.requests.resolve():
+            raise RequestError(str(path), "bad-request-id", "request id would name a file outside the requests folder")
+        atomic.move_no_replace(path, target)
+        return target
+
+    def reject(self, path: Path, verdict: Verdict) -> Path:
+        """Move a refused entry (file, link, folder, FIFO: whatever it is) to inbox/rejected/ with its reason."""
+        self.rejected.mkdir(parents=True, exist_ok=True)
+        target = _free_name(self.rejected, path.name)
+        os.rename(path, target)  # the name is free (we hold the workspace lock): nothing is overwritten
+        atomic.write_json(target.with_name(target.name + ".reason.json"),
+                          {"file": _printable(path.name), "rule": verdict.rule, "reason": _printable(verdict.reason)})
+        return target
+
+    def return_to_inbox(self, applied: Path) -> Path:
+        """Undo an acceptance after a failed run: the request is pending again."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = _free_name(self.folder, applied.name)
+        atomic.move_no_replace(applied, target)
+        return target
+
+
+def _content(request: DeletionRequest) -> tuple:
+    return (request.request_id, frozenset(request.record_ids), request.reason, request.received_at)
+
+
+def _printable(text: str) -> str:
+    """Text safe to store and log: undecodable bytes of file names and surrogates escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """`name` made safe (a sanitised, bounded copy of an untrusted name), numbered if taken."""
+    safe = SAFE_NAME.sub("_", _printable(name))[:100].lstrip(".") or "request.json"
+    stem, dot, suffix = safe.rpartition(".") if "." in safe else (safe, "", "")
+    candidate, number = folder / safe, 2
+    while os.path.lexists(candidate) or os.path.lexists(candidate.with_name(candidate.name + ".reason.json")):
+        candidate = folder / (f"{stem}-{number}{dot}{suffix}" if dot else f"{safe}-{number}")
+        number += 1
+    return candidate
+
+
+def sidecar(rejected: Path) -> dict:
+    return json.loads(rejected.with_name(rejected.name + ".reason.json").read_text())
