@@ -14,53 +14,24 @@ signals that cost at most one pass over the retained data:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 
 from . import metrics
-from .errors import ConfigError
+from .contracts import GateReport
 from .posterior import GaussianPosterior
+from .settings import Gate
 from .training import objective
 
 
-@dataclass(frozen=True)
-class GateThresholds:
-    max_residual_ratio: float = 1.0
-    max_mia_auc: float = 0.65
-    allowed_repairs: tuple[str, ...] = ("none",)
-
-    def __post_init__(self) -> None:
-        if not self.max_residual_ratio > 0 or not 0 < self.max_mia_auc <= 1:
-            raise ConfigError(f"gate thresholds out of range: {self}; max_residual_ratio > 0, "
-                              f"0 < max_mia_auc ≤ 1.")
-        object.__setattr__(self, "allowed_repairs", tuple(self.allowed_repairs))
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    passed: bool
-    reasons: list[str]
-    residual_ratio: float
-    residual_unlearned: float
-    residual_original: float
-    mia_auc: float | None  # None when nothing is forgotten (e.g. right after a purge): no membership to test
-    unlearn_status: str
-    repair: str
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "decision": "pass" if self.passed else "fallback"}
-
-
-def gate(original: GaussianPosterior, unlearned: GaussianPosterior, report: dict,
+def gate(method: str, original: GaussianPosterior, unlearned: GaussianPosterior, report: dict,
          x_r: np.ndarray, y_r: np.ndarray, x_f: np.ndarray, y_f: np.ndarray, x_test: np.ndarray,
-         y_test: np.ndarray, thresholds: GateThresholds) -> GateDecision:
+         y_test: np.ndarray, thresholds: Gate) -> GateReport:
     model = unlearned.model
     _, grad_u = objective(model, unlearned.mean, x_r, y_r)
     _, grad_o = objective(model, original.mean, x_r, y_r)
     residual_u, residual_o = float(np.linalg.norm(grad_u)), float(np.linalg.norm(grad_o))
     ratio = residual_u / residual_o if residual_o > 0 else float("inf")
-    auc = None
+    auc = None  # None when nothing is forgotten (e.g. right after a purge): no membership to test
     if len(y_f):
         nll_f = metrics.gaussian_nll(y_f, *unlearned.predictive(x_f))
         nll_t = metrics.gaussian_nll(y_test, *unlearned.predictive(x_test))
@@ -75,4 +46,7 @@ def gate(original: GaussianPosterior, unlearned: GaussianPosterior, report: dict
         reasons.append(f"gradient residual ratio {ratio:.3g} > {thresholds.max_residual_ratio:g}")
     if auc is not None and not auc <= thresholds.max_mia_auc:
         reasons.append(f"membership AUC {auc:.3g} > {thresholds.max_mia_auc:g}")
-    return GateDecision(not reasons, reasons, ratio, residual_u, residual_o, auc, status, repair)
+    return GateReport(method=method, decision="fallback" if reasons else "pass", passed=not reasons,
+                      reasons=reasons, residual_ratio=ratio, residual_unlearned=residual_u,
+                      residual_original=residual_o, mia_auc=auc, unlearn_status=status, repair=repair,
+                      n_forgotten=len(y_f))

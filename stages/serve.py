@@ -8,24 +8,22 @@ The output persists between runs and is replaced atomically, so a failure
 anywhere leaves the previously served posterior in place.
 """
 
-import json
 import shutil
 
-from bayesunlearn import atomic, store
-from bayesunlearn.config import train_config
+from bayesunlearn import atomic, contracts
 
-from .common import METRICS, MODELS, deterministic_tensorflow, fit_settings, load_splits, method, params, run
+from .common import MODELS, deterministic_tensorflow, fit_settings, load_splits, run, settings
 
 SERVED = MODELS / "served"
 
 
 def main() -> None:
-    decision = json.loads((METRICS / "gate.json").read_text())
-    chosen = method(decision["method"])
-    unlearned_path = MODELS / "unlearned" / f"{chosen.name}.npz"
-    if decision["decision"] == "pass":
+    decision = contracts.GateReport.read(contracts.GATE_REPORT)
+    chosen = settings().method(decision.method)
+    unlearned_path = MODELS / "unlearned" / f"{decision.method}.npz"
+    if decision.decision == "pass":
         atomic.write_with(SERVED / "posterior.npz", lambda tmp: shutil.copyfile(unlearned_path, tmp), suffix=".npz")
-        provenance = {"path": "fast", "source": str(unlearned_path)}
+        path, source, grad_norm = "fast", str(unlearned_path), None
     else:
         deterministic_tensorflow()
         from bayesunlearn.methods import fit_from_scratch
@@ -34,16 +32,13 @@ def main() -> None:
         model = GaussianPosterior.load(MODELS / "original" / f"{chosen.posterior}.npz").model
         s = load_splits()
         posterior, info = fit_from_scratch(chosen.posterior, model, s.x_retained, s.y_retained,
-                                           int(params("train")["seed"]), train_config(params("train")),
-                                           fit_settings())
+                                           settings().train.seed, settings().train, fit_settings())
         posterior.save(SERVED / "posterior.npz")
-        provenance = {"path": "fallback", "source": "refit from scratch on the retained data",
-                      "refit_grad_norm": info["grad_norm"]}
-    meta, _ = store.load_arrays(SERVED / "posterior.npz")
-    atomic.write_json(SERVED / "provenance.json", {**provenance, "method": chosen.name,
-                                                   "posterior": chosen.posterior, "gate": decision["decision"],
-                                                   "gate_reasons": decision["reasons"]})
-    print(f"serving the {provenance['path']} posterior ({chosen.name})")
+        path, source, grad_norm = "fallback", "refit from scratch on the retained data", info["grad_norm"]
+    contracts.Provenance(path=path, source=source, method=decision.method, posterior=chosen.posterior,
+                         gate=decision.decision, gate_reasons=decision.reasons,
+                         refit_grad_norm=grad_norm).write(contracts.PROVENANCE)
+    print(f"serving the {path} posterior ({decision.method})")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,104 @@
+"""The files that stages, flows and the audit hand to each other, as typed records.
+
+Each file has one model here and is written and read only through it, so no
+reader picks keys by string, and a damaged or hand-edited file is a clear error
+that names it. The production chain (the stages the served posterior needs) is
+defined here once; dvc.yaml agrees with it (tests/test_lineage_deps.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from . import atomic
+from .errors import UserError
+
+SPLIT_SUMMARY = Path("data/split/summary.json")
+GATE_REPORT = Path("metrics/gate.json")
+PROVENANCE = Path("models/served/provenance.json")
+
+T = TypeVar("T", bound="Contract")
+
+
+class ContractError(UserError):
+    """A file another stage wrote is missing or damaged."""
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    omit_none: ClassVar[bool] = False  # leave out optional fields that are None (kept out of the file)
+
+    def write(self, path: str | Path) -> None:
+        body = self.model_dump(exclude_none=self.omit_none)
+        atomic.write_text(path, json.dumps(body, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def read(cls: type[T], path: str | Path) -> T:
+        path = Path(path)
+        try:
+            return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise ContractError(f"{path} does not exist; run `dvc repro` (or `dvc checkout`) first.") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ContractError(f"{path} cannot be read ({type(err).__name__}); rebuild it with `dvc repro` "
+                                "or restore it with `dvc checkout`.") from None
+        except ValidationError as err:
+            first = err.errors(include_url=False)[0]
+            raise ContractError(f"{path} is not a valid {cls.__name__} ({'.'.join(map(str, first['loc']))}: "
+                                f"{first['msg']}); rebuild it with `dvc repro`.") from None
+
+
+class AppliedRequest(Contract):
+    request_id: str
+    n_records: int
+
+
+class SplitSummary(Contract):
+    """data/split/summary.json: the requests in force and the counts; never a record id."""
+
+    requests: list[AppliedRequest]
+    n_retained: int
+    n_forgotten: int
+
+    @property
+    def request_ids(self) -> list[str]:
+        return [r.request_id for r in self.requests]
+
+
+class GateReport(Contract):
+    """metrics/gate.json: the gate's decision on the production method and the signals behind it."""
+
+    method: str
+    decision: Literal["pass", "fallback"]
+    passed: bool
+    reasons: list[str]
+    residual_ratio: float
+    residual_unlearned: float
+    residual_original: float
+    mia_auc: float | None
+    unlearn_status: str
+    repair: str
+    n_forgotten: int
+
+
+class Provenance(Contract):
+    """models/served/provenance.json: where the served posterior came from."""
+
+    omit_none: ClassVar[bool] = True
+
+    path: Literal["fast", "fallback"]
+    source: str
+    method: str
+    posterior: str
+    gate: Literal["pass", "fallback"]
+    gate_reasons: list[str]
+    refit_grad_norm: float | None = None
+
+
+def production_stages(method: str, posterior: str) -> list[str]:
+    """The stages the served posterior needs, in DAG order; never the reference retrains."""
+    return ["prepare", "split", "train", f"fit_posterior@{posterior}", f"unlearn@{method}", "gate", "serve"]
