@@ -1,10 +1,15 @@
-"""`unlearn`: the audit trail of deletions, from request to data version to posterior to metrics.
+"""`unlearn`: deletion requests and their audit trail, from request to data version to posterior to metrics.
+
+  unlearn request check FILE...     validate request files with the pipeline's own rules
+  unlearn request submit FILE       validate one, then place it in inbox/ for the intake flow
+  unlearn audit list|show|trace|verify|reproduce|record    read and check the deletion ledger
+  unlearn purge                     delete forgotten records for good (new epoch)
 
 Exit codes (for scripts):
   0  done / check passed
   1  a check failed (verify found problems, reproduce differed, purge scan found the records)
-  2  bad input (unknown request or record id, a request not applied yet, bad arguments)
-  3  the ledger cannot be used (salt missing, ledger from another repository, unreadable line)
+  2  bad input (a request file that breaks a rule, an unknown request or record id, bad params.yaml, bad arguments)
+  3  the ledger cannot be used (audit key missing or damaged, ledger from another repository, damaged line or head)
   4  the event cannot be re-run (purged on purpose, or its commit is missing)
 """
 
@@ -15,41 +20,78 @@ import json
 import sys
 from pathlib import Path
 
-from bayesunlearn.errors import UserError
+from bayesunlearn import atomic
+from bayesunlearn.errors import RequestError, UserError
 
 from . import events, html
 from . import purge as purging
-from .ledger import Ledger, LedgerError
-from .repo import repository_id
+from .entries import Applied
+from .inbox import Inbox
+from .ledger import LedgerError
 from .reproduce import NotReproducible, find_event
 
 EXIT_FAILED, EXIT_INPUT, EXIT_LEDGER, EXIT_NOT_REPRODUCIBLE = 1, 2, 3, 4
 
 
+# --- requests ----------------------------------------------------------------------------------
+def cmd_request_check(args) -> int:
+    inbox = Inbox(args.repo)
+    existing, known = inbox.in_force(), inbox.known_ids()
+    worst = 0
+    for path in args.files:
+        verdict = inbox.triage(path, existing, known)
+        if verdict.kind == "accept":
+            print(f"{path}: ok: request {verdict.request_id} would forget {len(set(verdict.request.record_ids))} "
+                  "records")
+        else:
+            print(f"{verdict.reason} [{verdict.rule}]")
+            worst = EXIT_INPUT
+    return worst
+
+
+def cmd_request_submit(args) -> int:
+    inbox = Inbox(args.repo)
+    verdict = inbox.triage(args.file, inbox.in_force(), inbox.known_ids())
+    if verdict.kind != "accept":
+        print(f"{verdict.reason} [{verdict.rule}]", file=sys.stderr)
+        return EXIT_INPUT
+    inbox.folder.mkdir(parents=True, exist_ok=True)
+    target = inbox.folder / f"{verdict.request_id}.json"
+    data = args.file.read_bytes()
+    staged = inbox.folder / f".{verdict.request_id}.submitting"
+    atomic.write_with(staged, lambda tmp: tmp.write_bytes(data))
+    try:
+        atomic.move_no_replace(staged, target)
+    except FileExistsError:
+        staged.unlink()
+        raise RequestError(str(args.file), "name-taken", f"{target} is already waiting in the inbox") from None
+    print(f"submitted {verdict.request_id} to {target}; the intake flow applies it on its next run")
+    return 0
+
+
+# --- audit -------------------------------------------------------------------------------------
 def cmd_list(args) -> int:
-    entries = Ledger(args.repo).entries_raw()
+    entries = events.ledger(args.repo).entries()
     if args.json:
-        print(json.dumps(entries, indent=2))
+        print(json.dumps([e.model_dump() for e in entries], indent=2))
         return 0
-    print(f"{'seq':>3}  {'event':8}  {'request':12}  {'time':20}  {'path':8}  {'gate':5}  served")
+    print(f"{'seq':>3}  {'event':8}  {'request':12}  {'time':20}  {'path':8}  {'gate':8}  served")
     for e in entries:
-        request = e.get("request", {}).get("request_id", f"{len(e.get('archived_requests', []))} archived")
-        when = e.get("applied_at", e.get("recorded_at", ""))
-        gate = e.get("gate", {}).get("decision", "")
-        print(f"{e['seq']:>3}  {e['event']:8}  {request:12}  {when:20}  {e.get('served_path', ''):8}  {gate:5}  "
-              f"{e.get('served', '')[:16]}")
+        applied = isinstance(e, Applied)
+        request = e.request.request_id if applied else f"{len(e.archived_requests)} archived"
+        print(f"{e.seq:>3}  {e.event:8}  {request:12}  {e.applied_at if applied else e.recorded_at:20}  "
+              f"{e.served_path if applied else '':8}  {e.gate.decision if applied else '':8}  {e.served[:16]}")
     return 0
 
 
 def cmd_show(args) -> int:
-    entries = Ledger(args.repo).entries_raw()
+    entries = events.ledger(args.repo).entries()
     event = find_event(entries, args.request)
     if args.html:
-        page = html.event_page(event, entries, args.repo)
-        Path(args.html).write_text(page)
+        atomic.write_text(args.html, html.event_page(event, entries, args.repo))
         print(f"wrote {args.html}")
     else:
-        print(json.dumps(event, indent=2))
+        print(event.model_dump_json(indent=2))
     return 0
 
 
@@ -86,12 +128,12 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_record(args) -> int:
-    recorded = events.record_requests(args.repo, args.requests or None, commit=not args.no_commit)
+    recorded = events.record_pending(args.repo, commit=not args.no_commit, only=args.requests or None)
     if not recorded:
         print("nothing to record: every applied request is already in the ledger")
     for e in recorded:
-        print(f"entry {e['seq']}: {e['event']} {e['request']['request_id']} ({e['request']['n_records']} records, "
-              f"gate {e['gate']['decision']})")
+        print(f"entry {e.seq}: {e.event} {e.request.request_id} ({e.request.n_records} records, "
+              f"gate {e.gate.decision})")
     return 0
 
 
@@ -100,8 +142,8 @@ def cmd_purge(args) -> int:
     entry = purging.purge(args.repo, now=now, scan_paths=args.scan)
     if entry is None:
         return 0
-    scan = entry["scan"]
-    print(f"purge entry {entry['seq']} (epoch {entry['epoch']}): {entry['n_records_removed']} records removed; "
+    scan = entry.scan
+    print(f"purge entry {entry.seq} (epoch {entry.epoch}): {entry.n_records_removed} records removed; "
           f"scan of {sum(scan['files_searched'].values())} files for {scan['needles']} needles: {scan['hits']} hits")
     for hit in scan["where"]:
         print(f"  HIT {hit['area']}: {hit['file']} ({hit['kind']} of record {hit['record']})")
@@ -114,6 +156,20 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--repo", type=Path, default=Path("."), help="the project workspace (default: here)")
     commands = main.add_subparsers(dest="command", required=True)
 
+    request = commands.add_parser("request", help="check or submit deletion request files",
+                                  description="Check deletion request files with the rules the pipeline applies "
+                                              "(the same code as the `split` stage and the intake flow).")
+    sub = request.add_subparsers(dest="request_command", required=True)
+    p = sub.add_parser("check", help="validate request files against the schema, the data and the requests in "
+                                     "force", description="Validate each FILE; prints ok or the broken rule.")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.set_defaults(run=cmd_request_check)
+    p = sub.add_parser("submit", help="validate a request file and place it in inbox/",
+                       description="Validate FILE, then copy it to inbox/REQUEST_ID.json for the intake flow "
+                                   "(never overwriting a file there).")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.set_defaults(run=cmd_request_submit)
+
     audit = commands.add_parser("audit", help="read and check the deletion ledger (audit/ledger.jsonl)",
                                 description="Read and check the deletion ledger (audit/ledger.jsonl).")
     sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -122,16 +178,18 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_list)
     p = sub.add_parser("show", help="one event in full", description="Show the ledger entry of one request.")
     p.add_argument("request", help="a request id, e.g. req-0002")
-    p.add_argument("--html", metavar="FILE", help="write a page for a person: request, lineage, gate, revision")
+    p.add_argument("--html", metavar="FILE", type=Path,
+                   help="write a page for a person: request, lineage, gate, revision")
     p.set_defaults(run=cmd_show)
     p = sub.add_parser("trace", help="who forgot a record, and which served posteriors had it",
                        description="Which request forgot RECORD_ID, when, and which served posteriors were fitted "
-                                   "with it or without it. The id is hashed with the local salt, never stored.")
+                                   "with it or without it. The id is hashed with the audit key, never stored.")
     p.add_argument("record_id")
     p.set_defaults(run=cmd_trace)
-    p = sub.add_parser("verify", help="chain intact, forgotten ids gone, workspace as recorded",
-                       description="Check the hash chain, that no forgotten id is in the retained data or any "
-                                   "input of the served posterior, and that the workspace matches the last entry.")
+    p = sub.add_parser("verify", help="chain authentic, ledger complete, forgotten ids gone, workspace as recorded",
+                       description="Check the keyed hash chain, that every applied request has exactly one entry, "
+                                   "that no forgotten id is in the retained data or any input of the served "
+                                   "posterior, and that the workspace matches the last entry.")
     p.set_defaults(run=cmd_verify)
     p = sub.add_parser("reproduce", help="rebuild an event in a temporary worktree and compare hashes",
                        description="Check out the event's commit in a temporary git worktree, run the production "
@@ -161,7 +219,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     args.repo = args.repo.resolve()
     try:
-        Ledger(args.repo).check_repository(repository_id(args.repo))
         return args.run(args)
     except LedgerError as err:
         print(f"unlearn: ledger unusable: {err}", file=sys.stderr)

@@ -1,21 +1,33 @@
 """Turn the workspace's state into ledger entries: one per applied request, one per purge.
 
-An entry is written only after the artifacts it describes exist and are
-committed: the event's commit holds dvc.lock, the request files and params, so
-`unlearn audit reproduce` can check it out and rebuild it.
+Every request in force (applied by the split that dvc.lock records) gets exactly
+one entry, whatever crashed in between: each recording takes *all* requests in
+force that the ledger does not yet hold, so a run that died after its stages
+(or after its commit) is completed by the next one. An entry is written only
+after the artifacts it describes exist and are committed: the event's commit
+holds dvc.lock, the request files and params, so `unlearn audit reproduce` can
+check it out and rebuild it.
+
+Requests recorded together came from one run: they share its `run_id`, the
+artifacts before and after it, and each lists the others in `applied_together`.
+The state before a run is the state the previous ledger entry recorded; for the
+first entries it is the state the run started from if that did not yet include
+them, else unknown (None): the ledger never claims a posterior held a record
+it cannot show.
 """
 
 from __future__ import annotations
 
-import json
+import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
-
+from bayesunlearn import contracts, requests, settings
 from bayesunlearn.errors import UserError
 
 from . import repo
+from .entries import Applied, Purge
 from .ledger import Ledger
 
 GATE_SIGNALS = ("residual_ratio", "residual_unlearned", "residual_original", "mia_auc", "unlearn_status", "repair",
@@ -26,99 +38,122 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def params(root: Path) -> dict:
-    return yaml.safe_load((root / "params.yaml").read_text())
+def new_run_id() -> str:
+    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
-def current_artifacts(root: Path, lock: dict | None = None) -> dict[str, str]:
-    lock = repo.read_lock(root) if lock is None else lock
-    return {**repo.artifact_hashes(lock, repo.production_stages(params(root))), **repo.raw_data_hashes(root)}
+@dataclass(frozen=True)
+class Snapshot:
+    """The production artifacts and the requests they apply, at one moment (e.g. a run's start)."""
+
+    artifacts: dict[str, str]
+    in_force: frozenset[str]
 
 
-def epoch(entries: list[dict]) -> int:
+def in_force(root: Path) -> list[str]:
+    """Request ids applied by the split in the workspace (data/split/summary.json, a dvc.lock output)."""
+    path = root / contracts.SPLIT_SUMMARY
+    return contracts.SplitSummary.read(path).request_ids if path.exists() else []
+
+
+def snapshot(root: Path) -> Snapshot:
+    return Snapshot(repo.current_artifacts(root), frozenset(in_force(root)))
+
+
+def epoch(entries: list) -> int:
     """Purges so far: each starts a new epoch with a base model retrained on what remains."""
-    return sum(e.get("event") == "purge" for e in entries)
+    return sum(isinstance(e, Purge) for e in entries)
 
 
-def recorded_request_ids(entries: list[dict]) -> set[str]:
-    return {e["request"]["request_id"] for e in entries if "request" in e}
+def archived_ids(entries: list) -> set[str]:
+    return {a.request_id for e in entries if isinstance(e, Purge) for a in e.archived_requests}
 
 
-def pending_request_ids(root: Path, entries: list[dict]) -> list[str]:
-    """Requests applied by the pipeline (in data/split/summary.json) but not yet in the ledger."""
-    summary = json.loads((root / "data" / "split" / "summary.json").read_text())
-    recorded = recorded_request_ids(entries)
-    return [r["request_id"] for r in summary["requests"] if r["request_id"] not in recorded]
+def recorded_ids(entries: list) -> set[str]:
+    return {e.request.request_id for e in entries if isinstance(e, Applied)}
 
 
-def _check_applied(root: Path, request_ids: list[str], artifacts: dict[str, str]) -> None:
-    summary = json.loads((root / "data" / "split" / "summary.json").read_text())
-    in_force = {r["request_id"] for r in summary["requests"]}
-    missing = [r for r in request_ids if r not in in_force]
-    if missing:
-        raise UserError(f"requests {missing} are not applied in this workspace (not in data/split/summary.json); "
-                        "run `dvc repro serve` (or the intake flow) first, then record.")
-    absent = [path for path in artifacts if not (root / path).exists()]
+def ledger(root: Path) -> Ledger:
+    led = Ledger(root, repo.repository_id(root))
+    led.check_repository()
+    return led
+
+
+def request_files(root: Path) -> dict[str, Path]:
+    """request id -> file, for the requests folder of the workspace (validated with the one schema)."""
+    split = settings.load(root / settings.PARAMS).split
+    folder = root / split.requests_dir
+    return {r.request_id: Path(r.source) for r in requests.load_requests(folder, split.max_request_bytes)}
+
+
+def _request_facts(root: Path, path: Path, key) -> dict:
+    split = settings.load(root / settings.PARAMS).split
+    request = requests.read_request(path, split.max_request_bytes)
+    return {"request_id": request.request_id, "reason": request.reason[:200], "received_at": request.received_at,
+            "n_records": len(set(request.record_ids)), "record_hashes": key.hash_ids(request.record_ids)}
+
+
+def _gate_facts(root: Path) -> dict:
+    gate = contracts.GateReport.read(root / contracts.GATE_REPORT)
+    thresholds = settings.load(root / settings.PARAMS).gate.model_dump(exclude={"method", "posterior"})
+    return {"decision": gate.decision, "reasons": gate.reasons, "thresholds": thresholds,
+            "metrics": {k: getattr(gate, k) for k in GATE_SIGNALS}}
+
+
+def record_pending(root: Path, start: Snapshot | None = None, commit: bool = True, only: list[str] | None = None,
+                   run_id: str | None = None) -> list[Applied]:
+    """Append one entry per request in force that the ledger does not hold yet; returns the new entries.
+
+    `start`: the state the current run began from (the intake flow takes it before its stages);
+    `only`: record just these requests (they must be pending).
+    """
+    root = Path(root).resolve()
+    led = ledger(root)
+    entries = led.entries()
+    key = led.key(create=True)
+    recorded = recorded_ids(entries) | archived_ids(entries)
+    pending = [r for r in in_force(root) if r not in recorded]
+    if only:
+        already = sorted(set(only) & recorded)
+        if already:
+            raise UserError(f"requests {already} are already in the ledger; see `unlearn audit show {already[0]}`.")
+        missing = sorted(set(only) - set(pending))
+        if missing:
+            raise UserError(f"requests {missing} are not applied in this workspace (not in "
+                            f"{contracts.SPLIT_SUMMARY}); run `dvc repro serve` (or the intake flow) first.")
+        pending = [r for r in pending if r in only]
+    if not pending:
+        return []
+    after = repo.current_artifacts(root)
+    absent = [path for path in after if not (root / path).exists()]
     if absent:
         raise UserError(f"artifacts {absent} named in dvc.lock do not exist; run `dvc repro serve` "
                         "(or `dvc checkout`) before recording the event.")
-
-
-def request_summary(root: Path, request_id: str, salt) -> dict:
-    """What the ledger keeps of a request: never its record ids in clear, never record values."""
-    raw = json.loads((root / "data" / "requests" / f"{request_id}.json").read_text())
-    return {"request_id": request_id, "reason": raw["reason"][:200], "received_at": raw["received_at"],
-            "n_records": len(set(raw["record_ids"])), "record_hashes": salt.hash_ids(raw["record_ids"])}
-
-
-def gate_summary(root: Path) -> dict:
-    gate = json.loads((root / "metrics" / "gate.json").read_text())
-    thresholds = {k: v for k, v in params(root)["gate"].items() if k not in ("method", "posterior")}
-    return {"decision": gate["decision"], "reasons": gate["reasons"], "thresholds": thresholds,
-            "metrics": {k: gate.get(k) for k in GATE_SIGNALS}}
-
-
-def record_requests(root: Path, request_ids: list[str] | None = None, commit: bool = True,
-                    applied_at: str | None = None, before: dict[str, str] | None = None) -> list[dict]:
-    """Append one entry per applied request (default: every applied request not yet recorded).
-
-    `before` is the artifact state before the event (the flow reads it before
-    running DVC); by default it is the state of the last ledger entry, or of
-    dvc.lock at HEAD when the ledger is empty.
-    """
-    root = Path(root).resolve()
-    ledger = Ledger(root)
-    repository = repo.repository_id(root)
-    entries = ledger.entries_raw()
-    salt = ledger.salt(create=True)
-    request_ids = pending_request_ids(root, entries) if request_ids is None else request_ids
-    if not request_ids:
-        return []
-    already = sorted(recorded_request_ids(entries) & set(request_ids))
-    if already:
-        raise UserError(f"requests {already} are already in the ledger; see `unlearn audit show {already[0]}`.")
-    lock = repo.read_lock(root)
-    after = current_artifacts(root, lock)
-    _check_applied(root, request_ids, after)
-    if before is None:
-        before = entries[-1]["artifacts_after"] if entries else current_artifacts(root, repo.read_lock(root, "HEAD"))
-    provenance = json.loads((root / "models" / "served" / "provenance.json").read_text())
-    requests = [request_summary(root, r, salt) for r in request_ids]
-    revision = repo.commit(root, repo.EVENT_PATHS, f"unlearn: apply {', '.join(request_ids)} "
-                           f"({provenance['path']} path)") if commit else repo.head_commit(root)
-    dirty = repo.dirty_paths(root)
-    gate_method = params(root)["gate"]
-    recorded = []
-    for request in requests:
-        entry = {"event": "fallback" if provenance["path"] == "fallback" else "applied",
-                 "request": request, "applied_at": applied_at or now(), "recorded_at": now(),
-                 "epoch": epoch(entries), "git_commit": revision, "dirty": dirty,
-                 "method": gate_method["method"], "posterior": gate_method["posterior"],
-                 "served_path": provenance["path"], "gate": gate_summary(root),
-                 "served": after.get("models/served", ""),
-                 "artifacts_before": before, "artifacts_after": after}
-        recorded.append(ledger.append(entry, repository))
+    files = request_files(root)
+    lost = [r for r in pending if r not in files]
+    if lost:
+        raise UserError(f"requests {lost} are applied by the split but their files are gone from the requests "
+                        "folder; restore them from git (`git checkout -- data/requests`).")
+    if entries:
+        before = entries[-1].artifacts_after
+    elif start is not None and not (set(pending) & start.in_force):
+        before = start.artifacts
+    else:
+        before = None
+    provenance = contracts.Provenance.read(root / contracts.PROVENANCE)
+    facts = [_request_facts(root, files[r], key) for r in pending]
+    gate = _gate_facts(root)
+    revision = repo.commit(root, repo.EVENT_PATHS, f"unlearn: apply {', '.join(pending)} "
+                           f"({provenance.path} path)") if commit else repo.head_commit(root)
+    shared = {"run_id": run_id or new_run_id(), "recorded_at": now(), "epoch": epoch(entries),
+              "git_commit": revision, "dirty": repo.dirty_paths(root), "served": after.get("models/served", ""),
+              "artifacts_before": before, "artifacts_after": after}
+    events = [{**shared, "event": "fallback" if provenance.path == "fallback" else "applied", "request": request,
+               "applied_together": pending, "applied_at": shared["recorded_at"], "method": provenance.method,
+               "posterior": provenance.posterior, "served_path": provenance.path, "gate": gate}
+              for request in facts]
+    sealed = led.append(events)
     if commit:
-        repo.commit(root, [str(ledger.path.relative_to(root))],
-                    f"audit: ledger entries {recorded[0]['seq']}-{recorded[-1]['seq']} ({', '.join(request_ids)})")
-    return recorded
+        repo.commit(root, [str(led.path.relative_to(root))],
+                    f"audit: ledger entries {sealed[0].seq}-{sealed[-1].seq} ({', '.join(pending)})")
+    return sealed

@@ -2,15 +2,19 @@
 
 Self-contained HTML (no scripts, no network): the request, the lineage from
 request to served posterior with the dvc.lock hashes before and after, the
-gate's metrics against its thresholds, and the exact revision.
+gate's metrics against its thresholds, and the exact revision. Rendered with
+Jinja2 (installed with DVC and Prefect) with autoescaping on, so no ledger text
+reaches the page unescaped.
 """
 
 from __future__ import annotations
 
-from html import escape
 from pathlib import Path
 
+from jinja2 import Environment
+
 from . import repo
+from .entries import Applied, Purge
 
 LINEAGE = [  # the production path, in order: (artifact, what it is)
     ("data/requests", "deletion requests in force"),
@@ -22,74 +26,75 @@ LINEAGE = [  # the production path, in order: (artifact, what it is)
     ("models/unlearned/", "unlearned posterior"),
     ("models/served", "served posterior"),
 ]
-STYLE = """body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#222}
+
+PAGE = """<!doctype html><html><head><meta charset='utf-8'><title>Deletion {{ e.request.request_id }}</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
 code{font-size:13px}.pass{color:#176a2b;font-weight:600}.fail{color:#a11;font-weight:600}
 .flow{display:flex;flex-wrap:wrap;gap:.4rem;align-items:center}.box{border:1px solid #889;border-radius:6px;
-padding:.3rem .5rem;background:#f5f6fa}.changed{background:#fff4d6;border-color:#c90}.arrow{color:#889}"""
+padding:.3rem .5rem;background:#f5f6fa}.changed{background:#fff4d6;border-color:#c90}.arrow{color:#889}</style>
+</head><body><h1>Deletion {{ e.request.request_id }}</h1>
+<table>
+<tr><td>request</td><td>{{ e.request.request_id }}</td></tr>
+<tr><td>reason</td><td>{{ e.request.reason }}</td></tr>
+<tr><td>received</td><td>{{ e.request.received_at }}</td></tr>
+<tr><td>applied</td><td>{{ e.applied_at }} (run {{ e.run_id }}{% if together %}, together with
+{{ together | join(", ") }}{% endif %})</td></tr>
+<tr><td>records forgotten</td><td>{{ e.request.n_records }}</td></tr>
+<tr><td>record ids</td><td>{{ e.request.record_hashes | length }} keyed hashes (never stored in clear)</td></tr>
+<tr><td>method</td><td>{{ e.method }} on {{ e.posterior }}</td></tr>
+<tr><td>revision</td><td>{% if commit_url %}<a href="{{ commit_url }}"><code>{{ e.git_commit }}</code></a>
+{% else %}<code>{{ e.git_commit }}</code> (<code>git show {{ e.git_commit[:12] }}</code>){% endif %}</td></tr>
+<tr><td>uncommitted changes</td><td>{{ e.dirty | join(", ") or "none" }}</td></tr>
+<tr><td>re-runnable</td><td>{% if purge %}No: purge entry {{ purge.seq }} deleted its records from the raw data;
+hashes remain verifiable.{% else %}Yes: <code>unlearn audit reproduce {{ e.request.request_id }}</code>{% endif %}
+</td></tr>
+<tr><td>ledger entry</td><td>{{ e.seq }} · <code>{{ e.entry_hash[:16] }}</code></td></tr>
+</table>
+<h2>Lineage</h2><p>From request to served posterior; highlighted = changed by this event
+{%- if e.artifacts_before is none %} (the state before it is unknown: applied before the ledger began){% endif %}.</p>
+<div class="flow">{% for box in boxes %}{% if not loop.first %}<span class="arrow">→</span>{% endif %}
+<div class="box{% if box.changed %} changed{% endif %}"><b>{{ box.label }}</b><br><code>{{ box.path }}</code><br>
+<code>{{ box.md5[:12] }}</code>{% if box.changed %} (new){% endif %}</div>{% endfor %}</div>
+<h2>Gate</h2><p>Decision: <span class="{{ 'pass' if e.gate.decision == 'pass' else 'fail' }}">{{ e.gate.decision }}</span>
+→ served the <b>{{ e.served_path }}</b> path. {{ e.gate.reasons | join("; ") }}</p>
+<table><tr><th>signal</th><th>value</th><th>threshold</th><th></th></tr>
+{% for s in signals %}<tr><td>{{ s.name }}</td><td>{{ s.value }}</td><td>{{ s.limit }}</td>
+<td>{% if s.ok is not none %}<span class="{{ 'pass' if s.ok else 'fail' }}">{{ 'pass' if s.ok else 'fail' }}</span>
+{% endif %}</td></tr>{% endfor %}</table>
+</body></html>
+"""
+_TEMPLATE = Environment(autoescape=True).from_string(PAGE)
 
 
-def _table(rows: list[tuple], header: tuple = ()) -> str:
-    head = f"<tr>{''.join(f'<th>{escape(str(h))}</th>' for h in header)}</tr>" if header else ""
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table>{head}{body}</table>"
-
-
-def _lineage(event: dict) -> str:
-    before, after = event.get("artifacts_before", {}), event["artifacts_after"]
+def _boxes(event: Applied) -> list[dict]:
+    before, after = event.artifacts_before or {}, event.artifacts_after
     boxes, shown = [], set()
     for prefix, label in LINEAGE:
-        paths = [p for p in after if p == prefix or (prefix.endswith("/") and p.startswith(prefix))]
-        for path in (p for p in paths if p not in shown):
-            shown.add(path)
-            changed = before.get(path) != after[path]
-            boxes.append(f'<div class="box{" changed" if changed else ""}"><b>{escape(label)}</b><br>'
-                         f"<code>{escape(path)}</code><br><code>{escape(after[path][:12])}</code>"
-                         f"{' (new)' if changed else ''}</div>")
-    return '<div class="flow">' + '<span class="arrow">→</span>'.join(boxes) + "</div>"
+        for path in (p for p in after if p == prefix or (prefix.endswith("/") and p.startswith(prefix))):
+            if path not in shown:
+                shown.add(path)
+                boxes.append({"label": label, "path": path, "md5": after[path],
+                              "changed": event.artifacts_before is not None and before.get(path) != after[path]})
+    return boxes
 
 
-def _gate(event: dict) -> str:
-    gate = event.get("gate")
-    if not gate:
-        return "<p>No gate for this event.</p>"
-    metrics, limits = gate["metrics"], gate["thresholds"]
+def _signals(event: Applied) -> list[dict]:
+    metrics, limits = event.gate.metrics, event.gate.thresholds
     rows = []
-    for name, limit, value in (("residual ratio", limits.get("max_residual_ratio"), metrics.get("residual_ratio")),
-                               ("membership AUC", limits.get("max_mia_auc"), metrics.get("mia_auc"))):
+    for name, value, limit in (("residual ratio", metrics.get("residual_ratio"), limits.get("max_residual_ratio")),
+                               ("membership AUC", metrics.get("mia_auc"), limits.get("max_mia_auc"))):
         ok = value is not None and limit is not None and value <= limit
-        rows.append((escape(name), f"{value:.4g}" if value is not None else "–", f"≤ {limit}",
-                     f'<span class="{"pass" if ok else "fail"}">{"pass" if ok else "fail"}</span>'))
-    rows.append(("repair", escape(str(metrics.get("repair"))), f"in {limits.get('allowed_repairs')}", ""))
-    decision = gate["decision"]
-    return (f'<p>Decision: <span class="{"pass" if decision == "pass" else "fail"}">{escape(decision)}</span> '
-            f'→ served the <b>{escape(event.get("served_path", ""))}</b> path. {escape("; ".join(gate["reasons"]))}'
-            f"</p>" + _table(rows, ("signal", "value", "threshold", "")))
+        rows.append({"name": name, "value": f"{value:.4g}" if isinstance(value, float) else "–",
+                     "limit": f"≤ {limit}", "ok": ok})
+    rows.append({"name": "repair", "value": str(metrics.get("repair")), "limit": f"in {limits.get('allowed_repairs')}",
+                 "ok": None})
+    return rows
 
 
-def _revision(event: dict, root: Path) -> str:
-    sha = event["git_commit"]
+def event_page(event: Applied, entries: list[Applied | Purge], root: Path) -> str:
+    purge = next((e for e in entries if isinstance(e, Purge) and event.seq in e.not_rerunnable), None)
     url = repo.git(root, "remote", "get-url", "origin", check=False).removesuffix(".git")
-    if url.startswith("https://"):
-        return f'<a href="{escape(url)}/commit/{sha}"><code>{sha}</code></a>'
-    return f"<code>{sha}</code> (<code>git show {sha[:12]}</code>)"
-
-
-def event_page(event: dict, entries: list[dict], root: Path) -> str:
-    request = event["request"]
-    purges = [e for e in entries if e.get("event") == "purge" and event["seq"] in e.get("not_rerunnable", [])]
-    rerun = (f"No: purge entry {purges[0]['seq']} deleted its records from the raw data; hashes remain verifiable."
-             if purges else f"Yes: <code>unlearn audit reproduce {escape(request['request_id'])}</code>")
-    facts = [("request", escape(request["request_id"])), ("reason", escape(request["reason"])),
-             ("received", escape(request["received_at"])), ("applied", escape(event["applied_at"])),
-             ("records forgotten", str(request["n_records"])),
-             ("record ids", f"{len(request['record_hashes'])} salted hashes (never stored in clear)"),
-             ("method", f"{escape(event['method'])} on {escape(event['posterior'])}"),
-             ("revision", _revision(event, root)),
-             ("uncommitted changes", escape(", ".join(event["dirty"])) or "none"),
-             ("re-runnable", rerun), ("ledger entry", f"{event['seq']} · <code>{event['entry_hash'][:16]}</code>")]
-    title = f"Deletion {escape(request['request_id'])}"
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style>"
-            f"</head><body><h1>{title}</h1>{_table(facts)}"
-            f"<h2>Lineage</h2><p>From request to served posterior; highlighted = changed by this event.</p>"
-            f"{_lineage(event)}<h2>Gate</h2>{_gate(event)}</body></html>\n")
+    together = [r for r in event.applied_together if r != event.request.request_id]
+    return _TEMPLATE.render(e=event, purge=purge, together=together, boxes=_boxes(event), signals=_signals(event),
+                            commit_url=f"{url}/commit/{event.git_commit}" if url.startswith("https://") else "")

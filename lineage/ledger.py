@@ -1,15 +1,19 @@
-"""The deletion ledger: an append-only, hash-chained JSON-lines file (audit/ledger.jsonl).
+"""The deletion ledger: an append-only, keyed hash chain of JSON lines (audit/ledger.jsonl).
 
 Each line is one event in canonical JSON (sorted keys, no spaces). Its
-`entry_hash` is the SHA-256 of the line without that field, and it carries the
-previous line's hash, so editing, deleting, reordering or inserting a line
-breaks the chain. Cutting lines off the end leaves a shorter valid chain: the
-head (sequence number and hash of the last line) is also kept in the local
-audit config, next to the salt, so a truncation is caught too.
+`entry_hash` is an HMAC-SHA256, under a secret key, of the line without that
+field, and it carries the previous line's hash: editing, deleting, reordering
+or inserting a line breaks the chain, and without the key nobody can compute
+a valid hash for a forged line. Cutting lines off the end leaves a shorter
+valid chain, so the head (sequence number and hash of the last line) of each
+working copy is kept next to the key, outside the repository.
 
-Record ids are stored only as HMAC-SHA256(salt, id). The salt lives outside the
-ledger, in `.dvc/audit.local` (not committed) or $UNLEARN_AUDIT_SALT, so the
-committed ledger alone cannot be used to confirm a guessed id.
+The key lives outside the repository: in $UNLEARN_AUDIT_KEY (hex), or in the
+file `<audit home>/<repository id>/key` (mode 0600), created with the first
+entry. The audit home is $UNLEARN_AUDIT_HOME, by default
+~/.config/bayesunlearn/audit. Keep a copy of the key in a secret store: with
+the key lost, record ids cannot be traced and the chain cannot be checked.
+Record ids are stored only as HMACs under a key derived from it.
 """
 
 from __future__ import annotations
@@ -23,133 +27,262 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import TypeAdapter, ValidationError
+
 from bayesunlearn import atomic
 from bayesunlearn.errors import UserError
 
+from .entries import Applied, Entry, Purge
+
 LEDGER = Path("audit") / "ledger.jsonl"
-LOCAL_CONFIG = Path(".dvc") / "audit.local"
-SALT_ENV = "UNLEARN_AUDIT_SALT"
+KEY_ENV = "UNLEARN_AUDIT_KEY"
+HOME_ENV = "UNLEARN_AUDIT_HOME"
 GENESIS = "0" * 64
+_ENTRY = TypeAdapter(Entry)
 
 
 class LedgerError(UserError):
-    """The ledger cannot be used as it is: no salt, another repository's ledger, unreadable lines."""
+    """The ledger or its key cannot be used as they are: missing key, another repository's ledger, damage."""
 
 
 def canonical(entry: dict) -> str:
     return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def entry_hash(entry: dict) -> str:
-    return hashlib.sha256(canonical({k: v for k, v in entry.items() if k != "entry_hash"}).encode()).hexdigest()
+def audit_home() -> Path:
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser()
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "bayesunlearn" / "audit"
 
 
 @dataclass(frozen=True)
-class Salt:
+class AuditKey:
     secret: bytes
 
+    @classmethod
+    def from_hex(cls, text: str, where: str) -> AuditKey:
+        try:
+            secret = bytes.fromhex(text.strip())
+        except ValueError:
+            raise LedgerError(f"the audit key in {where} is not hexadecimal; restore it from your secret "
+                              "store.") from None
+        if len(secret) < 16:
+            raise LedgerError(f"the audit key in {where} has {len(secret)} bytes; it needs at least 16.")
+        return cls(secret)
+
+    def _derived(self, purpose: bytes) -> bytes:
+        return hmac.new(self.secret, purpose, hashlib.sha256).digest()
+
     @property
-    def salt_id(self) -> str:
-        """Names the salt without revealing it, so a wrong salt is caught instead of matching nothing."""
-        return hashlib.sha256(b"bayesunlearn-salt-id:" + self.secret).hexdigest()[:16]
+    def key_id(self) -> str:
+        """Names the key without revealing it, so a wrong key is caught instead of matching nothing."""
+        return hashlib.sha256(b"bayesunlearn-key-id:" + self.secret).hexdigest()[:16]
 
     def hash_id(self, record_id: str) -> str:
-        return hmac.new(self.secret, record_id.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._derived(b"record-id"), record_id.encode("utf-8", "surrogatepass"),
+                        hashlib.sha256).hexdigest()
 
     def hash_ids(self, record_ids: Iterable[str]) -> list[str]:
         return sorted({self.hash_id(r) for r in record_ids})  # sorted: the order of a request says nothing
 
+    def seal(self, entry: dict) -> str:
+        """The entry's hash: an HMAC of its canonical form without the hash itself."""
+        body = canonical({k: v for k, v in entry.items() if k != "entry_hash"})
+        return hmac.new(self._derived(b"chain"), body.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Head:
+    seq: int
+    hash: str
+
 
 class Ledger:
-    """The ledger of one workspace, with its local config (salt and head)."""
+    """The ledger of one repository, with its key and head in the audit home."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, repository: str) -> None:
         self.root = Path(root)
+        self.repository = repository
         self.path = self.root / LEDGER
-        self.config_path = self.root / LOCAL_CONFIG
+        self.local = audit_home() / repository
 
-    # --- local config: salt and head -------------------------------------------------------
-    def _config(self) -> dict:
-        if not self.config_path.exists():
-            return {}
-        return json.loads(self.config_path.read_text())
+    @property
+    def key_path(self) -> Path:
+        return self.local / "key"
 
-    def salt(self, create: bool = False) -> Salt:
-        """The salt; created on first use only while the ledger is empty (else its loss is an error)."""
-        if os.environ.get(SALT_ENV):
-            return Salt(bytes.fromhex(os.environ[SALT_ENV]))
-        config = self._config()
-        if "salt" in config:
-            return Salt(bytes.fromhex(config["salt"]))
-        if self.entries_raw():
+    @property
+    def head_path(self) -> Path:
+        """The head of this working copy's ledger (clones of one repository share the key, not the head)."""
+        where = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+        return self.local / f"head-{where}.json"
+
+    # --- key and head ------------------------------------------------------------------------
+    def key(self, create: bool = False) -> AuditKey:
+        """The key; created on first use only while the ledger is empty (else its loss is an error)."""
+        if os.environ.get(KEY_ENV):
+            return AuditKey.from_hex(os.environ[KEY_ENV], f"${KEY_ENV}")
+        try:
+            return AuditKey.from_hex(self.key_path.read_text(encoding="ascii"), str(self.key_path))
+        except FileNotFoundError:
+            pass
+        except (OSError, UnicodeDecodeError) as err:
+            raise LedgerError(f"cannot read the audit key {self.key_path} ({err}).") from None
+        if self.lines():
             raise LedgerError(
-                f"the audit salt is missing: {self.config_path} does not exist and ${SALT_ENV} is not set, but "
-                f"{self.path} has entries hashed with salt id {self.entries_raw()[0].get('salt_id')}. Restore "
-                f"{self.config_path} from your secret store (or set ${SALT_ENV}); without it record ids cannot "
-                "be traced or checked.")
+                f"the audit key is missing: {self.key_path} does not exist and ${KEY_ENV} is not set, but "
+                f"{self.path} has entries. Restore the key from your secret store (or set ${KEY_ENV}); without "
+                "it the chain cannot be checked and record ids cannot be traced.")
         if not create:
-            raise LedgerError(f"no audit salt yet: {self.config_path} is created by the first ledger entry "
+            raise LedgerError(f"no audit key yet: {self.key_path} is created by the first ledger entry "
                               "(a flow run or `unlearn audit record`).")
-        salt = Salt(secrets.token_bytes(32))
-        self._write_config({**config, "salt": salt.secret.hex()})
-        return salt
+        key = AuditKey(secrets.token_bytes(32))
+        self.local.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(self.key_path, key.secret.hex() + "\n", mode=0o600)
+        return key
 
-    def _write_config(self, config: dict) -> None:
-        atomic.write_json(self.config_path, config)
-        os.chmod(self.config_path, 0o600)
+    def head(self) -> Head | None:
+        if not self.head_path.exists():
+            return None
+        try:
+            raw = json.loads(self.head_path.read_text(encoding="utf-8"))
+            return Head(int(raw["seq"]), str(raw["hash"]))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+            raise LedgerError(f"the ledger head {self.head_path} is damaged ({type(err).__name__}); without it a "
+                              "cut-off ledger cannot be detected. Restore it from a backup, or delete it to trust "
+                              "the ledger as it is.") from None
 
-    def head(self) -> dict | None:
-        return self._config().get("head")
+    def _write_head(self, seq: int, digest: str) -> None:
+        self.local.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(self.head_path, json.dumps({"seq": seq, "hash": digest}) + "\n", mode=0o600)
 
     # --- reading ---------------------------------------------------------------------------
-    def entries_raw(self) -> list[dict]:
-        """Every line parsed, without checking the chain (see `verify.chain_problems`)."""
+    def lines(self) -> list[str]:
         if not self.path.exists():
             return []
-        entries = []
-        for number, line in enumerate(self.path.read_text().splitlines(), start=1):
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise LedgerError(f"{self.path}:{number} is not JSON ({err.msg}); the ledger was damaged. "
-                                  "Restore it from git (`git checkout -- audit/ledger.jsonl`).") from None
-            if not isinstance(entry, dict):
-                raise LedgerError(f"{self.path}:{number} is not a JSON object; restore the ledger from git.")
-            entries.append(entry)
-        return entries
+        try:
+            return self.path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise LedgerError(f"{self.path} cannot be read ({type(err).__name__}); restore it from git "
+                              "(`git checkout -- audit/ledger.jsonl`).") from None
 
-    def check_repository(self, repository: str) -> None:
+    def entries(self) -> list[Applied | Purge]:
+        """Every line as a typed entry; a line that is not one is an error (the chain is `verify`'s job)."""
+        return [parse_line(line, f"{self.path}:{number}") for number, line in enumerate(self.lines(), start=1)]
+
+    def check_repository(self) -> None:
         """Refuse a ledger copied from another repository: its events describe other data and commits."""
-        lines = self.lines()
-        owner = json.loads(lines[0]).get("repository") if lines else repository
-        if owner != repository:
-            raise LedgerError(f"{self.path} was written in repository {owner}, not in this one ({repository}); "
+        owner = repository_of(self.root)
+        if owner is not None and owner != self.repository:
+            raise LedgerError(f"{self.path} was written in repository {owner}, not in this one ({self.repository}); "
                               "it describes another project's data and commits. Move it away to start a ledger here.")
-
-    def lines(self) -> list[str]:
-        return self.path.read_text().splitlines() if self.path.exists() else []
 
     # --- writing ---------------------------------------------------------------------------
     def locked(self):
         return atomic.file_lock(self.root / ".dvc" / "tmp" / "audit-ledger.lock")
 
-    def append(self, entry: dict, repository: str) -> dict:
-        """Seal `entry` (sequence number, repository, salt id, chain) and append it atomically.
+    def append(self, events: list[dict]) -> list[Applied | Purge]:
+        """Seal `events` (sequence number, repository, key id, chain) and append them in one atomic write.
 
-        The whole file is rewritten to a temporary file and renamed, so a crash
-        leaves either the old ledger or the new one, never a partial line.
+        The whole file is rewritten to a temporary file and renamed, so a crash leaves the
+        old ledger or the new one, never part of a run's entries. Appending to a ledger that
+        fails its chain check is refused: it would seal a forgery into the chain.
         """
         with self.locked():
-            salt = self.salt(create=True)
+            self.check_repository()
+            key = self.key(create=True)
             lines = self.lines()
-            previous = json.loads(lines[-1]) if lines else None
-            if previous is not None and previous.get("repository") != repository:
-                raise LedgerError(
-                    f"{self.path} belongs to repository {previous.get('repository')}, not to this one "
-                    f"({repository}); it was copied from elsewhere. Move it away to start a ledger here.")
-            sealed = {**entry, "seq": len(lines), "repository": repository, "salt_id": salt.salt_id,
-                      "prev_hash": previous["entry_hash"] if previous else GENESIS}
-            sealed["entry_hash"] = entry_hash(sealed)
-            atomic.write_text(self.path, "".join(line + "\n" for line in [*lines, canonical(sealed)]))
-            self._write_config({**self._config(), "head": {"seq": sealed["seq"], "hash": sealed["entry_hash"]}})
+            broken = chain_problems(lines, key, self.repository, self.head())
+            if broken:
+                raise LedgerError(f"{self.path} fails its chain check ({broken[0]}); refusing to append. "
+                                  "Run `unlearn audit verify` and restore the ledger from git.")
+            previous = json.loads(lines[-1])["entry_hash"] if lines else GENESIS
+            sealed_lines, sealed = [], []
+            for event in events:
+                entry = {**event, "seq": len(lines) + len(sealed_lines), "repository": self.repository,
+                         "key_id": key.key_id, "prev_hash": previous}
+                entry["entry_hash"] = previous = key.seal(entry)
+                line = canonical(entry)
+                sealed.append(parse_line(line, "new entry"))  # a malformed event fails here, before writing
+                sealed_lines.append(line)
+            atomic.write_text(self.path, "".join(line + "\n" for line in [*lines, *sealed_lines]))
+            self._write_head(sealed[-1].seq, sealed[-1].entry_hash)
             return sealed
+
+
+def parse_line(line: str, where: str) -> Applied | Purge:
+    try:
+        return _ENTRY.validate_python(json.loads(line))
+    except json.JSONDecodeError as err:
+        raise LedgerError(f"{where} is not JSON ({err.msg}); the ledger was damaged. Restore it from git "
+                          "(`git checkout -- audit/ledger.jsonl`).") from None
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        raise LedgerError(f"{where} is not a ledger entry ({'.'.join(map(str, first['loc']))}: {first['msg']}); "
+                          "restore the ledger from git.") from None
+
+
+def repository_of(root: Path) -> str | None:
+    """The repository named by the ledger's first line (None for an empty or unreadable ledger)."""
+    path = Path(root) / LEDGER
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = json.loads(handle.readline())
+        return first.get("repository") if isinstance(first, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def chain_problems(lines: list[str], key: AuditKey, repository: str, head: Head | None) -> list[str]:
+    """Everything wrong with the chain of `lines`: damage, edits, forgeries, gaps, a cut-off end."""
+    problems, previous = [], GENESIS
+    for number, line in enumerate(lines):
+        where = f"line {number + 1}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            problems.append(f"{where}: not JSON (damaged or cut off)")
+            previous = None
+            continue
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: not a JSON object")
+            previous = None
+            continue
+        if canonical(entry) != line:
+            problems.append(f"{where}: not in canonical form (edited by hand?)")
+        if entry.get("key_id") != key.key_id:
+            problems.append(f"{where}: sealed with key {entry.get('key_id')}, the local key is {key.key_id}")
+        elif not hmac.compare_digest(str(entry.get("entry_hash")), key.seal(entry)):
+            problems.append(f"{where}: its hash is not the HMAC of its content under the audit key "
+                            "(edited or forged)")
+        if entry.get("seq") != number:
+            problems.append(f"{where}: sequence number {entry.get('seq')}, expected {number} "
+                            "(a line was deleted, inserted or moved)")
+        if previous is not None and entry.get("prev_hash") != previous:
+            problems.append(f"{where}: does not link to the line before it (deleted, inserted or reordered)")
+        if entry.get("repository") != repository:
+            problems.append(f"{where}: written in repository {entry.get('repository')}, this is {repository}")
+        try:
+            _ENTRY.validate_python(entry)
+        except ValidationError as err:
+            first = err.errors(include_url=False)[0]
+            problems.append(f"{where}: not a ledger entry ({'.'.join(map(str, first['loc']))}: {first['msg']})")
+        previous = entry.get("entry_hash")
+    if head is not None:
+        last = _last_seal(lines)
+        if last != (head.seq, head.hash):
+            problems.append(f"the ledger ends at entry {last[0]}, but the last entry written here was {head.seq} "
+                            f"({head.hash[:12]}): lines were cut off the end or replaced")
+    elif lines:
+        problems.append("no ledger head for this working copy in the audit home: cannot tell whether lines were "
+                        "cut off the end (if the workspace moved, or this is another machine, copy its head file "
+                        "from where the entries were written)")
+    return problems
+
+
+def _last_seal(lines: list[str]) -> tuple:
+    try:
+        last = json.loads(lines[-1]) if lines else {}
+        return (last.get("seq"), last.get("entry_hash")) if isinstance(last, dict) else (None, None)
+    except json.JSONDecodeError:
+        return (None, None)

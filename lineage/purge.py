@@ -14,20 +14,18 @@ lists the events that can no longer be re-run.
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-from ruamel.yaml import YAML
-
-from bayesunlearn import datasets, store
-from bayesunlearn.errors import ConfigError, UserError
+from bayesunlearn import datasets, requests, settings, store
+from bayesunlearn.errors import UserError
+from bayesunlearn.settings import Prepare
 
 from . import events, repo, scan
-from .ledger import Ledger
+from .entries import Applied, Purge
 
 RAW = "data/raw/records.csv"
 LEFTOVERS = [
@@ -40,36 +38,32 @@ LEFTOVERS = [
 
 def parse_time(text: str) -> datetime:
     """An ISO-8601 time as written in requests and the ledger ("Z" for UTC)."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{text!r} is not an ISO-8601 time such as 2026-11-20T09:30:00Z.") from None
 
 
-def eligible_requests(entries: list[dict], retention_days: float, now: datetime) -> tuple[list[dict], list[dict]]:
+def eligible_requests(entries: list[Applied | Purge], retention_days: float, now: datetime
+                      ) -> tuple[list[Applied], list[Applied]]:
     """(applied requests past their retention, those still waiting), each not yet archived."""
-    archived = {a["request_id"] for e in entries for a in e.get("archived_requests", [])}
-    applied = [e for e in entries if "request" in e and e["request"]["request_id"] not in archived]
-    due = [e for e in applied if parse_time(e["applied_at"]) + timedelta(days=retention_days) <= now]
+    archived = events.archived_ids(entries)
+    applied = [e for e in entries if isinstance(e, Applied) and e.request.request_id not in archived]
+    due = [e for e in applied if parse_time(e.applied_at) + timedelta(days=retention_days) <= now]
     return due, [e for e in applied if e not in due]
 
 
 def _set_csv_source(root: Path, raw_path: str) -> None:
-    """Point `prepare` at the purged raw table, keeping params.yaml's comments (as `dvc exp run -S` does)."""
-    yaml = YAML()
-    path = root / "params.yaml"
-    params = yaml.load(path.read_text())
-    prepare = params["prepare"]
-    prepare["source"] = "csv"
-    prepare["csv"]["path"], prepare["csv"]["target"], prepare["csv"]["id_column"] = raw_path, datasets.TARGET, \
-        datasets.ID
-    tmp = path.with_suffix(".yaml.tmp")
-    with open(tmp, "w") as handle:
-        yaml.dump(params, handle)
-    os.replace(tmp, path)
+    """Point `prepare` at the purged raw table, changing only those values in params.yaml."""
+    settings.update_params(root / settings.PARAMS, {"prepare.source": "csv", "prepare.csv.path": raw_path,
+                                                    "prepare.csv.target": datasets.TARGET,
+                                                    "prepare.csv.id_column": datasets.ID})
 
 
-def _raw_text(root: Path, prepare: dict) -> pd.DataFrame:
+def _raw_text(root: Path, prepare: Prepare) -> pd.DataFrame:
     """The raw CSV as text, with record ids as `prepare` assigns them: the exact strings on disk."""
-    id_column = prepare["csv"].get("id_column")
-    table = pd.read_csv(root / prepare["csv"]["path"], dtype=str)
+    id_column = prepare.csv.id_column
+    table = pd.read_csv(root / prepare.csv.path, dtype=str)
     return datasets.with_record_ids(table.rename(columns={id_column: datasets.ID}) if id_column else table)
 
 
@@ -122,35 +116,33 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
     `scan_paths`: more folders to search for the purged records (e.g. a Prefect database elsewhere).
     """
     root = Path(root).resolve()
-    ledger = Ledger(root)
-    entries, salt = ledger.entries_raw(), ledger.salt()
-    params = events.params(root)
-    retention = float(params.get("ledger", {}).get("retention_days", 30))
-    if retention < 0:
-        raise ConfigError(f"ledger.retention_days={retention} must be >= 0.")
+    ledger = events.ledger(root)
+    entries, key = ledger.entries(), ledger.key()
+    params = settings.load(root / settings.PARAMS)
+    retention = params.ledger.retention_days
     due, waiting = eligible_requests(entries, retention, now or datetime.now(UTC))
     if not due:
         progress(f"nothing to purge: {len(waiting)} applied requests are within their {retention:g}-day retention")
         return None
-    request_files = [root / "data" / "requests" / f"{e['request']['request_id']}.json" for e in due]
-    missing = [str(p.relative_to(root)) for p in request_files if not p.exists()]
+    files = events.request_files(root)
+    missing = [e.request.request_id for e in due if e.request.request_id not in files]
     if missing:
-        raise UserError(f"request files {missing} are gone but not archived in the ledger; restore them from git "
-                        "(`git checkout -- data/requests`) so the purge knows which records to delete.")
+        raise UserError(f"request files of {missing} are gone but not archived in the ledger; restore them from "
+                        "git (`git checkout -- data/requests`) so the purge knows which records to delete.")
+    request_files = [files[e.request.request_id] for e in due]
     record_ids = set()
     for path in request_files:
-        record_ids.update(json.loads(path.read_text())["record_ids"])
+        record_ids.update(requests.read_request(path, params.split.max_request_bytes).record_ids)
 
     # Needles first: after the purge the values exist nowhere we could read them from.
-    prepare = params["prepare"]
-    csv = {**prepare["csv"], "path": str(root / prepare["csv"]["path"])}  # relative to the workspace, not here
-    frame, _ = datasets.load_source({**prepare, "csv": csv})
-    raw = datasets.raw_table(frame, float(prepare["test_fraction"]), int(prepare["seed"]))
-    raw_path = prepare["csv"]["path"] if prepare["source"] == "csv" else RAW
+    prepare = params.prepare
+    frame, _ = datasets.load_source(prepare, root)
+    raw = datasets.raw_table(frame, prepare.test_fraction, prepare.seed)
+    raw_path = prepare.csv.path if prepare.source == "csv" else RAW
     tables = [pd.read_csv(root / p, dtype=str) for p in ("data/prepared/train.csv", "data/prepared/test.csv")]
-    tables.append(_raw_text(root, prepare) if prepare["source"] == "csv" else raw.astype(str))
-    needles = scan.needles_for(tables, record_ids, salt.hash_id)
-    before = events.current_artifacts(root)
+    tables.append(_raw_text(root, prepare) if prepare.source == "csv" else raw.astype(str))
+    needles = scan.needles_for(tables, record_ids, key.hash_id)
+    start = events.snapshot(root)
     git_tracked = bool(repo.git(root, "ls-files", "--", raw_path))
     remote, url, endpoint = _remote(root)
 
@@ -165,7 +157,7 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
         if not git_tracked:
             repo.run(root, "dvc", "add", raw_path)
         progress("re-running the production stages on what remains (new base model)")
-        repo.run(root, "dvc", "repro", repo.production_stages(params)[-1])
+        repo.run(root, "dvc", "repro", repo.production_stages(root)[-1])
         if remote:
             progress(f"pushing to remote {remote!r}")
             repo.run(root, "dvc", "push")
@@ -192,20 +184,22 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
         searched[area], found = scan.scan_bytes(blobs, needles, area)
         hits += found
 
-    after = events.current_artifacts(root)
-    archived = [{k: e["request"][k] for k in ("request_id", "n_records", "record_hashes")} for e in due]
+    after = repo.current_artifacts(root)
+    archived = [{"request_id": e.request.request_id, "n_records": e.request.n_records,
+                 "record_hashes": e.request.record_hashes} for e in due]
     leftovers = LEFTOVERS + ([f"{raw_path} is tracked by git: its history holds the purged values"]
                              if git_tracked else [])
     revision = repo.commit(root, repo.EVENT_PATHS + [raw_path + ".dvc", str(Path(raw_path).parent / ".gitignore")],
                            f"purge: delete {len(record_ids)} forgotten records ({len(due)} requests), new epoch")
-    entry = {"event": "purge", "epoch": events.epoch(entries) + 1, "recorded_at": events.now(),
-             "retention_days": retention, "archived_requests": archived, "n_records_removed": len(record_ids),
-             "raw_data": raw_path, "not_rerunnable": [e["seq"] for e in entries if e.get("event") != "purge"],
+    entry = {"event": "purge", "run_id": events.new_run_id(), "epoch": events.epoch(entries) + 1,
+             "recorded_at": events.now(), "retention_days": retention, "archived_requests": archived,
+             "n_records_removed": len(record_ids), "raw_data": raw_path,
+             "not_rerunnable": [e.seq for e in entries if isinstance(e, Applied)],
              "gc": {"workspace": True, "cache": True, "remote": remote},
              "scan": {"needles": len(needles), "files_searched": searched, "hits": len(hits), "where": hits,
                       "notes": notes},
              "leftovers": leftovers, "git_commit": revision, "dirty": repo.dirty_paths(root),
-             "served": after.get("models/served", ""), "artifacts_before": before, "artifacts_after": after}
-    sealed = ledger.append(entry, repo.repository_id(root))
-    repo.commit(root, [str(ledger.path.relative_to(root))], f"audit: ledger entry {sealed['seq']} (purge)")
+             "served": after.get("models/served", ""), "artifacts_before": start.artifacts, "artifacts_after": after}
+    sealed = ledger.append([entry])[0]
+    repo.commit(root, [str(ledger.path.relative_to(root))], f"audit: ledger entry {sealed.seq} (purge)")
     return sealed

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
+
+from bayesunlearn import contracts, settings
+from bayesunlearn.errors import UserError
 
 from .ledger import LedgerError
 
@@ -19,6 +23,11 @@ FALLBACK_IDENTITY = {"GIT_AUTHOR_NAME": "bayesunlearn", "GIT_AUTHOR_EMAIL": "unl
 # Files an event changes: committed with it so that its revision reproduces it.
 EVENT_PATHS = ["dvc.lock", "params.yaml", "data/requests", "data/raw", "metrics", ".gitignore", "data/.gitignore",
                "models/.gitignore"]
+GIT_LOCK_STALE_SECONDS = 60.0
+
+
+class GitLocked(UserError):
+    """A leftover .git/index.lock blocks the commit an event needs."""
 
 
 def tool_env() -> dict:
@@ -51,8 +60,29 @@ def head_commit(root: Path) -> str:
     return git(root, "rev-parse", "HEAD")
 
 
+def check_git_lock(root: Path, wait: float = 20.0) -> None:
+    """Fail before anything changes when a git lock would block the event's commit.
+
+    A lock younger than GIT_LOCK_STALE_SECONDS may belong to a running git command: wait for it
+    a little. An older one was left by a crashed git process; git itself never removes it.
+    """
+    lock = Path(git(root, "rev-parse", "--absolute-git-dir")) / "index.lock"
+    deadline = time.monotonic() + wait
+    while lock.exists():
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age > GIT_LOCK_STALE_SECONDS or time.monotonic() > deadline:
+            raise GitLocked(f"{lock} exists ({age:.0f} s old): a git command crashed or is still running, and the "
+                            "event could not be committed. If no git command is running, remove it "
+                            f"(`rm {lock}`) and run again; the pending requests are then applied and recorded.")
+        time.sleep(0.5)
+
+
 def commit(root: Path, paths: list[str], message: str) -> str:
     """Commit the given paths (only those) if they changed; return the commit that holds them."""
+    check_git_lock(root)
     present = [p for p in paths if (root / p).exists() or git(root, "ls-files", "--", p)]
     if present:
         git(root, "add", "-A", "--", *present)
@@ -67,24 +97,42 @@ def commit(root: Path, paths: list[str], message: str) -> str:
 
 
 def dirty_paths(root: Path) -> list[str]:
-    """Tracked files with uncommitted changes: an event recorded on top of them would not reproduce."""
-    return [line[3:] for line in git(root, "status", "--porcelain", "--untracked-files=no").splitlines()]
+    """Tracked files with uncommitted changes, exactly as git names them (NUL-separated output, not text)."""
+    out = run(root, "git", "status", "--porcelain=v1", "-z", "--untracked-files=no").stdout
+    fields, paths = out.split("\0"), []
+    i = 0
+    while i < len(fields):
+        entry = fields[i]
+        if len(entry) > 3:
+            paths.append(entry[3:])
+            if entry[0] in "RC":  # a rename or copy: the next field is the old path
+                i += 1
+        i += 1
+    return paths
 
 
 def read_lock(root: Path, revision: str | None = None) -> dict:
     """dvc.lock of the workspace, or of a git revision ({} if there is none)."""
     if revision is None:
         path = root / "dvc.lock"
-        return yaml.safe_load(path.read_text()) or {} if path.exists() else {}
-    result = run(root, "git", "show", f"{revision}:dvc.lock", check=False)
-    return (yaml.safe_load(result.stdout) or {}) if result.returncode == 0 else {}
+        text = path.read_text() if path.exists() else ""
+    else:
+        result = run(root, "git", "show", f"{revision}:dvc.lock", check=False)
+        text = result.stdout if result.returncode == 0 else ""
+    try:
+        lock = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        raise UserError(f"dvc.lock{f' at {revision}' if revision else ''} is not valid YAML; restore it from git "
+                        "(`git checkout -- dvc.lock`).") from None
+    if not isinstance(lock, dict) or not isinstance(lock.get("stages", {}), dict):
+        raise UserError("dvc.lock is not a DVC lock file; restore it from git (`git checkout -- dvc.lock`).")
+    return lock
 
 
-def production_stages(params: dict) -> list[str]:
-    """The stages the served posterior needs, in DAG order; never the reference retrains."""
-    gate = params["gate"]
-    return ["prepare", "split", "train", f"fit_posterior@{gate['posterior']}", f"unlearn@{gate['method']}",
-            "gate", "serve"]
+def production_stages(root: Path) -> list[str]:
+    """The stages the served posterior needs in the workspace `root` (its params.yaml names the method)."""
+    gate = settings.load(root / settings.PARAMS).gate
+    return contracts.production_stages(gate.method, gate.posterior)
 
 
 def artifact_hashes(lock: dict, stages: list[str]) -> dict[str, str]:
@@ -109,3 +157,9 @@ def raw_data_hashes(root: Path) -> dict[str, str]:
         for out in (yaml.safe_load(dvc_file.read_text()) or {}).get("outs", []):
             hashes[str(dvc_file.parent.relative_to(root) / out["path"])] = out.get("md5", "")
     return hashes
+
+
+def current_artifacts(root: Path, lock: dict | None = None) -> dict[str, str]:
+    """The production chain's artifacts as dvc.lock records them, plus `dvc add`-tracked raw data."""
+    lock = read_lock(root) if lock is None else lock
+    return {**artifact_hashes(lock, production_stages(root)), **raw_data_hashes(root)}

@@ -15,12 +15,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from bayesunlearn.errors import UserError
 
-from . import repo
-from .ledger import Ledger
+from . import events, repo
+from .entries import Applied, Purge
 
 
 class NotReproducible(UserError):
@@ -39,11 +37,11 @@ class Comparison:
         return not self.different
 
 
-def find_event(entries: list[dict], request_id: str) -> dict:
+def find_event(entries: list[Applied | Purge], request_id: str) -> Applied:
     for entry in entries:
-        if entry.get("request", {}).get("request_id") == request_id:
+        if isinstance(entry, Applied) and entry.request.request_id == request_id:
             return entry
-    known = [e["request"]["request_id"] for e in entries if "request" in e]
+    known = [e.request.request_id for e in entries if isinstance(e, Applied)]
     raise UnknownRequest(f"request {request_id!r} is not in the ledger; recorded requests: {known or 'none'}.")
 
 
@@ -51,41 +49,41 @@ class UnknownRequest(UserError):
     """No ledger entry names this request."""
 
 
-def superseded_by(entries: list[dict], event: dict) -> dict | None:
+def superseded_by(entries: list[Applied | Purge], event: Applied) -> Purge | None:
     """The purge after which `event` can no longer be re-run, if any."""
-    return next((e for e in entries if e.get("event") == "purge" and e["seq"] > event["seq"]
-                 and event["seq"] in e.get("not_rerunnable", [])), None)
+    return next((e for e in entries if isinstance(e, Purge) and e.seq > event.seq and event.seq in e.not_rerunnable),
+                None)
 
 
 def reproduce(root: Path, request_id: str, keep: bool = False) -> Comparison:
     root = Path(root).resolve()
-    entries = Ledger(root).entries_raw()
+    entries = events.ledger(root).entries()
     event = find_event(entries, request_id)
     purge = superseded_by(entries, event)
     if purge is not None:
         raise NotReproducible(
-            f"request {request_id} (entry {event['seq']}) cannot be re-run: purge entry {purge['seq']} "
-            f"({purge['recorded_at']}) deleted its forgotten records from the raw data. Its hashes are still "
+            f"request {request_id} (entry {event.seq}) cannot be re-run: purge entry {purge.seq} "
+            f"({purge.recorded_at}) deleted its forgotten records from the raw data. Its hashes are still "
             "verifiable with `unlearn audit verify`.")
-    if repo.run(root, "git", "cat-file", "-e", f"{event['git_commit']}^{{commit}}", check=False).returncode:
-        raise NotReproducible(f"commit {event['git_commit']} of request {request_id} is not in this repository "
+    if repo.run(root, "git", "cat-file", "-e", f"{event.git_commit}^{{commit}}", check=False).returncode:
+        raise NotReproducible(f"commit {event.git_commit} of request {request_id} is not in this repository "
                               "(history rewritten or not fetched); fetch it and try again.")
     worktree = Path(tempfile.mkdtemp(prefix=f"reproduce-{request_id}-"))
     try:
-        repo.git(root, "worktree", "add", "--detach", str(worktree), event["git_commit"])
-        stages = repo.production_stages(yaml.safe_load((worktree / "params.yaml").read_text()))
+        repo.git(root, "worktree", "add", "--detach", str(worktree), event.git_commit)
+        stages = repo.production_stages(worktree)
         _fetch_raw_data(root, worktree)
         (worktree / "dvc.lock").unlink(missing_ok=True)  # rebuild every stage, then compare with the record
         repo.run(worktree, "dvc", "repro", stages[-1])
-        reproduced = {**repo.artifact_hashes(repo.read_lock(worktree), stages), **repo.raw_data_hashes(worktree)}
+        reproduced = repo.current_artifacts(worktree)
     finally:
         if not keep:
             repo.git(root, "worktree", "remove", "--force", str(worktree), check=False)
             shutil.rmtree(worktree, ignore_errors=True)
-    recorded = event["artifacts_after"]
+    recorded = event.artifacts_after
     identical = {p: h for p, h in recorded.items() if reproduced.get(p) == h}
     different = {p: (h, reproduced.get(p, "missing")) for p, h in recorded.items() if reproduced.get(p) != h}
-    return Comparison(request_id, event["git_commit"], identical, different)
+    return Comparison(request_id, event.git_commit, identical, different)
 
 
 def _fetch_raw_data(root: Path, worktree: Path) -> None:

@@ -1,14 +1,23 @@
-"""`unlearn audit trace RECORD_ID`: who forgot a record, when, and which served posteriors still had it."""
+"""`unlearn audit trace RECORD_ID`: who forgot a record, when, and which served posteriors had it.
+
+Answers only from recorded facts. Each ledger run records the served posterior
+before and after it; the run that applied the record's request (with any
+requests applied together) divides the served versions into those fitted with
+the record (before that run) and those without it (that run's result and
+everything after). A version whose before-state the ledger does not know is
+never claimed to have held the record.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from bayesunlearn import datasets, requests
 from bayesunlearn.errors import UserError
 
-from .ledger import Ledger
-from .verify import table_ids
+from . import events
+from .entries import Applied, Purge
 
 
 class UnknownRecord(UserError):
@@ -16,60 +25,90 @@ class UnknownRecord(UserError):
 
 
 @dataclass(frozen=True)
+class Version:
+    """One served posterior and what the ledger says about the record in it."""
+
+    seq: int          # the ledger entry that recorded it
+    served: str       # its md5 (dvc.lock)
+    status: str
+
+
+@dataclass(frozen=True)
 class Trace:
     record_hash: str
-    forgotten_by: dict | None    # the entry that applied the request naming it
-    purged_by: dict | None       # the purge entry that deleted it from the raw data
-    served: list[dict]           # one row per served posterior version: {seq, served, status}
+    where: str                    # "train", "test" or "unknown" in the prepared data
+    forgotten_by: Applied | None  # the entry that applied the request naming it
+    purged_by: Purge | None       # the purge that deleted it from the raw data
+    versions: list[Version]
 
     def lines(self) -> list[str]:
+        short = f"record {self.record_hash[:12]}…"
         if self.forgotten_by is None:
-            return [f"record {self.record_hash[:12]}… is not forgotten: it is still in the training data"]
-        request = self.forgotten_by["request"]
-        out = [f"forgotten by request {request['request_id']} (received {request['received_at']}), applied "
-               f"{self.forgotten_by['applied_at']} in ledger entry {self.forgotten_by['seq']} "
-               f"({self.forgotten_by['served_path']} path, commit {self.forgotten_by['git_commit'][:12]})"]
+            if self.where == "test":
+                return [f"{short} is in the held-out test split: never trained on, so there is nothing to forget"]
+            return [f"{short} is not forgotten: it is in the training data of every served posterior",
+                    "served posteriors:", *self._version_lines()]
+        entry, request = self.forgotten_by, self.forgotten_by.request
+        together = [r for r in entry.applied_together if r != request.request_id]
+        out = [f"forgotten by request {request.request_id} (received {request.received_at}), applied "
+               f"{entry.applied_at} in run {entry.run_id}, ledger entry {entry.seq} ({entry.served_path} path, "
+               f"commit {entry.git_commit[:12]})" + (f", together with {', '.join(together)}" if together else "")]
         if self.purged_by:
-            out.append(f"purged from the raw data in entry {self.purged_by['seq']} "
-                       f"({self.purged_by['recorded_at']}, epoch {self.purged_by['epoch']})")
-        out.append("served posteriors:")
-        out += [f"  entry {row['seq']:>3}  {row['served'][:16]:16}  {row['status']}" for row in self.served]
-        return out
+            out.append(f"purged from the raw data in entry {self.purged_by.seq} "
+                       f"({self.purged_by.recorded_at}, epoch {self.purged_by.epoch})")
+        return [*out, "served posteriors:", *self._version_lines()]
+
+    def _version_lines(self) -> list[str]:
+        return [f"  entry {v.seq:>3}  {v.served[:16]:16}  {v.status}" for v in self.versions]
 
 
-def _status(entry: dict, forgotten_seq: int | None, purged_seq: int | None) -> str:
-    if forgotten_seq is None or entry["seq"] < forgotten_seq:
-        return "had it: fitted with this record"
-    if purged_seq is not None and entry["seq"] >= purged_seq:
+def _without(entry: Applied | Purge, purged: Purge | None) -> str:
+    if purged is not None and entry.seq >= purged.seq:
         return "without it: base retrained on data that no longer holds it"
-    if entry.get("served_path") == "fallback":
+    if isinstance(entry, Applied) and entry.served_path == "fallback":
         return "without it: refitted from scratch on the retained data"
     return "without it, approximately: unlearned from a base that saw it"
 
 
+def versions(entries: list[Applied | Purge], forgotten: Applied | None, purged: Purge | None) -> list[Version]:
+    """Each served version once, in ledger order, judged by the run that produced it."""
+    runs: dict[str, list[Applied | Purge]] = {}
+    for entry in entries:
+        runs.setdefault(entry.run_id, []).append(entry)
+    order = list(runs)
+    forgetting_run = order.index(forgotten.run_id) if forgotten else None
+    out, seen = [], set()
+    for index, run_id in enumerate(order):
+        first = runs[run_id][0]
+        if index == forgetting_run and first.artifacts_before is not None:
+            before = first.artifacts_before.get("models/served")
+            if before and before not in seen:
+                seen.add(before)
+                out.append(Version(first.seq, before, "had it: served until this run forgot it"))
+        if first.served and first.served not in seen:
+            seen.add(first.served)
+            had = forgetting_run is None or index < forgetting_run
+            out.append(Version(first.seq, first.served, "had it: fitted with this record" if had
+                               else _without(first, purged)))
+    return out
+
+
 def trace(root: Path, record_id: str) -> Trace:
-    ledger = Ledger(Path(root))
-    salt, entries = ledger.salt(), ledger.entries_raw()
-    digest = salt.hash_id(record_id)
-    forgotten = next((e for e in entries if digest in e.get("request", {}).get("record_hashes", [])), None)
-    purged = next((e for e in entries if any(digest in a["record_hashes"] for a in e.get("archived_requests", []))),
-                  None)
-    if forgotten is None:
-        known = set()
-        for name in ("train.csv", "test.csv"):
-            path = Path(root) / "data" / "prepared" / name
-            known.update(table_ids(path) if path.exists() else [])
-        if record_id not in known:
-            raise UnknownRecord(f"record id {record_id!r} is unknown: no deletion request in the ledger names it "
-                                "and it is not in data/prepared. Check the id (ids look like 'rec-000012').")
-    served, last = [], None
-    for e in entries:
-        before = e.get("artifacts_before", {}).get("models/served")
-        if e is forgotten and before and before != last:  # the version this request replaced
-            served.append({"seq": e["seq"], "served": before, "status": "had it: served until this request"})
-            last = before
-        if e.get("served") and e["served"] != last:
-            served.append({"seq": e["seq"], "served": e["served"],
-                           "status": _status(e, forgotten and forgotten["seq"], purged and purged["seq"])})
-            last = e["served"]
-    return Trace(digest, forgotten, purged, served)
+    root = Path(root)
+    led = events.ledger(root)
+    entries, key = led.entries(), led.key()
+    digest = key.hash_id(record_id)
+    forgotten = next((e for e in entries if isinstance(e, Applied) and digest in e.request.record_hashes), None)
+    purged = next((e for e in entries if isinstance(e, Purge)
+                   and any(digest in a.record_hashes for a in e.archived_requests)), None)
+    where = _where(root, record_id)
+    if forgotten is None and where == "unknown":
+        raise UnknownRecord(f"record id {record_id!r} is unknown: no deletion request in the ledger names it "
+                            "and it is not in data/prepared. Check the id (ids look like 'rec-000012').")
+    return Trace(digest, where, forgotten, purged, versions(entries, forgotten, purged))
+
+
+def _where(root: Path, record_id: str) -> str:
+    prepared = root / "data" / "prepared"
+    train, test = (datasets.record_ids(prepared / name) for name in ("train.csv", "test.csv"))
+    return requests.KnownIds(frozenset(train), frozenset(test)).where(record_id)

@@ -1,29 +1,37 @@
-"""`unlearn audit verify`: the chain is intact, the forgotten ids are gone, the workspace is what the ledger says.
+"""`unlearn audit verify`: the chain is authentic, the ledger is complete, the forgotten ids are gone,
+the workspace is what the ledger says.
 
-Three checks, each a list of problems (empty = passed):
-1. chain: every line re-hashes to its `entry_hash`, links to the previous one,
-   has the next sequence number, belongs to this repository and this salt, and
-   the last line is the head kept in the local audit config;
-2. data: no forgotten id (compared as salted hashes) is in the retained data or
-   in any table the served posterior was built from. Until a purge, the base
-   model's training data and the forgotten set itself (the term that unlearning
-   subtracts) still hold them by design: reported as notes, not problems.
-   After a purge, no table may hold a purged id, and no request file may remain;
-3. workspace: dvc.lock and the files on disk match the last entry's artifacts.
+Four checks, each a list of problems (empty = passed):
+1. chain: every line is canonical JSON, a valid entry, sealed with this repository's key
+   (an HMAC: a line forged or edited without the key fails), numbered and linked in order,
+   and the last line is the head kept outside the repository;
+2. completeness, both ways: every request in force (the split that dvc.lock records, and the
+   request files) has exactly one entry, and every recorded request is in force or purged.
+   An empty or missing ledger while requests are in force fails;
+3. data: no forgotten id (compared as keyed hashes) is in the retained data or in any table the
+   served posterior was built from. Until a purge, the base model's training data and the
+   forgotten set itself (the term unlearning divides out) still hold them by design: notes,
+   not problems. After a purge no table may hold a purged id and no request file may remain;
+4. workspace: dvc.lock and the files on disk match the last entry, and `dvc status --with-deps`
+   finds the production chain up to date.
+What it cannot prove: that nobody with the key rewrote the chain (keep the key secret), or that
+the ledger and its head were not both deleted while no request was in force.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bayesunlearn.datasets import ID
+from bayesunlearn import datasets
+from bayesunlearn.errors import UserError
 
 from . import events, repo
-from .events import current_artifacts
-from .ledger import GENESIS, Ledger, canonical, entry_hash
+from .entries import Applied, Purge
+from .ledger import Ledger, chain_problems
 
 SUBTRAHEND = "data/split/forgotten.csv"  # what unlearning divides out: holds unpurged forgotten records by design
 BASE_INPUTS = ("data/prepared/train.csv", "data/prepared/test.csv")  # the base model's data until a purge
@@ -39,62 +47,33 @@ class Report:
         return not self.problems
 
 
-def chain_problems(ledger: Ledger, repository: str) -> list[str]:
-    problems, previous = [], GENESIS
-    lines = ledger.lines()
-    for number, line in enumerate(lines):
-        where = f"line {number + 1}"
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            problems.append(f"{where}: not JSON")
-            previous = None
-            continue
-        if canonical(entry) != line:
-            problems.append(f"{where}: not in canonical form (edited by hand?)")
-        if entry.get("entry_hash") != entry_hash(entry):
-            problems.append(f"{where}: content does not match its hash (edited)")
-        if entry.get("seq") != number:
-            problems.append(f"{where}: sequence number {entry.get('seq')}, expected {number} "
-                            "(a line was deleted, inserted or moved)")
-        if previous is not None and entry.get("prev_hash") != previous:
-            problems.append(f"{where}: does not link to the line before it (deleted, inserted or reordered)")
-        if entry.get("repository") != repository:
-            problems.append(f"{where}: written in repository {entry.get('repository')}, this is {repository}")
-        previous = entry.get("entry_hash")
-    head = ledger.head()
-    if head is not None:
-        last = json.loads(lines[-1]) if lines else {}
-        if (last.get("seq"), last.get("entry_hash")) != (head["seq"], head["hash"]):
-            problems.append(f"the ledger ends at entry {last.get('seq')}, but the last entry written here was "
-                            f"{head['seq']} ({head['hash'][:12]}): lines were cut off the end or replaced")
-    elif lines:
-        problems.append(f"no head in {ledger.config_path}: cannot tell whether lines were cut off the end")
+def completeness_problems(root: Path, entries: list[Applied | Purge]) -> list[str]:
+    """Every applied request recorded once; every recorded request applied or purged."""
+    recorded = Counter(e.request.request_id for e in entries if isinstance(e, Applied))
+    purged = events.archived_ids(entries)
+    applied = set(events.in_force(root))
+    try:
+        files = set(events.request_files(root))
+    except UserError as err:
+        return [f"requests folder: {err}"]
+    problems = []
+    if applied and not entries:
+        problems.append(f"the ledger is empty or missing, but {len(applied)} requests are in force: every "
+                        "applied deletion must be recorded (run the intake flow or `unlearn audit record`)")
+    for request_id in sorted(applied - set(recorded)):
+        problems.append(f"request {request_id} is applied but has no ledger entry (run the intake flow or "
+                        "`unlearn audit record`)")
+    for request_id, count in sorted(recorded.items()):
+        if count > 1:
+            problems.append(f"request {request_id} has {count} ledger entries; it must have exactly one")
+        if request_id not in applied and request_id not in purged:
+            problems.append(f"request {request_id} is recorded as applied but the split no longer applies it "
+                            "(its forgetting was undone): restore its request file and `dvc repro serve`")
+    for request_id in sorted(files - applied):
+        problems.append(f"request {request_id} is in the requests folder but not applied (run the intake flow)")
+    for request_id in sorted(files & purged):
+        problems.append(f"request {request_id} was purged but its file (record ids in clear) is still there")
     return problems
-
-
-def salt_problems(ledger: Ledger, entries: list[dict]) -> list[str]:
-    salt_id = ledger.salt().salt_id
-    return [f"entry {e.get('seq')}: hashed with salt {e.get('salt_id')}, the local salt is {salt_id}"
-            for e in entries if e.get("salt_id") != salt_id]
-
-
-def forgotten_hashes(entries: list[dict]) -> tuple[set[str], set[str]]:
-    """(every forgotten id's hash, those already purged)."""
-    forgotten, purged = set(), set()
-    for e in entries:
-        if "request" in e:
-            forgotten.update(e["request"]["record_hashes"])
-        for archived in e.get("archived_requests", []):
-            purged.update(archived["record_hashes"])
-    return forgotten, purged
-
-
-def table_ids(path: Path) -> list[str]:
-    lines = path.read_text().splitlines()
-    if not lines or lines[0].split(",")[0] != ID:
-        return []
-    return [line.split(",", 1)[0] for line in lines[1:]]
 
 
 def lineage_tables(root: Path, lock: dict) -> list[str]:
@@ -118,12 +97,12 @@ def lineage_tables(root: Path, lock: dict) -> list[str]:
     return sorted(tables)
 
 
-def data_report(root: Path, ledger: Ledger, entries: list[dict], lock: dict) -> Report:
+def data_report(root: Path, key, entries: list[Applied | Purge], lock: dict) -> Report:
     report = Report()
-    salt = ledger.salt()
-    forgotten, purged = forgotten_hashes(entries)
+    forgotten = {h for e in entries if isinstance(e, Applied) for h in e.request.record_hashes}
+    purged = {h for e in entries if isinstance(e, Purge) for a in e.archived_requests for h in a.record_hashes}
     for table in lineage_tables(root, lock):
-        hits = {salt.hash_id(i) for i in table_ids(root / table)}
+        hits = {key.hash_id(i) for i in datasets.record_ids(root / table)}
         bad_purged, unpurged = hits & purged, (hits & forgotten) - purged
         if bad_purged:
             report.problems.append(f"{table}: holds {len(bad_purged)} records that were purged")
@@ -139,10 +118,6 @@ def data_report(root: Path, ledger: Ledger, entries: list[dict], lock: dict) -> 
         else:
             report.problems.append(f"{table}: holds {len(unpurged)} forgotten records (an input of the served "
                                    "posterior)")
-    archived = {a["request_id"] for e in entries for a in e.get("archived_requests", [])}
-    for request_id in sorted(archived):
-        if (root / "data" / "requests" / f"{request_id}.json").exists():
-            report.problems.append(f"data/requests/{request_id}.json: purged request still present (ids in clear)")
     return report
 
 
@@ -154,19 +129,19 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def workspace_problems(root: Path, entries: list[dict], lock: dict) -> list[str]:
-    """dvc.lock equals the last entry's artifacts, and every file on disk equals dvc.lock."""
-    if not entries:
-        return []
+def workspace_problems(root: Path, entries: list[Applied | Purge], lock: dict) -> list[str]:
+    """dvc.lock equals the last entry's artifacts, every file on disk equals dvc.lock, nothing is stale."""
     problems = []
-    last, now = entries[-1]["artifacts_after"], current_artifacts(root, lock)
-    for path in sorted(set(last) | set(now)):
-        if last.get(path) != now.get(path):
-            problems.append(f"{path}: dvc.lock has {now.get(path) or 'nothing'}, the last ledger entry "
-                            f"{last.get(path) or 'nothing'} (a change not recorded: run `unlearn audit record`)")
+    now = repo.current_artifacts(root, lock)
+    if entries:
+        last = entries[-1].artifacts_after
+        for path in sorted(set(last) | set(now)):
+            if last.get(path) != now.get(path):
+                problems.append(f"{path}: dvc.lock has {now.get(path) or 'nothing'}, the last ledger entry "
+                                f"{last.get(path) or 'nothing'} (a change not recorded: run `unlearn audit record`)")
     for path, md5 in now.items():
         problems += _on_disk_problems(root, path, md5)
-    status = repo.run(root, "dvc", "status", "--json", repo.production_stages(events.params(root))[-1]).stdout
+    status = repo.run(root, "dvc", "status", "--with-deps", "--json", repo.production_stages(root)[-1]).stdout
     for stage, changes in sorted((json.loads(status or "{}")).items()):
         problems.append(f"dvc status: stage {stage} is not up to date: {json.dumps(changes)}")
     return problems
@@ -194,16 +169,22 @@ def _on_disk_problems(root: Path, path: str, md5: str) -> list[str]:
 
 def verify(root: Path) -> Report:
     root = Path(root).resolve()
-    ledger = Ledger(root)
-    repository = repo.repository_id(root)
-    report = Report(problems=chain_problems(ledger, repository))
-    entries = ledger.entries_raw()
+    led: Ledger = events.ledger(root)
+    lines = led.lines()
+    report = Report()
+    if lines or led.key_path.exists() or led.head_path.exists():
+        key = led.key()
+        report.problems += chain_problems(lines, key, led.repository, led.head())
+        if report.problems:  # nothing below can be trusted on a broken chain
+            return report
+    entries = led.entries()
     if not entries:
-        report.notes.append("the ledger is empty: nothing recorded yet")
-        return report
-    report.problems += salt_problems(ledger, entries)
+        report.notes.append("the ledger is empty")
+    report.problems += completeness_problems(root, entries)
     lock = repo.read_lock(root)
-    data = data_report(root, ledger, entries, lock)
-    report.problems += data.problems + workspace_problems(root, entries, lock)
-    report.notes += data.notes
+    if entries:
+        data = data_report(root, led.key(), entries, lock)
+        report.problems += data.problems
+        report.notes += data.notes
+    report.problems += workspace_problems(root, entries, lock)
     return report

@@ -1,18 +1,20 @@
-"""The ledger alone (no DVC, no TensorFlow): chain, salt, tampering, bad input, atomic appends."""
+"""The ledger alone (no DVC, no TensorFlow): keyed chain, key, tampering, forgery, damage, atomic appends."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
+import stat
 from pathlib import Path
 
 import pytest
-from conftest import sh
+from conftest import REPO, sh
 
 from lineage import cli
-from lineage.ledger import Ledger, LedgerError, entry_hash
+from lineage.ledger import Ledger, LedgerError, canonical, chain_problems
 from lineage.repo import repository_id
-from lineage.verify import chain_problems
 
 IDS = ["rec-000003", "rec-000007"]
 
@@ -21,30 +23,35 @@ def git_repo(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     sh("git", "init", "-q", cwd=path)
     (path / "README").write_text(f"{path.name}\n")
-    sh("git", "add", "README", cwd=path)
+    shutil.copy(REPO / "params.yaml", path / "params.yaml")
+    sh("git", "add", "README", "params.yaml", cwd=path)
     sh("git", "commit", "-qm", "root", cwd=path)
     return path
 
 
-def event(request_id: str, ids: list[str], salt) -> dict:
-    return {"event": "applied", "applied_at": "2026-11-27T10:00:00Z", "recorded_at": "2026-11-27T10:00:01Z",
-            "served_path": "fast", "git_commit": "0" * 40, "served": "abc.dir", "artifacts_after": {},
+def event(request_id: str, ids: list[str], key, run: str = "run-1") -> dict:
+    """A complete applied-request event, as events.record_pending writes it."""
+    return {"event": "applied", "run_id": run, "applied_together": [request_id], "applied_at": "2026-11-27T10:00:00Z",
+            "recorded_at": "2026-11-27T10:00:01Z", "epoch": 0, "git_commit": "0" * 40, "dirty": [],
+            "method": "ggn_newton", "posterior": "full_ggn", "served_path": "fast", "served": "abc.dir",
+            "artifacts_before": None, "artifacts_after": {"models/served": "abc.dir"},
+            "gate": {"decision": "pass", "reasons": [], "thresholds": {}, "metrics": {}},
             "request": {"request_id": request_id, "reason": "test", "received_at": "2026-11-27T09:00:00Z",
-                        "n_records": len(ids), "record_hashes": salt.hash_ids(ids)}}
+                        "n_records": len(ids), "record_hashes": key.hash_ids(ids)}}
 
 
 @pytest.fixture
 def ledger(tmp_path) -> Ledger:
     root = git_repo(tmp_path / "repo")
-    ledger = Ledger(root)
-    salt = ledger.salt(create=True)
+    ledger = Ledger(root, repository_id(root))
+    key = ledger.key(create=True)
     for number in range(4):
-        ledger.append(event(f"req-{number:04d}", [f"rec-{number:06d}", *IDS[:number % 2]], salt), repository_id(root))
+        ledger.append([event(f"req-{number:04d}", [f"rec-{number:06d}", *IDS[:number % 2]], key, f"run-{number}")])
     return ledger
 
 
 def problems(ledger: Ledger) -> list[str]:
-    return chain_problems(ledger, repository_id(ledger.root))
+    return chain_problems(ledger.lines(), ledger.key(), ledger.repository, ledger.head())
 
 
 def rewrite(ledger: Ledger, lines: list[str]) -> None:
@@ -55,19 +62,42 @@ def test_an_intact_chain_passes_and_stores_no_record_id_in_clear(ledger):
     assert problems(ledger) == []
     text = ledger.path.read_text()
     assert "rec-0" not in text
-    entries = ledger.entries_raw()
-    assert [e["seq"] for e in entries] == [0, 1, 2, 3]
-    assert all(e["entry_hash"] == entry_hash(e) for e in entries)
-    assert entries[1]["prev_hash"] == entries[0]["entry_hash"]
+    entries = ledger.entries()
+    assert [e.seq for e in entries] == [0, 1, 2, 3]
+    assert entries[1].prev_hash == entries[0].entry_hash
+    assert all(e.entry_hash == ledger.key().seal(e.model_dump()) for e in entries)
+
+
+def test_the_key_lives_outside_the_repository_with_owner_only_access(ledger):
+    assert not ledger.key_path.is_relative_to(ledger.root)
+    assert stat.S_IMODE(ledger.key_path.stat().st_mode) == 0o600
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(ledger.path.stat().st_mode) == 0o666 & ~umask  # the ledger: the umask's mode
 
 
 def test_an_edited_line_is_caught(ledger):
     lines = ledger.lines()
     entry = json.loads(lines[1])
     entry["request"]["n_records"] += 1
-    lines[1] = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+    lines[1] = canonical(entry)
     rewrite(ledger, lines)
-    assert any("line 2: content does not match its hash" in p for p in problems(ledger))
+    assert any("line 2: its hash is not the HMAC of its content" in p for p in problems(ledger))
+
+
+def test_a_forged_line_with_a_recomputed_plain_hash_and_head_is_caught(ledger):
+    """The attack of the issue: append a line, hash it with SHA-256, update the head. Without the key it fails."""
+    lines = ledger.lines()
+    last = json.loads(lines[-1])
+    forged = {**last, "seq": last["seq"] + 1, "prev_hash": last["entry_hash"]}
+    forged["request"] = {**forged["request"], "request_id": "req-forged"}
+    body = canonical({k: v for k, v in forged.items() if k != "entry_hash"})
+    forged["entry_hash"] = hashlib.sha256(body.encode()).hexdigest()
+    rewrite(ledger, [*lines, canonical(forged)])
+    ledger._write_head(forged["seq"], forged["entry_hash"])
+    found = problems(ledger)
+    assert found and all("line 5" in p for p in found), found
+    assert cli.main(["--repo", str(ledger.root), "audit", "verify"]) == cli.EXIT_FAILED
 
 
 def test_a_deleted_line_is_caught(ledger):
@@ -94,31 +124,69 @@ def test_an_inserted_line_is_caught_even_with_a_valid_hash(ledger):
     lines = ledger.lines()
     forged = json.loads(lines[1])
     forged["request"]["request_id"] = "req-forged"
-    forged["entry_hash"] = entry_hash(forged)  # self-consistent, but the chain around it breaks
-    rewrite(ledger, lines[:2] + [json.dumps(forged, sort_keys=True, separators=(",", ":"))] + lines[2:])
+    forged["entry_hash"] = ledger.key().seal(forged)  # even sealed with the key, the chain around it breaks
+    rewrite(ledger, lines[:2] + [canonical(forged)] + lines[2:])
     found = problems(ledger)
     assert any("line 3" in p and "does not link" in p for p in found)
+
+
+def test_appending_to_a_tampered_ledger_is_refused(ledger):
+    rewrite(ledger, ledger.lines()[:-1])
+    with pytest.raises(LedgerError, match="refusing to append"):
+        ledger.append([event("req-0100", IDS, ledger.key())])
+
+
+@pytest.mark.parametrize("damage, code, message", [
+    ("half-cut line", cli.EXIT_FAILED, "line 4: not JSON (damaged or cut off)"),
+    ("non-hex key", cli.EXIT_LEDGER, "is not hexadecimal"),
+    ("short key", cli.EXIT_LEDGER, "it needs at least 16"),
+    ("non-JSON head", cli.EXIT_LEDGER, "ledger head"),
+    ("binary ledger", cli.EXIT_LEDGER, "cannot be read"),
+    ("valid JSON, not an entry", cli.EXIT_FAILED, "line 2: not a ledger entry"),
+])
+def test_every_damaged_file_gives_a_message_and_an_exit_code(ledger, capsys, damage, code, message):
+    lines = ledger.lines()
+    if damage == "half-cut line":
+        rewrite(ledger, lines[:3] + [lines[3][: len(lines[3]) // 2]])
+    elif damage == "non-hex key":
+        ledger.key_path.write_text("not-hex\n")
+    elif damage == "short key":
+        ledger.key_path.write_text("abcd\n")
+    elif damage == "non-JSON head":
+        ledger.head_path.write_text("{oops")
+    elif damage == "binary ledger":
+        ledger.path.write_bytes(b"\xff\xfe" + ledger.path.read_bytes())
+    else:
+        lines[1] = canonical({"seq": 1, "note": "hello"})
+        rewrite(ledger, lines)
+    assert cli.main(["--repo", str(ledger.root), "audit", "verify"]) == code
+    captured = capsys.readouterr()
+    assert message in captured.out + captured.err and "Traceback" not in captured.err
 
 
 def test_a_ledger_from_another_repository_is_refused(ledger, tmp_path):
     other = git_repo(tmp_path / "other")
     (other / "audit").mkdir()
     (other / "audit" / "ledger.jsonl").write_text(ledger.path.read_text())
-    os.environ.pop("UNLEARN_AUDIT_SALT", None)
-    copied = Ledger(other)
-    copied._write_config(ledger._config())  # even with the right salt
-    with pytest.raises(LedgerError, match="belongs to repository"):
-        copied.append({"event": "applied"}, repository_id(other))
-    assert any("written in repository" in p for p in chain_problems(copied, repository_id(other)))
+    copied = Ledger(other, repository_id(other))
+    with pytest.raises(LedgerError, match="was written in repository"):
+        copied.append([event("req-0100", IDS, ledger.key())])
     assert cli.main(["--repo", str(other), "audit", "list"]) == cli.EXIT_LEDGER
 
 
-def test_a_missing_salt_is_a_clear_error_with_exit_code_3(ledger, capsys):
-    ledger.config_path.unlink()
-    with pytest.raises(LedgerError, match="audit salt is missing"):
-        ledger.salt()
+def test_a_missing_key_is_a_clear_error_with_exit_code_3(ledger, capsys):
+    ledger.key_path.unlink()
+    with pytest.raises(LedgerError, match="audit key is missing"):
+        ledger.key()
     assert cli.main(["--repo", str(ledger.root), "audit", "trace", "rec-000003"]) == cli.EXIT_LEDGER
-    assert "Restore" in capsys.readouterr().err
+    assert "Restore the key" in capsys.readouterr().err
+
+
+def test_the_key_can_come_from_the_environment(ledger, monkeypatch):
+    secret = ledger.key_path.read_text().strip()
+    ledger.key_path.unlink()
+    monkeypatch.setenv("UNLEARN_AUDIT_KEY", secret)
+    assert problems(ledger) == []
 
 
 def test_unknown_request_and_record_exit_with_code_2(ledger, capsys):
@@ -128,7 +196,7 @@ def test_unknown_request_and_record_exit_with_code_2(ledger, capsys):
     assert "is unknown" in capsys.readouterr().err
 
 
-def test_trace_finds_the_request_by_salted_hash(ledger, capsys):
+def test_trace_finds_the_request_by_keyed_hash(ledger, capsys):
     assert cli.main(["--repo", str(ledger.root), "audit", "trace", "rec-000002"]) == 0
     assert "forgotten by request req-0002" in capsys.readouterr().out
 
@@ -141,15 +209,16 @@ def test_a_crash_while_appending_leaves_the_old_ledger_whole(ledger, monkeypatch
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError):
-        ledger.append(event("req-0100", IDS, ledger.salt()), repository_id(ledger.root))
+        ledger.append([event("req-0100", IDS, ledger.key())])
     monkeypatch.undo()
     assert ledger.path.read_bytes() == before
     assert not [p for p in ledger.path.parent.iterdir() if p.name != "ledger.jsonl"]  # no temporary left
 
 
 def test_every_command_explains_itself():
-    commands = [[], ["audit"], ["audit", "list"], ["audit", "show"], ["audit", "trace"], ["audit", "verify"],
-                ["audit", "reproduce"], ["audit", "record"], ["purge"]]
+    commands = [[], ["request"], ["request", "check"], ["request", "submit"], ["audit"], ["audit", "list"],
+                ["audit", "show"], ["audit", "trace"], ["audit", "verify"], ["audit", "reproduce"],
+                ["audit", "record"], ["purge"]]
     for command in commands:
         with pytest.raises(SystemExit) as exit_info:
             cli.main([*command, "--help"])
