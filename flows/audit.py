@@ -17,7 +17,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from bayesunlearn import atomic
+from bayesunlearn import atomic, contracts
 
 from .intake import QUIET, dvc_stage
 from .workspace import Workspace
@@ -26,17 +26,17 @@ from .workspace import Workspace
 @task(**QUIET)
 def judge(root: str) -> dict:
     workspace = Workspace(Path(root))
-    params = workspace.params()
-    method, limits = params["gate"]["method"], params["audit"]
-    gate = json.loads((workspace.root / "metrics" / "gate.json").read_text())
+    s = workspace.settings()
+    method, limits = s.gate.method, s.audit
+    gate = contracts.GateReport.read(workspace.root / contracts.GATE_REPORT)
     evaluation = json.loads((workspace.root / "metrics" / "evaluate" / f"{method}.json").read_text())
-    summary = json.loads((workspace.root / "data" / "split" / "summary.json").read_text())
-    poor = [f"{name} {evaluation[name]:.3g} > {limits[key]:g}"
-            for name, key in (("gain", "max_gain"), ("indistinguishability", "max_indistinguishability"))
-            if not evaluation[name] <= limits[key]]
-    verdict = {"method": method, "gate": gate["decision"], "audit": "poor" if poor else "good", "problems": poor,
-               "gate_missed_it": gate["decision"] == "pass" and bool(poor),
-               "requests": [r["request_id"] for r in summary["requests"]],
+    summary = contracts.SplitSummary.read(workspace.root / contracts.SPLIT_SUMMARY)
+    poor = [f"{name} {evaluation[name]:.3g} > {limit:g}"
+            for name, limit in (("gain", limits.max_gain), ("indistinguishability", limits.max_indistinguishability))
+            if not evaluation[name] <= limit]
+    verdict = {"method": method, "gate": gate.decision, "audit": "poor" if poor else "good", "problems": poor,
+               "gate_missed_it": gate.decision == "pass" and bool(poor),
+               "requests": summary.request_ids,
                **{k: evaluation[k] for k in ("gain", "indistinguishability", "pred_kl_unlearned_retrained",
                                              "pred_kl_original_retrained", "pred_kl_retrain_floor")}}
     atomic.write_json(workspace.root / "metrics" / "audit.json", verdict)
@@ -46,10 +46,10 @@ def judge(root: str) -> dict:
 @flow(name="audit_unlearning")
 def audit_unlearning(repo: str = ".") -> dict:
     workspace, logger = Workspace(Path(repo).resolve()), get_run_logger()
-    root, method = str(workspace.root), workspace.params()["gate"]["method"]
+    gate = workspace.settings().gate
+    root, method = str(workspace.root), gate.method
     with workspace.lock():
-        for stage in ["retrain", f"retrain_posterior@{workspace.params()['gate']['posterior']}",
-                      f"evaluate@{method}"]:
+        for stage in ["retrain", f"retrain_posterior@{gate.posterior}", f"evaluate@{method}"]:
             dvc_stage(root, stage)
         verdict = judge(root)
     headline = ("# ⚠ GATE PASSED BUT THE AUDIT FOUND A POOR UNLEARNING ⚠" if verdict["gate_missed_it"]

@@ -1,7 +1,11 @@
-"""Prefect flow `process_deletion_requests`: inbox → validation → DVC stages → gate → served posterior.
+"""Prefect flow `process_deletion_requests`: inbox → validation → DVC stages → gate → served posterior → ledger.
 
 Run once:      python -m flows.intake [--repo .]
 On a schedule: python -m flows.serve   (see README)
+
+Requests enter only as files in `inbox/` (or through `unlearn request submit`),
+never as flow parameters: Prefect stores parameters in its database, which a
+purge cannot clean, so no record id ever reaches Prefect.
 """
 
 from __future__ import annotations
@@ -10,15 +14,16 @@ import argparse
 import json
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from bayesunlearn import atomic
+from bayesunlearn import contracts
 from lineage import events
-from lineage.repo import production_stages
+from lineage.inbox import Inbox, Verdict
+from lineage.repo import check_git_lock
 
-from .workspace import StageFailed, Workspace, accept, reject, return_to_inbox, triage
+from .workspace import StageFailed, Workspace
 
 # No task result is persisted or cached: nothing a task returns may outlive the run.
 QUIET = {"cache_policy": NONE, "persist_result": False}
@@ -31,88 +36,102 @@ def dvc_stage(root: str, stage: str) -> None:
 
 @task(**QUIET)
 def triage_inbox(root: str) -> list[str]:
-    """Validate pending requests in name order; move each to data/requests/ or inbox/rejected/.
+    """Validate pending inbox files in name order; move each to the requests folder or inbox/rejected/.
 
-    Returns the paths of the newly applied requests (ids and paths only, never records).
+    Each file is its own unit of failure: whatever goes wrong with one, it is moved out of the
+    inbox with its reason and the others carry on. Returns the paths of the newly accepted
+    requests. Logs name files, request ids and rules, never record ids (Prefect keeps its logs).
     """
-    workspace, logger = Workspace(Path(root)), get_run_logger()
-    applied = []
-    for path in sorted(workspace.inbox.glob("*.json")):
-        verdict, detail = triage(workspace, path)
-        if verdict == "accept":
-            applied.append(str(accept(workspace, path, detail)))
-            logger.info("accepted request %s", detail)
-        else:
-            reject(workspace, path, detail)
-            logger.warning("rejected %s: %s", path.name, detail)
-    return applied
+    inbox, logger = Inbox(Path(root)), get_run_logger()
+    existing, known = inbox.in_force(), inbox.known_ids()
+    accepted = []
+    for path in inbox.pending():
+        try:
+            verdict = inbox.triage(path, existing, known)
+            if verdict.kind == "accept":
+                target = inbox.accept(path, verdict.request)
+                existing.append(verdict.request)
+                accepted.append(str(target))
+                logger.info("accepted request %s", verdict.request_id)
+            else:
+                moved = inbox.reject(path, verdict)
+                logger.warning("rejected %s (%s): see %s", moved.name, verdict.rule, moved.name + ".reason.json")
+        except Exception as err:  # noqa: BLE001 - isolation: one file's failure never stops the others
+            logger.error("could not triage %r: %s", path.name, type(err).__name__)
+            try:
+                inbox.reject(path, Verdict("reject", None, "unprocessable", f"{path}: could not be processed "
+                                           f"({type(err).__name__}: {err})"))
+            except OSError as move_error:
+                logger.error("could not move %r out of the inbox either: %s", path.name, move_error)
+    return accepted
 
 
 @task(**QUIET)
-def publish(root: str, applied: list[str], stages: list[str], ledger_entries: list[int]) -> dict:
+def record_in_ledger(root: str, start: events.Snapshot, run_id: str) -> list[int]:
+    """One ledger entry per request in force that the ledger lacks (this run's, and any a crash left
+    unrecorded), after their artifacts exist and are committed; returns the entry numbers."""
+    commit = Workspace(Path(root)).settings().ledger.commit
+    return [e.seq for e in events.record_pending(Path(root), start=start, commit=commit, run_id=run_id)]
+
+
+@task(**QUIET)
+def publish(root: str, accepted: list[str], stages: list[str], ledger_entries: list[int]) -> dict:
     """Markdown and table artifacts: request ids and counts, hashes, gate decision. No records."""
     workspace = Workspace(Path(root))
-    gate = json.loads((workspace.root / "metrics" / "gate.json").read_text())
-    provenance = json.loads((workspace.root / "models" / "served" / "provenance.json").read_text())
-    summary = json.loads((workspace.root / "data" / "split" / "summary.json").read_text())
-    method = gate["method"]
-    hashes = workspace.lock_hashes(["data/split", f"models/unlearned/{method}.npz", "models/served"])
-    new_ids = [Path(p).stem for p in applied]
-    lines = [f"# Deletion run: {provenance['path']} path",
-             f"New requests: {', '.join(new_ids) or 'none'}; in force: {len(summary['requests'])} requests, "
-             f"{summary['n_forgotten']} records forgotten, {summary['n_retained']} retained.", "",
+    gate = contracts.GateReport.read(workspace.root / contracts.GATE_REPORT)
+    provenance = contracts.Provenance.read(workspace.root / contracts.PROVENANCE)
+    summary = contracts.SplitSummary.read(workspace.root / contracts.SPLIT_SUMMARY)
+    hashes = workspace.lock_hashes(["data/split", f"models/unlearned/{gate.method}.npz", "models/served"])
+    new_ids = [Path(p).stem for p in accepted]
+    lines = [f"# Deletion run: {provenance.path} path",
+             f"New requests: {', '.join(new_ids) or 'none'}; in force: {len(summary.requests)} requests, "
+             f"{summary.n_forgotten} records forgotten, {summary.n_retained} retained.", "",
              "| request | records |", "|---|---|",
-             *[f"| {r['request_id']} | {r['n_records']} |" for r in summary["requests"]], "",
-             f"**Gate ({method}): {gate['decision']}** — residual ratio {gate['residual_ratio']:.3g}, "
-             f"membership AUC {'n/a' if gate['mia_auc'] is None else format(gate['mia_auc'], '.3g')}. "
-             f"{'; '.join(gate['reasons'])}", "",
+             *[f"| {r.request_id} | {r.n_records} |" for r in summary.requests], "",
+             f"**Gate ({gate.method}): {gate.decision}** — residual ratio {gate.residual_ratio:.3g}, "
+             f"membership AUC {'n/a' if gate.mia_auc is None else format(gate.mia_auc, '.3g')}. "
+             f"{'; '.join(gate.reasons)}", "",
              "| artifact | md5 (dvc.lock) |", "|---|---|", *[f"| {k} | {v} |" for k, v in hashes.items()], "",
              f"Stages: {' → '.join(stages)}", "",
              f"Ledger entries: {', '.join(map(str, ledger_entries)) or 'none'} in audit/ledger.jsonl — review one "
              f"with `unlearn audit show REQUEST --html page.html`, check all with `unlearn audit verify`."]
     create_markdown_artifact("\n".join(lines), key="deletion-run", description="what was forgotten and served")
-    create_table_artifact([{"signal": k, "value": gate[k]} for k in
+    create_table_artifact([{"signal": k, "value": getattr(gate, k)} for k in
                            ("decision", "residual_ratio", "residual_unlearned", "residual_original", "mia_auc",
                             "unlearn_status", "repair", "n_forgotten")], key="gate-metrics")
-    return {"served": provenance["path"], "gate": gate["decision"], "requests": new_ids, "hashes": hashes,
+    return {"served": provenance.path, "gate": gate.decision, "requests": new_ids, "hashes": hashes,
             "ledger_entries": ledger_entries}
 
 
-@task(**QUIET)
-def record_in_ledger(root: str, applied: list[str], before: dict[str, str]) -> list[int]:
-    """One ledger entry per applied request, after its artifacts exist and are committed; returns their numbers."""
-    commit = bool(Workspace(Path(root)).params().get("ledger", {}).get("commit", True))
-    entries = events.record_requests(Path(root), [Path(p).stem for p in applied], commit=commit, before=before)
-    return [e["seq"] for e in entries]
-
-
 @flow(name="process_deletion_requests")
-def process_deletion_requests(repo: str = ".", request: dict | None = None) -> dict:
-    """Apply the pending deletion requests (the inbox, plus `request` if given) and serve the result.
+def process_deletion_requests(repo: str = ".") -> dict:
+    """Apply the pending deletion requests of the inbox, serve the result and record it in the ledger.
 
-    One run at a time per workspace (a file lock around the whole run). If a
-    stage fails, the requests of this run go back to the inbox and the served
-    posterior stays as it was; the next run picks them up again.
+    One run at a time per workspace (a file lock around the whole run). A stale git lock stops the
+    run before any request moves. If a stage fails, the requests of this run go back to the inbox
+    and the served posterior stays as it was; the next run picks them up again. Every run records
+    every applied request the ledger lacks, so a run killed at any point is completed by the next.
     """
     workspace, logger = Workspace(Path(repo).resolve()), get_run_logger()
-    root, stages = str(workspace.root), production_stages(workspace.params())
-    if request is not None:  # a payload: becomes an inbox file, then follows the same path
-        name = str(request.get("request_id", "request")).replace("/", "_")
-        atomic.write_json(workspace.inbox / f"{name}.json", request)
+    gate = workspace.settings().gate  # a bad params.yaml fails here, before anything moves
+    root, stages = str(workspace.root), contracts.production_stages(gate.method, gate.posterior)
     with workspace.lock():
-        before = events.current_artifacts(workspace.root)
+        check_git_lock(workspace.root)
+        start = events.snapshot(workspace.root)
         dvc_stage(root, "prepare")  # ids of the data must exist to validate against
-        applied = triage_inbox(root)
+        accepted = triage_inbox(root)
         try:
             for stage in stages[1:]:
                 dvc_stage(root, stage)
         except StageFailed:
-            for path in applied:
-                return_to_inbox(workspace, Path(path))
+            inbox = Inbox(workspace.root)
+            for path in accepted:
+                inbox.return_to_inbox(Path(path))
             logger.error("a stage failed; requests %s are pending again, the served posterior is unchanged",
-                         [Path(p).stem for p in applied])
+                         [Path(p).stem for p in accepted])
             raise
-        result = publish(root, applied, stages, record_in_ledger(root, applied, before))
+        entries = record_in_ledger(root, start, str(runtime.flow_run.id or events.new_run_id()))
+        result = publish(root, accepted, stages, entries)
     logger.info("served the %s posterior; gate %s; new requests %s", result["served"], result["gate"],
                 result["requests"])
     return result

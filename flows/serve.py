@@ -21,11 +21,11 @@ from .workspace import Workspace
 def deployments(repo: str) -> list:
     """The intake and audit deployments, each limited to one concurrent run."""
     repo = str(Path(repo).resolve())
-    schedule = Workspace(Path(repo)).params()["schedule"]
+    schedule = Workspace(Path(repo)).settings().schedule
     return [
-        process_deletion_requests.to_deployment("intake", cron=schedule["intake_cron"], parameters={"repo": repo},
+        process_deletion_requests.to_deployment("intake", cron=schedule.intake_cron, parameters={"repo": repo},
                                                 concurrency_limit=1),
-        audit_unlearning.to_deployment("nightly-audit", cron=schedule["audit_cron"], parameters={"repo": repo},
+        audit_unlearning.to_deployment("nightly-audit", cron=schedule.audit_cron, parameters={"repo": repo},
                                        concurrency_limit=1),
     ]
 

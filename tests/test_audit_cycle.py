@@ -16,8 +16,7 @@ import pytest
 from conftest import sh, tiny_repo, write_request
 
 from bayesunlearn import datasets, store
-from lineage import cli
-from lineage.ledger import Ledger
+from lineage import cli, events
 
 pytestmark = pytest.mark.slow
 
@@ -71,21 +70,26 @@ def unlearn(root: Path, *args: str) -> int:
 
 def test_the_flow_writes_one_committed_entry_per_applied_request(cycle):
     root, _, result = cycle
-    entries = Ledger(root).entries_raw()
-    assert result["ledger_entries"] == [0]
-    assert entries[0]["request"]["request_id"] == "req-0002"
-    assert entries[0]["request"]["n_records"] == 2
-    assert entries[0]["event"] in ("applied", "fallback")
-    assert entries[0]["artifacts_after"]["models/served"] == result["hashes"]["models/served"]
+    entries = events.ledger(root).entries()
+    # req-0002 came through the inbox; req-0001 shipped with the repository, applied by the same run's split:
+    # both are recorded, as one run
+    assert result["ledger_entries"] == [0, 1]
+    assert [e.request.request_id for e in entries] == ["req-0001", "req-0002"]
+    assert entries[1].request.n_records == 2
+    assert entries[1].event in ("applied", "fallback")
+    assert entries[1].artifacts_after["models/served"] == result["hashes"]["models/served"]
+    assert entries[0].run_id == entries[1].run_id and entries[1].applied_together == ["req-0001", "req-0002"]
+    assert entries[0].artifacts_before is not None  # the state this first run started from, before either
     # the event's commit holds the request and the dvc.lock that the entry describes
-    assert sh("git", "show", f"{entries[0]['git_commit']}:data/requests/req-0002.json", cwd=root).returncode == 0
+    assert sh("git", "show", f"{entries[1].git_commit}:data/requests/req-0002.json", cwd=root).returncode == 0
     assert sh("git", "status", "--porcelain", "audit", cwd=root).stdout == ""  # the ledger is committed too
 
 
-def test_a_manual_repro_is_recorded_by_the_cli(cycle):
+def test_the_cli_records_nothing_twice(cycle, capsys):
     root, _, _ = cycle
-    assert unlearn(root, "audit", "record") == 0  # req-0001 came with the repository, applied by dvc repro
-    assert [e["request"]["request_id"] for e in Ledger(root).entries_raw()] == ["req-0002", "req-0001"]
+    assert unlearn(root, "audit", "record") == 0
+    assert "nothing to record" in capsys.readouterr().out
+    assert [e.request.request_id for e in events.ledger(root).entries()] == ["req-0001", "req-0002"]
     assert unlearn(root, "audit", "record", "req-0001") == cli.EXIT_INPUT  # already recorded
 
 
@@ -128,10 +132,10 @@ def test_purge_deletes_the_records_everywhere_and_verify_still_passes(cycle, cap
 
     database = Path(PREFECT_API_DATABASE_CONNECTION_URL.value().split("///", 1)[-1]).parent  # the test server's
     assert unlearn(root, "purge", "--scan", str(database)) == 0, capsys.readouterr()  # 0 = its scan found nothing
-    purge = Ledger(root).entries_raw()[-1]
-    assert purge["event"] == "purge" and purge["scan"]["hits"] == 0 and purge["n_records_removed"] == 7
-    assert {"workspace", "cache", "remote", f"extra:{database.name}"} <= set(purge["scan"]["files_searched"])
-    assert purge["not_rerunnable"] == [0, 1]
+    purge = events.ledger(root).entries()[-1]
+    assert purge.event == "purge" and purge.scan["hits"] == 0 and purge.n_records_removed == 7
+    assert {"workspace", "cache", "remote", f"extra:{database.name}"} <= set(purge.scan["files_searched"])
+    assert purge.not_rerunnable == [0, 1]
     # an independent search: the marker values are nowhere in the workspace or the DVC cache
     areas = [p.name for p in root.iterdir() if p.name not in (".git",)]
     assert files_holding(root, marker_needles(), areas) == []

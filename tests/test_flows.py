@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import request_payload, sh, tiny_repo, train_ids
+from conftest import request_payload, sh, tiny_repo, train_ids, write_request
 
 pytestmark = pytest.mark.slow
 
@@ -20,8 +20,14 @@ def served(prefect, tmp_path_factory):
     root = tiny_repo(tmp_path_factory.mktemp("flow"))
     ids = train_ids(root)
     request = request_payload("req-0002", ids[10:13])
-    result = process_deletion_requests(repo=str(root), request=request)
+    submit(root, "req-0002", ids[10:13])
+    result = process_deletion_requests(repo=str(root))
     return root, result, request
+
+
+def submit(root: Path, request_id: str, ids: list[str]) -> Path:
+    """A request file dropped in the inbox: the only way requests enter the flow."""
+    return write_request(root, request_id, ids, folder="inbox")
 
 
 def forgotten_values(root: Path, ids: list[str]) -> list[str]:
@@ -76,6 +82,13 @@ def test_nothing_forgotten_leaks_into_prefect(served, prefect):
     parameters = json.dumps([r.parameters for r in asyncio.run(runs())])
     for value in markers:
         assert value.encode() not in stored and value not in parameters
+    # not even the record ids: requests never travel as parameters, and logs name request ids only
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
+
+    database = Path(PREFECT_API_DATABASE_CONNECTION_URL.value().split("///", 1)[-1])
+    everything = b"".join(p.read_bytes() for p in database.parent.rglob("*") if p.is_file())
+    for record_id in request["record_ids"]:
+        assert record_id.encode() not in everything and record_id not in parameters
 
 
 def test_the_audit_reports_loudly_when_a_passed_gate_was_wrong(served):
@@ -124,7 +137,8 @@ def test_a_cluster_deletion_fails_the_gate_and_falls_back(prefect, tmp_path_fact
     ids = train_ids(root)
     xs = [float(line.split(",")[1]) for line in (root / "data/prepared/train.csv").read_text().splitlines()[1:]]
     right = [i for i, x in zip(ids, xs, strict=True) if x > 0]
-    result = process_deletion_requests(repo=str(root), request=request_payload("req-0100", right))
+    submit(root, "req-0100", right)
+    result = process_deletion_requests(repo=str(root))
     assert result["gate"] == "fallback" and result["served"] == "fallback"
     provenance = json.loads((root / "models/served/provenance.json").read_text())
     assert provenance["path"] == "fallback" and provenance["gate_reasons"]
@@ -139,7 +153,8 @@ def test_two_concurrent_runs_both_finish_and_apply_each_request_once(served):
 
     def run(request_id, chosen):
         try:
-            results.append(process_deletion_requests(repo=str(root), request=request_payload(request_id, chosen)))
+            submit(root, request_id, chosen)
+            results.append(process_deletion_requests(repo=str(root)))
         except Exception as err:  # noqa: BLE001 - reported by the assertion below
             errors.append(err)
 
@@ -155,7 +170,8 @@ def test_two_concurrent_runs_both_finish_and_apply_each_request_once(served):
     assert sorted(p.stem for p in (root / "data/requests").glob("*.json")) == [
         "req-0001", "req-0002", "req-0003", "req-0004"]
     # the same request again is recognised, not applied twice
-    again = process_deletion_requests(repo=str(root), request=request_payload("req-0003", ids[20:22]))
+    submit(root, "req-0003", ids[20:22])
+    again = process_deletion_requests(repo=str(root))
     assert again["requests"] == []
     assert "already applied" in (root / "inbox/rejected/req-0003.json.reason.json").read_text()
 
@@ -200,7 +216,8 @@ def test_a_stage_killed_mid_run_leaves_things_consistent_and_a_rerun_matches(pre
 
     monkeypatch.setattr(ws.Workspace, "repro", killed_at_gate)
     with pytest.raises(ws.StageFailed):
-        process_deletion_requests(repo=str(root), request=request_payload("req-0005", ids[30:33]))
+        submit(root, "req-0005", ids[30:33])
+        process_deletion_requests(repo=str(root))
     assert (root / "inbox/req-0005.json").exists() and not (root / "data/requests/req-0005.json").exists()
     assert (root / "models/served/posterior.npz").read_bytes() == served_before
     ledger = root / "audit" / "ledger.jsonl"
@@ -212,7 +229,8 @@ def test_a_stage_killed_mid_run_leaves_things_consistent_and_a_rerun_matches(pre
 
     # an uninterrupted run on the same data and requests gives the same served posterior, bit for bit
     clean = tiny_repo(tmp_path_factory.mktemp("uninterrupted"))
-    process_deletion_requests(repo=str(clean), request=request_payload("req-0005", ids[30:33]))
+    submit(clean, "req-0005", ids[30:33])
+    process_deletion_requests(repo=str(clean))
     assert (clean / "models/served/posterior.npz").read_bytes() == (root / "models/served/posterior.npz").read_bytes()
     assert sh("git", "status", "--short", cwd=root).returncode == 0
 
