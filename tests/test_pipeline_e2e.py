@@ -72,3 +72,16 @@ def test_new_request_leaves_the_original_model_up_to_date(workspace):
         assert not {"prepare", "train", "fit_posterior@full_ggn", "fit_posterior@vi_mean_field"} & set(changed)
     finally:
         request.unlink()
+
+
+def test_changing_a_numeric_module_marks_the_stages_that_use_it(workspace):
+    """DVC sees the code: a change in the core package is a changed dependency of every stage built on it."""
+    module = workspace / "bayesunlearn" / "dense.py"
+    original = module.read_bytes()
+    try:
+        module.write_bytes(original + b"\n# a change\n")
+        changed = json.loads(sh("dvc", "status", "--json", cwd=workspace).stdout)
+        assert {"train", "fit_posterior@full_ggn", "unlearn@ggn_newton", "gate", "serve"} <= set(changed)
+    finally:
+        module.write_bytes(original)
+    assert "up to date" in sh("dvc", "status", cwd=workspace).stdout
