@@ -25,9 +25,9 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $@
 
 repro: $(STAMP)
-	@$(BIN)/python -m bayesunlearn.settings
+	@$(BIN)/python -m bayesunlearn.io.settings
 	$(BIN)/dvc repro
-	@$(BIN)/python -m bayesunlearn.report
+	@$(BIN)/python -m bayesunlearn.experiments.report
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)

@@ -1,8 +1,10 @@
-"""Bayesian machine unlearning: the math, with no knowledge of DVC or Prefect.
+"""Bayesian machine unlearning: the math, free of DVC and Prefect, in layers that import only downwards.
 
-Modules that need TensorFlow (network, model, training, curvature, laplace,
-unlearn, evaluation) are imported explicitly by their users, so light tools such
-as request validation never pay TensorFlow's start-up cost.
+  io/           files and settings: params.yaml (settings), requests, stage contracts, data sets, storage
+  numerics/     dense linear algebra, BLAS threads, distances and scores (numpy/SciPy)
+  model/        the network f(x, θ), its likelihood and prior, curvature, MAP training (TensorFlow)
+  kinds.py      the registry of posterior kinds (TensorFlow-free: settings and light tools read it)
+  posteriors/   the posterior, its matrix types (one per storage), Laplace and VI fits
+  unlearning/   removing records: Gaussian division, variational operators, the method suite, the gate
+  experiments/  judging unlearning against retrains: evaluation, the study and sweep grids, plots, reports
 """
-
-__version__ = "0.1.0"

@@ -21,10 +21,17 @@ class Kind:
     storage: Literal["dense", "diagonal"]   # precision (or covariance) as a matrix or as its diagonal
     start: str | None = None                # VI: the Laplace kind its fit starts from and is whitened by
     vi_family: Literal["mean_field", "full"] | None = None
+    covariance_form: bool = False           # large fits keep Σ only (positive definite by construction)
+
+    def index(self, spec) -> slice:
+        """The parameters of a network (an MLPSpec) the Gaussian covers: all, or the output layer at the end."""
+        if self.covers == "last_layer":
+            return slice(spec.n_params - spec.n_last_layer, spec.n_params)
+        return slice(0, spec.n_params)
 
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    Kind("full_ggn", "laplace", "ggn", "all", "dense"),
+    Kind("full_ggn", "laplace", "ggn", "all", "dense", covariance_form=True),
     Kind("full_hessian", "laplace", "hessian", "all", "dense"),
     Kind("diag_ggn", "laplace", "ggn", "all", "diagonal"),
     Kind("last_layer", "laplace", "ggn", "last_layer", "dense"),

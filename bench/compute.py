@@ -48,15 +48,15 @@ def with_peak(fn) -> tuple[float, float, object]:
 
 
 def model_for(size: str):
-    from bayesunlearn.model import RegressionModel
-    from bayesunlearn.network import MLPSpec
+    from bayesunlearn.model.likelihood import RegressionModel
+    from bayesunlearn.model.network import MLPSpec
 
     return RegressionModel(MLPSpec(1, SIZES[size]), 1.0, 0.1)
 
 
 def xla(size: str, n: int, steps: int) -> dict:
-    from bayesunlearn.model import as_tensor
-    from bayesunlearn.training import run_adam
+    from bayesunlearn.model.likelihood import as_tensor
+    from bayesunlearn.model.training import run_adam
 
     model = model_for(size)
     x, y, _ = cell_data(n, 0, 0)
@@ -72,11 +72,11 @@ def xla(size: str, n: int, steps: int) -> dict:
 
 
 def jacobian_methods(size: str, n: int) -> dict:
-    import tensorflow as tf
+    from bayesunlearn.model.tf import tf
 
-    from bayesunlearn.curvature import jacobians
-    from bayesunlearn.model import as_tensor
-    from bayesunlearn.network import forward
+    from bayesunlearn.model.curvature import jacobians
+    from bayesunlearn.model.likelihood import as_tensor
+    from bayesunlearn.model.network import forward
 
     spec = model_for(size).spec
     theta, x = as_tensor(spec.init(0)), as_tensor(cell_data(n, 0, 0)[0])
@@ -111,10 +111,10 @@ def jacobian_methods(size: str, n: int) -> dict:
 def precision(size: str, n: int, n_forget: int) -> dict:
     """GGN and a Newton downdate step in float32 vs float64 (same network, same θ)."""
     import scipy.linalg
-    import tensorflow as tf
+    from bayesunlearn.model.tf import tf
 
-    from bayesunlearn.curvature import jacobians
-    from bayesunlearn.network import forward
+    from bayesunlearn.model.curvature import jacobians
+    from bayesunlearn.model.network import forward
 
     model = model_for(size)
     x, y, mask = cell_data(n, n_forget, 0)
@@ -152,7 +152,7 @@ def precision(size: str, n: int, n_forget: int) -> dict:
 
 def ggn_accumulation(size: str, n: int) -> dict:
     """One-shot TF JᵀJ (the small-problem path) vs in-place SYRK over row batches (the large one)."""
-    from bayesunlearn import curvature
+    from bayesunlearn.model import curvature
 
     model = model_for(size)
     x, y, _ = cell_data(n, 0, 0)
@@ -179,9 +179,9 @@ def ggn_accumulation(size: str, n: int) -> dict:
 
 def downdate(size: str, n: int, n_forget: int) -> dict:
     """Forget n_forget records from a full-GGN Laplace posterior three ways."""
-    from bayesunlearn import dense
-    from bayesunlearn.laplace import fit_laplace
-    from bayesunlearn.unlearn import forget
+    from bayesunlearn.numerics import dense
+    from bayesunlearn.posteriors.laplace import fit_laplace
+    from bayesunlearn.unlearning.divide import forget
 
     model = model_for(size)
     x, y, mask = cell_data(n, n_forget, 0)
@@ -192,7 +192,7 @@ def downdate(size: str, n: int, n_forget: int) -> dict:
     precision = posterior.dense_precision()
 
     def refactorise():
-        from bayesunlearn.curvature import data_curvature
+        from bayesunlearn.model.curvature import data_curvature
 
         h_f, g_f = data_curvature(model, posterior.linearisation_point, x_f, y_f)
         h_f -= precision
@@ -217,7 +217,7 @@ def downdate(size: str, n: int, n_forget: int) -> dict:
 
 
 def run_compute(quick: bool = False) -> dict:
-    import tensorflow as tf
+    from bayesunlearn.model.tf import tf
     from tqdm import tqdm
 
     tf.config.experimental.enable_op_determinism()

@@ -44,7 +44,7 @@ HEADLINE = ["unlearn_seconds", "retrain_seconds", "speedup", "pred_kl_unlearned_
 
 def forget_masks(x: np.ndarray, fraction: float, seed: int) -> dict[str, np.ndarray]:
     """`random`: a random fraction of the training records; `cluster`: every record right of the gap."""
-    from bayesunlearn.study import forget_mask
+    from bayesunlearn.experiments.study import forget_mask
 
     return {"random": forget_mask(x, "random", fraction, seed), "cluster": x[:, 0] > 0}
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         report.update(dvc_timing.measure(args.repeats))
     if "scale" in parts:
         report["targets"] = scale.targets(report["scale"], report.get("dvc_noop_seconds"))
-    from bayesunlearn import atomic
+    from bayesunlearn.io import atomic
 
     atomic.write_json(out / "bench.json", report)
     print(json.dumps(report, indent=2))
@@ -103,18 +103,20 @@ def main(argv: list[str] | None = None) -> None:
 
 def methods_report(args: argparse.Namespace) -> dict:
     """Every configured method on the default data, random and cluster deletion (the original benchmark)."""
-    import tensorflow as tf
+    from bayesunlearn.model.tf import tf
 
     tf.config.experimental.enable_op_determinism()
     from tqdm import tqdm
 
-    from bayesunlearn import datasets
-    from bayesunlearn import settings as settings_module
-    from bayesunlearn.evaluation import Splits, compare, time_unlearning_vs_retraining
-    from bayesunlearn.methods import FitSettings, fit_posterior, unlearn
-    from bayesunlearn.model import build_model
-    from bayesunlearn.plots import predictive_table, save_predictive_png
-    from bayesunlearn.training import fit_map
+    from bayesunlearn.io import datasets
+    from bayesunlearn.io import settings as settings_module
+    from bayesunlearn.experiments.evaluation import compare, time_unlearning_vs_retraining
+    from bayesunlearn.io.datasets import Splits
+    from bayesunlearn.posteriors.fit import FitSettings, fit_posterior
+    from bayesunlearn.unlearning.methods import apply
+    from bayesunlearn.model.likelihood import build_model
+    from bayesunlearn.experiments.plots import predictive_table, save_predictive_png
+    from bayesunlearn.model.training import fit_map
 
     params = settings_module.load(args.params)
     p = params.prepare
@@ -141,7 +143,7 @@ def methods_report(args: argparse.Namespace) -> dict:
             retrains = [fit_posterior(method.posterior, model, t, splits.x_retained, splits.y_retained, settings)
                         for t in maps]
             original = originals[method.posterior]
-            unlearned, status = unlearn(method, original, splits.x_forgotten, splits.y_forgotten)
+            unlearned, status = apply(method, original, splits.x_forgotten, splits.y_forgotten)
             result = {**compare(original, unlearned or original, retrains, splits),
                       **time_unlearning_vs_retraining(method, original, splits, seed, config, settings, args.repeats),
                       "failed": int(unlearned is None), "n_forgotten": int(mask.sum())}

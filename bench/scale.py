@@ -74,7 +74,7 @@ def cell_data(n: int, n_forget: int, seed: int):
     """n standardised two-cluster records and a random forgotten mask of n_forget."""
     import numpy as np
 
-    from bayesunlearn import datasets
+    from bayesunlearn.io import datasets
 
     frame = datasets.two_clusters(n, seed, 0.1, [[-2.0, -0.5], [0.5, 2.0]])
     x, y = frame[["x"]].to_numpy(), frame["y"].to_numpy()
@@ -86,10 +86,10 @@ def cell_data(n: int, n_forget: int, seed: int):
 
 def _setup(size: str, n: int, n_forget: int):
     """TensorFlow, parameters, data and model of one cell (each process builds its own)."""
-    import tensorflow as tf
+    from bayesunlearn.model.tf import tf
 
-    from bayesunlearn import settings
-    from bayesunlearn.model import build_model
+    from bayesunlearn.io import settings
+    from bayesunlearn.model.likelihood import build_model
 
     tf.config.experimental.enable_op_determinism()
     params = settings.load()
@@ -112,8 +112,8 @@ def prepare_cell(size: str, n: int, n_forget: int, steps: int, thetas: Path) -> 
     """Time the retrain's Adam loop; save the original and a retrained MAP (`steps` steps each) to `thetas`."""
     import numpy as np
 
-    from bayesunlearn.model import as_tensor
-    from bayesunlearn.training import run_adam
+    from bayesunlearn.model.likelihood import as_tensor
+    from bayesunlearn.model.training import run_adam
 
     params, x, y, mask, model = _setup(size, n, n_forget)
     pipeline_steps, lr = params.train.adam_steps, params.train.learning_rate
@@ -132,9 +132,11 @@ def run_case(size: str, n: int, name: str, n_forget: int, repeats: int, thetas: 
     """One method at one (network size, n), in a process of its own: times and peak memory."""
     import numpy as np
 
-    from bayesunlearn.curvature import outputs_and_jacobians
-    from bayesunlearn.methods import FitSettings, fit_posterior, unlearn
-    from bayesunlearn.unlearn import forget
+    from bayesunlearn.model.curvature import outputs_and_jacobians
+    from bayesunlearn.posteriors.fit import FitSettings, fit_posterior
+    from bayesunlearn.kinds import KINDS
+    from bayesunlearn.unlearning.methods import apply
+    from bayesunlearn.unlearning.divide import forget
 
     params, x, y, mask, model = _setup(size, n, n_forget)
     x_r, y_r, x_f, y_f = x[~mask], y[~mask], x[mask], y[mask]
@@ -156,13 +158,15 @@ def run_case(size: str, n: int, name: str, n_forget: int, repeats: int, thetas: 
     fit_seconds, original = timed(lambda: fit_posterior(method.posterior, model, theta, x, y, settings))
     outputs_and_jacobians(model.spec, theta, x_f)  # trace the forgotten set's shape
     # in place only where the Woodbury downdate applies; every other operator is warmed up and repeated
-    in_place = method.operator == "divide" and method.posterior in ("full_ggn", "vi_full") and p > IN_PLACE_MIN_PARAMS
+    kind = KINDS[method.posterior]
+    woodbury = kind.curvature == "ggn" and kind.storage == "dense" and kind.covers == "all"
+    in_place = method.operator == "divide" and woodbury and p > IN_PLACE_MIN_PARAMS
     if method.operator == "divide":
         def run():
             return forget(original if in_place else _copy(original), x_f, y_f, method, in_place=in_place)[0]
     else:
         def run():
-            return unlearn(method, original, x_f, y_f)[0]
+            return apply(method, original, x_f, y_f)[0]
     fit_peak = memory_mb("VmHWM")
     if not in_place:
         run()  # warm-up on a copy
@@ -174,12 +178,12 @@ def run_case(size: str, n: int, name: str, n_forget: int, repeats: int, thetas: 
                 "unlearn_failed": results[-1][1] is None, "unlearn_peak_mb": round(memory_mb("VmHWM"), 1),
                 "original_fit_seconds": fit_seconds})
     del original, run, results
-    if fit_seconds < 5 or method.posterior.startswith("vi_"):  # trace/compile for the retained shape first
+    if fit_seconds < 5 or kind.family == "vi":  # trace/compile for the retained shape first
         fit_posterior(method.posterior, model, theta_r, x_r, y_r, FitSettings(vi=params.vi.model_copy(update={"steps": 1})))
     reset_peak()
     post_seconds, _ = timed(lambda: fit_posterior(method.posterior, model, theta_r, x_r, y_r, settings))
-    if method.posterior.startswith("vi_"):  # scale the ELBO loop from vi_k to the configured steps
-        start_seconds, _ = timed(lambda: fit_posterior("diag_ggn", model, theta_r, x_r, y_r, settings))
+    if kind.family == "vi":  # scale the ELBO loop from vi_k to the configured steps
+        start_seconds, _ = timed(lambda: fit_posterior(kind.start, model, theta_r, x_r, y_r, settings))
         post_seconds = start_seconds + (post_seconds - start_seconds) / vi_k * vi_steps
     peak = max(fit_peak, row["unlearn_peak_mb"], memory_mb("VmHWM"))
     return {**row, "retrain_posterior_seconds": post_seconds, "peak_mb": round(peak, 1),
@@ -188,7 +192,7 @@ def run_case(size: str, n: int, name: str, n_forget: int, repeats: int, thetas: 
 
 def _hessian_skip_reason(n: int, p: int) -> str:
     """Why the dense exact Hessian is not run for this cell ("" when it is)."""
-    from bayesunlearn.curvature import PFOR_MAX_PARAMS
+    from bayesunlearn.model.curvature import PFOR_MAX_PARAMS
 
     if p > HESSIAN_MAX_PARAMS:
         return (f"dense exact Hessian at {p} params: ~6.9 GB through TF's jacobian and a ~100 s dense "
@@ -202,16 +206,13 @@ def _hessian_skip_reason(n: int, p: int) -> str:
 
 
 def _copy(posterior):
-    def copy(a):
-        return None if a is None else a.copy()
-
-    return posterior.with_updates(precision=copy(posterior.precision), covariance=copy(posterior.covariance))
+    return posterior.with_updates(matrix=posterior.matrix.copy())
 
 
 def extrapolation_check(size: str, n: int, steps: int) -> dict:
     """Adam time of a full pipeline-length run vs the per-step extrapolation from `steps` steps."""
-    from bayesunlearn.model import as_tensor
-    from bayesunlearn.training import run_adam
+    from bayesunlearn.model.likelihood import as_tensor
+    from bayesunlearn.model.training import run_adam
 
     params, x, y, _, model = _setup(size, n, 0)
     full, lr = params.train.adam_steps, params.train.learning_rate

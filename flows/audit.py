@@ -17,7 +17,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from bayesunlearn import atomic, contracts
+from bayesunlearn.io import atomic, contracts
 
 from .intake import QUIET, dvc_stage
 from .workspace import Workspace

@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from bayesunlearn import contracts
+from bayesunlearn.io import contracts
 from lineage import events
 from lineage.inbox import Inbox, Verdict
 from lineage.repo import check_git_lock

@@ -37,11 +37,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from bayesunlearn import settings, store
+from bayesunlearn.io import settings, store
 from bayesunlearn.errors import ConfigError
-from bayesunlearn.settings import Settings
-from bayesunlearn.sweep import SweepCell, SweepPlan, context_key
-from bayesunlearn.sweep import plan as sweep_plan
+from bayesunlearn.io.settings import Settings
+from bayesunlearn.experiments.sweep import SweepCell, SweepPlan, context_key
+from bayesunlearn.experiments.sweep import plan as sweep_plan
 
 from .intake import QUIET  # no task result is persisted or cached: tasks return a file name, never data
 from .sweep_cells import CELLS, cell_config, compute_cell, inputs, read_cell
@@ -65,7 +65,7 @@ def sweep(repo: str = ".") -> dict:
     root, logger, start = Path(repo).resolve(), get_run_logger(), time.perf_counter()
     checked, grid = load_plan(root)
     config = cell_config(checked, grid)
-    folder = root / CELLS / context_key(config, inputs(root))
+    folder = root / CELLS / context_key(config, root, inputs(root))
     cells = grid.cells()
     logger.info("%d cells (%d methods each) in %s", len(cells), len(grid.methods), folder)
     run = sweep_cell.with_options(retries=grid.retries, retry_delay_seconds=1)
@@ -82,8 +82,8 @@ def sweep(repo: str = ".") -> dict:
 def _write_outputs(root: Path, rows: list[dict]) -> None:
     import pandas as pd
 
-    from bayesunlearn.grid import summarise
-    from bayesunlearn.study_plots import save_gain_vs_fraction
+    from bayesunlearn.experiments.grid import summarise
+    from bayesunlearn.experiments.study_plots import save_gain_vs_fraction
 
     results = pd.DataFrame(rows)
     summary = summarise(results, by=("method", "n_params", "hidden", "mode", "fraction"))

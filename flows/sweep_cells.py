@@ -1,7 +1,7 @@
 """What one sweep task does in its worker: load the workspace's data, compute one cell, write it atomically.
 
 No Prefect here (the tests call it directly); the numbers come from
-`bayesunlearn.study.study_cell`, the same function as the serial study's.
+`bayesunlearn.experiments.study.study_cell`, the same function as the serial study's.
 A cell file that exists is a finished cell (written by rename, never half),
 so a rerun skips it; a leftover temporary file is ignored.
 """
@@ -15,9 +15,9 @@ import numpy as np
 from pydantic import TypeAdapter
 from threadpoolctl import threadpool_limits
 
-from bayesunlearn import atomic, datasets, store
-from bayesunlearn.settings import VI, Laplace, Method, Model, Settings, Train
-from bayesunlearn.sweep import SweepCell, SweepPlan, hidden_label
+from bayesunlearn.io import atomic, datasets, store
+from bayesunlearn.io.settings import VI, Laplace, Method, Model, Settings, Train
+from bayesunlearn.experiments.sweep import SweepCell, SweepPlan, hidden_label
 
 from stages.common import PREPARED, deterministic_tensorflow
 
@@ -34,7 +34,7 @@ def cell_config(settings: Settings, plan: SweepPlan) -> dict:
 
 def inputs(root: Path) -> list[Path]:
     """The files a cell's numbers depend on: the prepared data and the core package's code."""
-    return sorted((root / PREPARED).glob("*.csv")) + sorted((root / "bayesunlearn").glob("*.py"))
+    return sorted((root / PREPARED).glob("*.csv")) + sorted((root / "bayesunlearn").rglob("*.py"))
 
 
 def cell_path(folder: Path, cell: SweepCell) -> Path:
@@ -47,9 +47,9 @@ def compute_cell(root: Path, config: dict, cell: SweepCell, folder: Path) -> Pat
     if target.exists():
         return target
     deterministic_tensorflow()  # in this worker process too, before TensorFlow is imported
-    from bayesunlearn.methods import FitSettings
-    from bayesunlearn.model import build_model
-    from bayesunlearn.study import Problem, study_cell
+    from bayesunlearn.posteriors.fit import FitSettings
+    from bayesunlearn.model.likelihood import build_model
+    from bayesunlearn.experiments.study import Problem, study_cell
 
     x, y = datasets.arrays(store.load_table(root / PREPARED / "train.csv"))
     x_test, _ = datasets.arrays(store.load_table(root / PREPARED / "test.csv"))
@@ -83,8 +83,8 @@ def _originals(model, problem, folder: Path) -> dict:
     Two workers may fit them at once; both write the same bytes (deterministic fits,
     atomic renames), so the race costs time, never correctness.
     """
-    from bayesunlearn.posterior import GaussianPosterior
-    from bayesunlearn.study import fit_originals
+    from bayesunlearn.posteriors.posterior import GaussianPosterior
+    from bayesunlearn.experiments.study import fit_originals
 
     paths = {kind: folder / f"{kind}.npz" for kind in problem.kinds}
     if not all(p.exists() for p in paths.values()):

@@ -9,8 +9,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bayesunlearn import atomic, settings
-from bayesunlearn.settings import Settings
+from bayesunlearn.io import atomic, settings
+from bayesunlearn.io.settings import Settings
 from lineage.repo import read_lock, tool_env
 
 

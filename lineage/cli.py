@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from bayesunlearn import atomic
+from bayesunlearn.io import atomic
 from bayesunlearn.errors import RequestError, UserError
 
 from . import events, html

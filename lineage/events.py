@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bayesunlearn import contracts, requests, settings
+from bayesunlearn.io import contracts, requests, settings
 from bayesunlearn.errors import UserError
 
 from . import repo

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bayesunlearn import atomic, datasets, requests, settings
+from bayesunlearn.io import atomic, datasets, requests, settings
 from bayesunlearn.errors import RequestError
-from bayesunlearn.requests import DeletionRequest, KnownIds
+from bayesunlearn.io.requests import DeletionRequest, KnownIds
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 

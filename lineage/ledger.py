@@ -29,7 +29,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from bayesunlearn import atomic
+from bayesunlearn.io import atomic
 from bayesunlearn.errors import UserError
 
 from .entries import Applied, Entry, Purge

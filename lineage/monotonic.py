@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from bayesunlearn.errors import UserError
-from bayesunlearn.requests import DeletionRequest
+from bayesunlearn.io.requests import DeletionRequest
 
 from .entries import Applied, Purge
 from .ledger import LEDGER, Ledger, LedgerError, repository_of

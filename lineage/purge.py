@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-from bayesunlearn import datasets, requests, settings, store
+from bayesunlearn.io import datasets, requests, settings, store
 from bayesunlearn.errors import UserError
-from bayesunlearn.settings import Prepare
+from bayesunlearn.io.settings import Prepare
 
 from . import events, repo, scan
 from .entries import Applied, Purge

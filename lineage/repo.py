@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from bayesunlearn import contracts, settings
+from bayesunlearn.io import contracts, settings
 from bayesunlearn.errors import UserError
 
 from .ledger import LedgerError

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bayesunlearn.datasets import ID
+from bayesunlearn.io.datasets import ID
 
 MIN_TEXT = 8
 SKIP_DIRS = {".git", ".venv", "__pycache__"}

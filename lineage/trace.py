@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bayesunlearn import datasets, requests
+from bayesunlearn.io import datasets, requests
 from bayesunlearn.errors import UserError
 
 from . import events

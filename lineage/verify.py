@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bayesunlearn import datasets
+from bayesunlearn.io import datasets
 from bayesunlearn.errors import UserError
 
 from . import events, repo

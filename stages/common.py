@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bayesunlearn import settings as settings_module
+from bayesunlearn.io import settings as settings_module
 from bayesunlearn.errors import ConfigError, UserError
-from bayesunlearn.settings import Settings
+from bayesunlearn.io.settings import Settings
 
 PREPARED = Path("data/prepared")
 SPLIT = Path("data/split")
@@ -24,26 +23,15 @@ def settings() -> Settings:
 
 
 def deterministic_tensorflow() -> None:
-    """Same inputs ⇒ bit-identical outputs, across processes."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN may reorder float sums
-    import tensorflow as tf
-
-    tf.config.experimental.enable_op_determinism()
-
-
-def fit_settings():
-    from bayesunlearn.methods import FitSettings
-
-    return FitSettings.of(settings())
+    """Same inputs ⇒ bit-identical outputs, across processes (the set-up lives in bayesunlearn.model.tf)."""
+    import bayesunlearn.model.tf  # noqa: F401
 
 
 def load_splits():
     """Retained, forgotten and test arrays (standardised) as an evaluation `Splits`."""
-    from bayesunlearn import datasets, store
-    from bayesunlearn.evaluation import Splits
+    from bayesunlearn.io import datasets, store
 
-    return Splits(*datasets.arrays(store.load_table(SPLIT / "retained.csv")),
+    return datasets.Splits(*datasets.arrays(store.load_table(SPLIT / "retained.csv")),
                   *datasets.arrays(store.load_table(SPLIT / "forgotten.csv")),
                   *datasets.arrays(store.load_table(PREPARED / "test.csv")))
 

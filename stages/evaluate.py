@@ -9,14 +9,13 @@ listed as metrics but kept out of dvc.lock because no two runs time alike).
 import json
 from pathlib import Path
 
-from bayesunlearn import atomic, store
+from bayesunlearn.io import atomic, store
 
 from .common import (
     METRICS,
     MODELS,
     PLOTS,
     deterministic_tensorflow,
-    fit_settings,
     load_splits,
     one_argument,
     run,
@@ -28,9 +27,10 @@ def main() -> None:
     name = one_argument(__doc__)
     chosen = settings().method(name)
     deterministic_tensorflow()
-    from bayesunlearn.evaluation import compare, time_unlearning_vs_retraining
-    from bayesunlearn.plots import predictive_table, save_predictive_png
-    from bayesunlearn.posterior import GaussianPosterior
+    from bayesunlearn.posteriors.fit import FitSettings
+    from bayesunlearn.experiments.evaluation import compare, time_unlearning_vs_retraining
+    from bayesunlearn.experiments.plots import predictive_table, save_predictive_png
+    from bayesunlearn.posteriors.posterior import GaussianPosterior
 
     p = settings().evaluate
     original = GaussianPosterior.load(MODELS / "original" / f"{chosen.posterior}.npz")
@@ -56,7 +56,7 @@ def main() -> None:
                         + (" (FAILED: original kept)" if results["failed"] else ""))
 
     timing = time_unlearning_vs_retraining(chosen, original, splits, settings().train.seed, settings().train,
-                                           fit_settings(), p.timing_repeats)
+                                           FitSettings.of(settings()), p.timing_repeats)
     atomic.write_json(METRICS / "timing" / f"{name}.json", timing)
     print(f"{name}: predictive KL to retrain: unlearned {results['pred_kl_unlearned_retrained']:.3g}, "
           f"original {results['pred_kl_original_retrained']:.3g}, floor {results['pred_kl_retrain_floor']:.3g}, "

@@ -4,20 +4,20 @@ Usage: python -m stages.fit_posterior KIND   (full_ggn, full_hessian, diag_ggn, 
 vi_mean_field or vi_full). Depends on the full data only, never on deletion requests.
 """
 
-from bayesunlearn import datasets, store
+from bayesunlearn.io import datasets, store
 
-from .common import MODELS, PREPARED, deterministic_tensorflow, fit_settings, kind_argument, run
+from .common import MODELS, PREPARED, deterministic_tensorflow, kind_argument, run, settings
 
 
 def main() -> None:
     kind = kind_argument(__doc__)
     deterministic_tensorflow()
-    from bayesunlearn.methods import fit_posterior
-    from bayesunlearn.model import RegressionModel
+    from bayesunlearn.posteriors.fit import FitSettings, fit_posterior
+    from bayesunlearn.model.likelihood import RegressionModel
 
     meta, arrays = store.load_arrays(MODELS / "original" / "map.npz")
     x, y = datasets.arrays(store.load_table(PREPARED / "train.csv"))
-    posterior = fit_posterior(kind, RegressionModel.from_dict(meta["model"]), arrays["theta"], x, y, fit_settings())
+    posterior = fit_posterior(kind, RegressionModel.from_dict(meta["model"]), arrays["theta"], x, y, FitSettings.of(settings()))
     posterior.save(MODELS / "original" / f"{kind}.npz")
     print(f"{kind} posterior over {posterior.n_params} parameters {posterior.diagnostics or ''}")
 

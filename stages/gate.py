@@ -8,7 +8,7 @@ params.yaml `gate`.
 
 import json
 
-from bayesunlearn import contracts
+from bayesunlearn.io import contracts
 
 from .common import METRICS, MODELS, deterministic_tensorflow, load_splits, run, settings
 
@@ -17,8 +17,8 @@ def main() -> None:
     thresholds = settings().gate
     chosen = settings().method(thresholds.method)
     deterministic_tensorflow()
-    from bayesunlearn.gate import gate
-    from bayesunlearn.posterior import GaussianPosterior
+    from bayesunlearn.unlearning.gate import gate
+    from bayesunlearn.posteriors.posterior import GaussianPosterior
 
     original = GaussianPosterior.load(MODELS / "original" / f"{chosen.posterior}.npz")
     unlearned = GaussianPosterior.load(MODELS / "unlearned" / f"{thresholds.method}.npz")

@@ -1,6 +1,6 @@
 """DVC stage `prepare`: make or load the data, assign record ids, fix the test split, standardise."""
 
-from bayesunlearn import atomic, datasets, store
+from bayesunlearn.io import atomic, datasets, store
 
 from .common import PREPARED, run, settings
 

@@ -7,15 +7,15 @@ Posteriors of each kind are fitted at these MAPs by `retrain_posterior@KIND`.
 
 from tqdm import tqdm
 
-from bayesunlearn import atomic, datasets, store
+from bayesunlearn.io import atomic, datasets, store
 
 from .common import METRICS, MODELS, SPLIT, deterministic_tensorflow, run, settings
 
 
 def main() -> None:
     deterministic_tensorflow()
-    from bayesunlearn.model import build_model
-    from bayesunlearn.training import fit_map
+    from bayesunlearn.model.likelihood import build_model
+    from bayesunlearn.model.training import fit_map
 
     s = settings()
     n_seeds = s.retrain.seeds

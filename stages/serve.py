@@ -10,9 +10,9 @@ anywhere leaves the previously served posterior in place.
 
 import shutil
 
-from bayesunlearn import atomic, contracts
+from bayesunlearn.io import atomic, contracts
 
-from .common import MODELS, deterministic_tensorflow, fit_settings, load_splits, run, settings
+from .common import MODELS, deterministic_tensorflow, load_splits, run, settings
 
 SERVED = MODELS / "served"
 
@@ -26,13 +26,13 @@ def main() -> None:
         path, source, grad_norm = "fast", str(unlearned_path), None
     else:
         deterministic_tensorflow()
-        from bayesunlearn.methods import fit_from_scratch
-        from bayesunlearn.posterior import GaussianPosterior
+        from bayesunlearn.posteriors.fit import FitSettings, fit_from_scratch
+        from bayesunlearn.posteriors.posterior import GaussianPosterior
 
         model = GaussianPosterior.load(MODELS / "original" / f"{chosen.posterior}.npz").model
         s = load_splits()
         posterior, info = fit_from_scratch(chosen.posterior, model, s.x_retained, s.y_retained,
-                                           settings().train.seed, settings().train, fit_settings())
+                                           settings().train.seed, settings().train, FitSettings.of(settings()))
         posterior.save(SERVED / "posterior.npz")
         path, source, grad_norm = "fallback", "refit from scratch on the retained data", info["grad_norm"]
     contracts.Provenance(path=path, source=source, method=decision.method, posterior=chosen.posterior,

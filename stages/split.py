@@ -8,8 +8,8 @@ it checks that it forgets at least what the ledger records as forgotten
 
 from pathlib import Path
 
-from bayesunlearn import contracts, datasets, requests, store
-from bayesunlearn.datasets import ID
+from bayesunlearn.io import contracts, datasets, requests, store
+from bayesunlearn.io.datasets import ID
 from lineage import monotonic
 
 from .common import PREPARED, SPLIT, run, settings

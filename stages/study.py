@@ -7,18 +7,19 @@ every method when the largest configured fraction is forgotten as a cluster).
 
 from tqdm import tqdm
 
-from bayesunlearn import datasets, store
+from bayesunlearn.io import datasets, store
 
-from .common import MODELS, PREPARED, deterministic_tensorflow, fit_settings, run, settings
+from .common import MODELS, PREPARED, deterministic_tensorflow, run, settings
 
 OUT = "study"
 
 
 def main() -> None:
     deterministic_tensorflow()
-    from bayesunlearn.posterior import GaussianPosterior
-    from bayesunlearn.study import run_study, summarise
-    from bayesunlearn.study_plots import save_kl_vs_fraction, save_method_bands
+    from bayesunlearn.posteriors.fit import FitSettings
+    from bayesunlearn.posteriors.posterior import GaussianPosterior
+    from bayesunlearn.experiments.study import run_study, summarise
+    from bayesunlearn.experiments.study_plots import save_kl_vs_fraction, save_method_bands
 
     s = settings()
     p = s.study
@@ -29,7 +30,7 @@ def main() -> None:
                  for m in methods.values()}
     model = next(iter(originals.values())).model
     keep = ("cluster", max(p.fractions), p.seeds[0])
-    results, kept = run_study(model, x, y, x_test, originals, methods, s.train, fit_settings(), p.modes,
+    results, kept = run_study(model, x, y, x_test, originals, methods, s.train, FitSettings.of(s), p.modes,
                               p.fractions, p.seeds, s.train.seed, progress=tqdm, keep=keep)
     summary = summarise(results)
     store.save_table(f"{OUT}/results.csv", results)

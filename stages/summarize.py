@@ -8,7 +8,7 @@ import json
 
 import pandas as pd
 
-from bayesunlearn import store
+from bayesunlearn.io import store
 from bayesunlearn.errors import ConfigError
 
 from .common import METRICS, run, settings

@@ -1,14 +1,14 @@
 """DVC stage `train`: the MAP of the full training data (never re-run by a deletion request)."""
 
-from bayesunlearn import atomic, datasets, store
+from bayesunlearn.io import atomic, datasets, store
 
 from .common import METRICS, MODELS, PREPARED, deterministic_tensorflow, run, settings
 
 
 def main() -> None:
     deterministic_tensorflow()
-    from bayesunlearn.model import build_model
-    from bayesunlearn.training import fit_map
+    from bayesunlearn.model.likelihood import build_model
+    from bayesunlearn.model.training import fit_map
 
     s = settings()
     x, y = datasets.arrays(store.load_table(PREPARED / "train.csv"))

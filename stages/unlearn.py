@@ -8,7 +8,7 @@ original posterior unchanged and says so in metrics/unlearn/METHOD.json, so
 that downstream judges can fall back to retraining.
 """
 
-from bayesunlearn import atomic, datasets, store
+from bayesunlearn.io import atomic, datasets, store
 from bayesunlearn.errors import NotPositiveDefinite
 
 from .common import METRICS, MODELS, SPLIT, deterministic_tensorflow, one_argument, run, settings
@@ -18,13 +18,13 @@ def main() -> None:
     name = one_argument(__doc__)
     chosen = settings().method(name)
     deterministic_tensorflow()
-    from bayesunlearn.methods import unlearn
-    from bayesunlearn.posterior import GaussianPosterior
+    from bayesunlearn.unlearning.methods import apply
+    from bayesunlearn.posteriors.posterior import GaussianPosterior
 
     original = GaussianPosterior.load(MODELS / "original" / f"{chosen.posterior}.npz")
     x_f, y_f = datasets.arrays(store.load_table(SPLIT / "forgotten.csv"))
     try:
-        unlearned, report = unlearn(chosen, original, x_f, y_f)
+        unlearned, report = apply(chosen, original, x_f, y_f)
     except NotPositiveDefinite as err:  # repair "refuse": a failed unlearning, not a broken pipeline
         unlearned, report = None, {"status": "failed", "reason": str(err)}
     (unlearned or original).save(MODELS / "unlearned" / f"{name}.npz")

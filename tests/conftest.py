@@ -46,7 +46,7 @@ class Fitted:
 
 @pytest.fixture(scope="session")
 def tf():
-    import tensorflow as tf
+    from bayesunlearn.model.tf import tf
 
     tf.config.experimental.enable_op_determinism()
     return tf
@@ -55,11 +55,11 @@ def tf():
 @pytest.fixture(scope="session")
 def fitted(tf) -> Fitted:
     """A 1-16-1 tanh network fitted to 80 points of the two-cluster data."""
-    from bayesunlearn import datasets
-    from bayesunlearn.model import RegressionModel
-    from bayesunlearn.network import MLPSpec
-    from bayesunlearn.settings import Train
-    from bayesunlearn.training import fit_map
+    from bayesunlearn.io import datasets
+    from bayesunlearn.model.likelihood import RegressionModel
+    from bayesunlearn.model.network import MLPSpec
+    from bayesunlearn.io.settings import Train
+    from bayesunlearn.model.training import fit_map
 
     frame = datasets.two_clusters(100, seed=3, noise_std=0.1, clusters=[[-2.0, -0.5], [0.5, 2.0]])
     train, _, _ = datasets.prepare(frame, test_fraction=0.2, seed=3, origin="test")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import sh, tiny_repo, write_request
 
-from bayesunlearn import datasets, store
+from bayesunlearn.io import datasets, store
 from lineage import cli, events
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from bayesunlearn import datasets, store
-from bayesunlearn.settings import Model, parse_section
+from bayesunlearn.io import datasets, store
+from bayesunlearn.io.settings import Model, parse_section
 from bayesunlearn.errors import ConfigError, DataError
 
 CLUSTERS = [[-2.0, -0.5], [0.5, 2.0]]

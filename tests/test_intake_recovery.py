@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, sh, tiny_repo, train_ids, write_request
 
-from bayesunlearn import store
+from bayesunlearn.io import store
 from lineage import cli, events
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,8 @@ import pytest
 
 
 def test_map_is_stationary_and_deterministic(fitted):
-    from bayesunlearn.settings import Train
-    from bayesunlearn.training import fit_map, objective
+    from bayesunlearn.io.settings import Train
+    from bayesunlearn.model.training import fit_map, objective
 
     _, grad = objective(fitted.model, fitted.theta, fitted.x, fitted.y)
     assert np.linalg.norm(grad) < 1e-3
@@ -23,10 +23,10 @@ def test_newton_step_moves_towards_the_warm_started_retained_map(fitted):
 
     It cannot close all of it: the GGN drops the residual term of the Hessian
     (here about 35 % of the distance remains, cosine ≈ 0.87)."""
-    from bayesunlearn.laplace import fit_laplace
-    from bayesunlearn.settings import Train
-    from bayesunlearn.training import fit_map
-    from bayesunlearn.unlearn import forget
+    from bayesunlearn.posteriors.laplace import fit_laplace
+    from bayesunlearn.io.settings import Train
+    from bayesunlearn.model.training import fit_map
+    from bayesunlearn.unlearning.divide import forget
 
     f = fitted.forget_mask
     warm, info = fit_map(fitted.model, fitted.x[~f], fitted.y[~f], fitted.theta,
@@ -45,18 +45,19 @@ def test_newton_step_moves_towards_the_warm_started_retained_map(fitted):
 
 def test_refuses_to_divide_out_curvature_it_never_had(fitted):
     from bayesunlearn.errors import NotPositiveDefinite
-    from bayesunlearn.posterior import GaussianPosterior
-    from bayesunlearn.unlearn import forget
+    from bayesunlearn.posteriors.matrices import Dense
+    from bayesunlearn.posteriors.posterior import GaussianPosterior
+    from bayesunlearn.unlearning.divide import forget
 
     m = fitted.model
-    prior_only = GaussianPosterior(m, fitted.theta, m.prior_precision * np.eye(len(fitted.theta)), fitted.theta)
+    prior_only = GaussianPosterior(m, fitted.theta, Dense(m.prior_precision * np.eye(len(fitted.theta))), fitted.theta)
     with pytest.raises(NotPositiveDefinite, match="non-positive eigenvalues"):
         forget(prior_only, fitted.x[:20], fitted.y[:20])
 
 
 def test_posterior_roundtrip_is_byte_identical_and_tfp_agrees(fitted, tmp_path):
-    from bayesunlearn.laplace import fit_laplace
-    from bayesunlearn.posterior import GaussianPosterior
+    from bayesunlearn.posteriors.laplace import fit_laplace
+    from bayesunlearn.posteriors.posterior import GaussianPosterior
 
     posterior = fit_laplace(fitted.model, fitted.theta, fitted.x, fitted.y)
     posterior.save(tmp_path / "a.npz")
@@ -73,8 +74,8 @@ def test_posterior_roundtrip_is_byte_identical_and_tfp_agrees(fitted, tmp_path):
 
 def test_linearised_predictive_matches_monte_carlo(fitted, tf):
     """The GLM predictive is what sampling θ from the posterior through the linearised net gives."""
-    from bayesunlearn.curvature import outputs_and_jacobians
-    from bayesunlearn.laplace import fit_laplace
+    from bayesunlearn.model.curvature import outputs_and_jacobians
+    from bayesunlearn.posteriors.laplace import fit_laplace
 
     posterior = fit_laplace(fitted.model, fitted.theta, fitted.x, fitted.y)
     x = np.linspace(-2.5, 2.5, 7)[:, None]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from bayesunlearn import contracts, settings
+from bayesunlearn.io import contracts, settings
 
 PACKAGES = ("bayesunlearn", "lineage", "stages", "flows", "bench")
 
@@ -104,7 +104,7 @@ def test_every_imported_project_module_is_a_dependency(name, stage):
 def test_the_import_walk_sees_imports_inside_functions():
     """Stages import the numerics lazily (after the TF set-up); the walk must still follow them."""
     files = {p.relative_to(REPO).as_posix() for p in closure("stages.train")}
-    assert {"bayesunlearn/training.py", "bayesunlearn/curvature.py", "bayesunlearn/settings.py"} <= files
+    assert {"bayesunlearn/model/training.py", "bayesunlearn/model/curvature.py", "bayesunlearn/io/settings.py"} <= files
 
 
 def test_the_production_chain_is_the_chain_dvc_yaml_defines_for_serve():

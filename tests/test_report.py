@@ -6,7 +6,7 @@ import re
 
 from conftest import REPO
 
-from bayesunlearn import report
+from bayesunlearn.experiments import report
 
 
 def test_readme_tables_match_the_committed_results():
@@ -16,4 +16,4 @@ def test_readme_tables_match_the_committed_results():
         assert block, f"README has no generated {name} block"
         path = {"methods": report.METHODS_TABLE, "study": report.STUDY_SUMMARY}[name]
         assert block.group(1) == render(REPO / path), (
-            f"README's {name} table is stale: run `python -m bayesunlearn.report --update-readme README.md`")
+            f"README's {name} table is stale: run `python -m bayesunlearn.experiments.report --update-readme README.md`")

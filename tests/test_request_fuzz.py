@@ -16,7 +16,7 @@ from conftest import REPO, request_payload
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bayesunlearn import store
+from bayesunlearn.io import store
 from bayesunlearn.errors import RequestError
 from lineage.inbox import Inbox
 from stages.split import decide

@@ -1,4 +1,4 @@
-"""Unit tests of deletion-request validation (bayesunlearn.requests).
+"""Unit tests of deletion-request validation (bayesunlearn.io.requests).
 
 Every rejection must be a RequestError whose message names the offending file
 and says what is wrong with it, so that the person who dropped the file in
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bayesunlearn.errors import RequestError, UserError
-from bayesunlearn.requests import (
+from bayesunlearn.io.requests import (
     FIELDS,
     DeletionRequest,
     KnownIds,

@@ -8,14 +8,14 @@ import pytest
 
 @pytest.mark.parametrize("structure", ["full_ggn", "diag_ggn", "last_layer"])
 def test_batched_curvature_matches_one_shot(fitted, monkeypatch, structure):
-    from bayesunlearn import curvature
-    from bayesunlearn.posterior import GaussianPosterior
+    from bayesunlearn.model import curvature
+    from bayesunlearn.kinds import KINDS
+    from bayesunlearn.posteriors.laplace import data_curvature
 
-    index = GaussianPosterior(fitted.model, fitted.theta, np.zeros(0), fitted.theta, structure).index
-    one = curvature.structured_curvature(fitted.model, fitted.theta, fitted.x, fitted.y, structure, index)
+    one = data_curvature(KINDS[structure], fitted.model, fitted.theta, fitted.x, fitted.y)
     monkeypatch.setattr(curvature, "JACOBIAN_BUDGET", 7 * fitted.model.spec.n_params)
     assert len(curvature.row_batches(len(fitted.x), fitted.model.spec.n_params)) > 1
-    batched = curvature.structured_curvature(fitted.model, fitted.theta, fitted.x, fitted.y, structure, index)
+    batched = data_curvature(KINDS[structure], fitted.model, fitted.theta, fitted.x, fitted.y)
     for a, b in zip(one, batched, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12 * np.abs(a).max())
     if structure == "full_ggn":
@@ -23,7 +23,7 @@ def test_batched_curvature_matches_one_shot(fitted, monkeypatch, structure):
 
 
 def test_dense_helpers_match_numpy():
-    from bayesunlearn import dense
+    from bayesunlearn.numerics import dense
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((40, 60))
@@ -53,8 +53,8 @@ def test_dense_helpers_match_numpy():
 
 
 def test_in_place_downdate_matches_copying(fitted):
-    from bayesunlearn.laplace import fit_laplace
-    from bayesunlearn.unlearn import forget
+    from bayesunlearn.posteriors.laplace import fit_laplace
+    from bayesunlearn.unlearning.divide import forget
 
     m = fitted.forget_mask
     copying, report = forget(fit_laplace(fitted.model, fitted.theta, fitted.x, fitted.y),
@@ -70,15 +70,19 @@ def test_in_place_downdate_matches_copying(fitted):
 
 def test_covariance_form_matches_precision_form(fitted, monkeypatch, tmp_path):
     """A large full GGN is held as Σ only: every use of it agrees with the small (Λ and Σ) form."""
-    from bayesunlearn import laplace
-    from bayesunlearn.posterior import GaussianPosterior
-    from bayesunlearn.unlearn import forget, relearn
+    from bayesunlearn.posteriors import laplace
+    from bayesunlearn.posteriors.matrices import CovarianceOnly, matrix_from_arrays
+    from bayesunlearn.posteriors.posterior import GaussianPosterior
+    from bayesunlearn.unlearning.divide import forget, relearn
+
+    def covariance_form(posterior):
+        return isinstance(posterior.matrix, CovarianceOnly)
 
     m, x, y = fitted.forget_mask, fitted.x, fitted.y
     both = laplace.fit_laplace(fitted.model, fitted.theta, x, y)
     monkeypatch.setattr(laplace, "COVARIANCE_FORM_MIN_PARAMS", 0)
     lean = laplace.fit_laplace(fitted.model, fitted.theta, x, y)
-    assert lean.covariance_form and not both.covariance_form and lean.n_covered == both.n_covered
+    assert covariance_form(lean) and not covariance_form(both) and lean.n_covered == both.n_covered
 
     def close(a, b, rtol=1e-9):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
@@ -91,25 +95,25 @@ def test_covariance_form_matches_precision_form(fitted, monkeypatch, tmp_path):
     assert laplace.log_marginal_likelihood(lean, x, y) == pytest.approx(laplace.log_marginal_likelihood(both, x, y),
                                                                         rel=1e-10)
     tuned_lean, tuned_both = laplace.optimize_hyperparameters(lean, x, y), laplace.optimize_hyperparameters(both, x, y)
-    assert tuned_lean.covariance_form
+    assert covariance_form(tuned_lean)
     assert tuned_lean.model.prior_precision == pytest.approx(tuned_both.model.prior_precision, rel=1e-6)
     assert tuned_lean.model.noise_std == pytest.approx(tuned_both.model.noise_std, rel=1e-6)
     close(tuned_lean.covariance, tuned_both.covariance, rtol=1e-6)
 
     reference, _ = forget(both, x[m], y[m])
-    copy = lean.with_updates(covariance=lean.covariance.copy())
+    copy = lean.with_updates(matrix=CovarianceOnly(lean.covariance.copy()))
     for in_place in (False, True):
         unlearned, report = forget(copy, x[m], y[m], in_place=in_place)
-        assert report.solver == "woodbury" and unlearned.covariance_form
+        assert report.solver == "woodbury" and covariance_form(unlearned)
         close(unlearned.covariance, reference.covariance)
         close(unlearned.mean, reference.mean)
     assert np.shares_memory(unlearned.covariance, copy.covariance)  # the in-place one overwrote Σ
     restored, report = relearn(unlearned, x[m], y[m])  # the dense path keeps the form
-    assert report.solver == "dense" and restored.covariance_form
+    assert report.solver == "dense" and covariance_form(restored)
     close(restored.covariance, both.covariance, rtol=1e-7)
 
     lean.save(tmp_path / "lean.npz")
     loaded = GaussianPosterior.load(tmp_path / "lean.npz")
-    assert loaded.covariance_form and np.array_equal(loaded.covariance, lean.covariance)
-    with pytest.raises(ValueError, match="covariance form"):
-        GaussianPosterior(fitted.model, lean.mean, None, lean.mean)
+    assert covariance_form(loaded) and np.array_equal(loaded.covariance, lean.covariance)
+    with pytest.raises(ValueError, match="needs a precision or a covariance"):
+        matrix_from_arrays(None, None)

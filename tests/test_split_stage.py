@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bayesunlearn import store
+from bayesunlearn.io import store
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT_FILES = {"retained.csv", "forgotten.csv", "summary.json"}
@@ -206,7 +206,7 @@ def record_applied(workspace: Path, request_ids: list[str]) -> None:
 
 
 def params_with(workspace: Path, **split) -> None:
-    from bayesunlearn import settings
+    from bayesunlearn.io import settings
 
     settings.update_params(workspace / "params.yaml", {f"split.{k}": v for k, v in split.items()})
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bayesunlearn import blr
+import blr
 
 TOL = dict(rtol=1e-9, atol=1e-9)
 
 
 @pytest.fixture(scope="module")
 def full(fitted):
-    from bayesunlearn.laplace import fit_laplace
+    from bayesunlearn.posteriors.laplace import fit_laplace
 
     return fit_laplace(fitted.model, fitted.theta, fitted.x, fitted.y, "full_ggn")
 
@@ -23,8 +23,8 @@ def forgotten(fitted):
 
 
 def test_woodbury_downdate_equals_the_dense_path(fitted, full):
-    from bayesunlearn.settings import DivideOptions
-    from bayesunlearn.unlearn import forget
+    from bayesunlearn.io.settings import DivideOptions
+    from bayesunlearn.unlearning.divide import forget
 
     fast, fast_report = forget(full, *forgotten(fitted), DivideOptions(woodbury=True))
     dense, dense_report = forget(full, *forgotten(fitted), DivideOptions(woodbury=False))
@@ -36,9 +36,9 @@ def test_woodbury_downdate_equals_the_dense_path(fitted, full):
 
 
 def test_diagonal_and_last_layer_agree_with_full_restricted_to_their_structure(fitted, full):
-    from bayesunlearn.curvature import outputs_and_jacobians
-    from bayesunlearn.laplace import fit_laplace
-    from bayesunlearn.unlearn import forget
+    from bayesunlearn.model.curvature import outputs_and_jacobians
+    from bayesunlearn.posteriors.laplace import fit_laplace
+    from bayesunlearn.unlearning.divide import forget
 
     x_f, y_f = forgotten(fitted)
     full_r, _ = forget(full, x_f, y_f)
@@ -66,9 +66,9 @@ def test_diagonal_and_last_layer_agree_with_full_restricted_to_their_structure(f
 
 
 def test_exact_hessian_equals_ggn_for_a_linear_model(tf):
-    from bayesunlearn.laplace import fit_laplace
-    from bayesunlearn.model import RegressionModel
-    from bayesunlearn.network import MLPSpec
+    from bayesunlearn.posteriors.laplace import fit_laplace
+    from bayesunlearn.model.likelihood import RegressionModel
+    from bayesunlearn.model.network import MLPSpec
 
     rng = np.random.default_rng(4)
     x, y = rng.standard_normal((30, 2)), rng.standard_normal(30)
@@ -81,7 +81,7 @@ def test_exact_hessian_equals_ggn_for_a_linear_model(tf):
 @pytest.fixture(scope="module")
 def hessian_cluster(fitted):
     """The exact-Hessian posterior and the right input cluster: the case that goes indefinite."""
-    from bayesunlearn.laplace import fit_laplace
+    from bayesunlearn.posteriors.laplace import fit_laplace
 
     post = fit_laplace(fitted.model, fitted.theta, fitted.x, fitted.y, "full_hessian")
     right = fitted.x[:, 0] > 0
@@ -90,8 +90,8 @@ def hessian_cluster(fitted):
 
 def test_indefinite_precision_is_reported_and_repaired_as_asked(hessian_cluster):
     from bayesunlearn.errors import NotPositiveDefinite
-    from bayesunlearn.settings import DivideOptions
-    from bayesunlearn.unlearn import forget
+    from bayesunlearn.io.settings import DivideOptions
+    from bayesunlearn.unlearning.divide import forget
 
     post, x_f, y_f = hessian_cluster
     with pytest.raises(NotPositiveDefinite, match=r"non-positive eigenvalues .*'clip' or 'damp'"):
@@ -106,8 +106,8 @@ def test_indefinite_precision_is_reported_and_repaired_as_asked(hessian_cluster)
 
 
 def test_mean_update_variants(fitted, full, hessian_cluster):
-    from bayesunlearn.settings import DivideOptions
-    from bayesunlearn.unlearn import forget
+    from bayesunlearn.io.settings import DivideOptions
+    from bayesunlearn.unlearning.divide import forget
 
     x_f, y_f = forgotten(fitted)
     kept, report = forget(full, x_f, y_f, DivideOptions(mean_update="none"))
@@ -124,11 +124,11 @@ def test_mean_update_variants(fitted, full, hessian_cluster):
 
 
 def test_damped_step_is_the_full_step_when_the_model_is_quadratic(tf):
-    from bayesunlearn.laplace import fit_laplace
-    from bayesunlearn.model import RegressionModel
-    from bayesunlearn.network import MLPSpec
-    from bayesunlearn.settings import DivideOptions
-    from bayesunlearn.unlearn import forget
+    from bayesunlearn.posteriors.laplace import fit_laplace
+    from bayesunlearn.model.likelihood import RegressionModel
+    from bayesunlearn.model.network import MLPSpec
+    from bayesunlearn.io.settings import DivideOptions
+    from bayesunlearn.unlearning.divide import forget
 
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((40, 2)), rng.standard_normal(40)
@@ -140,9 +140,9 @@ def test_damped_step_is_the_full_step_when_the_model_is_quadratic(tf):
 
 
 def test_laplace_evidence_is_exact_for_linear_regression_and_tuning_rescales_consistently(tf):
-    from bayesunlearn.laplace import fit_laplace, log_marginal_likelihood, optimize_hyperparameters
-    from bayesunlearn.model import RegressionModel
-    from bayesunlearn.network import MLPSpec
+    from bayesunlearn.posteriors.laplace import fit_laplace, log_marginal_likelihood, optimize_hyperparameters
+    from bayesunlearn.model.likelihood import RegressionModel
+    from bayesunlearn.model.network import MLPSpec
 
     rng = np.random.default_rng(6)
     x = rng.standard_normal((50, 2))
@@ -164,7 +164,7 @@ def test_method_specs_load_without_tensorflow():
     import subprocess
     import sys
 
-    check = ("import sys, bayesunlearn.settings as s; s.load('params.yaml'); "
+    check = ("import sys, bayesunlearn.io.settings as s; s.load('params.yaml'); "
              "assert 'tensorflow' not in sys.modules, 'settings imported TensorFlow'")
     from conftest import REPO
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bayesunlearn.study import forget_mask
+from bayesunlearn.experiments.study import forget_mask
 
 
 def test_cluster_mode_forgets_a_contiguous_block_from_the_right_edge():
@@ -19,10 +19,10 @@ def test_cluster_mode_forgets_a_contiguous_block_from_the_right_edge():
 
 
 def test_study_runs_every_method_on_the_grid_and_records_failures(fitted):
-    from bayesunlearn.laplace import fit_laplace
-    from bayesunlearn.methods import FitSettings
-    from bayesunlearn.settings import Divide, Train
-    from bayesunlearn.study import run_study, summarise
+    from bayesunlearn.posteriors.laplace import fit_laplace
+    from bayesunlearn.posteriors.fit import FitSettings
+    from bayesunlearn.io.settings import Divide, Train
+    from bayesunlearn.experiments.study import run_study, summarise
 
     methods = {
         "newton": Divide(posterior="full_ggn", operator="divide"),

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bayesunlearn import settings
+from bayesunlearn.io import settings
 from bayesunlearn.errors import ConfigError
-from bayesunlearn.sweep import plan as sweep_plan
+from bayesunlearn.experiments.sweep import plan as sweep_plan
 from conftest import REPO, sh, tiny_repo
 
 GRID = {"methods": ["ggn_newton", "ggn_damped"], "modes": ["random", "cluster"], "fractions": [0.1],

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, request_payload
 
-from bayesunlearn import store
+from bayesunlearn.io import store
 from lineage.inbox import Inbox, sidecar
 
 

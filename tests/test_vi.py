@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bayesunlearn import blr, metrics
+import blr
+
+from bayesunlearn.numerics import metrics
 
 
 @pytest.fixture(scope="module")
 def problem(tf):
-    from bayesunlearn.model import RegressionModel
-    from bayesunlearn.network import MLPSpec
+    from bayesunlearn.model.likelihood import RegressionModel
+    from bayesunlearn.model.network import MLPSpec
 
     rng = np.random.default_rng(11)
     x = rng.standard_normal((40, 2))
@@ -24,12 +26,13 @@ def problem(tf):
 
 
 def exact(problem, mask=None):
-    from bayesunlearn.posterior import GaussianPosterior
+    from bayesunlearn.posteriors.matrices import Dense
+    from bayesunlearn.posteriors.posterior import GaussianPosterior
 
     model, x, y, phi, _ = problem
     mask = np.ones(len(y), dtype=bool) if mask is None else mask
     mean, precision = blr.posterior(phi[mask], y[mask], model.prior_precision, model.noise_std)
-    return GaussianPosterior(model, mean, precision, mean.copy(), "vi_full", np.linalg.inv(precision))
+    return GaussianPosterior(model, mean, Dense(precision, np.linalg.inv(precision)), mean.copy(), "vi_full")
 
 
 def test_eubo_at_the_exact_posterior_is_the_log_evidence_ratio(problem):
@@ -49,12 +52,13 @@ def test_eubo_at_the_exact_posterior_is_the_log_evidence_ratio(problem):
 
 
 def test_full_covariance_vi_converges_to_the_exact_posterior(problem):
-    from bayesunlearn.posterior import GaussianPosterior
-    from bayesunlearn.settings import VI
-    from bayesunlearn.vi import fit_vi
+    from bayesunlearn.posteriors.matrices import Dense
+    from bayesunlearn.posteriors.posterior import GaussianPosterior
+    from bayesunlearn.io.settings import VI
+    from bayesunlearn.posteriors.vi import fit_vi
 
     model, x, y, _, _ = problem
-    start = GaussianPosterior(model, np.zeros(3), np.eye(3), np.zeros(3), "full_ggn")  # the prior
+    start = GaussianPosterior(model, np.zeros(3), Dense(np.eye(3)), np.zeros(3), "full_ggn")  # the prior
     q = fit_vi(model, x, y, start, "full", VI(steps=4000, learning_rate=0.01, samples=64))
     target = exact(problem)
     kl = metrics.gaussian_kl(target.mean, target.precision, q.mean, q.precision)
@@ -63,8 +67,8 @@ def test_full_covariance_vi_converges_to_the_exact_posterior(problem):
 
 
 def test_eubo_unlearning_from_the_exact_posterior_reaches_the_retrained_posterior(problem):
-    from bayesunlearn.settings import VariationalOptions
-    from bayesunlearn.vi_unlearn import unlearn_vi
+    from bayesunlearn.io.settings import VariationalOptions
+    from bayesunlearn.unlearning.variational import unlearn_vi
 
     _, x, y, _, f = problem
     q_u, report = unlearn_vi(exact(problem), x[f], y[f],
@@ -79,12 +83,14 @@ def test_eubo_unlearning_from_the_exact_posterior_reaches_the_retrained_posterio
 def test_runaway_eubo_is_reported_as_failed(problem):
     """From a q less certain than D_f alone (Λ_q − H_f indefinite) the EUBO has no minimum:
     q_u runs off to where D_f is impossible. Detected, and no posterior is returned."""
-    from bayesunlearn.settings import VariationalOptions
-    from bayesunlearn.vi_unlearn import unlearn_vi
+    from bayesunlearn.io.settings import VariationalOptions
+    from bayesunlearn.unlearning.variational import unlearn_vi
 
     _, x, y, _, f = problem
     good = exact(problem)
-    too_wide = good.with_updates(precision=0.1 * good.precision, covariance=10 * good.covariance)
+    from bayesunlearn.posteriors.matrices import Dense
+
+    too_wide = good.with_updates(matrix=Dense(0.1 * good.precision, 10 * good.covariance))
     q_u, report = unlearn_vi(too_wide, x[f], y[f], VariationalOptions(
         operator="eubo", steps=2000, learning_rate=0.05, max_kl=50.0, check_every=100))
     assert q_u is None and report.status == "failed", report
@@ -97,8 +103,8 @@ def test_runaway_eubo_is_reported_as_failed(problem):
 
 
 def test_reverse_kl_with_the_exact_posterior_moves_towards_the_retrain(problem):
-    from bayesunlearn.settings import VariationalOptions
-    from bayesunlearn.vi_unlearn import unlearn_vi
+    from bayesunlearn.io.settings import VariationalOptions
+    from bayesunlearn.unlearning.variational import unlearn_vi
 
     _, x, y, _, f = problem
     q_u, report = unlearn_vi(exact(problem), x[f], y[f],
@@ -111,8 +117,8 @@ def test_reverse_kl_with_the_exact_posterior_moves_towards_the_retrain(problem):
 
 
 def test_degenerate_importance_weights_fail_clearly(problem):
-    from bayesunlearn.settings import VariationalOptions
-    from bayesunlearn.vi_unlearn import unlearn_vi
+    from bayesunlearn.io.settings import VariationalOptions
+    from bayesunlearn.unlearning.variational import unlearn_vi
 
     _, x, y, _, f = problem
     q_u, report = unlearn_vi(exact(problem), x[f], y[f],
@@ -122,13 +128,13 @@ def test_degenerate_importance_weights_fail_clearly(problem):
 
 @pytest.mark.parametrize("structure", ["full_ggn", "diag_ggn", "last_layer", "vi_mean_field"])
 def test_forgetting_in_steps_equals_forgetting_at_once_for_every_closed_form_operator(fitted, structure):
-    from bayesunlearn.laplace import fit_laplace
-    from bayesunlearn.unlearn import forget
+    from bayesunlearn.posteriors.laplace import fit_laplace
+    from bayesunlearn.unlearning.divide import forget
 
     x, y, f = fitted.x, fitted.y, np.flatnonzero(fitted.forget_mask)
     a, b = f[: len(f) // 2], f[len(f) // 2:]
     kind = "diag_ggn" if structure == "vi_mean_field" else structure
-    original = fit_laplace(fitted.model, fitted.theta, x, y, kind).with_updates(structure=structure)
+    original = fit_laplace(fitted.model, fitted.theta, x, y, kind).with_updates(kind=structure)
     once, _ = forget(original, x[f], y[f])
     twice, _ = forget(forget(original, x[a], y[a])[0], x[b], y[b])
     np.testing.assert_allclose(twice.mean, once.mean, rtol=1e-9, atol=1e-9)
@@ -138,10 +144,10 @@ def test_forgetting_in_steps_equals_forgetting_at_once_for_every_closed_form_ope
 def test_chunked_log_likelihood_matches_one_shot(fitted, monkeypatch):
     """Large problems sum the Monte Carlo log-likelihood over record chunks (memory); same values
     and gradients as the one-shot sum, eagerly and XLA-compiled, for chunks that do not divide n."""
-    import tensorflow as tf
+    from bayesunlearn.model.tf import tf
 
-    from bayesunlearn import vi
-    from bayesunlearn.model import as_tensor
+    from bayesunlearn.posteriors import vi
+    from bayesunlearn.model.likelihood import as_tensor
 
     rng = np.random.default_rng(3)
     thetas = as_tensor(fitted.theta + 0.01 * rng.standard_normal((4, fitted.model.spec.n_params)))

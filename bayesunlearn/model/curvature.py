@@ -1,4 +1,4 @@
-"""Curvature of the data term: per-example Jacobians, GGN, exact Hessian, NLL gradients.
+"""Curvature of the data term: per-example Jacobians, GGN (whole, block or diagonal), exact Hessian, NLL gradients.
 
 For a Gaussian likelihood the GGN of the data term is Σ_i J_iᵀJ_i / σ², where
 J_i = ∂f(x_i, θ)/∂θ. Jacobians are computed with `tf.vectorized_map` over
@@ -16,11 +16,11 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import tensorflow as tf
 
-from . import dense
-from .model import RegressionModel, as_tensor
-from .network import MLPSpec, forward
+from bayesunlearn.model.tf import tf
+from bayesunlearn.numerics import dense
+from bayesunlearn.model.likelihood import RegressionModel, as_tensor
+from bayesunlearn.model.network import MLPSpec, forward
 
 JACOBIAN_BUDGET = 2**21  # float64 entries of J per batch: 16 MB, and TF's per-example intermediates
 # several times that (at 64 MB batches they added ~500 MB at 10k parameters; 16 MB batches were also faster)
@@ -140,33 +140,17 @@ def nll_hessian(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.
     return np.array(hessian), grad.numpy()  # a writable copy: callers add the prior in place
 
 
-def structured_curvature(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray,
-                         structure: str, index: slice) -> tuple[np.ndarray, np.ndarray]:
-    """Data-term curvature and NLL gradient restricted to a posterior structure.
-
-    full_ggn / vi_full: dense GGN; diag_ggn / vi_mean_field: its diagonal;
-    last_layer: the GGN of the output layer (exact there, the output is linear in it);
-    full_hessian: the exact Hessian.
-    """
-    if structure == "full_hessian":
-        return nll_hessian(model, theta, x, y)
-    if structure in ("full_ggn", "vi_full"):
-        return data_curvature(model, theta, x, y)
-    if structure not in ("diag_ggn", "vi_mean_field", "last_layer"):
-        raise ValueError(f"unknown posterior structure {structure!r}")
-    total = None
-    for rows in row_batches(len(x), model.spec.n_params):  # one batch unless J is large
-        part = _restricted_curvature(model, theta, x[rows], y[rows], structure, index)
-        total = part if total is None else (total[0] + part[0], total[1] + part[1])
+def restricted_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray, index: slice,
+                   diagonal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The GGN over the parameters in `index` — its diagonal, or the dense block — and the NLL gradient
+    there, accumulated over row batches of J (one batch unless J is large). For the output layer the
+    block is exact: the network's output is linear in it."""
+    size = len(range(*index.indices(model.spec.n_params)))
+    total = (np.zeros(size) if diagonal else np.zeros((size, size)), np.zeros(size))
+    for number, rows in enumerate(row_batches(len(x), model.spec.n_params)):
+        f, jac = outputs_and_jacobians(model.spec, theta, x[rows])
+        jac, inv_var = jac[:, index], model.noise_std ** -2
+        grad = inv_var * (jac.T @ (f - y[rows]))
+        block = inv_var * np.einsum("ij,ij->j", jac, jac) if diagonal else inv_var * (jac.T @ jac)
+        total = (block, grad) if number == 0 else (total[0] + block, total[1] + grad)
     return total
-
-
-def _restricted_curvature(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray,
-                          structure: str, index: slice) -> tuple[np.ndarray, np.ndarray]:
-    """Diagonal or last-layer GGN and the NLL gradient over the covered parameters, for one batch."""
-    f, jac = outputs_and_jacobians(model.spec, theta, x)
-    jac, inv_var = jac[:, index], model.noise_std ** -2
-    grad = inv_var * (jac.T @ (f - y))
-    if structure == "last_layer":
-        return inv_var * (jac.T @ jac), grad
-    return inv_var * np.einsum("ij,ij->j", jac, jac), grad

@@ -11,26 +11,16 @@ import itertools
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+
 
 import numpy as np
 
-from . import metrics
-from .methods import FitSettings, fit_from_scratch, unlearn
-from .posterior import GaussianPosterior
-from .settings import Method, Train
-
-
-@dataclass(frozen=True)
-class Splits:
-    """Inputs and targets of the three evaluation sets (standardised)."""
-
-    x_retained: np.ndarray
-    y_retained: np.ndarray
-    x_forgotten: np.ndarray
-    y_forgotten: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+from bayesunlearn.numerics import metrics
+from bayesunlearn.posteriors.fit import FitSettings, fit_from_scratch
+from bayesunlearn.unlearning.methods import apply
+from bayesunlearn.posteriors.posterior import GaussianPosterior
+from bayesunlearn.io.datasets import Splits
+from bayesunlearn.io.settings import Method, Train
 
 
 def mean_predictive_kl(p: GaussianPosterior, q: GaussianPosterior, x: np.ndarray) -> float:
@@ -93,7 +83,7 @@ def _ratio(a: float, b: float) -> float:
 def time_unlearning_vs_retraining(method: Method, original: GaussianPosterior, splits: Splits, seed: int,
                                   train: Train, settings: FitSettings, repeats: int) -> dict:
     """Wall time of unlearning and of a cold retrain of the same posterior kind, warm, side by side."""
-    unlearn_seconds = time_warm(lambda: unlearn(method, original, splits.x_forgotten, splits.y_forgotten), repeats)
+    unlearn_seconds = time_warm(lambda: apply(method, original, splits.x_forgotten, splits.y_forgotten), repeats)
     retrain_seconds = time_warm(lambda: fit_from_scratch(method.posterior, original.model, splits.x_retained,
                                                          splits.y_retained, seed, train, settings), repeats)
     return {"unlearn_seconds": unlearn_seconds, "retrain_seconds": retrain_seconds,

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import functools
 import numpy as np
-import tensorflow as tf
-import tensorflow_probability as tfp
 
-from .curvature import jacobians
-from .model import RegressionModel, as_tensor
-from .settings import Train
+from bayesunlearn.model.tf import tf, tfp
+from bayesunlearn.model.curvature import jacobians
+from bayesunlearn.model.likelihood import RegressionModel, as_tensor
+from bayesunlearn.io.settings import Train
 
 
 def _loss(model: RegressionModel, theta: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:

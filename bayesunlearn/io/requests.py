@@ -36,7 +36,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import RequestError
+from bayesunlearn.errors import RequestError
 
 DEFAULT_MAX_BYTES = 1_000_000
 MAX_NESTING = 4          # a request is an object holding one list; deeper nesting has no meaning here

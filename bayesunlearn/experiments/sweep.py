@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .grid import Cell, study_grid
-from .settings import Settings
+from bayesunlearn.experiments.grid import Cell, study_grid
+from bayesunlearn.io.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,14 @@ def plan(settings: Settings) -> SweepPlan:
                      sweep.retries)
 
 
-def context_key(config: dict, files: Iterable[Path]) -> str:
+def context_key(config: dict, root: Path, files: Iterable[Path]) -> str:
     """A digest of everything a cell's numbers depend on besides the cell itself.
 
     Cell files live under this key, so a rerun resumes only cells computed from
-    the same params, data and core code; anything else starts afresh.
+    the same params, data and core code; anything else starts afresh. Files are
+    named by their path below `root`, so the key is the same in every clone.
     """
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for path in sorted(files):
-        digest.update(path.name.encode() + path.read_bytes())
+        digest.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
     return digest.hexdigest()[:16]

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import atomic
-from .evaluation import Splits
-from .posterior import GaussianPosterior
+from bayesunlearn.io import atomic
+from bayesunlearn.io.datasets import Splits
+from bayesunlearn.posteriors.posterior import GaussianPosterior
 
 
 def predictive_table(posteriors: dict[str, GaussianPosterior], splits: Splits, n_grid: int) -> pd.DataFrame:

@@ -1,8 +1,10 @@
-"""Laplace posteriors at the MAP, for every curvature structure, and marginal-likelihood tuning.
+"""Laplace posteriors at the MAP, for every Laplace kind, and marginal-likelihood tuning.
 
-Λ = (data-term curvature at θ*) + αI, restricted to the structure: full GGN,
-full exact Hessian, diagonal GGN, or last layer (closed form: Bayesian linear
+Λ = (data-term curvature at θ*) + αI, restricted to the kind: full GGN, full
+exact Hessian, diagonal GGN, or last layer (closed form: Bayesian linear
 regression on the last hidden layer's features, other weights fixed at θ*).
+`data_curvature` is the one place that turns a kind into a curvature
+computation; the curvature code itself knows no kinds.
 """
 
 from __future__ import annotations
@@ -11,61 +13,70 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from . import dense
-from .curvature import outputs_and_jacobians, structured_curvature
-from .errors import ConfigError, NotPositiveDefinite
-from .kinds import LAPLACE_KINDS
-from .model import RegressionModel
-from .posterior import GaussianPosterior
+from bayesunlearn.errors import ConfigError, NotPositiveDefinite
+from bayesunlearn.model import curvature
+from bayesunlearn.model.curvature import outputs_and_jacobians
+from bayesunlearn.model.likelihood import RegressionModel
+from bayesunlearn.numerics import dense
+from bayesunlearn.kinds import KINDS, LAPLACE_KINDS, Kind
+from bayesunlearn.posteriors.matrices import CovarianceOnly, Dense, Diagonal, GaussianMatrix
+from bayesunlearn.posteriors.posterior import GaussianPosterior
 
+
+def data_curvature(kind: Kind, model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The data term's curvature in the kind's structure (dense matrix or diagonal) and its NLL gradient."""
+    if kind.curvature == "hessian":
+        return curvature.nll_hessian(model, theta, x, y)
+    if kind.storage == "dense" and kind.covers == "all":
+        return curvature.data_curvature(model, theta, x, y)
+    return curvature.restricted_ggn(model, theta, x, y, kind.index(model.spec), diagonal=kind.storage == "diagonal")
 
 
 def fit_laplace(model: RegressionModel, theta_map: np.ndarray, x: np.ndarray, y: np.ndarray,
-                structure: str = "full_ggn") -> GaussianPosterior:
-    if structure not in LAPLACE_KINDS:
-        raise ConfigError(f"Laplace kind {structure!r} is not one of {list(LAPLACE_KINDS)}.")
-    shell = GaussianPosterior(model, theta_map.copy(), np.zeros(0), theta_map.copy(), structure)
-    precision, _ = structured_curvature(model, theta_map, x, y, structure, shell.index)
+                kind: str = "full_ggn") -> GaussianPosterior:
+    if kind not in LAPLACE_KINDS:
+        raise ConfigError(f"Laplace kind {kind!r} is not one of {list(LAPLACE_KINDS)}.")
+    precision, _ = data_curvature(KINDS[kind], model, theta_map, x, y)
     _add_to_diagonal(precision, model.prior_precision)  # in place: no second P × P matrix
-    if structure == "full_hessian":
-        precision, shell = _clip_indefinite_hessian(precision, shell)
-    return with_precision(shell, precision)
+    diagnostics = {}
+    if KINDS[kind].curvature == "hessian":  # the exact Hessian: may be indefinite at a saddle
+        precision, diagnostics = _clip_indefinite_hessian(precision, model.prior_precision)
+    return GaussianPosterior(model, theta_map.copy(), matrix_of(KINDS[kind], precision), theta_map.copy(), kind,
+                             diagnostics)
 
 
-def _clip_indefinite_hessian(precision: np.ndarray, shell: GaussianPosterior):
+def _clip_indefinite_hessian(precision: np.ndarray, floor: float) -> tuple[np.ndarray, dict]:
     """At a saddle (optimisers stop there) the exact Hessian is indefinite and defines no Gaussian:
     floor its eigenvalues at the prior precision, and record that it happened."""
     eigenvalues, vectors = scipy.linalg.eigh(precision)
     n_negative = int(np.sum(eigenvalues <= 0))
     diagnostics = {"hessian_min_eig": float(eigenvalues[0]), "hessian_negative_eigs": n_negative}
     if n_negative:
-        eigenvalues = np.maximum(eigenvalues, shell.model.prior_precision)
+        eigenvalues = np.maximum(eigenvalues, floor)
         precision = (vectors * eigenvalues) @ vectors.T
-    return precision, shell.with_updates(diagnostics=diagnostics)
+    return precision, diagnostics
 
 
-# Above this many covered parameters a dense GGN posterior is kept in covariance form: LAPACK's
-# Cholesky inverse overwrites Λ with Σ, and Λ is not kept (half the memory; see posterior.py).
+# Above this many covered parameters a dense posterior of a kind with `covariance_form` keeps Σ only:
+# LAPACK's Cholesky inverse overwrites Λ with Σ, and Λ is not kept (half the memory; see matrices.py).
 # Below, both are kept, Σ from the solve the committed artifacts were made with.
 COVARIANCE_FORM_MIN_PARAMS = 2000
-COVARIANCE_FORM_STRUCTURES = ("full_ggn",)  # PD by construction: an in-place inverse cannot fail halfway
 
 
-def with_precision(posterior: GaussianPosterior, precision: np.ndarray) -> GaussianPosterior:
-    """Set the precision and, for dense structures, the covariance that Woodbury downdates need.
-
-    A large full GGN comes back in covariance form, its Σ in `precision`'s memory.
-    """
+def matrix_of(kind: Kind, precision: np.ndarray) -> GaussianMatrix:
+    """The matrix type for a precision: a diagonal; Σ alone for a large kind that allows it (Σ written into
+    `precision`'s memory); else Λ with the covariance that Woodbury downdates need."""
     if precision.ndim == 1:
-        return posterior.with_updates(precision=precision, covariance=None)
-    if len(precision) > COVARIANCE_FORM_MIN_PARAMS and posterior.structure in COVARIANCE_FORM_STRUCTURES:
-        return posterior.with_updates(precision=None, covariance=dense.inverse_spd(precision, overwrite=True))
+        return Diagonal(precision)
+    if len(precision) > COVARIANCE_FORM_MIN_PARAMS and kind.covariance_form:
+        return CovarianceOnly(dense.inverse_spd(precision, overwrite=True))
     invert = dense.inverse_spd if len(precision) > COVARIANCE_FORM_MIN_PARAMS else dense.inverse_spd_small
     try:
         covariance = invert(precision)
     except (np.linalg.LinAlgError, NotPositiveDefinite):
         covariance = None  # an indefinite exact Hessian: no covariance, reported downstream
-    return posterior.with_updates(precision=precision, covariance=covariance)
+    return Dense(precision, covariance)
 
 
 def _add_to_diagonal(matrix: np.ndarray, value: float) -> None:
@@ -94,7 +105,7 @@ def optimize_hyperparameters(posterior: GaussianPosterior, x: np.ndarray, y: np.
     data_eigs = posterior.precision_eigenvalues() - m.prior_precision
     if np.any(data_eigs < -1e-9 * max(1.0, np.abs(data_eigs).max())):
         raise ConfigError(f"marginal-likelihood tuning needs positive semi-definite curvature; the "
-                          f"{posterior.structure} curvature has negative eigenvalues. Use a GGN structure.")
+                          f"{posterior.kind} curvature has negative eigenvalues. Use a GGN structure.")
     f, _ = outputs_and_jacobians(m.spec, posterior.linearisation_point, x)
     rss, theta = np.sum((y - f) ** 2), posterior.linearisation_point[posterior.index]
 
@@ -106,10 +117,10 @@ def optimize_hyperparameters(posterior: GaussianPosterior, x: np.ndarray, y: np.
                                    options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 2000})
     alpha, sigma = (float(v) for v in np.exp(best.x))
     tuned = RegressionModel(m.spec, alpha, sigma)
-    precision = posterior.dense_precision() if posterior.covariance_form else posterior.precision
+    precision = posterior.precision if posterior.precision is not None else posterior.dense_precision()
     data = precision - m.prior_precision * _identity_like(precision)
     precision = data * (m.noise_std / sigma) ** 2 + alpha * _identity_like(precision)
-    return with_precision(posterior.with_updates(model=tuned), precision)
+    return posterior.with_updates(model=tuned, matrix=matrix_of(posterior.spec, precision))
 
 
 def _evidence(rss: float, n: int, theta: np.ndarray, data_eigs: np.ndarray, alpha: float,

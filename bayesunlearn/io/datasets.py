@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
-from .settings import Prepare
+from bayesunlearn.errors import DataError
+from bayesunlearn.io.settings import Prepare
 
 TARGET = "y"
 ID = "record_id"
@@ -189,6 +189,18 @@ def record_ids(path: str | Path) -> list[str]:
     if ID not in header:
         return []
     return pd.read_csv(path, usecols=[ID], dtype=str, keep_default_na=False)[ID].tolist()
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Inputs and targets of the three evaluation sets (standardised)."""
+
+    x_retained: np.ndarray
+    y_retained: np.ndarray
+    x_forgotten: np.ndarray
+    y_forgotten: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
 
 
 def arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

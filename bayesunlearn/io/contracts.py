@@ -14,8 +14,8 @@ from typing import ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from . import atomic
-from .errors import UserError
+from bayesunlearn.io import atomic
+from bayesunlearn.errors import UserError
 
 SPLIT_SUMMARY = Path("data/split/summary.json")
 GATE_REPORT = Path("metrics/gate.json")

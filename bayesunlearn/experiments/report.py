@@ -1,4 +1,4 @@
-"""Readable summaries of a run: `python -m bayesunlearn.report [--update-readme README.md]`.
+"""Readable summaries of a run: `python -m bayesunlearn.experiments.report [--update-readme README.md]`.
 
 Without options: the headline metrics of every method (metrics/methods.csv)
 and the default method's timing. With --update-readme: rewrite the generated

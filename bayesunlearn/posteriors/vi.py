@@ -21,16 +21,17 @@ from __future__ import annotations
 import functools
 import numpy as np
 import scipy.linalg
-import tensorflow as tf
-import tensorflow_probability as tfp
 
-from .errors import ConfigError
-from .model import RegressionModel, as_tensor
-from .posterior import GaussianPosterior
-from .settings import VI
+from bayesunlearn.model.tf import tf, tfp
+from bayesunlearn.errors import ConfigError
+from bayesunlearn.model.likelihood import RegressionModel, as_tensor
+from bayesunlearn.kinds import KINDS
+from bayesunlearn.posteriors.matrices import Dense, Diagonal
+from bayesunlearn.posteriors.posterior import GaussianPosterior
+from bayesunlearn.io.settings import VI
 
 tfd, tfb = tfp.distributions, tfp.bijectors
-FAMILIES = {"mean_field": "vi_mean_field", "full": "vi_full"}
+FAMILIES = {kind.vi_family: name for name, kind in KINDS.items() if kind.vi_family}  # family -> kind
 
 
 def scale_bijector(family: str) -> tfb.Bijector:
@@ -57,8 +58,7 @@ def initial_raw(family: str, p: int, scale: float = 1.0) -> tf.Tensor:
 def whitening(posterior: GaussianPosterior, family: str) -> tuple[np.ndarray, np.ndarray]:
     """m₀ and B of a starting Gaussian, in the shape the family needs."""
     if family == "mean_field":
-        precision = posterior.precision if posterior.diagonal else np.diag(posterior.dense_precision())
-        return posterior.mean, precision ** -0.5
+        return posterior.mean, posterior.matrix.precision_diagonal() ** -0.5
     return posterior.mean, scipy.linalg.cholesky(posterior.dense_covariance(), lower=True)
 
 
@@ -182,19 +182,17 @@ def fit_vi(model: RegressionModel, x: np.ndarray, y: np.ndarray, start: Gaussian
 def from_scale(model: RegressionModel, mean: np.ndarray, scale: np.ndarray, family: str) -> GaussianPosterior:
     """A GaussianPosterior from q's mean and scale (diagonal vector or lower-triangular factor)."""
     if family == "mean_field":
-        return GaussianPosterior(model, mean, scale ** -2.0, mean.copy(), FAMILIES[family])
+        return GaussianPosterior(model, mean, Diagonal(scale ** -2.0), mean.copy(), FAMILIES[family])
     inv_scale = scipy.linalg.solve_triangular(scale, np.eye(len(scale)), lower=True)
-    return GaussianPosterior(model, mean, inv_scale.T @ inv_scale, mean.copy(), FAMILIES[family], scale @ scale.T)
+    return GaussianPosterior(model, mean, Dense(inv_scale.T @ inv_scale, scale @ scale.T), mean.copy(),
+                             FAMILIES[family])
 
 
 def family_of(posterior: GaussianPosterior) -> str:
-    for family, structure in FAMILIES.items():
-        if structure == posterior.structure:
-            return family
-    raise ConfigError(f"{posterior.structure} is not a variational posterior.")
+    if posterior.spec.vi_family is None:
+        raise ConfigError(f"{posterior.kind} is not a variational posterior.")
+    return posterior.spec.vi_family
 
 
 def scale_of(posterior: GaussianPosterior) -> np.ndarray:
-    if posterior.diagonal:
-        return posterior.precision ** -0.5
-    return scipy.linalg.cholesky(posterior.dense_covariance(), lower=True)
+    return posterior.matrix.scale()

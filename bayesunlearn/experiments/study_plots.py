@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import atomic
+from bayesunlearn.io import atomic
 
 
 def save_kl_vs_fraction(path: str | Path, summary: pd.DataFrame) -> None:

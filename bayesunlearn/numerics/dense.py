@@ -15,7 +15,7 @@ import numpy as np
 import scipy.linalg
 from scipy.linalg import blas, lapack
 
-from .errors import NotPositiveDefinite
+from bayesunlearn.errors import NotPositiveDefinite
 
 TILE = 128  # square tiles for the transposing copy: ~4× faster than long strips at 10k (cache-sized)
 

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .evaluation import mean_predictive_kl
-from .grid import MODES, Cell, forget_mask, study_grid, summarise  # noqa: F401  (MODES, summarise: public here too)
-from .methods import FitSettings, fit_posterior, unlearn
-from .model import RegressionModel
-from .posterior import GaussianPosterior
-from .settings import Method, Train
-from .training import fit_map
+from bayesunlearn.experiments.evaluation import mean_predictive_kl
+from bayesunlearn.experiments.grid import MODES, Cell, forget_mask, study_grid, summarise  # noqa: F401  (MODES, summarise: public here too)
+from bayesunlearn.posteriors.fit import FitSettings, fit_posterior
+from bayesunlearn.unlearning.methods import apply
+from bayesunlearn.model.likelihood import RegressionModel
+from bayesunlearn.posteriors.posterior import GaussianPosterior
+from bayesunlearn.io.settings import Method, Train
+from bayesunlearn.model.training import fit_map
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def study_cell(model: RegressionModel, problem: Problem, cell: Cell, originals: 
     for name, method in problem.methods.items():
         original, retrain = originals[method.posterior], retrains[method.posterior]
         try:
-            unlearned, report = unlearn(method, original, x[f], y[f])
+            unlearned, report = apply(method, original, x[f], y[f])
         except Exception as err:  # a refused repair is a result of the study, not its end
             unlearned, report = None, {"status": "failed", "reason": str(err)}
         if keep:

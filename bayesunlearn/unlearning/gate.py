@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import metrics
-from .contracts import GateReport
-from .posterior import GaussianPosterior
-from .settings import Gate
-from .training import objective
+from bayesunlearn.numerics import metrics
+from bayesunlearn.io.contracts import GateReport
+from bayesunlearn.posteriors.posterior import GaussianPosterior
+from bayesunlearn.io.settings import Gate
+from bayesunlearn.model.training import objective
 
 
 def gate(method: str, original: GaussianPosterior, unlearned: GaussianPosterior, report: dict,

@@ -1,11 +1,4 @@
-"""The method suite behind one interface: which posterior to fit, and how to unlearn from it.
-
-A *posterior kind* (kinds.py) is a Laplace structure or a VI family, fitted to
-the full data (the original) and to the retained data (the retrains). A
-*method* (settings.Method) is a kind plus an unlearning operator and its options, e.g.
-    {"posterior": "full_ggn", "operator": "divide", "mean_update": "damped"}
-    {"posterior": "vi_full", "operator": "eubo", "threshold": 1e-33}
-"""
+"""Fitting a posterior of any kind: around a given MAP, or from scratch (the retrain unlearning is judged by)."""
 
 from __future__ import annotations
 
@@ -13,15 +6,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kinds import KINDS
-from .laplace import fit_laplace, optimize_hyperparameters
-from .model import RegressionModel
-from .posterior import GaussianPosterior
-from .settings import VI, Divide, Laplace, Method, Settings, Train
-from .training import fit_map
-from .unlearn import forget
-from .vi import fit_vi
-from .vi_unlearn import unlearn_vi
+from bayesunlearn.io.settings import VI, Laplace, Settings, Train
+from bayesunlearn.model.likelihood import RegressionModel
+from bayesunlearn.model.training import fit_map
+from bayesunlearn.kinds import KINDS
+from bayesunlearn.posteriors.laplace import fit_laplace, optimize_hyperparameters
+from bayesunlearn.posteriors.posterior import GaussianPosterior
+from bayesunlearn.posteriors.vi import fit_vi
 
 
 @dataclass(frozen=True)
@@ -52,13 +43,3 @@ def fit_from_scratch(kind: str, model: RegressionModel, x: np.ndarray, y: np.nda
     """MAP from a seeded initialisation, then the posterior: the retrain that unlearning is judged by."""
     theta, info = fit_map(model, x, y, model.spec.init(seed), train)
     return fit_posterior(kind, model, theta, x, y, settings), info
-
-
-def unlearn(method: Method, original: GaussianPosterior, x_f: np.ndarray, y_f: np.ndarray
-            ) -> tuple[GaussianPosterior | None, dict]:
-    """Apply a method; a failed operator returns None and says why in its report."""
-    if isinstance(method, Divide):
-        posterior, report = forget(original, x_f, y_f, method)
-        return posterior, {"status": "ok", "reason": "", **report.to_dict()}
-    posterior, report = unlearn_vi(original, x_f, y_f, method)
-    return posterior, report.to_dict()

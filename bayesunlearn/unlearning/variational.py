@@ -23,12 +23,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import scipy.special
-import tensorflow as tf
 
-from .model import RegressionModel, as_tensor
-from .posterior import GaussianPosterior
-from .settings import VariationalOptions
-from .vi import (
+from bayesunlearn.model.tf import tf
+from bayesunlearn.model.likelihood import RegressionModel, as_tensor
+from bayesunlearn.posteriors.posterior import GaussianPosterior
+from bayesunlearn.io.settings import VariationalOptions
+from bayesunlearn.posteriors.vi import (
     adam_loop,
     family_of,
     from_scale,

@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_probability as tfp
 
-from .network import MLPSpec, forward
-from .settings import Model
+from bayesunlearn.model.tf import tf, tfp
+from bayesunlearn.model.network import MLPSpec, forward
+from bayesunlearn.io.settings import Model
 
 tfd = tfp.distributions
 

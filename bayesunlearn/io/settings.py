@@ -22,8 +22,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
-from .kinds import KINDS, KindName, VIKindName
+from bayesunlearn.errors import ConfigError
+from bayesunlearn.kinds import KindName, VIKindName
 
 PARAMS = Path("params.yaml")
 
@@ -400,7 +400,7 @@ def update_params(path: str | Path, changes: dict[str, Any]) -> None:
 
     from ruamel.yaml import YAML
 
-    from . import atomic
+    from bayesunlearn.io import atomic
 
     path = Path(path)
     yaml = YAML()  # round-trip mode
@@ -422,7 +422,7 @@ def update_params(path: str | Path, changes: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m bayesunlearn.settings [PATH]`: check params.yaml and say what is wrong."""
+    """`python -m bayesunlearn.io.settings [PATH]`: check params.yaml and say what is wrong."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv

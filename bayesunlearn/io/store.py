@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import atomic
+from bayesunlearn.io import atomic
 
 
 def save_arrays(path: str | Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:

@@ -1,0 +1,134 @@
+"""Unlearning by Gaussian division: remove the forgotten records' linearised likelihood.
+
+With H_f and g_f the curvature and NLL gradient of the forgotten records at θ*
+(in the posterior's own structure),
+    Λ_r = Λ − H_f,     Λ_r μ_r = Λ μ − H_f θ* + g_f.
+This is exact for the linearised network (docs/design.md, oracle 3) and for Bayesian
+linear regression (oracle 1), and repeated application composes (oracle 4).
+When μ = θ* it is the Newton step μ_r = θ* + Λ_r⁻¹ g_f on the retained objective.
+
+What can go wrong, and what the options do about it:
+- Λ_r not positive definite (exact Hessian, large or clustered deletions):
+  `repair` = "clip" floors the eigenvalues, "damp" adds δI, "refuse" raises.
+- The Newton step overshoots when the forgotten data moved the mode a lot:
+  `mean_update` = "damped" shortens it to where a quadratic model of the
+  forgotten records' NLL still predicts their actual NLL (no retained data
+  needed); "none" keeps the mean and only updates the precision.
+- For the GGN, H_f = J_fᵀJ_f/σ² has rank |D_f|: when |D_f| < P and the
+  covariance is stored, the downdate uses Woodbury in O(|D_f|·P²) and checks
+  positive definiteness on the |D_f| × |D_f| capacitance matrix. With
+  `in_place=True` it overwrites the input's Σ (and Λ, unless the posterior is
+  in covariance form) with rank-|D_f| GEMM updates: no new P × P matrices.
+The algebra of each storage (diagonal, dense, covariance-only) is the matrix
+type's (posteriors/matrices.py); this module computes H_f and g_f and moves the mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from bayesunlearn.io.settings import DivideOptions
+from bayesunlearn.model.curvature import network_outputs, outputs_and_jacobians
+from bayesunlearn.numerics.threads import one_blas_thread
+from bayesunlearn.posteriors.laplace import data_curvature
+from bayesunlearn.posteriors.matrices import Curvature
+from bayesunlearn.posteriors.posterior import GaussianPosterior
+
+
+@dataclass(frozen=True)
+class UnlearningReport:
+    n_forgotten: int
+    min_eig_precision: float      # of Λ − H_f before any repair (NaN when too large to compute)
+    n_negative_eigs: int          # eigenvalues ≤ 0 before repair (−1 when not computed)
+    repair: str                   # "none" when Λ_r was positive definite, else the repair applied
+    damping: float                # δ added by "damp", or the floor used by "clip"
+    step_length: float            # fraction of the Newton step taken
+    step_norm: float              # ‖μ_r − μ‖
+    solver: str                   # "dense", "woodbury" or "diagonal"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+DEFAULT_OPTIONS = DivideOptions()
+
+
+def forget(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
+           options: DivideOptions = DEFAULT_OPTIONS, in_place: bool = False
+           ) -> tuple[GaussianPosterior, UnlearningReport]:
+    """Remove the records (x, y) from `posterior`.
+
+    in_place: the Woodbury downdate may overwrite `posterior`'s matrices (do not
+    use `posterior` afterwards); other paths still copy.
+    """
+    with one_blas_thread():  # the P × P products inside ask for all threads (numerics/threads.py)
+        return _combine(posterior, x, y, -1.0, options, in_place)
+
+
+def relearn(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
+            options: DivideOptions = DEFAULT_OPTIONS) -> tuple[GaussianPosterior, UnlearningReport]:
+    """The inverse of `forget`: multiply the linearised likelihood of (x, y) back in."""
+    with one_blas_thread():
+        return _combine(posterior, x, y, +1.0, options)
+
+
+def records_curvature(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray) -> Curvature:
+    """H_f and g_f of the records at θ*, in the posterior's structure. A full GGN is kept as its
+    rank-|D_f| factor J_fᵀ/σ (one Jacobian pass; the P × P matrix is formed only if needed)."""
+    kind = posterior.spec
+    if kind.curvature == "ggn" and kind.storage == "dense" and kind.covers == "all" and len(x):
+        f, jac = outputs_and_jacobians(posterior.model.spec, posterior.linearisation_point, x)
+        sigma = posterior.model.noise_std
+        return Curvature(jac.T @ (f - y) / sigma**2, factor=jac.T / sigma)
+    matrix, gradient = data_curvature(kind, posterior.model, posterior.linearisation_point, x, y)
+    return Curvature(gradient, matrix=matrix)
+
+
+def _combine(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray, sign: float,
+             options: DivideOptions, in_place: bool = False) -> tuple[GaussianPosterior, UnlearningReport]:
+    theta_star, idx = posterior.linearisation_point, posterior.index
+    curvature = records_curvature(posterior, x, y)
+    rhs = -sign * (curvature.apply((posterior.mean - theta_star)[idx]) + curvature.gradient)
+    floor = posterior.model.prior_precision if options.eig_floor is None else options.eig_floor
+    update = posterior.matrix.add(curvature, sign, rhs, floor, options, in_place)
+    step_length = 1.0
+    if options.mean_update == "none":
+        step_length = 0.0
+    elif options.mean_update == "damped":
+        step_length = _trusted_step_length(posterior, x, y, update.step, curvature, options.trust_tolerance)
+    full_step = np.zeros_like(posterior.mean)
+    full_step[idx] = step_length * update.step
+    result = posterior.with_updates(mean=posterior.mean + full_step, matrix=update.matrix)
+    return result, UnlearningReport(len(x), update.min_eig, update.n_negative, update.repair, update.damping,
+                                    step_length, float(np.linalg.norm(full_step)), update.solver)
+
+
+def _trusted_step_length(posterior: GaussianPosterior, x, y, step, curvature: Curvature, tolerance: float
+                         ) -> float:
+    """Longest t in {1, ½, ¼, …} where the quadratic model of the forgotten NLL is still accurate.
+
+    Compares the actual change of Σ_f ℓ_i along the step with the change the
+    second-order model (g_f, H_f at θ*) predicts; needs only the forgotten data.
+    """
+    idx, theta_star, gradient = posterior.index, posterior.linearisation_point, curvature.gradient
+    base = _forgotten_nll(posterior, x, y, posterior.mean)
+    offset = (posterior.mean - theta_star)[idx]
+    t = 1.0
+    for _ in range(30):
+        move = np.zeros_like(posterior.mean)
+        move[idx] = t * step
+        actual = _forgotten_nll(posterior, x, y, posterior.mean + move) - base
+        d_new, d_old = offset + t * step, offset
+        predicted = (gradient @ (d_new - d_old)
+                     + 0.5 * (d_new @ curvature.apply(d_new) - d_old @ curvature.apply(d_old)))
+        if abs(predicted) < 1e-12 or abs(actual / predicted - 1.0) <= tolerance:
+            return t
+        t *= 0.5
+    return 0.0
+
+
+def _forgotten_nll(posterior: GaussianPosterior, x, y, theta) -> float:
+    f = network_outputs(posterior.model.spec, theta, x)
+    return float(0.5 * np.sum((y - f) ** 2) / posterior.model.noise_std ** 2)
