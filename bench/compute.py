@@ -55,7 +55,7 @@ def model_for(size: str):
 
 
 def xla(size: str, n: int, steps: int) -> dict:
-    from bayesunlearn.model.likelihood import as_tensor
+    from bayesunlearn.model.autodiff import as_tensor
     from bayesunlearn.model.training import run_adam
 
     model = model_for(size)
@@ -74,9 +74,8 @@ def xla(size: str, n: int, steps: int) -> dict:
 def jacobian_methods(size: str, n: int) -> dict:
     from bayesunlearn.model.tf import tf
 
-    from bayesunlearn.model.curvature import jacobians
-    from bayesunlearn.model.likelihood import as_tensor
-    from bayesunlearn.model.network import forward
+    from bayesunlearn.model.autodiff import as_tensor, forward, jacobians
+    from bayesunlearn.model.network import outputs_and_jacobians
 
     spec = model_for(size).spec
     theta, x = as_tensor(spec.init(0)), as_tensor(cell_data(n, 0, 0)[0])
@@ -101,11 +100,15 @@ def jacobian_methods(size: str, n: int) -> dict:
     t_vec, j_vec = best_of(lambda: vectorized(theta, x).numpy())
     t_tape, j_tape = best_of(lambda: tape_jacobian(theta, x).numpy(), 1)
     t_loop, j_loop = best_of(lambda: python_loop().numpy(), 1)
+    t_np, j_np = best_of(lambda: outputs_and_jacobians(spec, theta.numpy(), x.numpy())[1])
     return {"n_params": spec.n_params, "n_train": n, "vectorized_map_seconds": t_vec,
             "tape_jacobian_seconds": t_tape, "python_loop_seconds": t_loop,
             "speedup_vs_tape_jacobian": t_tape / t_vec, "speedup_vs_python_loop": t_loop / t_vec,
             "max_abs_diff_tape": float(np.max(np.abs(j_vec - j_tape))),
-            "max_abs_diff_loop": float(np.max(np.abs(j_vec - j_loop)))}
+            "max_abs_diff_loop": float(np.max(np.abs(j_vec - j_loop))),
+            # the NumPy backpropagation that curvature, predictions and the gate use (no TensorFlow start-up)
+            "numpy_backprop_seconds": t_np, "numpy_speedup_vs_vectorized_map": t_vec / t_np,
+            "max_abs_diff_numpy": float(np.max(np.abs(j_vec - j_np)))}
 
 
 def precision(size: str, n: int, n_forget: int) -> dict:
@@ -113,8 +116,7 @@ def precision(size: str, n: int, n_forget: int) -> dict:
     import scipy.linalg
     from bayesunlearn.model.tf import tf
 
-    from bayesunlearn.model.curvature import jacobians
-    from bayesunlearn.model.network import forward
+    from bayesunlearn.model.autodiff import forward, jacobians
 
     model = model_for(size)
     x, y, mask = cell_data(n, n_forget, 0)
@@ -151,7 +153,7 @@ def precision(size: str, n: int, n_forget: int) -> dict:
 
 
 def ggn_accumulation(size: str, n: int) -> dict:
-    """One-shot TF JᵀJ (the small-problem path) vs in-place SYRK over row batches (the large one)."""
+    """One-shot JᵀJ over all rows vs in-place SYRK over row batches (the large-problem path)."""
     from bayesunlearn.model import curvature
 
     model = model_for(size)
@@ -171,7 +173,7 @@ def ggn_accumulation(size: str, n: int) -> dict:
     finally:
         curvature.JACOBIAN_BUDGET = budget
     return {"n_params": model.spec.n_params, "n_train": n, "jacobian_mb": n * model.spec.n_params * 8 / 2**20,
-            "one_shot_tf_seconds": one_seconds, "one_shot_peak_increment_mb": one_mb,
+            "one_shot_seconds": one_seconds, "one_shot_peak_increment_mb": one_mb,
             "batched_syrk_seconds": batched_seconds, "batched_peak_increment_mb": batched_mb,
             "batches": len(curvature.row_batches(n, model.spec.n_params)),
             "max_relative_diff": float(np.max(np.abs(h_one - h_batched)) / np.max(np.abs(h_one)))}

@@ -112,7 +112,7 @@ def prepare_cell(size: str, n: int, n_forget: int, steps: int, thetas: Path) -> 
     """Time the retrain's Adam loop; save the original and a retrained MAP (`steps` steps each) to `thetas`."""
     import numpy as np
 
-    from bayesunlearn.model.likelihood import as_tensor
+    from bayesunlearn.model.autodiff import as_tensor
     from bayesunlearn.model.training import run_adam
 
     params, x, y, mask, model = _setup(size, n, n_forget)
@@ -132,7 +132,7 @@ def run_case(size: str, n: int, name: str, n_forget: int, repeats: int, thetas: 
     """One method at one (network size, n), in a process of its own: times and peak memory."""
     import numpy as np
 
-    from bayesunlearn.model.curvature import outputs_and_jacobians
+    from bayesunlearn.model.network import outputs_and_jacobians
     from bayesunlearn.posteriors.fit import FitSettings, fit_posterior
     from bayesunlearn.kinds import KINDS
     from bayesunlearn.unlearning.methods import apply
@@ -192,7 +192,7 @@ def run_case(size: str, n: int, name: str, n_forget: int, repeats: int, thetas: 
 
 def _hessian_skip_reason(n: int, p: int) -> str:
     """Why the dense exact Hessian is not run for this cell ("" when it is)."""
-    from bayesunlearn.model.curvature import PFOR_MAX_PARAMS
+    from bayesunlearn.model.autodiff import PFOR_MAX_PARAMS
 
     if p > HESSIAN_MAX_PARAMS:
         return (f"dense exact Hessian at {p} params: ~6.9 GB through TF's jacobian and a ~100 s dense "
@@ -211,7 +211,7 @@ def _copy(posterior):
 
 def extrapolation_check(size: str, n: int, steps: int) -> dict:
     """Adam time of a full pipeline-length run vs the per-step extrapolation from `steps` steps."""
-    from bayesunlearn.model.likelihood import as_tensor
+    from bayesunlearn.model.autodiff import as_tensor
     from bayesunlearn.model.training import run_adam
 
     params, x, y, _, model = _setup(size, n, 0)

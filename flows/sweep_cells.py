@@ -19,7 +19,7 @@ from bayesunlearn.io import atomic, datasets, store
 from bayesunlearn.io.settings import VI, Laplace, Method, Model, Settings, Train
 from bayesunlearn.experiments.sweep import SweepCell, SweepPlan, hidden_label
 
-from stages.common import PREPARED, deterministic_tensorflow
+from stages.common import PREPARED
 
 METHOD = TypeAdapter(Method)
 CELLS = Path("sweep") / "cells"  # working folder of the cell files, by context key (not a DVC output)
@@ -46,7 +46,6 @@ def compute_cell(root: Path, config: dict, cell: SweepCell, folder: Path) -> Pat
     target = cell_path(folder, cell)
     if target.exists():
         return target
-    deterministic_tensorflow()  # in this worker process too, before TensorFlow is imported
     from bayesunlearn.posteriors.fit import FitSettings
     from bayesunlearn.model.likelihood import build_model
     from bayesunlearn.experiments.study import Problem, study_cell

@@ -1,4 +1,7 @@
-"""What every stage shares: paths, the checked settings, deterministic TF, clean failures."""
+"""What every stage shares: paths, the checked settings, clean failures.
+
+TensorFlow is set up for bit-identical results wherever it is imported (bayesunlearn/model/tf.py).
+"""
 
 from __future__ import annotations
 
@@ -20,11 +23,6 @@ PLOTS = Path("plots")
 def settings() -> Settings:
     """params.yaml, parsed and checked once per process (every stage checks all of it before any work)."""
     return settings_module.load(settings_module.PARAMS)
-
-
-def deterministic_tensorflow() -> None:
-    """Same inputs ⇒ bit-identical outputs, across processes (the set-up lives in bayesunlearn.model.tf)."""
-    import bayesunlearn.model.tf  # noqa: F401
 
 
 def load_splits():

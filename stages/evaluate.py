@@ -15,7 +15,6 @@ from .common import (
     METRICS,
     MODELS,
     PLOTS,
-    deterministic_tensorflow,
     load_splits,
     one_argument,
     run,
@@ -26,7 +25,6 @@ from .common import (
 def main() -> None:
     name = one_argument(__doc__)
     chosen = settings().method(name)
-    deterministic_tensorflow()
     from bayesunlearn.posteriors.fit import FitSettings
     from bayesunlearn.experiments.evaluation import compare, time_unlearning_vs_retraining
     from bayesunlearn.experiments.plots import predictive_table, save_predictive_png

@@ -6,12 +6,11 @@ vi_mean_field or vi_full). Depends on the full data only, never on deletion requ
 
 from bayesunlearn.io import datasets, store
 
-from .common import MODELS, PREPARED, deterministic_tensorflow, kind_argument, run, settings
+from .common import MODELS, PREPARED, kind_argument, run, settings
 
 
 def main() -> None:
     kind = kind_argument(__doc__)
-    deterministic_tensorflow()
     from bayesunlearn.posteriors.fit import FitSettings, fit_posterior
     from bayesunlearn.model.likelihood import RegressionModel
 

@@ -10,13 +10,12 @@ import json
 
 from bayesunlearn.io import contracts
 
-from .common import METRICS, MODELS, deterministic_tensorflow, load_splits, run, settings
+from .common import METRICS, MODELS, load_splits, run, settings
 
 
 def main() -> None:
     thresholds = settings().gate
     chosen = settings().method(thresholds.method)
-    deterministic_tensorflow()
     from bayesunlearn.unlearning.gate import gate
     from bayesunlearn.posteriors.posterior import GaussianPosterior
 

@@ -9,11 +9,10 @@ from tqdm import tqdm
 
 from bayesunlearn.io import atomic, datasets, store
 
-from .common import METRICS, MODELS, SPLIT, deterministic_tensorflow, run, settings
+from .common import METRICS, MODELS, SPLIT, run, settings
 
 
 def main() -> None:
-    deterministic_tensorflow()
     from bayesunlearn.model.likelihood import build_model
     from bayesunlearn.model.training import fit_map
 

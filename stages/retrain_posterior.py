@@ -7,12 +7,11 @@ from pathlib import Path
 
 from bayesunlearn.io import datasets, store
 
-from .common import MODELS, SPLIT, deterministic_tensorflow, kind_argument, run, settings
+from .common import MODELS, SPLIT, kind_argument, run, settings
 
 
 def main() -> None:
     kind = kind_argument(__doc__)
-    deterministic_tensorflow()
     from bayesunlearn.posteriors.fit import FitSettings, fit_posterior
     from bayesunlearn.model.likelihood import RegressionModel
 

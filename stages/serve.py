@@ -12,7 +12,7 @@ import shutil
 
 from bayesunlearn.io import atomic, contracts
 
-from .common import MODELS, deterministic_tensorflow, load_splits, run, settings
+from .common import MODELS, load_splits, run, settings
 
 SERVED = MODELS / "served"
 
@@ -25,7 +25,6 @@ def main() -> None:
         atomic.write_with(SERVED / "posterior.npz", lambda tmp: shutil.copyfile(unlearned_path, tmp), suffix=".npz")
         path, source, grad_norm = "fast", str(unlearned_path), None
     else:
-        deterministic_tensorflow()
         from bayesunlearn.posteriors.fit import FitSettings, fit_from_scratch
         from bayesunlearn.posteriors.posterior import GaussianPosterior
 

@@ -5,20 +5,22 @@ study/pred_kl_vs_fraction.png, and study/cluster_bands.png (predictive bands of
 every method when the largest configured fraction is forgotten as a cluster).
 """
 
+from pathlib import Path
+
 from tqdm import tqdm
 
 from bayesunlearn.io import datasets, store
 
-from .common import MODELS, PREPARED, deterministic_tensorflow, run, settings
+from .common import MODELS, PREPARED, run, settings
 
 OUT = "study"
 
 
 def main() -> None:
-    deterministic_tensorflow()
     from bayesunlearn.posteriors.fit import FitSettings
     from bayesunlearn.posteriors.posterior import GaussianPosterior
     from bayesunlearn.experiments.study import run_study, summarise
+    from bayesunlearn.experiments.report import study_block
     from bayesunlearn.experiments.study_plots import save_kl_vs_fraction, save_method_bands
 
     s = settings()
@@ -39,7 +41,7 @@ def main() -> None:
     if kept and x.shape[1] == 1:
         save_method_bands(f"{OUT}/cluster_bands.png", kept, x, y,
                           f"forgetting {keep[1]:.0%} of the records from the right edge (cluster)")
-    print(summary.to_string(index=False))
+    print(study_block(Path(OUT) / "summary.csv"))
 
 
 if __name__ == "__main__":

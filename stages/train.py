@@ -2,11 +2,10 @@
 
 from bayesunlearn.io import atomic, datasets, store
 
-from .common import METRICS, MODELS, PREPARED, deterministic_tensorflow, run, settings
+from .common import METRICS, MODELS, PREPARED, run, settings
 
 
 def main() -> None:
-    deterministic_tensorflow()
     from bayesunlearn.model.likelihood import build_model
     from bayesunlearn.model.training import fit_map
 

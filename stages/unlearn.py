@@ -11,13 +11,12 @@ that downstream judges can fall back to retraining.
 from bayesunlearn.io import atomic, datasets, store
 from bayesunlearn.errors import NotPositiveDefinite
 
-from .common import METRICS, MODELS, SPLIT, deterministic_tensorflow, one_argument, run, settings
+from .common import METRICS, MODELS, SPLIT, one_argument, run, settings
 
 
 def main() -> None:
     name = one_argument(__doc__)
     chosen = settings().method(name)
-    deterministic_tensorflow()
     from bayesunlearn.unlearning.methods import apply
     from bayesunlearn.posteriors.posterior import GaussianPosterior
 

@@ -8,7 +8,8 @@ import pytest
 
 def test_map_is_stationary_and_deterministic(fitted):
     from bayesunlearn.io.settings import Train
-    from bayesunlearn.model.training import fit_map, objective
+    from bayesunlearn.model.likelihood import objective
+    from bayesunlearn.model.training import fit_map
 
     _, grad = objective(fitted.model, fitted.theta, fitted.x, fitted.y)
     assert np.linalg.norm(grad) < 1e-3
@@ -74,7 +75,7 @@ def test_posterior_roundtrip_is_byte_identical_and_tfp_agrees(fitted, tmp_path):
 
 def test_linearised_predictive_matches_monte_carlo(fitted, tf):
     """The GLM predictive is what sampling θ from the posterior through the linearised net gives."""
-    from bayesunlearn.model.curvature import outputs_and_jacobians
+    from bayesunlearn.model.network import outputs_and_jacobians
     from bayesunlearn.posteriors.laplace import fit_laplace
 
     posterior = fit_laplace(fitted.model, fitted.theta, fitted.x, fitted.y)

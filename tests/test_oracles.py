@@ -64,7 +64,7 @@ def test_newton_step_equals_natural_parameter_form(linear):
 
 def linearised_problem(fitted):
     """Features J_i and targets y_i − f(x_i, θ*) + J_iθ* of the network linearised at θ*."""
-    from bayesunlearn.model.curvature import outputs_and_jacobians
+    from bayesunlearn.model.network import outputs_and_jacobians
 
     f, jac = outputs_and_jacobians(fitted.model.spec, fitted.theta, fitted.x)
     return jac, fitted.y - f + jac @ fitted.theta

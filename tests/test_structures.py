@@ -36,7 +36,7 @@ def test_woodbury_downdate_equals_the_dense_path(fitted, full):
 
 
 def test_diagonal_and_last_layer_agree_with_full_restricted_to_their_structure(fitted, full):
-    from bayesunlearn.model.curvature import outputs_and_jacobians
+    from bayesunlearn.model.network import outputs_and_jacobians
     from bayesunlearn.posteriors.laplace import fit_laplace
     from bayesunlearn.unlearning.divide import forget
 

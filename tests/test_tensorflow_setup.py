@@ -30,7 +30,7 @@ def run(code: str, **env) -> subprocess.CompletedProcess:
 
 
 def test_tensorflow_imported_first_with_onednn_on_is_refused_with_the_remedy():
-    result = run("import tensorflow\nimport bayesunlearn.model.network")
+    result = run("import tensorflow\nimport bayesunlearn.model.autodiff")
     assert result.returncode != 0 and "import bayesunlearn.model.tf first" in result.stderr
 
 
@@ -39,3 +39,35 @@ def test_the_set_up_switches_determinism_on_and_onednn_off_and_prints_nothing():
                  "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], config.is_op_determinism_enabled())")
     assert result.returncode == 0 and result.stdout.split() == ["0", "True"]
     assert result.stderr == "", result.stderr  # no CUDA probes, no warnings
+
+
+def test_the_numpy_network_equals_tensorflows(fitted):
+    """Curvature, predictions and the gate use the NumPy network; training and VI TensorFlow's. One function."""
+    import numpy as np
+
+    from bayesunlearn.model import autodiff
+    from bayesunlearn.model.likelihood import RegressionModel, nll, objective
+    from bayesunlearn.model.network import MLPSpec, outputs, outputs_and_jacobians
+    from bayesunlearn.model.tf import tf
+
+    rng = np.random.default_rng(0)
+    for activation in ("tanh", "relu", "softplus"):
+        spec = MLPSpec(3, (7, 5), activation)
+        theta, x = rng.standard_normal(spec.n_params), rng.standard_normal((11, 3))
+        y = rng.standard_normal(11)
+        f, jac = outputs_and_jacobians(spec, theta, x)
+        f_tf = autodiff.forward(spec, autodiff.as_tensor(theta), autodiff.as_tensor(x)).numpy()
+        jac_tf = autodiff.jacobians(spec, autodiff.as_tensor(theta), autodiff.as_tensor(x)).numpy()
+        np.testing.assert_allclose(f, f_tf, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(jac, jac_tf, rtol=1e-12, atol=1e-13)
+        np.testing.assert_array_equal(outputs(spec, theta, x), f)
+        model = RegressionModel(spec, 1.7, 0.3)
+        theta_t = tf.Variable(theta)
+        with tf.GradientTape() as tape:
+            value = -autodiff.log_joint(model, theta_t, autodiff.as_tensor(x), autodiff.as_tensor(y))
+        value_np, grad_np = objective(model, theta, x, y)
+        np.testing.assert_allclose(value_np, value.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(grad_np, tape.gradient(value, theta_t).numpy(), rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(nll(model, theta, x, y)[1], jac.T @ (f - y) / 0.3**2, rtol=1e-11, atol=1e-12)
+    f, jac = outputs_and_jacobians(fitted.model.spec, fitted.theta, fitted.x[:0])
+    assert f.shape == (0,) and jac.shape == (0, fitted.model.spec.n_params)

@@ -147,7 +147,7 @@ def test_chunked_log_likelihood_matches_one_shot(fitted, monkeypatch):
     from bayesunlearn.model.tf import tf
 
     from bayesunlearn.posteriors import vi
-    from bayesunlearn.model.likelihood import as_tensor
+    from bayesunlearn.model.autodiff import as_tensor
 
     rng = np.random.default_rng(3)
     thetas = as_tensor(fitted.theta + 0.01 * rng.standard_normal((4, fitted.model.spec.n_params)))

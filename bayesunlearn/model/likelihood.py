@@ -1,7 +1,8 @@
-"""The probabilistic model: a TFP prior over θ and a TFP Gaussian likelihood.
+"""The probabilistic model: θ ~ N(0, α⁻¹ I), y | x, θ ~ N(f(x, θ), σ²), f an MLP.
 
-One joint log-density, `log_joint`, serves MAP training, Laplace curvature and
-variational inference alike, so the three can never disagree on the model.
+Plain data (no TensorFlow), with the objective L(θ) = −log p(θ) − Σ_i log p(y_i | x_i, θ)
+and its gradient in NumPy. The same density in TensorFlow Probability, for
+training and VI, is model/autodiff.py.
 """
 
 from __future__ import annotations
@@ -10,11 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bayesunlearn.model.tf import tf, tfp
-from bayesunlearn.model.network import MLPSpec, forward
 from bayesunlearn.io.settings import Model
-
-tfd = tfp.distributions
+from bayesunlearn.model.network import MLPSpec, outputs_and_vjp
 
 
 @dataclass(frozen=True)
@@ -31,22 +29,6 @@ class RegressionModel:
         if not self.noise_std > 0:
             raise ValueError(f"noise_std={self.noise_std} must be positive.")
 
-    def prior(self) -> tfd.Distribution:
-        p = self.spec.n_params
-        scale = tf.fill([p], tf.constant(self.prior_precision ** -0.5, tf.float64))
-        return tfd.MultivariateNormalDiag(loc=tf.zeros(p, tf.float64), scale_diag=scale)
-
-    def likelihood(self, theta: tf.Tensor, x: tf.Tensor) -> tfd.Distribution:
-        """Per-example predictive of y given θ: a batch of n Normals."""
-        return tfd.Normal(loc=forward(self.spec, theta, x), scale=tf.constant(self.noise_std, tf.float64))
-
-    def log_joint(self, theta: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        """log p(θ) + Σ_i log p(y_i | x_i, θ)."""
-        return self.prior().log_prob(theta) + tf.reduce_sum(self.likelihood(theta, x).log_prob(y))
-
-    def per_example_nll(self, theta: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        return -self.likelihood(theta, x).log_prob(y)
-
     def to_dict(self) -> dict:
         return {"spec": self.spec.to_dict(), "prior_precision": float(self.prior_precision),
                 "noise_std": float(self.noise_std)}
@@ -62,5 +44,18 @@ def build_model(section: Model, input_dim: int) -> RegressionModel:
                            section.noise_std)
 
 
-def as_tensor(a: np.ndarray) -> tf.Tensor:
-    return tf.convert_to_tensor(np.asarray(a, dtype=np.float64))
+def nll(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Σ_i −log p(y_i | x_i, θ) and its gradient Σ_i ∇ℓ_i = Jᵀ(f − y)/σ² (one backward pass)."""
+    inv_var = model.noise_std ** -2
+    f, grad = outputs_and_vjp(model.spec, theta, x, lambda f: inv_var * (f - y))
+    value = 0.5 * inv_var * float(np.sum((y - f) ** 2)) + len(y) * np.log(model.noise_std * np.sqrt(2 * np.pi))
+    return float(value), grad
+
+
+def objective(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """L(θ) = −log p(θ) − Σ_i log p(y_i | x_i, θ) and ∇L(θ)."""
+    theta = np.asarray(theta, dtype=np.float64)
+    value, grad = nll(model, theta, x, y)
+    p, alpha = len(theta), model.prior_precision
+    log_prior = -0.5 * alpha * float(theta @ theta) + 0.5 * p * np.log(alpha / (2 * np.pi))
+    return value - log_prior, grad + alpha * theta

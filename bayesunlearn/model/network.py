@@ -1,7 +1,13 @@
-"""A multilayer perceptron as a pure function f(x, θ) of one flat float64 vector θ.
+"""A multilayer perceptron as a pure function f(x, θ) of one flat float64 vector θ, in NumPy.
 
 Keeping θ flat makes every posterior (Laplace, VI) a distribution over one
 vector, and per-example Jacobians J_i = ∂f(x_i, θ)/∂θ plain (n, P) matrices.
+The network is evaluated and differentiated here by explicit backpropagation,
+without TensorFlow: everything a posterior, an unlearning step or the gate
+needs (outputs, Jacobians, vector–Jacobian products) costs no TensorFlow
+start-up (about 5 s per process). TensorFlow's copy of the same function
+(model/autodiff.py) serves training and VI, which need automatic
+differentiation through optimisers; a test holds the two equal to 1e-12.
 """
 
 from __future__ import annotations
@@ -10,9 +16,21 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bayesunlearn.model.tf import tf
 
-ACTIVATIONS = {"tanh": tf.tanh, "relu": tf.nn.relu, "softplus": tf.nn.softplus}
+def _softplus(z: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, z)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+# activation: (function, derivative as a function of the pre-activation z and the activation h)
+ACTIVATIONS = {
+    "tanh": (np.tanh, lambda z, h: 1.0 - h * h),
+    "relu": (lambda z: np.maximum(z, 0.0), lambda z, h: (z > 0).astype(np.float64)),
+    "softplus": (_softplus, lambda z, h: _sigmoid(z)),
+}
 
 
 @dataclass(frozen=True)
@@ -35,9 +53,14 @@ class MLPSpec:
         return [self.input_dim, *self.hidden, 1]
 
     @property
-    def n_params(self) -> int:
+    def shapes(self) -> list[tuple[int, int]]:
+        """(fan_in, fan_out) of each layer; θ holds each layer's weights (row-major) and then its biases."""
         sizes = self.layer_sizes
-        return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+        return list(zip(sizes[:-1], sizes[1:], strict=False))
+
+    @property
+    def n_params(self) -> int:
+        return sum((a + 1) * b for a, b in self.shapes)
 
     @property
     def n_last_layer(self) -> int:
@@ -52,34 +75,84 @@ class MLPSpec:
         return cls(int(d["input_dim"]), tuple(d["hidden"]), d.get("activation", "tanh"))
 
     def init(self, seed: int) -> np.ndarray:
-        """LeCun-normal weights and zero biases, a deterministic function of `seed`."""
-        parts = []
-        for layer, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=False)):
-            w = tf.random.stateless_normal([fan_in * fan_out], seed=[seed, layer], dtype=tf.float64)
-            parts += [w.numpy() / np.sqrt(fan_in), np.zeros(fan_out)]
-        return np.concatenate(parts)
+        """LeCun-normal weights and zero biases, a deterministic function of `seed` (TensorFlow's stateless
+        generator: the same numbers on every machine and in every process)."""
+        from bayesunlearn.model.autodiff import initial_theta
+
+        return initial_theta(self, seed)
 
 
-def _layers(spec: MLPSpec, theta: tf.Tensor) -> list[tuple[tf.Tensor, tf.Tensor]]:
+def layers(spec: MLPSpec, theta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(W, b) of each layer as views into θ."""
     out, offset = [], 0
-    for fan_in, fan_out in zip(spec.layer_sizes[:-1], spec.layer_sizes[1:], strict=False):
-        w = tf.reshape(theta[offset: offset + fan_in * fan_out], [fan_in, fan_out])
+    for fan_in, fan_out in spec.shapes:
+        w = theta[offset: offset + fan_in * fan_out].reshape(fan_in, fan_out)
         offset += fan_in * fan_out
         out.append((w, theta[offset: offset + fan_out]))
         offset += fan_out
     return out
 
 
-def features(spec: MLPSpec, theta: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
-    """Last hidden layer's activations, shape (n, hidden[-1]) (the inputs if there is none)."""
-    act = ACTIVATIONS[spec.activation]
+def _forward(spec: MLPSpec, theta: np.ndarray, x: np.ndarray):
+    """Outputs, and per layer its input and its hidden pre-activations, for backpropagation."""
+    act = ACTIVATIONS[spec.activation][0]
+    params = layers(spec, theta)
+    inputs, pre = [], []
     h = x
-    for w, b in _layers(spec, theta)[:-1]:
-        h = act(h @ w + b)
-    return h
+    for w, b in params[:-1]:
+        inputs.append(h)
+        z = h @ w + b
+        pre.append(z)
+        h = act(z)
+    inputs.append(h)
+    w, b = params[-1]
+    return (h @ w + b)[:, 0], inputs, pre, params
 
 
-def forward(spec: MLPSpec, theta: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
-    """Network output f(x, θ), shape (n,)."""
-    w, b = _layers(spec, theta)[-1]
-    return (features(spec, theta, x) @ w + b)[:, 0]
+def _backward(spec: MLPSpec, inputs, pre, params, delta: np.ndarray):
+    """Per layer (last first): the output's sensitivity δ to that layer's pre-activations, for the rows."""
+    derivative = ACTIVATIONS[spec.activation][1]
+    deltas = [delta]
+    for layer in range(len(params) - 1, 0, -1):
+        w, _ = params[layer]
+        delta = (delta @ w.T) * derivative(pre[layer - 1], inputs[layer])
+        deltas.append(delta)
+    return deltas[::-1]
+
+
+def outputs(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """f(x_i, θ) for every row of x."""
+    return _forward(spec, np.asarray(theta, dtype=np.float64), np.asarray(x, dtype=np.float64))[0]
+
+
+def outputs_and_jacobians(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """f(x_i, θ) and J_i = ∂f(x_i, θ)/∂θ for every row of x: (n,) and (n, P)."""
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return np.zeros(0), np.zeros((0, spec.n_params))
+    f, inputs, pre, params = _forward(spec, np.asarray(theta, dtype=np.float64), x)
+    deltas = _backward(spec, inputs, pre, params, np.ones((n, 1)))
+    jac = np.empty((n, spec.n_params))
+    offset = 0
+    for h, delta, (fan_in, fan_out) in zip(inputs, deltas, spec.shapes, strict=True):
+        jac[:, offset: offset + fan_in * fan_out] = (h[:, :, None] * delta[:, None, :]).reshape(n, -1)  # h δᵀ
+        offset += fan_in * fan_out
+        jac[:, offset: offset + fan_out] = delta                  # ∂f/∂b = δ
+        offset += fan_out
+    return f, jac
+
+
+def outputs_and_vjp(spec: MLPSpec, theta: np.ndarray, x: np.ndarray, weights_of) -> tuple[np.ndarray, np.ndarray]:
+    """f(x_i, θ) and Jᵀv with v = weights_of(f) (one weight per row): a gradient of Σ_i ℓ(f_i) in one
+    backward pass, without forming J (memory n × width, not n × P)."""
+    x = np.asarray(x, dtype=np.float64)
+    theta = np.asarray(theta, dtype=np.float64)
+    if len(x) == 0:
+        return np.zeros(0), np.zeros(spec.n_params)
+    f, inputs, pre, params = _forward(spec, theta, x)
+    deltas = _backward(spec, inputs, pre, params, np.asarray(weights_of(f), dtype=np.float64)[:, None])
+    parts = []
+    for h, delta in zip(inputs, deltas, strict=True):
+        parts += [(h.T @ delta).ravel(), delta.sum(axis=0)]
+    return f, np.concatenate(parts)

@@ -14,13 +14,13 @@ import functools
 import numpy as np
 
 from bayesunlearn.model.tf import tf, tfp
-from bayesunlearn.model.curvature import jacobians
-from bayesunlearn.model.likelihood import RegressionModel, as_tensor
+from bayesunlearn.model.autodiff import as_tensor, jacobians, log_joint
+from bayesunlearn.model.likelihood import RegressionModel, objective
 from bayesunlearn.io.settings import Train
 
 
 def _loss(model: RegressionModel, theta: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    return -model.log_joint(theta, x, y)
+    return -log_joint(model, theta, x, y)
 
 
 @functools.cache
@@ -126,9 +126,3 @@ def fit_map(model: RegressionModel, x: np.ndarray, y: np.ndarray, theta0: np.nda
     return theta, {"objective": value, "grad_norm": float(np.linalg.norm(grad)),
                    "polish_iterations": int(iterations), "polish_converged": bool(converged)}
 
-
-def objective(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """L(θ) and ∇L(θ) as float64 numpy values."""
-    gradient = _compiled(model)[1]
-    value, grad = gradient(as_tensor(theta), as_tensor(x), as_tensor(y))
-    return float(value.numpy()), grad.numpy()

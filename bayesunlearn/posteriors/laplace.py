@@ -15,7 +15,7 @@ import scipy.optimize
 
 from bayesunlearn.errors import ConfigError, NotPositiveDefinite
 from bayesunlearn.model import curvature
-from bayesunlearn.model.curvature import outputs_and_jacobians
+from bayesunlearn.model.network import outputs_and_jacobians
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.numerics import dense
 from bayesunlearn.kinds import KINDS, LAPLACE_KINDS, Kind
@@ -27,7 +27,9 @@ def data_curvature(kind: Kind, model: RegressionModel, theta: np.ndarray, x: np.
                    ) -> tuple[np.ndarray, np.ndarray]:
     """The data term's curvature in the kind's structure (dense matrix or diagonal) and its NLL gradient."""
     if kind.curvature == "hessian":
-        return curvature.nll_hessian(model, theta, x, y)
+        from bayesunlearn.model.autodiff import nll_hessian  # second derivatives: TensorFlow
+
+        return nll_hessian(model, theta, x, y)
     if kind.storage == "dense" and kind.covers == "all":
         return curvature.data_curvature(model, theta, x, y)
     return curvature.restricted_ggn(model, theta, x, y, kind.index(model.spec), diagonal=kind.storage == "diagonal")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bayesunlearn.io import store
-from bayesunlearn.model.curvature import outputs_and_jacobians
+from bayesunlearn.model.network import outputs_and_jacobians
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.kinds import KINDS, Kind
 from bayesunlearn.posteriors.matrices import GaussianMatrix, matrix_from_arrays

@@ -24,7 +24,8 @@ import scipy.linalg
 
 from bayesunlearn.model.tf import tf, tfp
 from bayesunlearn.errors import ConfigError
-from bayesunlearn.model.likelihood import RegressionModel, as_tensor
+from bayesunlearn.model.autodiff import as_tensor, likelihood, prior
+from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.kinds import KINDS
 from bayesunlearn.posteriors.matrices import Dense, Diagonal
 from bayesunlearn.posteriors.posterior import GaussianPosterior
@@ -82,7 +83,7 @@ def mc_log_likelihood(model: RegressionModel, thetas: tf.Tensor, x: tf.Tensor, y
 def _log_likelihood(model: RegressionModel, thetas: tf.Tensor, x: tf.Tensor, y: tf.Tensor,
                     weights: tf.Tensor | None = None) -> tf.Tensor:
     def one(theta):
-        log_prob = model.likelihood(theta, x).log_prob(y)
+        log_prob = likelihood(model, theta, x).log_prob(y)
         return tf.reduce_sum(log_prob if weights is None else weights * log_prob)
 
     return tf.vectorized_map(one, thetas)
@@ -150,14 +151,14 @@ def _elbo_fit(model: RegressionModel, family: str, samples: int, seed: int):
     @tf.function(jit_compile=True)
     def fit(base_loc, base_scale, raw, x, y, steps, lr):
         n = tf.cast(tf.shape(x)[0], tf.float64)
-        prior = model.prior()
+        prior_ = prior(model)
 
         def negative_elbo(i, params):
             q = surrogate(family, base_loc, base_scale, *params)
             eps = tf.random.stateless_normal([samples, base_loc.shape[0]], seed=tf.stack([seed, i]),
                                              dtype=tf.float64)
             expected = tf.reduce_mean(mc_log_likelihood(model, q.bijector.forward(eps), x, y))
-            return -(expected - tfd.kl_divergence(q, prior)) / n
+            return -(expected - tfd.kl_divergence(q, prior_)) / n
 
         return adam_loop(negative_elbo, (tf.zeros_like(base_loc), raw), steps, lr)[0]
 

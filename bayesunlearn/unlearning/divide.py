@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from bayesunlearn.io.settings import DivideOptions
-from bayesunlearn.model.curvature import network_outputs, outputs_and_jacobians
+from bayesunlearn.model.network import outputs, outputs_and_jacobians
 from bayesunlearn.numerics.threads import one_blas_thread
 from bayesunlearn.posteriors.laplace import data_curvature
 from bayesunlearn.posteriors.matrices import Curvature
@@ -130,5 +130,5 @@ def _trusted_step_length(posterior: GaussianPosterior, x, y, step, curvature: Cu
 
 
 def _forgotten_nll(posterior: GaussianPosterior, x, y, theta) -> float:
-    f = network_outputs(posterior.model.spec, theta, x)
+    f = outputs(posterior.model.spec, theta, x)
     return float(0.5 * np.sum((y - f) ** 2) / posterior.model.noise_std ** 2)

@@ -20,7 +20,7 @@ from bayesunlearn.numerics import metrics
 from bayesunlearn.io.contracts import GateReport
 from bayesunlearn.posteriors.posterior import GaussianPosterior
 from bayesunlearn.io.settings import Gate
-from bayesunlearn.model.training import objective
+from bayesunlearn.model.likelihood import objective
 
 
 def gate(method: str, original: GaussianPosterior, unlearned: GaussianPosterior, report: dict,

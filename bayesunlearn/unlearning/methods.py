@@ -12,7 +12,6 @@ import numpy as np
 from bayesunlearn.io.settings import Divide, Method
 from bayesunlearn.posteriors.posterior import GaussianPosterior
 from bayesunlearn.unlearning.divide import forget
-from bayesunlearn.unlearning.variational import unlearn_vi
 
 
 def apply(method: Method, original: GaussianPosterior, x_f: np.ndarray, y_f: np.ndarray
@@ -21,5 +20,7 @@ def apply(method: Method, original: GaussianPosterior, x_f: np.ndarray, y_f: np.
     if isinstance(method, Divide):
         posterior, report = forget(original, x_f, y_f, method)
         return posterior, {"status": "ok", "reason": "", **report.to_dict()}
+    from bayesunlearn.unlearning.variational import unlearn_vi  # TensorFlow: only for the VI operators
+
     posterior, report = unlearn_vi(original, x_f, y_f, method)
     return posterior, report.to_dict()

@@ -25,7 +25,8 @@ import numpy as np
 import scipy.special
 
 from bayesunlearn.model.tf import tf
-from bayesunlearn.model.likelihood import RegressionModel, as_tensor
+from bayesunlearn.model.autodiff import as_tensor
+from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.posteriors.posterior import GaussianPosterior
 from bayesunlearn.io.settings import VariationalOptions
 from bayesunlearn.posteriors.vi import (
