@@ -1,5 +1,5 @@
-# Two commands do all the set-up: `make repro` (run the pipeline) and `make test`.
-# Both create or reuse .venv from the pinned requirements.lock.
+# Two commands do all the set-up: `make repro` (the main job) and `make test`.
+# Every target creates or reuses .venv from the pinned requirements.lock.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export TF_CPP_MIN_LOG_LEVEL := 3
-export TF_ENABLE_ONEDNN_OPTS := 0
+# Prefect keeps its database and settings in the project, not in the user's home.
+export PREFECT_HOME := $(CURDIR)/.prefect
 # DVC stage commands call `python`: make it the project's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+PREFECT_PORT ?= 4200
 
-.PHONY: repro test bench venv lock clean-venv
+.PHONY: repro study test bench serve experiments venv lock clean-venv
 
 venv: $(STAMP)
 
@@ -24,16 +25,33 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e . >&2
 	@touch $@
 
+# The main job: params checked, the production method's chain and its judgement, then the summary.
 repro: $(STAMP)
 	@$(BIN)/python -m bayesunlearn.io.settings
-	$(BIN)/dvc repro
+	$(BIN)/dvc repro headline
+	@echo
 	@$(BIN)/python -m bayesunlearn.experiments.report
+
+# Every configured method, the comparison study and the sweep (tens of minutes).
+study: $(STAMP)
+	@$(BIN)/python -m bayesunlearn.io.settings
+	$(BIN)/dvc repro
+	$(BIN)/dvc repro study/dvc.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	@$(BIN)/python -m bench.run
+
+# A local Prefect server (SQLite under .prefect/) and both deployments on their cron schedules.
+serve: $(STAMP)
+	$(BIN)/python -m flows.serve --port $(PREFECT_PORT)
+
+# The headline figures of every experiment, and only the params that differ between them.
+experiments: $(STAMP)
+	$(BIN)/dvc exp show --no-pager --only-changed --drop '.*/.*' \
+	  --keep '^(served|gate|forgotten|gain|indistinguishability|test_rmse|mia_auc)$$'
 
 lock: $(STAMP)
 	{ echo "# The whole dependency tree, pinned (pip freeze of a clean install). Regenerate with: make lock"; \

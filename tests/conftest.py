@@ -124,7 +124,8 @@ def tiny_repo(root: Path, extra: dict | None = None, before_prepare=None) -> Pat
     """
     files = sh("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).stdout.split()
     for name in files:
-        if (REPO / name).is_file() and not name.startswith(("metrics/", "study/", "plots/", "sweep/", "audit/")):
+        generated = name.startswith(("metrics/", "study/", "plots/", "sweep/", "audit/")) and not name.endswith("dvc.yaml")
+        if (REPO / name).is_file() and not generated:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
     params = yaml.safe_load((root / "params.yaml").read_text())

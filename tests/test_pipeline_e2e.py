@@ -27,9 +27,10 @@ def lock_hashes(workspace: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    """A copy of the repository with a tiny config, reproduced once."""
+    """A copy of the repository with a tiny config, reproduced once: every method, the study and the sweep."""
     root = tiny_repo(tmp_path_factory.mktemp("repo"))
     sh("dvc", "repro", cwd=root)
+    sh("dvc", "repro", "study/dvc.yaml", cwd=root)
     return root
 
 
@@ -51,7 +52,11 @@ def test_repro_writes_metrics_plots_and_posteriors(workspace):
 def test_one_metrics_table_lists_every_method_and_the_study_covers_the_grid(workspace):
     shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=workspace).stdout)
     files = {path for rev in shown.values() for path in rev["data"]}
-    assert {f"metrics/evaluate/{m}.json" for m in TINY[("methods",)]} <= files
+    assert files == {"metrics/headline.json"}  # `dvc metrics show`: one row of headline figures
+    headline = json.loads((workspace / "metrics/headline.json").read_text())
+    assert headline["method"] == "ggn_newton" and headline["forgotten"] == 5 and headline["served"] == "fast"
+    for method in TINY[("methods",)]:  # the details stay in per-method files
+        assert json.loads((workspace / f"metrics/evaluate/{method}.json").read_text())["method"] == method
     table = (workspace / "metrics/methods.csv").read_text().splitlines()
     assert sorted(line.split(",")[0] for line in table[1:]) == sorted(TINY[("methods",)])
     results = (workspace / "study/results.csv").read_text().splitlines()

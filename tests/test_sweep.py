@@ -87,7 +87,7 @@ def test_dask_sweep_through_dvc_equals_serial_execution(prefect, swept, monkeypa
     shutil.rmtree(swept / "sweep" / "cells")  # nothing to resume: the cluster computes every cell
     monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())  # the stage's flow reports to the test server
     start = time.perf_counter()
-    sh("dvc", "repro", "sweep", cwd=swept)  # a local cluster of sweep.n_workers = 2 processes
+    sh("dvc", "repro", "study/dvc.yaml:sweep", cwd=swept)  # a local cluster of sweep.n_workers = 2 processes
     print(f"sweep of 6 cells: serial {serial_seconds:.1f} s, dvc repro on 2 Dask workers "
           f"{time.perf_counter() - start:.1f} s")
     assert (swept / "sweep" / "results.csv").read_text() == expected  # identical numbers, to the last digit

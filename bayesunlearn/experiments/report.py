@@ -1,10 +1,12 @@
-"""Readable summaries of a run: `python -m bayesunlearn.experiments.report [--update-readme README.md]`.
+"""Readable results of a run: `python -m bayesunlearn.experiments.report [--update-docs]`.
 
-Without options: the headline metrics of every method (metrics/methods.csv)
-and the default method's timing. With --update-readme: rewrite the generated
-blocks of the README (between `<!-- NAME:begin -->` and `<!-- NAME:end -->`)
-from the committed metrics/methods.csv and study/summary.csv, so the README
-quotes the generated tables rather than hand-typed numbers.
+Without options: the ten-second summary of the main job (what was forgotten,
+which method served, the gate's decision, speed, closeness to retraining
+against the noise floor, where the plots are), from metrics/headline.json,
+the gate report, the provenance and the timing. With --update-docs: rewrite
+the generated blocks of the docs (between `<!-- NAME:begin -->` and
+`<!-- NAME:end -->`) from the committed results, so the docs quote generated
+tables rather than hand-typed numbers (a test checks they are current).
 """
 
 from __future__ import annotations
@@ -15,23 +17,20 @@ import re
 from pathlib import Path
 
 import pandas as pd
+from tabulate import tabulate
+
+from bayesunlearn.errors import UserError
+from bayesunlearn.io import contracts, settings
 
 METHODS_TABLE = Path("metrics/methods.csv")
 STUDY_SUMMARY = Path("study/summary.csv")
 TIMING = Path("metrics/timing")
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
+DOCS = Path("docs/methods.md")
+README = Path("README.md")
 
 
 def markdown(frame: pd.DataFrame) -> str:
-    head = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *rows])
+    return tabulate(frame, headers="keys", tablefmt="github", floatfmt=".3g", showindex=False)
 
 
 def methods_block(path: Path = METHODS_TABLE) -> str:
@@ -50,32 +49,72 @@ def study_block(path: Path = STUDY_SUMMARY) -> str:
     return markdown(gain.reset_index())
 
 
-BLOCKS = {"methods": methods_block, "study": study_block}
+def summary_block(root: Path = Path(".")) -> str:
+    """The README's example of `make repro`'s summary, from the committed results (without timings)."""
+    return "```\n" + "\n".join(summary(root, timing=False)) + "\n```"
 
 
-def update_readme(readme: Path) -> None:
-    text = readme.read_text()
-    for name, render in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
-        block = render()
-        text = pattern.sub(lambda m, block=block: m.group(1) + block + "\n" + m.group(2), text)
-    readme.write_text(text)
+BLOCKS = {README: {"summary": summary_block}, DOCS: {"methods": methods_block, "study": study_block}}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--update-readme", metavar="README", help="rewrite the README's generated tables")
+def block_pattern(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
+
+
+def update_docs(root: Path = Path(".")) -> None:
+    for path, blocks in BLOCKS.items():
+        text = (root / path).read_text()
+        for name, render in blocks.items():
+            block = render()
+            text = block_pattern(name).sub(lambda m, block=block: m.group(1) + block + "\n" + m.group(2), text)
+        (root / path).write_text(text)
+
+
+def summary(root: Path = Path("."), timing: bool = True) -> list[str]:
+    """The main job in a few lines a person reads in ten seconds (`timing`: with the untracked timings)."""
+    s = settings.load(root / settings.PARAMS)
+    head = contracts.Headline.read(root / contracts.HEADLINE)
+    gate = contracts.GateReport.read(root / contracts.GATE_REPORT)
+    ids = ", ".join(head.requests[:5]) + (" …" if len(head.requests) > 5 else "")
+    method = s.methods[head.method]
+    verdict = "passed" if gate.passed else "failed, so the posterior was refitted from scratch"
+    lines = [f"Forgot {head.forgotten} of {head.forgotten + head.retained} training records "
+             f"({len(head.requests)} request{'s' if len(head.requests) != 1 else ''}: {ids or 'none'}).",
+             f"Served: the {head.served} path, {head.method} ({method.posterior}, {method.operator}); the gate "
+             f"{verdict} (residual ratio {gate.residual_ratio:.3g} ≤ {s.gate.max_residual_ratio:g}, membership "
+             f"AUC {'n/a' if gate.mia_auc is None else format(gate.mia_auc, '.2f')} ≤ {s.gate.max_mia_auc:g})"
+             + ("" if gate.passed else f": {'; '.join(gate.reasons)}") + "."]
+    timing_file = root / TIMING / f"{head.method}.json"
+    if timing and timing_file.exists():
+        timing = json.loads(timing_file.read_text())
+        lines.append(f"Speed: unlearning {timing['unlearn_seconds']:.3g} s against a cold retrain "
+                     f"{timing['retrain_seconds']:.3g} s: {timing['speedup']:,.0f}× faster.")
+    lines += [f"Against retraining: gain {head.gain:.3g} (predictive KL to a retrain, relative to doing nothing; "
+              f"below 1 = unlearning helped); indistinguishability {head.indistinguishability:.3g} (relative to the "
+              f"spread between two retrains; about 1 or less = within the noise floor).",
+              f"Test RMSE {head.test_rmse:.4g} (retrained {head.test_rmse_retrained:.4g}); membership AUC "
+              f"{head.mia_auc:.2f} (retrained {head.mia_auc_retrained:.2f}).",
+              f"Plots: plots/predictive/{head.method}.png (and `dvc plots show`); details: "
+              f"metrics/evaluate/{head.method}.json; every method: `make study`."]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bayesunlearn.experiments.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--update-docs", action="store_true",
+                        help=f"rewrite the generated blocks of {', '.join(map(str, BLOCKS))}")
     args = parser.parse_args(argv)
-    if args.update_readme:
-        update_readme(Path(args.update_readme))
-        return
-    if METHODS_TABLE.exists():
-        print(methods_block())
-    for path in sorted(TIMING.glob("*.json")):
-        timing = json.loads(path.read_text())
-        print(f"{path.stem:<20} unlearn {timing['unlearn_seconds']:.4f} s   retrain {timing['retrain_seconds']:.3f} s"
-              f"   speedup {timing['speedup']:.0f}x")
+    if args.update_docs:
+        update_docs()
+        return 0
+    try:
+        print("\n".join(summary()))
+    except UserError as err:
+        print(f"error: {err}")
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

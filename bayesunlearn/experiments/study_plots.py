@@ -29,6 +29,15 @@ def save_gain_vs_fraction(path: str | Path, summary: pd.DataFrame) -> None:
                   break_even)
 
 
+def line_style(i: int) -> dict:
+    """The i-th of 60 distinguishable line styles: 20 colours (tab20) × 3 markers and dash patterns."""
+    import matplotlib
+
+    colour = matplotlib.colormaps["tab20"](i % 20)
+    marker, dashes = [("o", "-"), ("s", "--"), ("^", ":")][(i // 20) % 3]
+    return {"color": colour, "marker": marker, "linestyle": dashes}
+
+
 def _save_by_mode(path: str | Path, summary: pd.DataFrame, series: list[str], y: str, ylabel: str,
                   baseline: Callable) -> None:
     """One log-log panel per deletion mode, one line per `series` group, plus a reference line."""
@@ -38,13 +47,15 @@ def _save_by_mode(path: str | Path, summary: pd.DataFrame, series: list[str], y:
     import matplotlib.pyplot as plt
 
     modes = list(dict.fromkeys(summary["mode"]))
+    keys = list(dict.fromkeys(summary[series].itertuples(index=False, name=None)))
+    styles = {key: line_style(i) for i, key in enumerate(keys)}  # one look per series, the same in every panel
     fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), dpi=100, squeeze=False)
     for ax, mode in zip(axes[0], modes, strict=False):
         part = summary[summary["mode"] == mode]
-        for key, rows in part.groupby(series[0] if len(series) == 1 else series):
-            label = key if isinstance(key, str) else ", ".join(f"{c} {v}" if i else str(v)
-                                                               for i, (c, v) in enumerate(zip(series, key)))
-            ax.plot(rows["fraction"], rows[y], marker="o", label=label)
+        for key, rows in part.groupby(series):
+            label = key[0] if len(key) == 1 else ", ".join(f"{c} {v}" if i else str(v)
+                                                          for i, (c, v) in enumerate(zip(series, key)))
+            ax.plot(rows["fraction"], rows[y], label=label, **styles[key])
         baseline(ax, part)
         ax.set_xscale("log")
         ax.set_yscale("log")

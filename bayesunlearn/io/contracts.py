@@ -20,6 +20,7 @@ from bayesunlearn.errors import UserError
 SPLIT_SUMMARY = Path("data/split/summary.json")
 GATE_REPORT = Path("metrics/gate.json")
 PROVENANCE = Path("models/served/provenance.json")
+HEADLINE = Path("metrics/headline.json")
 
 T = TypeVar("T", bound="Contract")
 
@@ -97,6 +98,23 @@ class Provenance(Contract):
     gate: Literal["pass", "fallback"]
     gate_reasons: list[str]
     refit_grad_norm: float | None = None
+
+
+class Headline(Contract):
+    """metrics/headline.json: the main job's result, the one table `dvc metrics show` prints."""
+
+    method: str
+    served: Literal["fast", "fallback"]
+    gate: Literal["pass", "fallback"]
+    requests: list[str]            # request ids in force (never record ids)
+    forgotten: int
+    retained: int
+    gain: float                    # predictive KL(retrain ‖ served) / KL(retrain ‖ original): below 1 = helped
+    indistinguishability: float    # median KL(retrain_i ‖ served) / median KL between retrains: 1 = as close as
+    test_rmse: float               #   two retrains are to each other
+    test_rmse_retrained: float
+    mia_auc: float                 # membership AUC of forgotten vs unseen records; target: the retrain's
+    mia_auc_retrained: float
 
 
 def production_stages(method: str, posterior: str) -> list[str]:

@@ -1,0 +1,34 @@
+"""DVC stage `headline`: the main job's result in one small file, metrics/headline.json (`dvc metrics show`).
+
+What was forgotten, which method served it and how the gate decided, and how
+close the served posterior is to retraining from scratch, judged against the
+spread among retrains. Deterministic (no timings), so `dvc.lock` can vouch for it;
+`python -m bayesunlearn.experiments.report` adds the timings.
+"""
+
+import json
+
+from bayesunlearn.io import contracts
+
+from .common import METRICS, run, settings
+
+
+def main() -> None:
+    method = settings().gate.method
+    gate = contracts.GateReport.read(contracts.GATE_REPORT)
+    provenance = contracts.Provenance.read(contracts.PROVENANCE)
+    summary = contracts.SplitSummary.read(contracts.SPLIT_SUMMARY)
+    evaluation = json.loads((METRICS / "evaluate" / f"{method}.json").read_text())
+    headline = contracts.Headline(
+        method=method, served=provenance.path, gate=gate.decision, requests=summary.request_ids,
+        forgotten=summary.n_forgotten, retained=summary.n_retained, gain=evaluation["gain"],
+        indistinguishability=evaluation["indistinguishability"],
+        test_rmse=evaluation["test_rmse_unlearned"], test_rmse_retrained=evaluation["test_rmse_retrained"],
+        mia_auc=evaluation["mia_auc_unlearned"], mia_auc_retrained=evaluation["mia_auc_retrained"])
+    headline.write(contracts.HEADLINE)
+    print(f"headline: {method} served on the {provenance.path} path; gain {headline.gain:.3g}, "
+          f"indistinguishability {headline.indistinguishability:.3g}")
+
+
+if __name__ == "__main__":
+    run(main)
