@@ -1,9 +1,9 @@
 """Intake latency: a request file lands in the inbox → the new served posterior (fast path).
 
 Runs in a temporary copy of the repository with the default parameters. A
-first flow run starts Prefect's temporary server and serves the shipped
-request (warm-up); the timed run then processes one new request with the
-server already running. Reports the total and its split: per DVC stage, the
+first flow run (against the project's local Prefect server, started if none
+runs) serves the shipped request (warm-up); the timed run then processes one
+new request with the server already running. Reports the total and its split: per DVC stage, the
 Python + TensorFlow start-up every stage process pays, DVC's own overhead
 (a no-op `dvc repro` of one stage), and the remaining compute.
 """
@@ -58,7 +58,9 @@ def measure() -> dict:
             stage_seconds[stage] = time.perf_counter() - start
 
     ws.Workspace.repro = timed_repro
-    with tempfile.TemporaryDirectory() as tmp:
+    from flows.server import local_server
+
+    with tempfile.TemporaryDirectory() as tmp, local_server():
         root = Path(tmp)
         copy_repo(root)
         process_deletion_requests(repo=str(root))  # warm-up: temporary server, full production chain

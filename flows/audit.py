@@ -19,7 +19,10 @@ from prefect.artifacts import create_markdown_artifact
 
 from bayesunlearn.io import atomic, contracts
 
+from lineage.repo import commit
+
 from .intake import QUIET, dvc_stage
+from .server import DEFAULT_PORT, local_server
 from .workspace import Workspace
 
 
@@ -52,6 +55,9 @@ def audit_unlearning(repo: str = ".") -> dict:
         for stage in ["retrain", f"retrain_posterior@{gate.posterior}", f"evaluate@{method}"]:
             dvc_stage(root, stage)
         verdict = judge(root)
+        if workspace.settings().ledger.commit:  # the reference retrains and the verdict, like every event
+            commit(workspace.root, ["dvc.lock", "metrics"], f"audit: {method} {verdict['audit']} "
+                   f"(gate {verdict['gate']}, requests {', '.join(verdict['requests']) or 'none'})")
     headline = ("# ⚠ GATE PASSED BUT THE AUDIT FOUND A POOR UNLEARNING ⚠" if verdict["gate_missed_it"]
                 else f"# Audit: {verdict['audit']} (gate: {verdict['gate']})")
     create_markdown_artifact("\n".join([
@@ -68,7 +74,10 @@ def audit_unlearning(repo: str = ".") -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", default=".", help="the DVC workspace (default: the current folder)")
-    print(json.dumps(audit_unlearning(repo=parser.parse_args().repo), indent=2))
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of the local Prefect server")
+    args = parser.parse_args()
+    with local_server(args.port):
+        print(json.dumps(audit_unlearning(repo=args.repo), indent=2))
 
 
 if __name__ == "__main__":

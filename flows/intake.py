@@ -1,9 +1,9 @@
 """Prefect flow `process_deletion_requests`: inbox → validation → DVC stages → gate → served posterior → ledger.
 
-Run once:      python -m flows.intake [--repo .]
-On a schedule: python -m flows.serve   (see README)
+Run once:      python -m flows.intake [--repo .]   (uses, or starts for the run, the project's Prefect server)
+On a schedule: make serve                          (python -m flows.serve; see README)
 
-Requests enter only as files in `inbox/` (or through `unlearn request submit`),
+Requests enter only as files in `inbox/` (or through `deletions request submit`),
 never as flow parameters: Prefect stores parameters in its database, which a
 purge cannot clean, so no record id ever reaches Prefect.
 """
@@ -23,6 +23,7 @@ from lineage import events
 from lineage.inbox import Inbox, Verdict
 from lineage.repo import check_git_lock
 
+from .server import DEFAULT_PORT, local_server
 from .workspace import StageFailed, Workspace
 
 # No task result is persisted or cached: nothing a task returns may outlive the run.
@@ -94,7 +95,7 @@ def publish(root: str, accepted: list[str], stages: list[str], ledger_entries: l
              "| artifact | md5 (dvc.lock) |", "|---|---|", *[f"| {k} | {v} |" for k, v in hashes.items()], "",
              f"Stages: {' → '.join(stages)}", "",
              f"Ledger entries: {', '.join(map(str, ledger_entries)) or 'none'} in audit/ledger.jsonl — review one "
-             f"with `unlearn audit show REQUEST --html page.html`, check all with `unlearn audit verify`."]
+             f"with `deletions audit show REQUEST --html page.html`, check all with `deletions audit verify`."]
     create_markdown_artifact("\n".join(lines), key="deletion-run", description="what was forgotten and served")
     create_table_artifact([{"signal": k, "value": getattr(gate, k)} for k in
                            ("decision", "residual_ratio", "residual_unlearned", "residual_original", "mia_auc",
@@ -140,8 +141,10 @@ def process_deletion_requests(repo: str = ".") -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", default=".", help="the DVC workspace (default: the current folder)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of the local Prefect server")
     args = parser.parse_args()
-    print(json.dumps(process_deletion_requests(repo=args.repo), indent=2))
+    with local_server(args.port):
+        print(json.dumps(process_deletion_requests(repo=args.repo), indent=2))
 
 
 if __name__ == "__main__":

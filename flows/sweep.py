@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import time
@@ -118,7 +119,8 @@ def task_runner(plan: SweepPlan, address: str | None = None, n_workers: int | No
     # one thread per worker: TensorFlow already uses every core of its process
     return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                           cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True,
-                                          "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"})
+                                          "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0",
+                                          "silence_logs": logging.ERROR})
 
 
 def check_scheduler(address: str, timeout: float = 10) -> None:

@@ -1,0 +1,122 @@
+"""The documented way to serve the flows works: `python -m flows.serve` starts a real local Prefect server
+(SQLite under a project-local PREFECT_HOME), a cron schedule fires a run that completes, a manual
+`prefect deployment run` completes, and a run killed mid-way blocks nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, tiny_repo, train_ids, write_request
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def runs(api: str, deployment: str) -> list:
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    async def read():
+        async with PrefectClient(api) as client:
+            found = await client.read_deployment_by_name(f"process_deletion_requests/{deployment}")
+            return await client.read_flow_runs(limit=50, deployment_filter=DeploymentFilter(
+                id=DeploymentFilterId(any_=[found.id])))
+
+    return asyncio.run(read())
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`python -m flows.serve` on a tiny workspace whose intake runs every minute, with its own server."""
+    root = tiny_repo(tmp_path_factory.mktemp("scheduled"))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["schedule"]["intake_cron"] = "* * * * *"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    port = free_port()
+    home = tmp_path_factory.mktemp("prefect-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(home), DO_NOT_TRACK="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    process = subprocess.Popen([sys.executable, "-m", "flows.serve", "--repo", str(root), "--port", str(port)],
+                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        from flows.server import healthy
+
+        wait_for(lambda: healthy(api) or process.poll() is not None, 180, "the Prefect server")
+        assert process.poll() is None, process.stdout.read().decode()[-3000:]
+        yield root, api, env, home, process.pid
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_the_server_is_real_and_its_home_is_the_projects(served):
+    _, api, _, home, _ = served
+    assert (home / "prefect.db").exists()  # SQLite in the given PREFECT_HOME, not the user's home
+
+
+def test_the_cron_schedule_fires_a_run_that_completes(served):
+    root, api, _, _, _ = served
+    write_request(root, "req-0002", train_ids(root)[10:12], folder="inbox")
+    completed = wait_for(lambda: [r for r in runs(api, "intake") if r.state and r.state.is_completed()],
+                         240, "a scheduled intake run to complete")
+    assert completed[0].auto_scheduled
+    assert (root / "data/requests/req-0002.json").exists() and not (root / "inbox/req-0002.json").exists()
+
+
+def test_a_manual_run_completes_and_a_killed_run_blocks_nothing(served):
+    root, api, env, _, serve_pid = served
+    import psutil
+
+    def flow_run_processes() -> list:
+        """The runner's children that are not the Prefect server: the processes of running flow runs."""
+        return [p for p in psutil.Process(serve_pid).children()
+                if "server" not in " ".join(p.cmdline()) and p.is_running()]
+
+    def deployment_run() -> str:
+        out = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", "process_deletion_requests/intake"],
+                             env={**env, "PREFECT_API_URL": api}, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    before = {r.id for r in runs(api, "intake")}
+    write_request(root, "req-0003", train_ids(root)[14:16], folder="inbox")
+    deployment_run()
+    running = wait_for(flow_run_processes, 120, "a running flow run")
+    for process in running:  # a crash of the run's process, and of the stage it was running
+        for victim in [*process.children(recursive=True), process]:
+            victim.kill()
+    deployment_run()
+    wait_for(lambda: [r for r in runs(api, "intake") if r.id not in before and r.state and r.state.is_completed()],
+             240, "a manual intake run to complete after a killed one")
+    assert (root / "data/requests/req-0003.json").exists()
