@@ -1,9 +1,9 @@
-"""`unlearn`: deletion requests and their audit trail, from request to data version to posterior to metrics.
+"""`deletions`: deletion requests and their audit trail, from request to data version to posterior to metrics.
 
-  unlearn request check FILE...     validate request files with the pipeline's own rules
-  unlearn request submit FILE       validate one, then place it in inbox/ for the intake flow
-  unlearn audit list|show|trace|verify|reproduce|record    read and check the deletion ledger
-  unlearn purge                     delete forgotten records for good (new epoch)
+  deletions request check FILE...     validate request files with the pipeline's own rules
+  deletions request submit FILE       validate one, then place it in inbox/ for the intake flow
+  deletions audit list|show|trace|verify|reproduce|record    read and check the deletion ledger
+  deletions purge                     delete forgotten records for good (new epoch)
 
 Exit codes (for scripts):
   0  done / check passed
@@ -151,7 +151,7 @@ def cmd_purge(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="unlearn", description=__doc__,
+    main = argparse.ArgumentParser(prog="deletions", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     main.add_argument("--repo", type=Path, default=Path("."), help="the project workspace (default: here)")
     commands = main.add_subparsers(dest="command", required=True)
@@ -221,13 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except LedgerError as err:
-        print(f"unlearn: ledger unusable: {err}", file=sys.stderr)
+        print(f"deletions: ledger unusable: {err}", file=sys.stderr)
         return EXIT_LEDGER
     except NotReproducible as err:
-        print(f"unlearn: not reproducible: {err}", file=sys.stderr)
+        print(f"deletions: not reproducible: {err}", file=sys.stderr)
         return EXIT_NOT_REPRODUCIBLE
     except UserError as err:
-        print(f"unlearn: {err}", file=sys.stderr)
+        print(f"deletions: {err}", file=sys.stderr)
         return EXIT_INPUT
 
 

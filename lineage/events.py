@@ -5,7 +5,7 @@ one entry, whatever crashed in between: each recording takes *all* requests in
 force that the ledger does not yet hold, so a run that died after its stages
 (or after its commit) is completed by the next one. An entry is written only
 after the artifacts it describes exist and are committed: the event's commit
-holds dvc.lock, the request files and params, so `unlearn audit reproduce` can
+holds dvc.lock, the request files and params, so `deletions audit reproduce` can
 check it out and rebuild it.
 
 Requests recorded together came from one run: they share its `run_id`, the
@@ -116,7 +116,7 @@ def record_pending(root: Path, start: Snapshot | None = None, commit: bool = Tru
     if only:
         already = sorted(set(only) & recorded)
         if already:
-            raise UserError(f"requests {already} are already in the ledger; see `unlearn audit show {already[0]}`.")
+            raise UserError(f"requests {already} are already in the ledger; see `deletions audit show {already[0]}`.")
         missing = sorted(set(only) - set(pending))
         if missing:
             raise UserError(f"requests {missing} are not applied in this workspace (not in "
@@ -143,7 +143,7 @@ def record_pending(root: Path, start: Snapshot | None = None, commit: bool = Tru
     provenance = contracts.Provenance.read(root / contracts.PROVENANCE)
     facts = [_request_facts(root, files[r], key) for r in pending]
     gate = _gate_facts(root)
-    revision = repo.commit(root, repo.EVENT_PATHS, f"unlearn: apply {', '.join(pending)} "
+    revision = repo.commit(root, repo.EVENT_PATHS, f"deletions: apply {', '.join(pending)} "
                            f"({provenance.path} path)") if commit else repo.head_commit(root)
     shared = {"run_id": run_id or new_run_id(), "recorded_at": now(), "epoch": epoch(entries),
               "git_commit": revision, "dirty": repo.dirty_paths(root), "served": after.get("models/served", ""),

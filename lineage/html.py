@@ -1,4 +1,4 @@
-"""`unlearn audit show REQUEST --html`: one event as a page a reviewer can read without tools.
+"""`deletions audit show REQUEST --html`: one event as a page a reviewer can read without tools.
 
 Self-contained HTML (no scripts, no network): the request, the lineage from
 request to served posterior with the dvc.lock hashes before and after, the
@@ -47,7 +47,7 @@ padding:.3rem .5rem;background:#f5f6fa}.changed{background:#fff4d6;border-color:
 {% else %}<code>{{ e.git_commit }}</code> (<code>git show {{ e.git_commit[:12] }}</code>){% endif %}</td></tr>
 <tr><td>uncommitted changes</td><td>{{ e.dirty | join(", ") or "none" }}</td></tr>
 <tr><td>re-runnable</td><td>{% if purge %}No: purge entry {{ purge.seq }} deleted its records from the raw data;
-hashes remain verifiable.{% else %}Yes: <code>unlearn audit reproduce {{ e.request.request_id }}</code>{% endif %}
+hashes remain verifiable.{% else %}Yes: <code>deletions audit reproduce {{ e.request.request_id }}</code>{% endif %}
 </td></tr>
 <tr><td>ledger entry</td><td>{{ e.seq }} · <code>{{ e.entry_hash[:16] }}</code></td></tr>
 </table>

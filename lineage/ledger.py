@@ -135,7 +135,7 @@ class Ledger:
                 "it the chain cannot be checked and record ids cannot be traced.")
         if not create:
             raise LedgerError(f"no audit key yet: {self.key_path} is created by the first ledger entry "
-                              "(a flow run or `unlearn audit record`).")
+                              "(a flow run or `deletions audit record`).")
         key = AuditKey(secrets.token_bytes(32))
         self.local.mkdir(parents=True, exist_ok=True)
         atomic.write_text(self.key_path, key.secret.hex() + "\n", mode=0o600)
@@ -195,7 +195,7 @@ class Ledger:
             broken = chain_problems(lines, key, self.repository, self.head())
             if broken:
                 raise LedgerError(f"{self.path} fails its chain check ({broken[0]}); refusing to append. "
-                                  "Run `unlearn audit verify` and restore the ledger from git.")
+                                  "Run `deletions audit verify` and restore the ledger from git.")
             previous = json.loads(lines[-1])["entry_hash"] if lines else GENESIS
             sealed_lines, sealed = [], []
             for event in events:

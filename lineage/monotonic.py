@@ -71,4 +71,4 @@ def check(root: Path, loaded: list[DeletionRequest], train_ids: list[str], reque
         raise ForgettingUndone("split refused: it would put forgotten records back into the training data: "
                                + "; ".join(parts) + ". Check split.requests_dir in params.yaml and restore the "
                                "request files from git (`git checkout -- data/requests`); forgetting is undone "
-                               "only by `unlearn purge`, which deletes the records themselves.")
+                               "only by `deletions purge`, which deletes the records themselves.")

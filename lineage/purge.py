@@ -1,4 +1,4 @@
-"""`unlearn purge`: compaction. Delete forgotten records for good and start a new epoch.
+"""`deletions purge`: compaction. Delete forgotten records for good and start a new epoch.
 
 For every applied request whose retention period (`ledger.retention_days`) has
 passed: remove its records from the raw data (materialised as
@@ -80,7 +80,7 @@ def _rollback_on_failure(root: Path, paths: list[Path]):
             else:
                 path.write_bytes(content)
         raise UserError(f"purge failed and was rolled back (raw data, params and requests restored): {err}. "
-                        "Fix the cause and run `unlearn purge` again; `dvc repro serve` rebuilds the "
+                        "Fix the cause and run `deletions purge` again; `dvc repro serve` rebuilds the "
                         "artifacts of the restored state.") from err
 
 
@@ -101,7 +101,7 @@ def _prefect_paths() -> list[Path]:
     """Prefect's result storage and database folder, from the environment with Prefect's documented defaults.
 
     Read without importing Prefect: this package stays free of orchestration imports. A server with its
-    database elsewhere (PostgreSQL, a test harness) is added with `unlearn purge --scan PATH`.
+    database elsewhere (PostgreSQL, a test harness) is added with `deletions purge --scan PATH`.
     """
     home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
     paths = [Path(os.environ.get("PREFECT_LOCAL_STORAGE_PATH", home / "storage")).expanduser()]

@@ -151,7 +151,7 @@ def artifact_hashes(lock: dict, stages: list[str]) -> dict[str, str]:
 
 
 def raw_data_hashes(root: Path) -> dict[str, str]:
-    """Raw data tracked with `dvc add` (what `unlearn purge` writes): path -> md5 from its .dvc file."""
+    """Raw data tracked with `dvc add` (what `deletions purge` writes): path -> md5 from its .dvc file."""
     hashes = {}
     for dvc_file in sorted((root / "data" / "raw").glob("*.dvc")) if (root / "data" / "raw").exists() else []:
         for out in (yaml.safe_load(dvc_file.read_text()) or {}).get("outs", []):

@@ -1,4 +1,4 @@
-"""`unlearn audit reproduce REQUEST`: rebuild an event in a clean checkout and compare hashes.
+"""`deletions audit reproduce REQUEST`: rebuild an event in a clean checkout and compare hashes.
 
 The event's commit is checked out in a temporary git worktree with an empty
 DVC cache of its own (so nothing is restored from this workspace's run-cache),
@@ -64,7 +64,7 @@ def reproduce(root: Path, request_id: str, keep: bool = False) -> Comparison:
         raise NotReproducible(
             f"request {request_id} (entry {event.seq}) cannot be re-run: purge entry {purge.seq} "
             f"({purge.recorded_at}) deleted its forgotten records from the raw data. Its hashes are still "
-            "verifiable with `unlearn audit verify`.")
+            "verifiable with `deletions audit verify`.")
     if repo.run(root, "git", "cat-file", "-e", f"{event.git_commit}^{{commit}}", check=False).returncode:
         raise NotReproducible(f"commit {event.git_commit} of request {request_id} is not in this repository "
                               "(history rewritten or not fetched); fetch it and try again.")

@@ -1,4 +1,4 @@
-"""Byte-wise search for forgotten records: the proof step of `unlearn purge`.
+"""Byte-wise search for forgotten records: the proof step of `deletions purge`.
 
 The needles are each forgotten record's id (not searched in .py and .md files,
 which name example ids) and values, in every form the

@@ -1,4 +1,4 @@
-"""`unlearn audit trace RECORD_ID`: who forgot a record, when, and which served posteriors had it.
+"""`deletions audit trace RECORD_ID`: who forgot a record, when, and which served posteriors had it.
 
 Answers only from recorded facts. Each ledger run records the served posterior
 before and after it; the run that applied the record's request (with any

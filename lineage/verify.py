@@ -1,4 +1,4 @@
-"""`unlearn audit verify`: the chain is authentic, the ledger is complete, the forgotten ids are gone,
+"""`deletions audit verify`: the chain is authentic, the ledger is complete, the forgotten ids are gone,
 the workspace is what the ledger says.
 
 Four checks, each a list of problems (empty = passed):
@@ -59,10 +59,10 @@ def completeness_problems(root: Path, entries: list[Applied | Purge]) -> list[st
     problems = []
     if applied and not entries:
         problems.append(f"the ledger is empty or missing, but {len(applied)} requests are in force: every "
-                        "applied deletion must be recorded (run the intake flow or `unlearn audit record`)")
+                        "applied deletion must be recorded (run the intake flow or `deletions audit record`)")
     for request_id in sorted(applied - set(recorded)):
         problems.append(f"request {request_id} is applied but has no ledger entry (run the intake flow or "
-                        "`unlearn audit record`)")
+                        "`deletions audit record`)")
     for request_id, count in sorted(recorded.items()):
         if count > 1:
             problems.append(f"request {request_id} has {count} ledger entries; it must have exactly one")
@@ -110,10 +110,10 @@ def data_report(root: Path, key, entries: list[Applied | Purge], lock: dict) -> 
             continue
         if table == SUBTRAHEND:
             report.notes.append(f"{table}: the {len(unpurged)} forgotten records that unlearning divides out "
-                                "(kept until `unlearn purge`)")
+                                "(kept until `deletions purge`)")
         elif table in BASE_INPUTS or table.startswith("data/raw/"):
             report.notes.append(f"{table}: still holds {len(unpurged)} forgotten records, as input of the base "
-                                "model only; the served posterior removed them by unlearning. `unlearn purge` "
+                                "model only; the served posterior removed them by unlearning. `deletions purge` "
                                 "deletes them and retrains the base.")
         else:
             report.problems.append(f"{table}: holds {len(unpurged)} forgotten records (an input of the served "
@@ -138,7 +138,7 @@ def workspace_problems(root: Path, entries: list[Applied | Purge], lock: dict) -
         for path in sorted(set(last) | set(now)):
             if last.get(path) != now.get(path):
                 problems.append(f"{path}: dvc.lock has {now.get(path) or 'nothing'}, the last ledger entry "
-                                f"{last.get(path) or 'nothing'} (a change not recorded: run `unlearn audit record`)")
+                                f"{last.get(path) or 'nothing'} (a change not recorded: run `deletions audit record`)")
     for path, md5 in now.items():
         problems += _on_disk_problems(root, path, md5)
     status = repo.run(root, "dvc", "status", "--with-deps", "--json", repo.production_stages(root)[-1]).stdout

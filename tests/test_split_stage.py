@@ -284,7 +284,7 @@ def test_without_the_key_the_ids_are_still_checked(good_run, tmp_path, monkeypat
 
 
 def test_a_purged_request_may_go_once_its_records_are_gone(good_run, tmp_path):
-    """What `unlearn purge` does: records deleted from the data, then the request file."""
+    """What `deletions purge` does: records deleted from the data, then the request file."""
     def change(ws):
         record_applied(ws, ["req-0001"])
         (ws / "data/requests/req-0001.json").unlink()

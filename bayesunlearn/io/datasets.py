@@ -19,7 +19,7 @@ from bayesunlearn.io.settings import Prepare
 
 TARGET = "y"
 ID = "record_id"
-SUBSET = "subset"  # optional column "train" | "test": a split fixed in the data (kept by `unlearn purge`)
+SUBSET = "subset"  # optional column "train" | "test": a split fixed in the data (kept by `deletions purge`)
 
 
 
