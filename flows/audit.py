@@ -56,7 +56,7 @@ def audit_unlearning(repo: str = ".") -> dict:
             dvc_stage(root, stage)
         verdict = judge(root)
         if workspace.settings().ledger.commit:  # the reference retrains and the verdict, like every event
-            commit(workspace.root, ["dvc.lock", "metrics"], f"audit: {method} {verdict['audit']} "
+            commit(workspace.root, ["dvc.lock", "metrics", "plots"], f"audit: {method} {verdict['audit']} "
                    f"(gate {verdict['gate']}, requests {', '.join(verdict['requests']) or 'none'})")
     headline = ("# ⚠ GATE PASSED BUT THE AUDIT FOUND A POOR UNLEARNING ⚠" if verdict["gate_missed_it"]
                 else f"# Audit: {verdict['audit']} (gate: {verdict['gate']})")

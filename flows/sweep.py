@@ -48,6 +48,9 @@ from .intake import QUIET  # no task result is persisted or cached: tasks return
 from .sweep_cells import CELLS, cell_config, compute_cell, inputs, read_cell
 
 OUT = Path("sweep")
+# Dask's scheduler, nanny and workers log every start and connection at INFO (dozens of lines a sweep);
+# set before `distributed` is imported (by the task runner, and by each worker process).
+os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "error")
 
 
 def load_plan(root: Path) -> tuple[Settings, SweepPlan]:

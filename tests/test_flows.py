@@ -45,6 +45,7 @@ def test_an_accepted_request_is_applied_and_served(served):
     assert result["hashes"]["models/served"]
     summary = json.loads((root / "data/split/summary.json").read_text())
     assert summary["n_forgotten"] == 5 + 3
+    assert sh("git", "status", "--porcelain", cwd=root).stdout == ""  # the flow committed everything it changed
 
 
 def test_artifacts_name_requests_not_records(served):
@@ -103,8 +104,10 @@ def test_the_audit_reports_loudly_when_a_passed_gate_was_wrong(served):
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["audit"]["max_gain"] = 1e-12  # nothing can meet this: the audit must call the pass a miss
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git", "commit", "-qam", "a stricter audit threshold", cwd=root)
     verdict = audit_unlearning(repo=str(root))
     assert verdict["gate"] == "pass" and verdict["audit"] == "poor" and verdict["gate_missed_it"]
+    assert sh("git", "status", "--porcelain", cwd=root).stdout == ""  # retrains, metrics and verdict committed
     assert "req-0002" in verdict["requests"]
     assert json.loads((root / "metrics/audit.json").read_text())["gate_missed_it"] is True
 
