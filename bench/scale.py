@@ -42,7 +42,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 SIZES = {"150": (50,), "2.5k": (48, 48), "10k": (99, 99)}  # 151, 2,497 and 10,198 parameters
 N_TRAIN = (500, 5000, 50000)
 METHODS = ("ggn_newton", "diag_ggn_newton", "last_layer", "vi_mf_eubo", "hessian_clip")
-HESSIAN_MAX_PARAMS = 3000   # dense exact Hessian: 6.9 GB and ~100 s eigendecomposition at 10k (DESIGN.md §5)
+HESSIAN_MAX_PARAMS = 3000   # dense exact Hessian: 6.9 GB and ~100 s eigendecomposition at 10k (docs/design.md)
 HESSIAN_MAX_WORK = 2e11     # n·P²: skip above ~2.5k params × 30k records (minutes per fit on 2 cores)
 HESSIAN_PFOR_MAX_NP = 2e6   # n·P on the vectorised (pfor) Hessian path: 151 params × 50k records passed 12 GB
 FULL_RUN_SECONDS = 30      # retrain Adam runs predicted shorter than this are timed in full, not scaled
@@ -196,7 +196,7 @@ def _hessian_skip_reason(n: int, p: int) -> str:
 
     if p > HESSIAN_MAX_PARAMS:
         return (f"dense exact Hessian at {p} params: ~6.9 GB through TF's jacobian and a ~100 s dense "
-                f"eigendecomposition at 10k (DESIGN.md §5); memory grows with P², time with n·P²")
+                f"eigendecomposition at 10k (docs/design.md); memory grows with P², time with n·P²")
     if p <= PFOR_MAX_PARAMS and n * p > HESSIAN_PFOR_MAX_NP:
         return (f"vectorised Hessian of {n} records × {p} params: memory grows with n·P (a 151-param, "
                 f"50k-record run passed 12 GB and was stopped)")

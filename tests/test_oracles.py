@@ -1,4 +1,4 @@
-"""The exact oracles of DESIGN.md §3, to float64 precision."""
+"""The exact oracles of docs/design.md, to float64 precision."""
 
 from __future__ import annotations
 

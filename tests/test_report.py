@@ -7,16 +7,16 @@ import os
 import pytest
 from conftest import REPO
 
-from bayesunlearn.experiments import report
+from bench import docs
 
 
-@pytest.mark.parametrize("path, name", [(p, n) for p, blocks in report.BLOCKS.items() for n in blocks])
+@pytest.mark.parametrize("path, name", [(p, n) for p, blocks in docs.BLOCKS.items() for n in blocks])
 def test_generated_blocks_match_the_committed_results(path, name, monkeypatch):
     monkeypatch.chdir(REPO)  # the renderers read the committed results relative to the repository
     text = (REPO / path).read_text()
-    block = report.block_pattern(name).search(text)
+    block = docs.block_pattern(name).search(text)
     assert block, f"{path} has no generated {name} block"
-    rendered = report.BLOCKS[path][name]()
+    rendered = docs.BLOCKS[path][name]()
     assert block.group(0) == f"<!-- {name}:begin -->\n{rendered}\n<!-- {name}:end -->", (
-        f"{path}'s {name} block is stale: run `python -m bayesunlearn.experiments.report --update-docs`")
+        f"{path}'s {name} block is stale: run `python -m bench.docs`")
     assert os.path.getsize(REPO / path) > 0

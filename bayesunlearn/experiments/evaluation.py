@@ -32,7 +32,7 @@ def mean_predictive_kl(p: GaussianPosterior, q: GaussianPosterior, x: np.ndarray
 
 def compare(original: GaussianPosterior, unlearned: GaussianPosterior, retrains: list[GaussianPosterior],
             splits: Splits) -> dict:
-    """Every metric of DESIGN.md §3 that needs no timing; retrains[0] is the reference."""
+    """Every metric of docs/methods.md that needs no timing; retrains[0] is the reference."""
     reference = retrains[0]
     headline_x = np.concatenate([splits.x_test, splits.x_forgotten])
     out: dict = {}

@@ -1,19 +1,16 @@
-"""Readable results of a run: `python -m bayesunlearn.experiments.report [--update-docs]`.
+"""Readable results of a run: `python -m bayesunlearn.experiments.report`.
 
-Without options: the ten-second summary of the main job (what was forgotten,
-which method served, the gate's decision, speed, closeness to retraining
-against the noise floor, where the plots are), from metrics/headline.json,
-the gate report, the provenance and the timing. With --update-docs: rewrite
-the generated blocks of the docs (between `<!-- NAME:begin -->` and
-`<!-- NAME:end -->`) from the committed results, so the docs quote generated
-tables rather than hand-typed numbers (a test checks they are current).
+The ten-second summary of the main job (what was forgotten, which method
+served, the gate's decision, speed, closeness to retraining against the noise
+floor, where the plots are), from metrics/headline.json, the gate report and
+the timing; and the markdown tables of every method and of the study that the
+docs quote (bench/docs.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -25,8 +22,6 @@ from bayesunlearn.io import contracts, settings
 METHODS_TABLE = Path("metrics/methods.csv")
 STUDY_SUMMARY = Path("study/summary.csv")
 TIMING = Path("metrics/timing")
-DOCS = Path("docs/methods.md")
-README = Path("README.md")
 
 
 def markdown(frame: pd.DataFrame) -> str:
@@ -49,29 +44,8 @@ def study_block(path: Path = STUDY_SUMMARY) -> str:
     return markdown(gain.reset_index())
 
 
-def summary_block(root: Path = Path(".")) -> str:
-    """The README's example of `make repro`'s summary, from the committed results (without timings)."""
-    return "```\n" + "\n".join(summary(root, timing=False)) + "\n```"
-
-
-BLOCKS = {README: {"summary": summary_block}, DOCS: {"methods": methods_block, "study": study_block}}
-
-
-def block_pattern(name: str) -> re.Pattern:
-    return re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
-
-
-def update_docs(root: Path = Path(".")) -> None:
-    for path, blocks in BLOCKS.items():
-        text = (root / path).read_text()
-        for name, render in blocks.items():
-            block = render()
-            text = block_pattern(name).sub(lambda m, block=block: m.group(1) + block + "\n" + m.group(2), text)
-        (root / path).write_text(text)
-
-
-def summary(root: Path = Path("."), timing: bool = True) -> list[str]:
-    """The main job in a few lines a person reads in ten seconds (`timing`: with the untracked timings)."""
+def summary(root: Path = Path("."), with_timing: bool = True) -> list[str]:
+    """The main job in a few lines a person reads in ten seconds (`with_timing`: with the untracked timings)."""
     s = settings.load(root / settings.PARAMS)
     head = contracts.Headline.read(root / contracts.HEADLINE)
     gate = contracts.GateReport.read(root / contracts.GATE_REPORT)
@@ -85,7 +59,7 @@ def summary(root: Path = Path("."), timing: bool = True) -> list[str]:
              f"AUC {'n/a' if gate.mia_auc is None else format(gate.mia_auc, '.2f')} ≤ {s.gate.max_mia_auc:g})"
              + ("" if gate.passed else f": {'; '.join(gate.reasons)}") + "."]
     timing_file = root / TIMING / f"{head.method}.json"
-    if timing and timing_file.exists():
+    if with_timing and timing_file.exists():
         timing = json.loads(timing_file.read_text())
         lines.append(f"Speed: unlearning {timing['unlearn_seconds']:.3g} s against a cold retrain "
                      f"{timing['retrain_seconds']:.3g} s: {timing['speedup']:,.0f}× faster.")
@@ -102,12 +76,7 @@ def summary(root: Path = Path("."), timing: bool = True) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bayesunlearn.experiments.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--update-docs", action="store_true",
-                        help=f"rewrite the generated blocks of {', '.join(map(str, BLOCKS))}")
-    args = parser.parse_args(argv)
-    if args.update_docs:
-        update_docs()
-        return 0
+    parser.parse_args(argv)
     try:
         print("\n".join(summary()))
     except UserError as err:

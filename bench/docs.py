@@ -1,0 +1,44 @@
+"""The generated blocks of the docs: `python -m bench.docs` rewrites them from the committed results.
+
+A block sits between `<!-- NAME:begin -->` and `<!-- NAME:end -->`; the docs
+quote generated tables and summaries instead of hand-typed numbers, and
+tests/test_report.py fails when a block is stale.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bayesunlearn.experiments import report
+from bench.summary import bench_block
+
+
+def summary_block() -> str:
+    """The README's example of `make repro`'s summary, from the committed results (without timings)."""
+    return "```\n" + "\n".join(report.summary(Path("."), with_timing=False)) + "\n```"
+
+
+BLOCKS = {
+    Path("README.md"): {"summary": summary_block},
+    Path("docs/methods.md"): {"methods": report.methods_block, "study": report.study_block},
+    Path("docs/benchmark.md"): {"bench": bench_block},
+}
+
+
+def block_pattern(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
+
+
+def update(root: Path = Path(".")) -> None:
+    for path, blocks in BLOCKS.items():
+        text = (root / path).read_text()
+        for name, render in blocks.items():
+            rendered = render()
+            text = block_pattern(name).sub(lambda m, rendered=rendered: m.group(1) + rendered + "\n" + m.group(2),
+                                           text)
+        (root / path).write_text(text)
+
+
+if __name__ == "__main__":
+    update()

@@ -1,0 +1,84 @@
+"""The benchmark's numbers for docs/benchmark.md, rendered from the last full `make bench` (docs/bench.json).
+
+`python -m bench.run` (every part) saves its JSON to docs/bench.json as well;
+`python -m bench.docs` renders these tables
+into docs/benchmark.md, and a test checks they are current.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+BENCH = Path("docs/bench.json")
+
+
+def _table(rows: list[dict], floatfmt: str = ".3g") -> str:
+    return tabulate(pd.DataFrame(rows), headers="keys", tablefmt="github", floatfmt=floatfmt, showindex=False)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def bench_block(path: Path = BENCH) -> str:
+    if not path.exists():
+        return "(no full benchmark run recorded yet: run `make bench`)"
+    bench = json.loads(path.read_text())
+    parts = []
+    if "random" in bench:
+        parts += ["**The default method** (GGN Laplace, Newton step) on the default data, 10 % forgotten at random "
+                  "and the whole right cluster forgotten:", "",
+                  _table([{"case": case, "unlearn s": bench[case]["unlearn_seconds"],
+                           "retrain s": bench[case]["retrain_seconds"], "speedup": _fmt(bench[case]["speedup"]),
+                           "gain": bench[case]["gain"], "indistinguishability": bench[case]["indistinguishability"]}
+                          for case in ("random", "cluster")]), ""]
+    if "main_job" in bench or "intake_latency" in bench:
+        rows = []
+        if "main_job" in bench:
+            rows.append({"what": "`make repro` from a fresh clone (nothing cached)",
+                         "seconds": bench["main_job"]["seconds"]})
+        if "intake_latency" in bench:
+            latency = bench["intake_latency"]
+            rows += [{"what": "intake: inbox file → served posterior (server running)",
+                      "seconds": latency["total_seconds"]},
+                     *[{"what": f"  of which `dvc repro {stage}`", "seconds": seconds}
+                       for stage, seconds in latency["stage_seconds"].items()],
+                     {"what": "  of which the flow itself (triage, git, ledger, artifacts)",
+                      "seconds": latency["flow_overhead_seconds"]}]
+        if "dvc_noop_seconds" in bench:
+            rows.append({"what": f"no-op `dvc repro` over {bench['dvc_noop_stages']} stages",
+                         "seconds": bench["dvc_noop_seconds"]})
+        parts += ["**Latency:**", "", _table(rows), ""]
+    if "scale" in bench:
+        done = [r for r in bench["scale"] if "speedup" in r]
+        grid = {}
+        for r in done:
+            row = grid.setdefault((r["method"], r["n_params"]), {"method": r["method"], "params": r["n_params"]})
+            row[f"n={r['n_train']:,}"] = f"{r['speedup']:,.0f}×"
+            row["unlearn s"] = max(row.get("unlearn s", 0.0), r["unlearn_seconds"])
+            row["peak MB"] = max(row.get("peak MB", 0), round(r["peak_mb"]))
+        parts += ["**Scale:** unlearning a fixed 50 records against a cold retrain (Adam + posterior fit), "
+                  "per network size and n; `unlearn s` and `peak MB` (whole process) are the largest over n:", "",
+                  _table(sorted(grid.values(), key=lambda r: (r["method"], r["params"])), ".3g"), ""]
+    if "compute" in bench:
+        c = bench["compute"]
+        rows = [{"choice": f"Jacobians, NumPy backprop vs `vectorized_map` ({j['n_params']} params)",
+                 "ratio": j["numpy_speedup_vs_vectorized_map"]} for j in c["jacobians"] if "numpy_speedup_vs_vectorized_map" in j]
+        rows += [{"choice": f"Jacobians, `vectorized_map` vs `tape.jacobian` ({j['n_params']} params)",
+                  "ratio": j["speedup_vs_tape_jacobian"]} for j in c["jacobians"]]
+        rows += [{"choice": f"XLA Adam vs plain ({x['n_params']} params)", "ratio": x["xla_speedup"]} for x in c["xla"]]
+        rows += [{"choice": f"Woodbury in place vs refactorising ({d['n_params']} params)",
+                  "ratio": d["speedup_in_place_vs_refactorise"]} for d in c["downdate"]]
+        g = c["ggn_accumulation"]
+        rows.append({"choice": "GGN over row batches (SYRK): memory of one-shot JᵀJ / batched",
+                     "ratio": g["one_shot_peak_increment_mb"] / max(g["batched_peak_increment_mb"], 1e-9)})
+        parts += ["**Compute choices** (ratios above 1 favour the first):", "", _table(rows), ""]
+    if "targets" in bench:
+        rows = [{"target": name, "met": value.get("met", value.get("met_process_peak"))}
+                for name, value in bench["targets"].items()]
+        parts += ["**Targets:**", "", _table(rows)]
+    return "\n".join(parts).rstrip()
