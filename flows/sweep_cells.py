@@ -16,7 +16,8 @@ from pydantic import TypeAdapter
 from threadpoolctl import threadpool_limits
 
 from bayesunlearn.io import atomic, datasets, store
-from bayesunlearn.io.settings import VI, Laplace, Method, Model, Settings, Train
+from bayesunlearn.io.sections import VI, Laplace, Method, Model, Train
+from bayesunlearn.io.settings import Settings
 from bayesunlearn.experiments.sweep import SweepCell, SweepPlan, hidden_label
 
 from stages.common import PREPARED

@@ -58,7 +58,7 @@ def fitted(tf) -> Fitted:
     from bayesunlearn.io import datasets
     from bayesunlearn.model.likelihood import RegressionModel
     from bayesunlearn.model.network import MLPSpec
-    from bayesunlearn.io.settings import Train
+    from bayesunlearn.io.sections import Train
     from bayesunlearn.model.training import fit_map
 
     frame = datasets.two_clusters(100, seed=3, noise_std=0.1, clusters=[[-2.0, -0.5], [0.5, 2.0]])

@@ -13,7 +13,8 @@ import yaml
 from conftest import REPO
 
 from bayesunlearn.io import datasets, store
-from bayesunlearn.io.settings import Model, parse_section
+from bayesunlearn.io.sections import Model
+from bayesunlearn.io.settings import parse_section
 from bayesunlearn.errors import ConfigError, DataError
 
 CLUSTERS = [[-2.0, -0.5], [0.5, 2.0]]
@@ -73,7 +74,7 @@ def test_missing_target_column(tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"prior_precision": 0.0}, "prior_precision"),
     ({"noise_std": -1.0}, "noise_std"),
-    ({"hidden": [0]}, "positive layer widths"),
+    ({"hidden": [0]}, "layer widths from 1"),
 ])
 def test_impossible_model_parameters(change, message):
     section = {"hidden": [50], "activation": "tanh", "prior_precision": 1.0, "noise_std": 0.1, **change}

@@ -7,7 +7,7 @@ import pytest
 
 
 def test_map_is_stationary_and_deterministic(fitted):
-    from bayesunlearn.io.settings import Train
+    from bayesunlearn.io.sections import Train
     from bayesunlearn.model.likelihood import objective
     from bayesunlearn.model.training import fit_map
 
@@ -25,7 +25,7 @@ def test_newton_step_moves_towards_the_warm_started_retained_map(fitted):
     It cannot close all of it: the GGN drops the residual term of the Hessian
     (here about 35 % of the distance remains, cosine ≈ 0.87)."""
     from bayesunlearn.posteriors.laplace import fit_laplace
-    from bayesunlearn.io.settings import Train
+    from bayesunlearn.io.sections import Train
     from bayesunlearn.model.training import fit_map
     from bayesunlearn.unlearning.divide import forget
 

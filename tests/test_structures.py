@@ -23,7 +23,7 @@ def forgotten(fitted):
 
 
 def test_woodbury_downdate_equals_the_dense_path(fitted, full):
-    from bayesunlearn.io.settings import DivideOptions
+    from bayesunlearn.io.sections import DivideOptions
     from bayesunlearn.unlearning.divide import forget
 
     fast, fast_report = forget(full, *forgotten(fitted), DivideOptions(woodbury=True))
@@ -90,7 +90,7 @@ def hessian_cluster(fitted):
 
 def test_indefinite_precision_is_reported_and_repaired_as_asked(hessian_cluster):
     from bayesunlearn.errors import NotPositiveDefinite
-    from bayesunlearn.io.settings import DivideOptions
+    from bayesunlearn.io.sections import DivideOptions
     from bayesunlearn.unlearning.divide import forget
 
     post, x_f, y_f = hessian_cluster
@@ -106,7 +106,7 @@ def test_indefinite_precision_is_reported_and_repaired_as_asked(hessian_cluster)
 
 
 def test_mean_update_variants(fitted, full, hessian_cluster):
-    from bayesunlearn.io.settings import DivideOptions
+    from bayesunlearn.io.sections import DivideOptions
     from bayesunlearn.unlearning.divide import forget
 
     x_f, y_f = forgotten(fitted)
@@ -127,7 +127,7 @@ def test_damped_step_is_the_full_step_when_the_model_is_quadratic(tf):
     from bayesunlearn.posteriors.laplace import fit_laplace
     from bayesunlearn.model.likelihood import RegressionModel
     from bayesunlearn.model.network import MLPSpec
-    from bayesunlearn.io.settings import DivideOptions
+    from bayesunlearn.io.sections import DivideOptions
     from bayesunlearn.unlearning.divide import forget
 
     rng = np.random.default_rng(5)

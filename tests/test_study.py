@@ -21,7 +21,7 @@ def test_cluster_mode_forgets_a_contiguous_block_from_the_right_edge():
 def test_study_runs_every_method_on_the_grid_and_records_failures(fitted):
     from bayesunlearn.posteriors.laplace import fit_laplace
     from bayesunlearn.posteriors.fit import FitSettings
-    from bayesunlearn.io.settings import Divide, Train
+    from bayesunlearn.io.sections import Divide, Train
     from bayesunlearn.experiments.study import run_study, summarise
 
     methods = {

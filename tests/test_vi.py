@@ -54,7 +54,7 @@ def test_eubo_at_the_exact_posterior_is_the_log_evidence_ratio(problem):
 def test_full_covariance_vi_converges_to_the_exact_posterior(problem):
     from bayesunlearn.posteriors.matrices import Dense
     from bayesunlearn.posteriors.posterior import GaussianPosterior
-    from bayesunlearn.io.settings import VI
+    from bayesunlearn.io.sections import VI
     from bayesunlearn.posteriors.vi import fit_vi
 
     model, x, y, _, _ = problem
@@ -67,7 +67,7 @@ def test_full_covariance_vi_converges_to_the_exact_posterior(problem):
 
 
 def test_eubo_unlearning_from_the_exact_posterior_reaches_the_retrained_posterior(problem):
-    from bayesunlearn.io.settings import VariationalOptions
+    from bayesunlearn.io.sections import VariationalOptions
     from bayesunlearn.unlearning.variational import unlearn_vi
 
     _, x, y, _, f = problem
@@ -83,7 +83,7 @@ def test_eubo_unlearning_from_the_exact_posterior_reaches_the_retrained_posterio
 def test_runaway_eubo_is_reported_as_failed(problem):
     """From a q less certain than D_f alone (Λ_q − H_f indefinite) the EUBO has no minimum:
     q_u runs off to where D_f is impossible. Detected, and no posterior is returned."""
-    from bayesunlearn.io.settings import VariationalOptions
+    from bayesunlearn.io.sections import VariationalOptions
     from bayesunlearn.unlearning.variational import unlearn_vi
 
     _, x, y, _, f = problem
@@ -103,7 +103,7 @@ def test_runaway_eubo_is_reported_as_failed(problem):
 
 
 def test_reverse_kl_with_the_exact_posterior_moves_towards_the_retrain(problem):
-    from bayesunlearn.io.settings import VariationalOptions
+    from bayesunlearn.io.sections import VariationalOptions
     from bayesunlearn.unlearning.variational import unlearn_vi
 
     _, x, y, _, f = problem
@@ -117,7 +117,7 @@ def test_reverse_kl_with_the_exact_posterior_moves_towards_the_retrain(problem):
 
 
 def test_degenerate_importance_weights_fail_clearly(problem):
-    from bayesunlearn.io.settings import VariationalOptions
+    from bayesunlearn.io.sections import VariationalOptions
     from bayesunlearn.unlearning.variational import unlearn_vi
 
     _, x, y, _, f = problem

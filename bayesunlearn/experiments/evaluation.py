@@ -20,7 +20,7 @@ from bayesunlearn.posteriors.fit import FitSettings, fit_from_scratch
 from bayesunlearn.unlearning.methods import apply
 from bayesunlearn.posteriors.posterior import GaussianPosterior
 from bayesunlearn.io.datasets import Splits
-from bayesunlearn.io.settings import Method, Train
+from bayesunlearn.io.sections import Method, Train
 
 
 def mean_predictive_kl(p: GaussianPosterior, q: GaussianPosterior, x: np.ndarray) -> float:

@@ -27,7 +27,7 @@ from bayesunlearn.posteriors.fit import FitSettings, fit_posterior
 from bayesunlearn.unlearning.methods import apply
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.posteriors.posterior import GaussianPosterior
-from bayesunlearn.io.settings import Method, Train
+from bayesunlearn.io.sections import Method, Train
 from bayesunlearn.model.training import fit_map
 
 

@@ -8,242 +8,30 @@ posterior kinds, the study's and sweep's methods) are checked with the rest,
 so a wrong name fails in the first second, not as a missing file later.
 
 Pydantic (already installed with Prefect) rather than hand-written checks:
-one declaration per key gives its type, range, default and error message.
-TensorFlow-free, so light tools validate quickly.
+one declaration per key gives its type, range, default and error message
+(the sections are in sections.py). TensorFlow-free, so light tools validate
+quickly.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
-import re
-from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from stat import S_ISREG
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from bayesunlearn.errors import ConfigError
-from bayesunlearn.kinds import KindName, VIKindName
+from bayesunlearn.io.sections import (
+    VI, Audit, Divide, Evaluate, Gate, Laplace, Ledger, Method, MethodName, Model, Prepare, Retrain, Schedule,
+    Section, Split, Study, Sweep, Train, VariationalUnlearning,
+)
+from bayesunlearn.kinds import KindName
 
 PARAMS = Path("params.yaml")
-
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-PositiveInt = Annotated[int, Field(ge=1)]
-Seed = Annotated[int, Field(ge=0)]
-Fraction = Annotated[float, Field(gt=0, lt=1)]
-
-
-def _inside_workspace(value: str) -> str:
-    path = PurePosixPath(value)
-    if not value or path.is_absolute() or ".." in path.parts or "\\" in value:
-        raise ValueError(f"{value!r} must be a relative path inside the workspace (no '..', not absolute)")
-    return value
-
-
-WorkspacePath = Annotated[str, Field(min_length=1)]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-
-# --- prepare ---------------------------------------------------------------------------------
-class TwoClusters(Section):
-    n_records: Annotated[int, Field(ge=4)]
-    noise_std: PositiveFloat
-    clusters: Annotated[list[tuple[float, float]], Field(min_length=1)]
-
-    @field_validator("clusters", mode="before")
-    @classmethod
-    def _pairs(cls, value: Any) -> Any:  # YAML gives lists; strict mode wants tuples
-        return [tuple(c) if isinstance(c, list) else c for c in value] if isinstance(value, list) else value
-
-    @field_validator("clusters")
-    @classmethod
-    def _ordered(cls, value: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        if any(not low < high for low, high in value):
-            raise ValueError("each cluster is [low, high] with low < high")
-        return value
-
-
-class CsvSource(Section):
-    path: WorkspacePath = "data/raw/records.csv"
-    target: Annotated[str, Field(min_length=1)] = "y"
-    id_column: str | None = None
-
-    _path = field_validator("path")(classmethod(lambda cls, v: _inside_workspace(v)))
-
-
-class Prepare(Section):
-    source: Literal["two_clusters", "diabetes", "csv"]
-    seed: Seed
-    test_fraction: Fraction
-    two_clusters: TwoClusters
-    csv: CsvSource = CsvSource()
-
-
-class Split(Section):
-    requests_dir: WorkspacePath = "data/requests"
-    max_request_bytes: Annotated[int, Field(ge=1024, le=100_000_000)] = 1_000_000
-
-    _path = field_validator("requests_dir")(classmethod(lambda cls, v: _inside_workspace(v)))
-
-
-# --- model and fitting ------------------------------------------------------------------------
-class Model(Section):
-    """Prior N(0, 1/prior_precision I), likelihood N(f(x, θ), noise_std²), f an MLP."""
-
-    hidden: list[int]
-    activation: Literal["tanh", "relu", "softplus"] = "tanh"
-    prior_precision: PositiveFloat
-    noise_std: PositiveFloat
-
-    @field_validator("hidden")
-    @classmethod
-    def _widths(cls, value: list[int]) -> list[int]:
-        if any(width < 1 for width in value):
-            raise ValueError(f"{value} must list positive layer widths")
-        return value
-
-
-class Train(Section):
-    """MAP training: full-batch Adam, then a second-order polish to ∇L(θ*) ≈ 0."""
-
-    seed: Seed = 0
-    adam_steps: Annotated[int, Field(ge=0)] = 2000
-    learning_rate: PositiveFloat = 0.01
-    polish: Literal["lm", "lbfgs", "none"] = "lm"
-    polish_iterations: Annotated[int, Field(ge=0)] = 200
-    grad_tolerance: PositiveFloat = 1e-8
-
-
-class Retrain(Section):
-    seeds: PositiveInt
-
-
-class Laplace(Section):
-    optimize_hyperparameters: bool = False
-
-
-class VI(Section):
-    """Gaussian VI (TFP) started from the Laplace fit of the same family."""
-
-    steps: PositiveInt = 3000
-    samples: PositiveInt = 8
-    seed: Seed = 0
-    init_scale: PositiveFloat = 1.0
-    learning_rate: dict[VIKindName, PositiveFloat] | PositiveFloat = 0.01
-
-    def rate(self, kind: str) -> float:
-        rates = self.learning_rate
-        return rates.get(kind, 0.01) if isinstance(rates, dict) else rates
-
-
-# --- unlearning methods -----------------------------------------------------------------------
-class DivideOptions(Section):
-    """How Gaussian division Λ_r = Λ − H_f handles an indefinite result and moves the mean."""
-
-    repair: Literal["clip", "damp", "refuse"] = "refuse"
-    mean_update: Literal["newton", "damped", "none"] = "newton"
-    eig_floor: PositiveFloat | None = None   # eigenvalue floor of the repairs; default: the prior precision
-    trust_tolerance: PositiveFloat = 0.25    # |actual/predicted − 1| allowed for the damped step
-    woodbury: bool = True
-
-
-class Divide(DivideOptions):
-    """A method: Gaussian division on a posterior kind."""
-
-    posterior: KindName
-    operator: Literal["divide"]
-
-
-class VariationalOptions(Section):
-    """EUBO or reverse-KL unlearning of a VI posterior with the adjusted likelihood (threshold λ)."""
-
-    operator: Literal["eubo", "reverse_kl"] = "eubo"
-    threshold: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    steps: PositiveInt = 1000
-    learning_rate: PositiveFloat = 0.01
-    samples: PositiveInt = 8               # Monte Carlo samples per EUBO step
-    check_every: PositiveInt = 100         # steps between divergence checks
-    max_kl: PositiveFloat = 500.0          # KL(q_u ‖ q) beyond which the EUBO is called diverged
-    importance_samples: PositiveInt = 4096
-    min_ess: PositiveFloat = 30.0          # reverse KL: fewer effective samples than this is a failure
-    seed: Seed = 0
-
-
-class VariationalUnlearning(VariationalOptions):
-    """A method: a variational operator on a VI posterior kind."""
-
-    posterior: VIKindName
-    operator: Literal["eubo", "reverse_kl"]
-
-
-Method = Annotated[Divide | VariationalUnlearning, Field(discriminator="operator")]
-
-
-# --- production, audit, experiments -----------------------------------------------------------
-class Gate(Section):
-    method: str
-    posterior: KindName
-    max_residual_ratio: PositiveFloat = 1.0
-    max_mia_auc: Annotated[float, Field(gt=0, le=1)] = 0.65
-    allowed_repairs: list[Literal["none", "clip", "damp"]] = ["none"]
-
-
-class Audit(Section):
-    max_gain: PositiveFloat = 1.0
-    max_indistinguishability: PositiveFloat = 10.0
-
-
-class Ledger(Section):
-    commit: bool = True
-    retention_days: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 30.0
-
-
-CRON = re.compile(r"^\S+(\s+\S+){4,5}$")
-
-
-class Schedule(Section):
-    intake_cron: str = "*/15 * * * *"
-    audit_cron: str = "0 3 * * *"
-
-    @field_validator("intake_cron", "audit_cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        if not CRON.match(value.strip()):
-            raise ValueError(f"{value!r} is not a cron expression (five fields, e.g. '*/15 * * * *')")
-        return value
-
-
-class Evaluate(Section):
-    timing_repeats: PositiveInt = 3
-    plot_grid_points: Annotated[int, Field(ge=2)] = 200
-
-
-class Study(Section):
-    modes: Annotated[list[Literal["random", "cluster"]], Field(min_length=1)]
-    fractions: Annotated[list[Fraction], Field(min_length=1)]
-    seeds: Annotated[list[Seed], Field(min_length=1)]
-    methods: list[str] = []   # empty = every configured method
-
-
-class Sweep(Section):
-    methods: list[str] = []   # empty = every configured method
-    modes: Annotated[list[Literal["random", "cluster"]], Field(min_length=1)]
-    fractions: Annotated[list[Fraction], Field(min_length=1)]
-    seeds: Annotated[list[Seed], Field(min_length=1)]
-    hidden: Annotated[list[list[int]], Field(min_length=1)]   # network sizes (hidden widths), one grid axis
-    address: str | None = None    # a running Dask scheduler; None = a local cluster
-    n_workers: Annotated[int, Field(ge=0)] = 2
-    retries: Annotated[int, Field(ge=0)] = 2
-
-    @field_validator("hidden")
-    @classmethod
-    def _widths(cls, value: list[list[int]]) -> list[list[int]]:
-        for hidden in value:
-            Model._widths(hidden)
-        return value
+MAX_PARAMS_BYTES = 1_000_000
 
 
 class Settings(Section):
@@ -257,7 +45,7 @@ class Settings(Section):
     laplace: Laplace = Laplace()
     vi: VI = VI()
     posteriors: Annotated[list[KindName], Field(min_length=1)]
-    methods: Annotated[dict[str, Method], Field(min_length=1)]
+    methods: Annotated[dict[MethodName, Method], Field(min_length=1)]
     gate: Gate
     audit: Audit = Audit()
     ledger: Ledger = Ledger()
@@ -310,7 +98,7 @@ def _yaml_load(text: str) -> Any:
     """YAML 1.2, as DVC reads params.yaml (so `1e-6` is a number, `yes` a string); duplicate keys refused."""
     from ruamel.yaml import YAML
 
-    return YAML(typ="safe", pure=False).load(text)
+    return YAML(typ="safe", pure=True).load(text)  # the C loader crashes the process on deep nesting
 
 
 METHOD_MODELS = {"divide": Divide, "eubo": VariationalUnlearning, "reverse_kl": VariationalUnlearning}
@@ -377,6 +165,8 @@ def load(path: str | Path = PARAMS) -> Settings:
         stat = path.stat()
     except OSError as err:
         raise ConfigError(f"{path}: cannot be read ({err.strerror}); restore it from the repository.") from None
+    if not S_ISREG(stat.st_mode) or stat.st_size > MAX_PARAMS_BYTES:
+        raise ConfigError(f"{path}: not a regular file of at most {MAX_PARAMS_BYTES:,} bytes.")
     return _load(path.resolve(), stat.st_mtime_ns, stat.st_size)
 
 
@@ -399,11 +189,13 @@ def update_params(path: str | Path, changes: dict[str, Any]) -> None:
     from io import StringIO
 
     from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
 
     from bayesunlearn.io import atomic
 
     path = Path(path)
-    yaml = YAML()  # round-trip mode
+    load(path)  # the file as it is must be valid settings: every read problem is a ConfigError here
+    yaml = YAML(pure=True)  # round-trip mode
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap long lines
     yaml.indent(mapping=2, sequence=4, offset=2)  # the layout of the project's params.yaml
@@ -413,10 +205,17 @@ def update_params(path: str | Path, changes: dict[str, Any]) -> None:
         *parents, last = dotted.split(".")
         node = document
         for part in parents:
-            node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f"{path}: cannot set {dotted}: only keys of sections can be set")
+            node = node.setdefault(part, CommentedMap())  # an optional section left out (prepare.csv) is created
+        if not isinstance(node, dict):
+            raise ConfigError(f"{path}: cannot set {dotted}: only keys of sections can be set")
         node[last] = value
     out = StringIO()
-    yaml.dump(document, out)
+    try:
+        yaml.dump(document, out)
+    except Exception as err:  # ruamel's representer errors share no useful base class
+        raise ConfigError(f"{path}: cannot write {sorted(changes)} ({type(err).__name__})") from None
     parse(_yaml_load(out.getvalue()), path.name)  # never write settings that would not load
     atomic.write_text(path, out.getvalue())
 

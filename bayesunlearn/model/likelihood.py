@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bayesunlearn.io.settings import Model
+from bayesunlearn.io.sections import Model
 from bayesunlearn.model.network import MLPSpec, outputs_and_vjp
 
 

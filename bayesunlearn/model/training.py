@@ -16,7 +16,7 @@ import numpy as np
 from bayesunlearn.model.tf import tf, tfp
 from bayesunlearn.model.autodiff import as_tensor, jacobians, log_joint
 from bayesunlearn.model.likelihood import RegressionModel, objective
-from bayesunlearn.io.settings import Train
+from bayesunlearn.io.sections import Train
 
 
 def _loss(model: RegressionModel, theta: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bayesunlearn.io.settings import VI, Laplace, Settings, Train
+from bayesunlearn.io.sections import VI, Laplace, Train
+from bayesunlearn.io.settings import Settings
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.model.training import fit_map
 from bayesunlearn.kinds import KINDS

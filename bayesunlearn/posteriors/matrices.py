@@ -23,7 +23,7 @@ import numpy as np
 import scipy.linalg
 
 from bayesunlearn.errors import NotPositiveDefinite
-from bayesunlearn.io.settings import DivideOptions
+from bayesunlearn.io.sections import DivideOptions
 from bayesunlearn.numerics import dense
 from bayesunlearn.numerics.threads import blas_for
 

@@ -29,7 +29,7 @@ from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.kinds import KINDS
 from bayesunlearn.posteriors.matrices import Dense, Diagonal
 from bayesunlearn.posteriors.posterior import GaussianPosterior
-from bayesunlearn.io.settings import VI
+from bayesunlearn.io.sections import VI
 
 tfd, tfb = tfp.distributions, tfp.bijectors
 FAMILIES = {kind.vi_family: name for name, kind in KINDS.items() if kind.vi_family}  # family -> kind

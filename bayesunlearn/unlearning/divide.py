@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bayesunlearn.io.settings import DivideOptions
+from bayesunlearn.io.sections import DivideOptions
 from bayesunlearn.model.network import outputs, outputs_and_jacobians
 from bayesunlearn.numerics.threads import one_blas_thread
 from bayesunlearn.posteriors.laplace import data_curvature

@@ -19,7 +19,7 @@ import numpy as np
 from bayesunlearn.numerics import metrics
 from bayesunlearn.io.contracts import GateReport
 from bayesunlearn.posteriors.posterior import GaussianPosterior
-from bayesunlearn.io.settings import Gate
+from bayesunlearn.io.sections import Gate
 from bayesunlearn.model.likelihood import objective
 
 

@@ -1,4 +1,4 @@
-"""The method suite behind one entry point: apply a configured method (settings.Method) to a posterior.
+"""The method suite behind one entry point: apply a configured method (sections.Method) to a posterior.
 
 A method is a posterior kind plus an operator and its options, e.g.
     {"posterior": "full_ggn", "operator": "divide", "mean_update": "damped"}
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesunlearn.io.settings import Divide, Method
+from bayesunlearn.io.sections import Divide, Method
 from bayesunlearn.posteriors.posterior import GaussianPosterior
 from bayesunlearn.unlearning.divide import forget
 

@@ -28,7 +28,7 @@ from bayesunlearn.model.tf import tf
 from bayesunlearn.model.autodiff import as_tensor
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.posteriors.posterior import GaussianPosterior
-from bayesunlearn.io.settings import VariationalOptions
+from bayesunlearn.io.sections import VariationalOptions
 from bayesunlearn.posteriors.vi import (
     adam_loop,
     family_of,

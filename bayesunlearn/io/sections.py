@@ -1,0 +1,251 @@
+"""The sections of params.yaml, one pydantic model each (strict types, ranges, unknown keys refused).
+
+`settings.py` puts them together, checks the cross-references and loads the file.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bayesunlearn.kinds import KindName, VIKindName
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+PositiveInt = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+
+
+RESERVED = (".git", ".dvc", "inbox", "audit")  # folders with a job of their own: no setting may point into them
+
+
+def _inside_workspace(value: str) -> str:
+    parts = value.split("/")
+    if (not value or PurePosixPath(value).is_absolute() or "\\" in value or any(p in ("", ".", "..") for p in parts)
+            or any(not c.isprintable() for c in value)):
+        raise ValueError(f"{value!r} must be a relative path inside the workspace (no '.', '..', empty or "
+                         "non-printable parts, not absolute)")
+    if parts[0] in RESERVED:
+        raise ValueError(f"{value!r} lies inside {parts[0]}/, which belongs to "
+                         f"{'git' if parts[0] == '.git' else 'DVC' if parts[0] == '.dvc' else 'the intake and audit'}")
+    return value
+
+
+MethodName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]  # names DVC stages and files
+MAX_WIDTH = 10_000  # a hidden layer wider than this is a typo: the dense curvature would not fit in memory
+
+
+WorkspacePath = Annotated[str, Field(min_length=1)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+# --- prepare ---------------------------------------------------------------------------------
+class TwoClusters(Section):
+    n_records: Annotated[int, Field(ge=4)]
+    noise_std: PositiveFloat
+    clusters: Annotated[list[tuple[float, float]], Field(min_length=1)]
+
+    @field_validator("clusters", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:  # YAML gives lists; strict mode wants tuples
+        return [tuple(c) if isinstance(c, list) else c for c in value] if isinstance(value, list) else value
+
+    @field_validator("clusters")
+    @classmethod
+    def _ordered(cls, value: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if any(not low < high for low, high in value):
+            raise ValueError("each cluster is [low, high] with low < high")
+        return value
+
+
+class CsvSource(Section):
+    path: WorkspacePath = "data/raw/records.csv"
+    target: Annotated[str, Field(min_length=1)] = "y"
+    id_column: str | None = None
+
+    _path = field_validator("path")(classmethod(lambda cls, v: _inside_workspace(v)))
+
+
+class Prepare(Section):
+    source: Literal["two_clusters", "diabetes", "csv"]
+    seed: Seed
+    test_fraction: Fraction
+    two_clusters: TwoClusters
+    csv: CsvSource = CsvSource()
+
+
+class Split(Section):
+    requests_dir: WorkspacePath = "data/requests"
+    max_request_bytes: Annotated[int, Field(ge=1024, le=100_000_000)] = 1_000_000
+
+    _path = field_validator("requests_dir")(classmethod(lambda cls, v: _inside_workspace(v)))
+
+
+# --- model and fitting ------------------------------------------------------------------------
+class Model(Section):
+    """Prior N(0, 1/prior_precision I), likelihood N(f(x, θ), noise_std²), f an MLP."""
+
+    hidden: list[int]
+    activation: Literal["tanh", "relu", "softplus"] = "tanh"
+    prior_precision: PositiveFloat
+    noise_std: PositiveFloat
+
+    @field_validator("hidden")
+    @classmethod
+    def _widths(cls, value: list[int]) -> list[int]:
+        if any(width < 1 or width > MAX_WIDTH for width in value):
+            raise ValueError(f"{value} must list layer widths from 1 to {MAX_WIDTH:,}")
+        return value
+
+
+class Train(Section):
+    """MAP training: full-batch Adam, then a second-order polish to ∇L(θ*) ≈ 0."""
+
+    seed: Seed = 0
+    adam_steps: Annotated[int, Field(ge=0)] = 2000
+    learning_rate: PositiveFloat = 0.01
+    polish: Literal["lm", "lbfgs", "none"] = "lm"
+    polish_iterations: Annotated[int, Field(ge=0)] = 200
+    grad_tolerance: PositiveFloat = 1e-8
+
+
+class Retrain(Section):
+    seeds: PositiveInt
+
+
+class Laplace(Section):
+    optimize_hyperparameters: bool = False
+
+
+class VI(Section):
+    """Gaussian VI (TFP) started from the Laplace fit of the same family."""
+
+    steps: PositiveInt = 3000
+    samples: PositiveInt = 8
+    seed: Seed = 0
+    init_scale: PositiveFloat = 1.0
+    learning_rate: dict[VIKindName, PositiveFloat] | PositiveFloat = 0.01
+
+    def rate(self, kind: str) -> float:
+        rates = self.learning_rate
+        return rates.get(kind, 0.01) if isinstance(rates, dict) else rates
+
+
+# --- unlearning methods -----------------------------------------------------------------------
+class DivideOptions(Section):
+    """How Gaussian division Λ_r = Λ − H_f handles an indefinite result and moves the mean."""
+
+    repair: Literal["clip", "damp", "refuse"] = "refuse"
+    mean_update: Literal["newton", "damped", "none"] = "newton"
+    eig_floor: PositiveFloat | None = None   # eigenvalue floor of the repairs; default: the prior precision
+    trust_tolerance: PositiveFloat = 0.25    # |actual/predicted − 1| allowed for the damped step
+    woodbury: bool = True
+
+
+class Divide(DivideOptions):
+    """A method: Gaussian division on a posterior kind."""
+
+    posterior: KindName
+    operator: Literal["divide"]
+
+
+class VariationalOptions(Section):
+    """EUBO or reverse-KL unlearning of a VI posterior with the adjusted likelihood (threshold λ)."""
+
+    operator: Literal["eubo", "reverse_kl"] = "eubo"
+    threshold: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    steps: PositiveInt = 1000
+    learning_rate: PositiveFloat = 0.01
+    samples: PositiveInt = 8               # Monte Carlo samples per EUBO step
+    check_every: PositiveInt = 100         # steps between divergence checks
+    max_kl: PositiveFloat = 500.0          # KL(q_u ‖ q) beyond which the EUBO is called diverged
+    importance_samples: PositiveInt = 4096
+    min_ess: PositiveFloat = 30.0          # reverse KL: fewer effective samples than this is a failure
+    seed: Seed = 0
+
+
+class VariationalUnlearning(VariationalOptions):
+    """A method: a variational operator on a VI posterior kind."""
+
+    posterior: VIKindName
+    operator: Literal["eubo", "reverse_kl"]
+
+
+Method = Annotated[Divide | VariationalUnlearning, Field(discriminator="operator")]
+
+
+# --- production, audit, experiments -----------------------------------------------------------
+class Gate(Section):
+    method: str
+    posterior: KindName
+    max_residual_ratio: PositiveFloat = 1.0
+    max_mia_auc: Annotated[float, Field(gt=0, le=1)] = 0.65
+    allowed_repairs: list[Literal["none", "clip", "damp"]] = ["none"]
+
+
+class Audit(Section):
+    max_gain: PositiveFloat = 1.0
+    max_indistinguishability: PositiveFloat = 10.0
+
+
+class Ledger(Section):
+    commit: bool = True
+    retention_days: Annotated[float, Field(ge=0, le=36_500, allow_inf_nan=False)] = 30.0  # at most 100 years
+
+
+CRON = re.compile(r"^\S+(\s+\S+){4}$")
+
+
+class Schedule(Section):
+    intake_cron: str = "*/15 * * * *"
+    audit_cron: str = "0 3 * * *"
+
+    @field_validator("intake_cron", "audit_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from cronsim import CronSim, CronSimError
+
+        try:
+            if not CRON.match(value.strip()):
+                raise CronSimError("not five fields")
+            CronSim(value.strip(), datetime(2026, 1, 1))
+        except CronSimError as err:
+            raise ValueError(f"{value!r} is not a cron expression ({err}; five fields, e.g. '*/15 * * * *')") from None
+        return value
+
+
+class Evaluate(Section):
+    timing_repeats: PositiveInt = 3
+    plot_grid_points: Annotated[int, Field(ge=2)] = 200
+
+
+class Study(Section):
+    modes: Annotated[list[Literal["random", "cluster"]], Field(min_length=1)]
+    fractions: Annotated[list[Fraction], Field(min_length=1)]
+    seeds: Annotated[list[Seed], Field(min_length=1)]
+    methods: list[str] = []   # empty = every configured method
+
+
+class Sweep(Section):
+    methods: list[str] = []   # empty = every configured method
+    modes: Annotated[list[Literal["random", "cluster"]], Field(min_length=1)]
+    fractions: Annotated[list[Fraction], Field(min_length=1)]
+    seeds: Annotated[list[Seed], Field(min_length=1)]
+    hidden: Annotated[list[list[int]], Field(min_length=1)]   # network sizes (hidden widths), one grid axis
+    address: str | None = None    # a running Dask scheduler; None = a local cluster
+    n_workers: Annotated[int, Field(ge=0)] = 2
+    retries: Annotated[int, Field(ge=0)] = 2
+
+    @field_validator("hidden")
+    @classmethod
+    def _widths(cls, value: list[list[int]]) -> list[list[int]]:
+        for hidden in value:
+            Model._widths(hidden)
+        return value

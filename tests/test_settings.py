@@ -1,0 +1,169 @@
+"""params.yaml is hostile input too: every problem is a ConfigError naming the key, nothing else escapes."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import REPO
+from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import strategies as st
+
+from bayesunlearn.errors import ConfigError
+from bayesunlearn.io import settings
+
+RAW = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def changed(path: str, value) -> dict:
+    raw = copy.deepcopy(RAW)
+    *parents, last = path.split(".")
+    node = raw
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return raw
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("split.requests_dir", ".", "must be a relative path"),
+    ("split.requests_dir", "inbox", "inside inbox/"),
+    ("split.requests_dir", "inbox/rejected", "inside inbox/"),
+    ("split.requests_dir", "audit", "inside audit/"),
+    ("split.requests_dir", ".git/hooks", "inside .git/"),
+    ("split.requests_dir", "data/req\x00x", "non-printable"),
+    ("split.requests_dir", "data//requests", "must be a relative path"),
+    ("split.requests_dir", "../elsewhere", "must be a relative path"),
+    ("prepare.csv.path", "/etc/passwd", "must be a relative path"),
+    ("schedule.intake_cron", "99 * * * *", "is not a cron expression"),
+    ("schedule.intake_cron", "a b c d e", "is not a cron expression"),
+    ("schedule.audit_cron", "0 3 * * * *", "is not a cron expression"),
+    ("model.hidden", [1_000_000_000_000], "layer widths from 1 to 10,000"),
+    ("model.hidden", [0], "layer widths from 1 to 10,000"),
+    ("ledger.retention_days", 10_000_000, "less than or equal to 36500"),
+])
+def test_values_a_typo_or_an_attacker_could_give_are_refused(path, value, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        settings.parse(changed(path, value))
+    assert path.split(".")[0] in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["../../../tmp/evil", "a; touch /tmp/pwned", "", "Upper", "x" * 65, "a b"])
+def test_method_names_name_stages_and_files_so_they_are_plain(name):
+    raw = copy.deepcopy(RAW)
+    raw["methods"][name] = raw["methods"][RAW["gate"]["method"]]
+    with pytest.raises(ConfigError, match="methods"):
+        settings.parse(raw)
+
+
+def test_the_project_params_are_valid():
+    assert settings.parse(RAW).gate.method in RAW["methods"]
+
+
+def _load_text(tmp_path, text: str | bytes):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return settings.load(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("prepare: !!python/object/apply:os.system ['true']", "not valid YAML"),
+    ("prepare: 1\nprepare: 2\n", "not valid YAML"),
+    (b"prepare: caf\xe9\n", "not UTF-8"),
+    ("- a list\n", "must be a mapping"),
+])
+def test_unreadable_params_are_a_config_error(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        _load_text(tmp_path, text)
+
+
+def test_a_deeply_nested_file_does_not_crash_the_process(tmp_path):
+    """In a child process: a segfault there is a failed assertion here, not a dead test run."""
+    path = tmp_path / "params.yaml"
+    path.write_text("a: " + "[" * 50_000 + "]" * 50_000)
+    result = subprocess.run([sys.executable, "-m", "bayesunlearn.io.settings", str(path)], capture_output=True,
+                            text=True, cwd=REPO)
+    assert result.returncode == 2 and "not valid YAML" in result.stderr, (result.returncode, result.stderr[-500:])
+
+
+def test_a_fifo_or_a_huge_file_is_refused_without_reading_it(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        settings.load(fifo)
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (settings.MAX_PARAMS_BYTES + 1))
+    with pytest.raises(ConfigError, match="not a regular file of at most"):
+        settings.load(big)
+
+
+# --- update_params (purge, and any tool that edits params.yaml) -----------------------------------
+@pytest.fixture
+def params_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text())
+    return path
+
+
+@pytest.mark.parametrize("changes", [
+    {"nope.x": 1}, {"model.hidden.0": 5}, {"model.prior_precision.x": 1}, {"model.hidden": [object()]},
+    {"model.prior_precision": -1.0}, {"prepare.csv.nope": "x"},
+])
+def test_update_params_refuses_with_a_config_error_and_leaves_the_file(params_file, changes):
+    before = params_file.read_bytes()
+    with pytest.raises(ConfigError):
+        settings.update_params(params_file, changes)
+    assert params_file.read_bytes() == before
+
+
+@pytest.mark.parametrize("text", ["a: [", "a: 1\na: 2\n", b"\xe9\xff"])
+def test_update_params_on_a_damaged_file_is_a_config_error(tmp_path, text):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ConfigError):
+        settings.update_params(path, {"model.noise_std": 0.2})
+
+
+def test_update_params_creates_an_optional_section_and_keeps_the_rest(params_file):
+    raw = yaml.safe_load(params_file.read_text())
+    del raw["prepare"]["csv"]
+    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    settings.update_params(params_file, {"prepare.csv.path": "data/raw/records.csv", "prepare.csv.target": "y"})
+    updated = settings.load(params_file)
+    assert updated.prepare.csv.path == "data/raw/records.csv"
+    assert updated.model == settings.parse(raw).model
+
+
+# --- Hypothesis: any value anywhere is a ConfigError or valid settings -------------------------------
+def _leaf_paths(node, prefix=()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaf_paths(value, (*prefix, key))
+    else:
+        yield prefix
+
+
+LEAVES = sorted(_leaf_paths(RAW))
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6)
+
+
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(leaf=st.sampled_from(LEAVES), value=VALUES)
+def test_any_value_at_any_key_is_valid_settings_or_a_config_error(leaf, value):
+    raw = copy.deepcopy(RAW)
+    node = raw
+    for part in leaf[:-1]:
+        node = node[part]
+    node[leaf[-1]] = value
+    try:
+        settings.parse(raw)
+    except ConfigError as err:
+        assert str(err).startswith("params.yaml: ")
