@@ -44,13 +44,15 @@ def triage_inbox(root: str) -> list[str]:
     requests. Logs name files, request ids and rules, never record ids (Prefect keeps its logs).
     """
     inbox, logger = Inbox(Path(root)), get_run_logger()
+    for folder in (inbox.folder, inbox.rejected, inbox.requests):  # a linked folder stops the run before any move
+        inbox.owned(folder)
     existing, known = inbox.in_force(), inbox.known_ids()
     accepted = []
     for path in inbox.pending():
         try:
             verdict = inbox.triage(path, existing, known)
             if verdict.kind == "accept":
-                target = inbox.accept(path, verdict.request)
+                target = inbox.accept(path, verdict)
                 existing.append(verdict.request)
                 accepted.append(str(target))
                 logger.info("accepted request %s", verdict.request_id)

@@ -7,9 +7,11 @@
 
 Exit codes (for scripts):
   0  done / check passed
-  1  a check failed (verify found problems, reproduce differed, purge scan found the records)
+  1  a check failed (verify found problems, a damaged line among them; reproduce differed; purge scan found
+     the records)
   2  bad input (a request file that breaks a rule, an unknown request or record id, bad params.yaml, bad arguments)
-  3  the ledger cannot be used (audit key missing or damaged, ledger from another repository, damaged line or head)
+  3  the ledger cannot be used (audit key missing or damaged, ledger from another repository, a chain that fails
+     its check: every command but verify refuses to read it; verify says what is wrong)
   4  the event cannot be re-run (purged on purpose, or its commit is missing)
 """
 
@@ -55,15 +57,10 @@ def cmd_request_submit(args) -> int:
     if verdict.kind != "accept":
         print(f"{verdict.reason} [{verdict.rule}]", file=sys.stderr)
         return EXIT_INPUT
-    inbox.folder.mkdir(parents=True, exist_ok=True)
-    target = inbox.folder / f"{verdict.request_id}.json"
-    data = args.file.read_bytes()
-    staged = inbox.folder / f".{verdict.request_id}.submitting"
-    atomic.write_with(staged, lambda tmp: tmp.write_bytes(data))
+    target = inbox.owned(inbox.folder) / f"{verdict.request_id}.json"
     try:
-        atomic.move_no_replace(staged, target)
+        atomic.write_new(target, verdict.data)  # the bytes that were validated, not a second read of FILE
     except FileExistsError:
-        staged.unlink()
         raise RequestError(str(args.file), "name-taken", f"{target} is already waiting in the inbox") from None
     print(f"submitted {verdict.request_id} to {target}; the intake flow applies it on its next run")
     return 0

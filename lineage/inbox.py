@@ -5,8 +5,12 @@ Folders (the only ones intake ever writes to): `inbox/` (new files),
 requests folder (`split.requests_dir`, accepted files named by their request
 id). File names are never taken from request contents unchecked: the request
 id must match the schema's safe alphabet before it names a file, and the target
-is checked to stay inside the requests folder. Nothing is ever overwritten:
-moves link then unlink, and a rejected name that is taken gets a number.
+is checked to stay inside the requests folder. These folders must be real
+folders of the workspace: a symbolic link anywhere on their path is refused, so
+nothing is written outside it. Nothing is ever overwritten: a rejected name
+that is taken gets a number. An accepted request is stored as a new file
+holding exactly the bytes that were validated (never the submitter's file,
+which another hard link or an open handle could still change).
 
 No Prefect here: the intake flow, the CLI and the tests share these functions.
 """
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from bayesunlearn.io import atomic, datasets, requests, settings
-from bayesunlearn.errors import RequestError
+from bayesunlearn.errors import RequestError, UserError
 from bayesunlearn.io.requests import DeletionRequest, KnownIds
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -33,6 +37,7 @@ class Verdict:
     request: DeletionRequest | None
     rule: str     # the rule a rejected file breaks (e.g. "not-utf8"); "" when accepted
     reason: str   # the full message, naming the file
+    data: bytes = b""  # the bytes that were validated (accepted and duplicate files)
 
     @property
     def request_id(self) -> str:
@@ -57,15 +62,29 @@ class Inbox:
     def requests(self) -> Path:
         return self.root / settings.load(self.root / settings.PARAMS).split.requests_dir
 
+    def owned(self, folder: Path) -> Path:
+        """`folder` (one of the intake folders), created if missing; a link or a file on its path is an error."""
+        path = self.root
+        for part in folder.relative_to(self.root).parts:
+            path = path / part
+            try:
+                path.mkdir()
+            except FileExistsError:
+                pass
+            if path.is_symlink() or not path.is_dir():
+                raise UserError(f"{path} is a symbolic link or not a folder; the intake writes only into real "
+                                "folders of the workspace. Replace it with a folder.")
+        return folder
+
     @property
     def max_bytes(self) -> int:
         return settings.load(self.root / settings.PARAMS).split.max_request_bytes
 
     def pending(self) -> list[Path]:
         """Inbox entries named *.json, in name order (any kind of entry: triage refuses what is not a file)."""
-        if not self.folder.is_dir():
+        if not os.path.lexists(self.folder):
             return []
-        return sorted(p for p in self.folder.iterdir() if p.name.endswith(".json"))
+        return sorted(p for p in self.owned(self.folder).iterdir() if p.name.endswith(".json"))
 
     def known_ids(self) -> KnownIds:
         prepared = self.root / "data" / "prepared"
@@ -79,38 +98,44 @@ class Inbox:
 
     # --- deciding -----------------------------------------------------------------------------
     def triage(self, path: Path, existing: list[DeletionRequest], known: KnownIds) -> Verdict:
-        """The verdict on one candidate file: exactly the rules of the `split` stage, plus "already applied"."""
+        """The verdict on one candidate file: the rules of the `split` stage, plus "already applied".
+
+        The file alone is judged against the data; against the requests in force only for what they
+        share (request ids, leaving some records), so a stale request there never rejects a good file.
+        """
         try:
-            request = requests.read_request(path, self.max_bytes)
+            data = requests.read_bytes(path, self.max_bytes)
+            request = requests.parse_request(data, str(path))
             same = next((r for r in existing if r.request_id == request.request_id), None)
             if same is not None and _content(same) == _content(request):
                 return Verdict("duplicate", request, "already-applied",
-                               f"{path}: request {request.request_id} was already applied")
+                               f"{path}: request {request.request_id} was already applied", data)
             target = self.requests / f"{request.request_id}.json"
             if same is None and os.path.lexists(target):
                 raise RequestError(str(path), "name-taken", f"{target.name} already exists in the requests folder "
                                    "and holds another request; give this request another id")
-            requests.forgotten_ids([*existing, request], known)
+            requests.check_against_data(request, known)
+            requests.check_together([*existing, request], known)
         except RequestError as err:
             return Verdict("reject", None, err.rule, str(err))
-        return Verdict("accept", request, "", "")
+        return Verdict("accept", request, "", "", data)
 
     # --- moving ------------------------------------------------------------------------------
-    def accept(self, path: Path, request: DeletionRequest) -> Path:
-        """Move an accepted file into the requests folder under its (checked) request id."""
+    def accept(self, path: Path, verdict: Verdict) -> Path:
+        """Store the validated bytes in the requests folder under the (checked) request id; remove `path`."""
+        request = verdict.request
         if not requests.REQUEST_ID.fullmatch(request.request_id):  # checked by the schema; never trusted blindly
             raise RequestError(str(path), "bad-request-id", "request id is not safe to name a file")
-        self.requests.mkdir(parents=True, exist_ok=True)
-        target = self.requests / f"{request.request_id}.json"
+        target = self.owned(self.requests) / f"{request.request_id}.json"
         if target.resolve().parent != self.requests.resolve():
             raise RequestError(str(path), "bad-request-id", "request id would name a file outside the requests folder")
-        atomic.move_no_replace(path, target)
+        atomic.write_new(target, verdict.data)
+        path.unlink()
         return target
 
     def reject(self, path: Path, verdict: Verdict) -> Path:
         """Move a refused entry (file, link, folder, FIFO: whatever it is) to inbox/rejected/ with its reason."""
-        self.rejected.mkdir(parents=True, exist_ok=True)
-        target = _free_name(self.rejected, path.name)
+        target = _free_name(self.owned(self.rejected), path.name)
         os.rename(path, target)  # the name is free (we hold the workspace lock): nothing is overwritten
         atomic.write_json(target.with_name(target.name + ".reason.json"),
                           {"file": _printable(path.name), "rule": verdict.rule, "reason": _printable(verdict.reason)})
@@ -118,8 +143,7 @@ class Inbox:
 
     def return_to_inbox(self, applied: Path) -> Path:
         """Undo an acceptance after a failed run: the request is pending again."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        target = _free_name(self.folder, applied.name)
+        target = _free_name(self.owned(self.folder), applied.name)
         atomic.move_no_replace(applied, target)
         return target
 

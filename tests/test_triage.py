@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, request_payload
 
+from bayesunlearn.errors import UserError
 from bayesunlearn.io import store
 from lineage.inbox import Inbox, sidecar
 
@@ -72,7 +73,7 @@ def test_accept_moves_atomically_and_a_failed_run_returns_it(inbox):
     path = drop(inbox, "new.json", request_payload("req-0002", ["rec-000002", "rec-000003"]))
     verdict = triage(inbox, path)
     assert (verdict.kind, verdict.request_id) == ("accept", "req-0002")
-    applied = inbox.accept(path, verdict.request)
+    applied = inbox.accept(path, verdict)
     assert applied == inbox.requests / "req-0002.json" and not path.exists()
     inbox.return_to_inbox(applied)
     assert (inbox.folder / "req-0002.json").exists() and not applied.exists()
@@ -128,6 +129,86 @@ def test_a_name_taken_by_another_request_is_not_overwritten(inbox):
     verdict = triage(inbox, path)
     assert verdict.kind == "reject" and verdict.rule == "name-taken"
     assert json.loads(other.read_text())["request_id"] == "req-0009"
+
+
+@pytest.mark.parametrize("linked", ["inbox/rejected", "data/requests"])
+def test_a_linked_intake_folder_is_refused_and_nothing_is_written_outside(inbox, tmp_path, linked):
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    folder = inbox.root / linked
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.symlink_to(outside, target_is_directory=True)
+    path = drop(inbox, "a.json", "garbage" if linked == "inbox/rejected" else
+                request_payload("req-0002", ["rec-000002"]))
+    if linked == "data/requests":
+        with pytest.raises(UserError, match="not a folder of the workspace"):
+            inbox.in_force()  # the flow stops here; accept checks again for any other caller
+    verdict = inbox.triage(path, [], inbox.known_ids())
+    with pytest.raises(UserError, match="symbolic link"):
+        inbox.reject(path, verdict) if verdict.kind == "reject" else inbox.accept(path, verdict)
+    assert list(outside.iterdir()) == [] and path.exists()  # nothing moved, nothing lost
+
+
+def test_submit_into_a_linked_inbox_is_refused(inbox, tmp_path, capsys):
+    from lineage import cli
+
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    shutil.rmtree(inbox.folder)
+    inbox.folder.symlink_to(outside, target_is_directory=True)
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps(request_payload("req-0007", ["rec-000002"])))
+    assert cli.main(["--repo", str(inbox.root), "request", "submit", str(mine)]) == cli.EXIT_INPUT
+    assert "symbolic link" in capsys.readouterr().err and list(outside.iterdir()) == []
+
+
+def test_an_accepted_request_cannot_be_changed_through_a_hard_link(inbox, tmp_path):
+    """The stored request holds the bytes that were validated, whatever happens to the submitter's file."""
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps(request_payload("req-0007", ["rec-000002"])))
+    path = inbox.folder / "req-0007.json"
+    os.link(mine, path)
+    verdict = triage(inbox, path)
+    stored = inbox.accept(path, verdict)
+    mine.write_text(json.dumps(request_payload("req-0007", ["rec-000002", "not-a-record"])))
+    assert os.stat(stored).st_nlink == 1 and os.stat(stored).st_ino != os.stat(mine).st_ino
+    assert json.loads(stored.read_text())["record_ids"] == ["rec-000002"]
+
+
+def test_a_stale_request_in_force_does_not_reject_a_good_new_one(inbox):
+    stale = inbox.requests / "req-old.json"
+    stale.write_text(json.dumps(request_payload("req-old", ["rec-999999"])))  # names a record no longer there
+    verdict = triage(inbox, drop(inbox, "req-0007.json", request_payload("req-0007", ["rec-000002"])))
+    assert verdict.kind == "accept", verdict.reason
+
+
+@pytest.mark.parametrize("record_id", ["NA", "null", "None", "N/A", "007"])
+def test_ids_pandas_would_read_as_missing_or_numbers_stay_verbatim(tmp_path, record_id):
+    """A record id of NA (or 007) is named by requests as written: data, triage and split agree on it."""
+    import pandas as pd
+
+    from bayesunlearn.io import datasets
+
+    source = tmp_path / "raw.csv"
+    pd.DataFrame({"id": [record_id, "rec-1", "rec-2"], "x": [1.0, 2.0, 3.0], "y": [1.0, 2.0, 3.0]}).to_csv(
+        source, index=False)
+    frame = datasets.from_csv(source, "y", "id")
+    assert frame[datasets.ID].tolist() == [record_id, "rec-1", "rec-2"]
+    store.save_table(tmp_path / "train.csv", frame)
+    assert store.load_table(tmp_path / "train.csv")[datasets.ID].tolist() == [record_id, "rec-1", "rec-2"]
+    assert datasets.record_ids(tmp_path / "train.csv") == [record_id, "rec-1", "rec-2"]
+
+
+@pytest.mark.parametrize("record_id, rule", [("", "non-empty"), ("rec\u202e1", r"U\+202E"), ("a" * 300, "characters")])
+def test_data_ids_no_request_could_name_are_refused_when_preparing(tmp_path, record_id, rule):
+    from bayesunlearn.errors import DataError
+    from bayesunlearn.io import datasets
+
+    source = tmp_path / "raw.csv"
+    source.write_text(f"id,x,y\n{record_id},1,1\nrec-1,2,2\n")
+    with pytest.raises(DataError, match=rule):
+        datasets.from_csv(source, "y", "id")
 
 
 def test_lock_serialises_workspace_users(tmp_path):

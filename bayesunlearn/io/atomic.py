@@ -89,6 +89,21 @@ def move_no_replace(source: str | os.PathLike, target: str | os.PathLike) -> Non
         fsync_folder(source.parent)
 
 
+def write_new(target: str | os.PathLike, data: bytes) -> None:
+    """Write a new file `target` holding `data`: complete or absent after a crash; FileExistsError if taken."""
+    target = Path(target)
+    tmp = _create_temporary(target.parent, f".{target.name}.", ".tmp", 0o666)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, target, follow_symlinks=False)  # fails rather than replace an existing file
+        fsync_folder(target.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def file_lock(path: str | os.PathLike) -> FileLock:
     """An exclusive lock on `path` (created if needed), held for a `with` block; serialises writers
     across threads and processes."""

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 
 from bayesunlearn.errors import DataError
-from bayesunlearn.io.settings import Prepare
+from bayesunlearn.io import requests, store
+from bayesunlearn.io.sections import Prepare
 
 TARGET = "y"
 ID = "record_id"
 SUBSET = "subset"  # optional column "train" | "test": a split fixed in the data (kept by `deletions purge`)
-
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,9 @@ def from_csv(path: str | Path, target: str, id_column: str | None = None) -> pd.
     if id_column:
         if id_column not in frame.columns:
             raise DataError(f"{path}: id column {id_column!r} not found.")
-        ids = frame.pop(id_column).astype(str)
-        if ids.duplicated().any():
-            raise DataError(f"{path}: id column {id_column!r} has duplicate values.")
+        frame.pop(id_column)
+        ids = pd.Series(store.read_ids(path, id_column))
+        check_ids(ids, f"{path}: id column {id_column!r}")
     frame = frame.rename(columns={target: TARGET})
     if ids is not None:
         frame.insert(0, ID, ids.to_numpy())
@@ -102,6 +102,16 @@ def load_source(prepare: Prepare, root: Path = Path(".")) -> tuple[pd.DataFrame,
         return diabetes(), prepare.source
     c = prepare.csv
     return from_csv(root / c.path, c.target, c.id_column), c.path
+
+
+def check_ids(ids: pd.Series, origin: str) -> None:
+    """Every id must be one a deletion request can name (the request schema's rules), and unique."""
+    for value in ids:
+        problem = requests.record_id_problem(value)
+        if problem:
+            raise DataError(f"{origin}: {problem}; such a record could never be named in a deletion request.")
+    if ids.duplicated().any():
+        raise DataError(f"{origin}: has duplicate values {sorted(set(ids[ids.duplicated()]))[:5]}.")
 
 
 def with_record_ids(frame: pd.DataFrame) -> pd.DataFrame:
@@ -188,7 +198,7 @@ def record_ids(path: str | Path) -> list[str]:
     header = pd.read_csv(path, nrows=0).columns
     if ID not in header:
         return []
-    return pd.read_csv(path, usecols=[ID], dtype=str, keep_default_na=False)[ID].tolist()
+    return store.read_ids(path)
 
 
 @dataclass(frozen=True)

@@ -41,5 +41,20 @@ def save_table(path: str | Path, frame: pd.DataFrame) -> None:
     atomic.write_with(path, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.17g"))
 
 
-def load_table(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, float_precision="round_trip", dtype={"record_id": str})
+def load_table(path: str | Path, id_column: str = "record_id") -> pd.DataFrame:
+    """A CSV with its values exact and its ids verbatim (see read_ids)."""
+    table = pd.read_csv(path, float_precision="round_trip", dtype={id_column: str})
+    if id_column in table.columns:
+        table[id_column] = read_ids(path, id_column)
+    return table
+
+
+def read_ids(path: str | Path, id_column: str = "record_id") -> list[str]:
+    """The id column exactly as written: pandas would read "NA", "null" or an empty field as missing and
+    "007" as 7, making such a record impossible to name in a request."""
+    return pd.read_csv(path, usecols=[id_column], dtype=str, keep_default_na=False)[id_column].tolist()
+
+
+def read_text(path: str | Path) -> pd.DataFrame:
+    """Every cell as the string on disk (no missing-value or number parsing)."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
