@@ -22,7 +22,9 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,9 @@ LEDGER = Path("audit") / "ledger.jsonl"
 KEY_ENV = "UNLEARN_AUDIT_KEY"
 HOME_ENV = "UNLEARN_AUDIT_HOME"
 GENESIS = "0" * 64
+MAX_LEDGER_BYTES = 1 << 30   # a ledger this large is damage (a link to /dev/zero), not history
+HASH = re.compile(r"[0-9a-f]{64}")
+NO_HEAD = "no ledger head for this working copy in the audit home"
 _ENTRY = TypeAdapter(Entry)
 
 
@@ -47,6 +52,26 @@ class LedgerError(UserError):
 
 def canonical(entry: dict) -> str:
     return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def loads(text: str):
+    """JSON or ValueError: a line nested too deep or holding a 5,000-digit number is damage like any other."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def read_text(path: Path, max_bytes: int = MAX_LEDGER_BYTES) -> str:
+    """A regular file's UTF-8 text; never follows a link, never blocks on a FIFO (OSError or ValueError)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"larger than {max_bytes:,} bytes")
+    return data.decode("utf-8")
 
 
 def audit_home() -> Path:
@@ -122,12 +147,15 @@ class Ledger:
         """The key; created on first use only while the ledger is empty (else its loss is an error)."""
         if os.environ.get(KEY_ENV):
             return AuditKey.from_hex(os.environ[KEY_ENV], f"${KEY_ENV}")
+        text = None
         try:
-            return AuditKey.from_hex(self.key_path.read_text(encoding="ascii"), str(self.key_path))
+            text = read_text(self.key_path, 4096)
         except FileNotFoundError:
             pass
-        except (OSError, UnicodeDecodeError) as err:
+        except (OSError, ValueError) as err:
             raise LedgerError(f"cannot read the audit key {self.key_path} ({err}).") from None
+        if text is not None:
+            return AuditKey.from_hex(text, str(self.key_path))
         if self.lines():
             raise LedgerError(
                 f"the audit key is missing: {self.key_path} does not exist and ${KEY_ENV} is not set, but "
@@ -142,12 +170,15 @@ class Ledger:
         return key
 
     def head(self) -> Head | None:
-        if not self.head_path.exists():
+        if not os.path.lexists(self.head_path):
             return None
         try:
-            raw = json.loads(self.head_path.read_text(encoding="utf-8"))
-            return Head(int(raw["seq"]), str(raw["hash"]))
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+            raw = loads(read_text(self.head_path, 4096))
+            if not (isinstance(raw, dict) and type(raw.get("seq")) is int and raw["seq"] >= 0
+                    and isinstance(raw.get("hash"), str) and HASH.fullmatch(raw["hash"])):
+                raise ValueError("not {seq: a count, hash: 64 hex digits}")
+            return Head(raw["seq"], raw["hash"])
+        except (OSError, ValueError) as err:
             raise LedgerError(f"the ledger head {self.head_path} is damaged ({type(err).__name__}); without it a "
                               "cut-off ledger cannot be detected. Restore it from a backup, or delete it to trust "
                               "the ledger as it is.") from None
@@ -158,17 +189,35 @@ class Ledger:
 
     # --- reading ---------------------------------------------------------------------------
     def lines(self) -> list[str]:
-        if not self.path.exists():
+        if not os.path.lexists(self.path):
             return []
         try:
-            return self.path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as err:
-            raise LedgerError(f"{self.path} cannot be read ({type(err).__name__}); restore it from git "
+            return read_text(self.path).splitlines()
+        except (OSError, ValueError) as err:
+            raise LedgerError(f"{self.path} cannot be read ({err}); restore it from git "
                               "(`git checkout -- audit/ledger.jsonl`).") from None
 
-    def entries(self) -> list[Applied | Purge]:
-        """Every line as a typed entry; a line that is not one is an error (the chain is `verify`'s job)."""
+    def read(self) -> list[Applied | Purge]:
+        """Every line as a typed entry, unchecked: for `verify`, which reports the chain itself, and for
+        readers without the key. Everything else reads `entries()`."""
         return [parse_line(line, f"{self.path}:{number}") for number, line in enumerate(self.lines(), start=1)]
+
+    def entries(self, require_head: bool = True) -> list[Applied | Purge]:
+        """Every entry, once the chain checks out under the key: nothing acts on a forged, edited, reordered
+        or cut-off ledger. `require_head=False` accepts a working copy without its head (a clone), where
+        lines cut off the end cannot be told apart from lines never written."""
+        lines = self.lines()
+        if not lines:
+            return []
+        head = self.head()
+        problems = chain_problems(lines, self.key(), self.repository, head)
+        if head is None and not require_head:
+            problems = [p for p in problems if not p.startswith(NO_HEAD)]
+        if problems:
+            more = f" and {len(problems) - 1} more problems" if len(problems) > 1 else ""
+            raise LedgerError(f"{self.path} fails its chain check ({problems[0]}{more}); nothing is read from a "
+                              "ledger that may be forged. Run `deletions audit verify` and restore it from git.")
+        return self.read()
 
     def check_repository(self) -> None:
         """Refuse a ledger copied from another repository: its events describe other data and commits."""
@@ -196,7 +245,7 @@ class Ledger:
             if broken:
                 raise LedgerError(f"{self.path} fails its chain check ({broken[0]}); refusing to append. "
                                   "Run `deletions audit verify` and restore the ledger from git.")
-            previous = json.loads(lines[-1])["entry_hash"] if lines else GENESIS
+            previous = loads(lines[-1])["entry_hash"] if lines else GENESIS
             sealed_lines, sealed = [], []
             for event in events:
                 entry = {**event, "seq": len(lines) + len(sealed_lines), "repository": self.repository,
@@ -212,11 +261,14 @@ class Ledger:
 
 def parse_line(line: str, where: str) -> Applied | Purge:
     try:
-        return _ENTRY.validate_python(json.loads(line))
-    except json.JSONDecodeError as err:
-        raise LedgerError(f"{where} is not JSON ({err.msg}); the ledger was damaged. Restore it from git "
-                          "(`git checkout -- audit/ledger.jsonl`).") from None
+        return _ENTRY.validate_python(loads(line))
     except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        raise LedgerError(f"{where} is not a ledger entry ({'.'.join(map(str, first['loc']))}: {first['msg']}); "
+                          "restore the ledger from git.") from None
+    except ValueError as err:
+        raise LedgerError(f"{where} is not JSON ({err}); the ledger was damaged. Restore it from git "
+                          "(`git checkout -- audit/ledger.jsonl`).") from None
         first = err.errors(include_url=False)[0]
         raise LedgerError(f"{where} is not a ledger entry ({'.'.join(map(str, first['loc']))}: {first['msg']}); "
                           "restore the ledger from git.") from None
@@ -226,8 +278,7 @@ def repository_of(root: Path) -> str | None:
     """The repository named by the ledger's first line (None for an empty or unreadable ledger)."""
     path = Path(root) / LEDGER
     try:
-        with open(path, encoding="utf-8") as handle:
-            first = json.loads(handle.readline())
+        first = loads(read_text(path).partition("\n")[0])
         return first.get("repository") if isinstance(first, dict) else None
     except (OSError, ValueError):
         return None
@@ -239,8 +290,8 @@ def chain_problems(lines: list[str], key: AuditKey, repository: str, head: Head 
     for number, line in enumerate(lines):
         where = f"line {number + 1}"
         try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
+            entry = loads(line)
+        except ValueError:
             problems.append(f"{where}: not JSON (damaged or cut off)")
             previous = None
             continue
@@ -274,15 +325,14 @@ def chain_problems(lines: list[str], key: AuditKey, repository: str, head: Head 
             problems.append(f"the ledger ends at entry {last[0]}, but the last entry written here was {head.seq} "
                             f"({head.hash[:12]}): lines were cut off the end or replaced")
     elif lines:
-        problems.append("no ledger head for this working copy in the audit home: cannot tell whether lines were "
-                        "cut off the end (if the workspace moved, or this is another machine, copy its head file "
+        problems.append(f"{NO_HEAD}: cannot tell whether lines were cut off the end (if the workspace moved, or this is another machine, copy its head file "
                         "from where the entries were written)")
     return problems
 
 
 def _last_seal(lines: list[str]) -> tuple:
     try:
-        last = json.loads(lines[-1]) if lines else {}
+        last = loads(lines[-1]) if lines else {}
         return (last.get("seq"), last.get("entry_hash")) if isinstance(last, dict) else (None, None)
-    except json.JSONDecodeError:
+    except ValueError:
         return (None, None)

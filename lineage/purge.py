@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 from bayesunlearn.io import datasets, requests, settings, store
 from bayesunlearn.errors import UserError
-from bayesunlearn.io.settings import Prepare
+from bayesunlearn.io.sections import Prepare
 
 from . import events, repo, scan
 from .entries import Applied, Purge
@@ -37,11 +37,14 @@ LEFTOVERS = [
 
 
 def parse_time(text: str) -> datetime:
-    """An ISO-8601 time as written in requests and the ledger ("Z" for UTC)."""
+    """An ISO-8601 time with its offset, as written in the ledger ("Z" for UTC)."""
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        time = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise UserError(f"{text!r} is not an ISO-8601 time such as 2026-11-20T09:30:00Z.") from None
+        time = None
+    if time is None or time.tzinfo is None:
+        raise UserError(f"{text!r} is not an ISO-8601 time with its offset, such as 2026-11-20T09:30:00Z.")
+    return time
 
 
 def eligible_requests(entries: list[Applied | Purge], retention_days: float, now: datetime
@@ -63,7 +66,7 @@ def _set_csv_source(root: Path, raw_path: str) -> None:
 def _raw_text(root: Path, prepare: Prepare) -> pd.DataFrame:
     """The raw CSV as text, with record ids as `prepare` assigns them: the exact strings on disk."""
     id_column = prepare.csv.id_column
-    table = pd.read_csv(root / prepare.csv.path, dtype=str)
+    table = store.read_text(root / prepare.csv.path)
     return datasets.with_record_ids(table.rename(columns={id_column: datasets.ID}) if id_column else table)
 
 
@@ -116,8 +119,10 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
     `scan_paths`: more folders to search for the purged records (e.g. a Prefect database elsewhere).
     """
     root = Path(root).resolve()
+    if now is not None and now.tzinfo is None:
+        raise UserError("purge: `now` needs a time zone (a naive time means different instants to different hosts)")
     ledger = events.ledger(root)
-    entries, key = ledger.entries(), ledger.key()
+    entries, key = ledger.entries(), ledger.key()  # the chain checks out before anything is deleted
     params = settings.load(root / settings.PARAMS)
     retention = params.ledger.retention_days
     due, waiting = eligible_requests(entries, retention, now or datetime.now(UTC))
@@ -139,7 +144,7 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
     frame, _ = datasets.load_source(prepare, root)
     raw = datasets.raw_table(frame, prepare.test_fraction, prepare.seed)
     raw_path = prepare.csv.path if prepare.source == "csv" else RAW
-    tables = [pd.read_csv(root / p, dtype=str) for p in ("data/prepared/train.csv", "data/prepared/test.csv")]
+    tables = [store.read_text(root / p) for p in ("data/prepared/train.csv", "data/prepared/test.csv")]
     tables.append(_raw_text(root, prepare) if prepare.source == "csv" else raw.astype(str))
     needles = scan.needles_for(tables, record_ids, key.hash_id)
     start = events.snapshot(root)

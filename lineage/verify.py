@@ -141,8 +141,13 @@ def workspace_problems(root: Path, entries: list[Applied | Purge], lock: dict) -
                                 f"{last.get(path) or 'nothing'} (a change not recorded: run `deletions audit record`)")
     for path, md5 in now.items():
         problems += _on_disk_problems(root, path, md5)
-    status = repo.run(root, "dvc", "status", "--with-deps", "--json", repo.production_stages(root)[-1]).stdout
-    for stage, changes in sorted((json.loads(status or "{}")).items()):
+    try:
+        stages = repo.production_stages(root)
+        status = repo.run(root, "dvc", "status", "--with-deps", "--json", stages[-1]).stdout
+        changed = json.loads(status or "{}")
+    except (UserError, RuntimeError, OSError, ValueError) as err:  # no dvc.yaml, a broken one, no dvc
+        return [*problems, f"dvc status could not check the production chain: {str(err).splitlines()[0][:300]}"]
+    for stage, changes in sorted(changed.items()):
         problems.append(f"dvc status: stage {stage} is not up to date: {json.dumps(changes)}")
     return problems
 
@@ -177,7 +182,7 @@ def verify(root: Path) -> Report:
         report.problems += chain_problems(lines, key, led.repository, led.head())
         if report.problems:  # nothing below can be trusted on a broken chain
             return report
-    entries = led.entries()
+    entries = led.read()  # the chain was checked above
     if not entries:
         report.notes.append("the ledger is empty")
     report.problems += completeness_problems(root, entries)

@@ -164,6 +164,77 @@ def test_every_damaged_file_gives_a_message_and_an_exit_code(ledger, capsys, dam
     assert message in captured.out + captured.err and "Traceback" not in captured.err
 
 
+def forge_without_the_key(ledger) -> None:
+    """Edit line 2's run and time, recompute a plain hash for it and re-link the rest, update the head."""
+    lines, previous = ledger.lines(), None
+    for number, line in enumerate(lines):
+        entry = json.loads(line)
+        if number == 1:
+            entry.update(run_id="FORGED-RUN", applied_at="1999-01-01T00:00:00Z")
+        if previous is not None:
+            entry["prev_hash"] = previous
+        body = canonical({k: v for k, v in entry.items() if k != "entry_hash"})
+        entry["entry_hash"] = previous = hashlib.sha256(body.encode()).hexdigest()
+        lines[number] = canonical(entry)
+    rewrite(ledger, lines)
+    ledger._write_head(len(lines) - 1, previous)
+
+
+@pytest.mark.parametrize("command", [["audit", "list"], ["audit", "show", "req-0001"],
+                                     ["audit", "trace", "rec-000001"], ["audit", "reproduce", "req-0001"],
+                                     ["audit", "record"], ["purge", "--now", "2100-01-01T00:00:00Z"]])
+def test_no_command_acts_on_a_forged_ledger(ledger, capsys, command):
+    """Only verify reads a ledger whose chain fails; every other command stops with exit 3 and acts on nothing."""
+    forge_without_the_key(ledger)
+    before = {p: p.read_bytes() for p in ledger.root.rglob("*") if p.is_file() and ".git" not in p.parts}
+    assert cli.main(["--repo", str(ledger.root), *command]) == cli.EXIT_LEDGER
+    captured = capsys.readouterr()
+    assert "fails its chain check" in captured.err and "FORGED-RUN" not in captured.out
+    assert {p: p.read_bytes() for p in ledger.root.rglob("*") if p.is_file() and ".git" not in p.parts} == before
+
+
+@pytest.mark.parametrize("damage", ["huge seq", "deep head", "head hash not hex", "head is a list",
+                                    "deep first line", "5000-digit seq", "ledger links to /dev/zero",
+                                    "ledger is a FIFO"])
+def test_hostile_ledger_and_head_files_are_exit_3_never_a_traceback(ledger, capsys, damage):
+    if damage == "huge seq":
+        ledger.head_path.write_text('{"seq": 1e999, "hash": "x"}')
+    elif damage == "deep head":
+        ledger.head_path.write_text("[" * 100_000 + "]" * 100_000)
+    elif damage == "head hash not hex":
+        ledger.head_path.write_text(json.dumps({"seq": 3, "hash": "z" * 64}))
+    elif damage == "head is a list":
+        ledger.head_path.write_text("[3]")
+    elif damage == "deep first line":
+        rewrite(ledger, ["[" * 100_000 + "]" * 100_000, *ledger.lines()[1:]])
+    elif damage == "5000-digit seq":
+        rewrite(ledger, ['{"seq": ' + "9" * 5000 + "}", *ledger.lines()[1:]])
+    elif damage == "ledger links to /dev/zero":
+        ledger.path.unlink()
+        ledger.path.symlink_to("/dev/zero")
+    else:
+        ledger.path.unlink()
+        os.mkfifo(ledger.path)
+    for command in (["audit", "list"], ["audit", "trace", "rec-000001"]):
+        assert cli.main(["--repo", str(ledger.root), *command]) == cli.EXIT_LEDGER
+        assert "Traceback" not in capsys.readouterr().err
+    assert cli.main(["--repo", str(ledger.root), "audit", "verify"]) in (cli.EXIT_FAILED, cli.EXIT_LEDGER)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_verify_without_a_pipeline_reports_it_instead_of_crashing(ledger, capsys):
+    """A plain git repository (no dvc.yaml): the chain passes, the workspace check names what is missing."""
+    assert cli.main(["--repo", str(ledger.root), "audit", "verify"]) == cli.EXIT_FAILED
+    captured = capsys.readouterr()
+    assert "dvc status could not check the production chain" in captured.out and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("now", ["2026-12-31", "2026-12-31T00:00:00", "tomorrow"])
+def test_purge_wants_a_time_with_its_offset(ledger, capsys, now):
+    assert cli.main(["--repo", str(ledger.root), "purge", "--now", now]) == cli.EXIT_INPUT
+    assert "with its offset" in capsys.readouterr().err
+
+
 def test_a_ledger_from_another_repository_is_refused(ledger, tmp_path):
     other = git_repo(tmp_path / "other")
     (other / "audit").mkdir()
