@@ -62,15 +62,16 @@ def served(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(home), DO_NOT_TRACK="1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    process = subprocess.Popen([sys.executable, "-m", "flows.serve", "--repo", str(root), "--port", str(port)],
-                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    log = home / "serve.log"  # a file, not a pipe: a pipe nobody reads fills up and blocks the server's logging
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "flows.serve", "--repo", str(root), "--port", str(port)],
+                                   cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     api = f"http://127.0.0.1:{port}/api"
     try:
         from flows.server import healthy
 
         wait_for(lambda: healthy(api) or process.poll() is not None, 180, "the Prefect server")
-        assert process.poll() is None, process.stdout.read().decode()[-3000:]
+        assert process.poll() is None, log.read_text()[-3000:]
         yield root, api, env, home, process.pid
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -86,10 +87,14 @@ def test_the_server_is_real_and_its_home_is_the_projects(served):
 
 
 def test_the_cron_schedule_fires_a_run_that_completes(served):
-    root, api, _, _, _ = served
+    root, api, _, home, _ = served
     write_request(root, "req-0002", train_ids(root)[10:12], folder="inbox")
-    completed = wait_for(lambda: [r for r in runs(api, "intake") if r.state and r.state.is_completed()],
-                         240, "a scheduled intake run to complete")
+    try:
+        completed = wait_for(lambda: [r for r in runs(api, "intake") if r.state and r.state.is_completed()],
+                             240, "a scheduled intake run to complete")
+    except AssertionError as err:
+        states = [(r.name, r.state.name if r.state else None) for r in runs(api, "intake")]
+        raise AssertionError(f"{err}; runs: {states}; serve log:\n{(home / 'serve.log').read_text()[-4000:]}") from None
     assert completed[0].auto_scheduled
     assert (root / "data/requests/req-0002.json").exists() and not (root / "inbox/req-0002.json").exists()
 

@@ -28,7 +28,7 @@ def parse_sweep(section: dict):
     ({"seeds": []}, r"sweep.seeds: List should have at least 1 item"),
     ({"fractions": [1.0]}, r"sweep.fractions.0: Input should be less than 1"),
     ({"modes": ["sideways"]}, r"sweep.modes.0: Input should be 'random' or 'cluster'"),
-    ({"hidden": [[0]]}, r"sweep.hidden: \[0\] must list positive layer widths"),
+    ({"hidden": [[0]]}, r"sweep.hidden: \[0\] must list layer widths from 1 to 10,000"),
     ({"n_workers": -1}, r"sweep.n_workers: Input should be greater than or equal to 0 \(got -1\)"),
 ])
 def test_bad_sweep_params_name_the_problem_and_the_fix(change, message):
@@ -94,7 +94,7 @@ def test_dask_sweep_through_dvc_equals_serial_execution(prefect, swept, monkeypa
     assert (swept / "sweep" / "gain_vs_fraction.png").stat().st_size > 0
     summary = (swept / "sweep" / "summary.csv").read_text().splitlines()
     assert summary[0].startswith("method,n_params,hidden,mode,fraction,median_gain") and len(summary) == 1 + 8
-    assert "up to date" in sh("dvc", "status", "sweep", cwd=swept).stdout
+    assert "up to date" in sh("dvc", "status", "study/dvc.yaml:sweep", cwd=swept).stdout
 
 
 @pytest.mark.slow
