@@ -44,8 +44,7 @@ def triage_inbox(root: str) -> list[str]:
     requests. Logs name files, request ids and rules, never record ids (Prefect keeps its logs).
     """
     inbox, logger = Inbox(Path(root)), get_run_logger()
-    for folder in (inbox.folder, inbox.rejected, inbox.requests):  # a linked folder stops the run before any move
-        inbox.owned(folder)
+    inbox.check_folders()  # a linked or missing folder stops the run before anything moves
     existing, known = inbox.in_force(), inbox.known_ids()
     accepted = []
     for path in inbox.pending():

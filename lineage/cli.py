@@ -57,11 +57,12 @@ def cmd_request_submit(args) -> int:
     if verdict.kind != "accept":
         print(f"{verdict.reason} [{verdict.rule}]", file=sys.stderr)
         return EXIT_INPUT
-    target = inbox.owned(inbox.folder) / f"{verdict.request_id}.json"
-    try:
-        atomic.write_new(target, verdict.data)  # the bytes that were validated, not a second read of FILE
-    except FileExistsError:
-        raise RequestError(str(args.file), "name-taken", f"{target} is already waiting in the inbox") from None
+    target = inbox.folder / f"{verdict.request_id}.json"
+    with inbox.opened(inbox.folder, create=True) as folder:
+        try:
+            atomic.write_new(target.name, verdict.data, folder)  # the bytes that were validated, not a second read
+        except FileExistsError:
+            raise RequestError(str(args.file), "name-taken", f"{target} is already waiting in the inbox") from None
     print(f"submitted {verdict.request_id} to {target}; the intake flow applies it on its next run")
     return 0
 

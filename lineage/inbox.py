@@ -4,10 +4,12 @@ Folders (the only ones intake ever writes to): `inbox/` (new files),
 `inbox/rejected/` (refused files, each with a `.reason.json` sidecar) and the
 requests folder (`split.requests_dir`, accepted files named by their request
 id). File names are never taken from request contents unchecked: the request
-id must match the schema's safe alphabet before it names a file, and the target
-is checked to stay inside the requests folder. These folders must be real
-folders of the workspace: a symbolic link anywhere on their path is refused, so
-nothing is written outside it. Nothing is ever overwritten: a rejected name
+id must match the schema's safe alphabet before it names a file. These folders
+must be real folders of the workspace: every name is resolved relative to a
+descriptor of the folder, opened without following a link at any step, so
+nothing is written outside them even if a folder is swapped for a link after
+the check. The requests folder is never created (its absence is an error, not
+"nothing to forget"). Nothing is ever overwritten: a rejected name
 that is taken gets a number. An accepted request is stored as a new file
 holding exactly the bytes that were validated (never the submitter's file,
 which another hard link or an open handle could still change).
@@ -17,9 +19,12 @@ No Prefect here: the intake flow, the CLI and the tests share these functions.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -62,19 +67,28 @@ class Inbox:
     def requests(self) -> Path:
         return self.root / settings.load(self.root / settings.PARAMS).split.requests_dir
 
-    def owned(self, folder: Path) -> Path:
-        """`folder` (one of the intake folders), created if missing; a link or a file on its path is an error."""
-        path = self.root
-        for part in folder.relative_to(self.root).parts:
-            path = path / part
-            try:
-                path.mkdir()
-            except FileExistsError:
+    @contextmanager
+    def opened(self, folder: Path, create: bool = False) -> Iterator[int]:
+        """A descriptor of one of the intake folders (see atomic.open_folder): every name the intake writes is
+        resolved relative to it, so a folder swapped for a link after the check still leads nowhere else."""
+        stack = ExitStack()
+        try:
+            fd = stack.enter_context(atomic.open_folder(self.root, folder.relative_to(self.root), create))
+        except OSError as err:
+            what = "a symbolic link or not a folder" if err.errno in (errno.ELOOP, errno.ENOTDIR) else "missing"
+            remedy = ("a missing requests folder never means 'nothing to forget': check split.requests_dir and "
+                      "restore it" if folder == self.requests else "replace it with a folder")
+            raise UserError(f"{folder} (or a folder on its path) is {what}; the intake writes only into real "
+                            f"folders of the workspace: {remedy}.") from None
+        with stack:
+            yield fd
+
+    def check_folders(self) -> None:
+        """Stop before anything moves unless inbox/, inbox/rejected/ (created if missing) and the requests
+        folder (never created: its absence is an error, not 'nothing to forget') are real folders."""
+        for folder, create in ((self.rejected, True), (self.requests, False)):
+            with self.opened(folder, create):
                 pass
-            if path.is_symlink() or not path.is_dir():
-                raise UserError(f"{path} is a symbolic link or not a folder; the intake writes only into real "
-                                "folders of the workspace. Replace it with a folder.")
-        return folder
 
     @property
     def max_bytes(self) -> int:
@@ -84,7 +98,8 @@ class Inbox:
         """Inbox entries named *.json, in name order (any kind of entry: triage refuses what is not a file)."""
         if not os.path.lexists(self.folder):
             return []
-        return sorted(p for p in self.owned(self.folder).iterdir() if p.name.endswith(".json"))
+        with self.opened(self.folder) as fd:
+            return sorted(self.folder / name for name in os.listdir(fd) if name.endswith(".json"))
 
     def known_ids(self) -> KnownIds:
         prepared = self.root / "data" / "prepared"
@@ -126,26 +141,30 @@ class Inbox:
         request = verdict.request
         if not requests.REQUEST_ID.fullmatch(request.request_id):  # checked by the schema; never trusted blindly
             raise RequestError(str(path), "bad-request-id", "request id is not safe to name a file")
-        target = self.owned(self.requests) / f"{request.request_id}.json"
-        if target.resolve().parent != self.requests.resolve():
-            raise RequestError(str(path), "bad-request-id", "request id would name a file outside the requests folder")
-        atomic.write_new(target, verdict.data)
-        path.unlink()
-        return target
+        name = f"{request.request_id}.json"
+        with self.opened(self.requests) as target, self.opened(path.parent) as source:
+            atomic.write_new(name, verdict.data, target)
+            os.unlink(path.name, dir_fd=source)
+        return self.requests / name
 
     def reject(self, path: Path, verdict: Verdict) -> Path:
         """Move a refused entry (file, link, folder, FIFO: whatever it is) to inbox/rejected/ with its reason."""
-        target = _free_name(self.owned(self.rejected), path.name)
-        os.rename(path, target)  # the name is free (we hold the workspace lock): nothing is overwritten
-        atomic.write_json(target.with_name(target.name + ".reason.json"),
-                          {"file": _printable(path.name), "rule": verdict.rule, "reason": _printable(verdict.reason)})
-        return target
+        note = {"file": _printable(path.name), "rule": verdict.rule, "reason": _printable(verdict.reason)}
+        with self.opened(path.parent) as source, self.opened(self.rejected, create=True) as target:
+            name = _free_name(target, path.name)
+            os.rename(path.name, name, src_dir_fd=source, dst_dir_fd=target)  # the name is free (we hold the lock)
+            atomic.write_new(f"{name}.reason.json", json.dumps(note, indent=2, sort_keys=True).encode(), target)
+        return self.rejected / name
 
     def return_to_inbox(self, applied: Path) -> Path:
         """Undo an acceptance after a failed run: the request is pending again."""
-        target = _free_name(self.owned(self.folder), applied.name)
-        atomic.move_no_replace(applied, target)
-        return target
+        with self.opened(applied.parent) as source, self.opened(self.folder, create=True) as target:
+            name = _free_name(target, applied.name)
+            os.link(applied.name, name, src_dir_fd=source, dst_dir_fd=target, follow_symlinks=False)
+            os.unlink(applied.name, dir_fd=source)
+            os.fsync(target)
+            os.fsync(source)
+        return self.folder / name
 
 
 def _content(request: DeletionRequest) -> tuple:
@@ -157,15 +176,23 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _free_name(folder: Path, name: str) -> Path:
-    """`name` made safe (a sanitised, bounded copy of an untrusted name), numbered if taken."""
+def _free_name(folder: int, name: str) -> str:
+    """`name` made safe (a sanitised, bounded copy of an untrusted name), numbered if taken in `folder`."""
     safe = SAFE_NAME.sub("_", _printable(name))[:100].lstrip(".") or "request.json"
     stem, dot, suffix = safe.rpartition(".") if "." in safe else (safe, "", "")
-    candidate, number = folder / safe, 2
-    while os.path.lexists(candidate) or os.path.lexists(candidate.with_name(candidate.name + ".reason.json")):
-        candidate = folder / (f"{stem}-{number}{dot}{suffix}" if dot else f"{safe}-{number}")
+    candidate, number = safe, 2
+    while _exists(folder, candidate) or _exists(folder, f"{candidate}.reason.json"):
+        candidate = f"{stem}-{number}{dot}{suffix}" if dot else f"{safe}-{number}"
         number += 1
     return candidate
+
+
+def _exists(folder: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def sidecar(rejected: Path) -> dict:

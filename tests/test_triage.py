@@ -150,6 +150,35 @@ def test_a_linked_intake_folder_is_refused_and_nothing_is_written_outside(inbox,
     assert list(outside.iterdir()) == [] and path.exists()  # nothing moved, nothing lost
 
 
+def test_a_folder_swapped_for_a_link_after_the_check_still_leads_nowhere_else(inbox, tmp_path, monkeypatch):
+    """The race: inbox/rejected is replaced by a link between opening it and writing into it."""
+    import lineage.inbox as module
+
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    path = drop(inbox, "bad.json", "garbage")
+    verdict = triage(inbox, path)
+    real_free_name = module._free_name
+
+    def swap_then_name(folder, name):
+        (inbox.root / "inbox/rejected").rename(inbox.root / "inbox/rejected-moved")
+        (inbox.root / "inbox/rejected").symlink_to(outside, target_is_directory=True)
+        return real_free_name(folder, name)
+
+    monkeypatch.setattr(module, "_free_name", swap_then_name)
+    inbox.reject(path, verdict)
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in (inbox.root / "inbox/rejected-moved").iterdir()) == ["bad.json",
+                                                                                      "bad.json.reason.json"]
+
+
+def test_a_missing_requests_folder_is_never_created_by_the_intake(inbox):
+    shutil.rmtree(inbox.requests)
+    with pytest.raises(UserError, match="never means 'nothing to forget'"):
+        inbox.check_folders()
+    assert not inbox.requests.exists()
+
+
 def test_submit_into_a_linked_inbox_is_refused(inbox, tmp_path, capsys):
     from lineage import cli
 

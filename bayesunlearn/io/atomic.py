@@ -75,33 +75,46 @@ def write_with(target: str | os.PathLike, writer: Callable[[Path], None], suffix
         writer(tmp)
 
 
-def move_no_replace(source: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Rename `source` to `target`, failing with FileExistsError instead of replacing a file there.
-
-    A hard link then an unlink: the target appears complete or not at all, and an
-    existing file is never overwritten (os.replace would silently do so).
-    """
-    source, target = Path(source), Path(target)
-    os.link(source, target, follow_symlinks=False)
-    source.unlink()
-    fsync_folder(target.parent)
-    if source.parent != target.parent:
-        fsync_folder(source.parent)
-
-
-def write_new(target: str | os.PathLike, data: bytes) -> None:
-    """Write a new file `target` holding `data`: complete or absent after a crash; FileExistsError if taken."""
-    target = Path(target)
-    tmp = _create_temporary(target.parent, f".{target.name}.", ".tmp", 0o666)
+@contextmanager
+def open_folder(root: str | os.PathLike, relative: str | os.PathLike, create: bool = False) -> Iterator[int]:
+    """A descriptor of the folder `root/relative`, reached one component at a time without following a
+    symbolic link (O_NOFOLLOW at every step), each missing one created when `create`. Names used relative
+    to it (`dir_fd=`) stay inside, even if a component is swapped for a link afterwards.
+    OSError when a component is a link (ELOOP), not a folder (ENOTDIR) or missing."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    fd = os.open(root, flags)
     try:
-        with open(tmp, "wb") as handle:
+        for part in Path(relative).parts:
+            if create:
+                try:
+                    os.mkdir(part, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            child = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def write_new(name: str, data: bytes, dir_fd: int) -> None:
+    """Write a new file `name` in the folder `dir_fd` holding `data`: complete or absent after a crash,
+    written through the descriptor that created it; FileExistsError if the name is taken."""
+    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.link(tmp, target, follow_symlinks=False)  # fails rather than replace an existing file
-        fsync_folder(target.parent)
+        os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)  # never replaces
+        os.fsync(dir_fd)
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
 
 
 def file_lock(path: str | os.PathLike) -> FileLock:
