@@ -320,19 +320,20 @@ def chain_problems(lines: list[str], key: AuditKey, repository: str, head: Head 
             problems.append(f"{where}: not a ledger entry ({'.'.join(map(str, first['loc']))}: {first['msg']})")
         previous = entry.get("entry_hash")
     if head is not None:
-        last = _last_seal(lines)
-        if last != (head.seq, head.hash):
-            problems.append(f"the ledger ends at entry {last[0]}, but the last entry written here was {head.seq} "
-                            f"({head.hash[:12]}): lines were cut off the end or replaced")
+        if _seal_at(lines, head.seq) != head.hash:  # a longer chain is fine: entries pulled from a clone
+            where = "another entry there" if head.seq < len(lines) else "ends before it"
+            problems.append(f"the last entry written here was {head.seq} ({head.hash[:12]}), but the ledger has "
+                            f"{len(lines)} lines and {where}: lines were cut off the end or replaced")
     elif lines:
-        problems.append(f"{NO_HEAD}: cannot tell whether lines were cut off the end (if the workspace moved, or this is another machine, copy its head file "
-                        "from where the entries were written)")
+        problems.append(f"{NO_HEAD}: cannot tell whether lines were cut off the end (if the workspace moved, or "
+                        "this is another machine, copy its head file from where the entries were written)")
     return problems
 
 
-def _last_seal(lines: list[str]) -> tuple:
+def _seal_at(lines: list[str], seq: int) -> str | None:
+    """The hash of entry `seq`, if the ledger holds it."""
     try:
-        last = loads(lines[-1]) if lines else {}
-        return (last.get("seq"), last.get("entry_hash")) if isinstance(last, dict) else (None, None)
+        entry = loads(lines[seq]) if 0 <= seq < len(lines) else None
     except ValueError:
-        return (None, None)
+        return None
+    return entry.get("entry_hash") if isinstance(entry, dict) and entry.get("seq") == seq else None

@@ -14,6 +14,7 @@ secret) only request ids can be compared, so an absent request is an error.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from bayesunlearn.errors import UserError
 from bayesunlearn.io.requests import DeletionRequest
 
 from .entries import Applied, Purge
-from .ledger import LEDGER, Ledger, LedgerError, repository_of
+from .ledger import LEDGER, Ledger, LedgerError
+from .repo import repository_id
 
 
 class ForgettingUndone(UserError):
@@ -31,13 +33,18 @@ class ForgettingUndone(UserError):
 def check(root: Path, loaded: list[DeletionRequest], train_ids: list[str], requests_dir: str) -> None:
     """Raise ForgettingUndone when the requests in `loaded` forget less than the ledger says was forgotten."""
     root = Path(root)
-    repository = repository_of(root)
-    if repository is None:
-        if (root / LEDGER).exists() and (root / LEDGER).stat().st_size:
-            raise LedgerError(f"{root / LEDGER} cannot be read, so the requests it records as applied cannot be "
-                              "checked; restore it from git (`git checkout -- audit/ledger.jsonl`).")
+    if not os.path.lexists(root / LEDGER) and not (root / ".git").exists():
+        return  # no ledger, and none possible: a ledger needs a git repository
+    # The repository from git, never from the ledger's own lines: an edited file must not pick its key.
+    led = Ledger(root, repository_id(root))
+    led.check_repository()
+    lines = led.lines()  # a link, FIFO or unreadable file is a LedgerError
+    if not lines:
+        if led.head() is not None:
+            raise LedgerError(f"{root / LEDGER} is missing or empty, but this working copy wrote ledger entries "
+                              f"(its head is in {led.head_path}); restore the ledger from git "
+                              "(`git checkout -- audit/ledger.jsonl`).")
         return  # nothing recorded yet
-    led = Ledger(root, repository)
     try:
         key = led.key()
     except LedgerError:

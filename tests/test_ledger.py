@@ -113,6 +113,17 @@ def test_a_cut_off_last_line_is_caught_by_the_head(ledger):
     assert any("lines were cut off the end" in p for p in problems(ledger))
 
 
+def test_a_ledger_longer_than_its_head_is_accepted(ledger):
+    """Entries appended in another clone (pulled here), or a crash between the ledger and the head write."""
+    entries = ledger.entries()
+    ledger._write_head(entries[1].seq, entries[1].entry_hash)  # this copy last wrote entry 1
+    assert problems(ledger) == [] and len(ledger.entries()) == 4
+    ledger.append([event("req-0100", IDS, ledger.key())])
+    assert ledger.head().seq == 4  # appending moves the head to the end again
+    ledger._write_head(entries[1].seq, "0" * 64)  # but a head that names another entry is still refused
+    assert any("another entry there" in p for p in problems(ledger))
+
+
 def test_reordered_lines_are_caught(ledger):
     lines = ledger.lines()
     lines[1], lines[2] = lines[2], lines[1]

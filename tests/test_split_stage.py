@@ -195,12 +195,18 @@ def test_bad_request_error_names_the_bad_file(bad_run):
 
 
 def record_applied(workspace: Path, request_ids: list[str]) -> None:
-    """A ledger in the workspace recording these requests (as the flow would have) as applied."""
+    """A ledger in the workspace recording these requests (as the flow would have) as applied; a ledger
+    lives in a git repository, whose root commit names it."""
+    from conftest import sh
     from test_ledger import event
 
     from lineage.ledger import Ledger
+    from lineage.repo import repository_id
 
-    ledger = Ledger(workspace, "test-repository")
+    sh("git", "init", "-q", cwd=workspace)
+    sh("git", "add", "-A", cwd=workspace)
+    sh("git", "commit", "-qm", "workspace", cwd=workspace)
+    ledger = Ledger(workspace, repository_id(workspace))
     key = ledger.key(create=True)
     ledger.append([event(r, GOOD_REQUESTS[f"{r}.json"]["record_ids"], key) for r in request_ids])
 
@@ -281,6 +287,32 @@ def test_without_the_key_the_ids_are_still_checked(good_run, tmp_path, monkeypat
     result = run_split(workspace)
     assert result.returncode == 2 and "['req-0001'] are recorded as applied" in result.stderr
     assert "the audit key is not available here" in result.stderr
+
+
+@pytest.mark.parametrize("damage", ["emptied", "deleted", "a link to /dev/zero", "a FIFO", "another repository"])
+def test_a_ledger_made_to_say_nothing_does_not_let_records_back(good_run, tmp_path, damage):
+    """Emptying, deleting or replacing the ledger (or claiming it belongs elsewhere) must not open the guard."""
+    def change(ws):
+        record_applied(ws, ["req-0001"])
+        (ws / "data/requests/req-0001.json").unlink()
+        ledger = ws / "audit/ledger.jsonl"
+        if damage == "emptied":
+            ledger.write_text("")
+        elif damage == "deleted":
+            ledger.unlink()
+        elif damage == "a link to /dev/zero":
+            ledger.unlink()
+            ledger.symlink_to("/dev/zero")
+        elif damage == "a FIFO":
+            ledger.unlink()
+            os.mkfifo(ledger)
+        else:
+            lines = [json.loads(line) for line in ledger.read_text().splitlines()]
+            ledger.write_text("".join(json.dumps({**e, "repository": "f" * 40}) + "\n" for e in lines))
+
+    run = rerun(good_run, tmp_path, change)
+    assert_refused(run, {"emptied": "missing or empty", "deleted": "missing or empty",
+                         "another repository": "was written in repository"}.get(damage, "cannot be read"))
 
 
 def test_a_purged_request_may_go_once_its_records_are_gone(good_run, tmp_path):
