@@ -143,7 +143,7 @@ def record_pending(root: Path, start: Snapshot | None = None, commit: bool = Tru
     provenance = contracts.Provenance.read(root / contracts.PROVENANCE)
     facts = [_request_facts(root, files[r], key) for r in pending]
     gate = _gate_facts(root)
-    revision = repo.commit(root, repo.EVENT_PATHS, f"deletions: apply {', '.join(pending)} "
+    revision = repo.commit(root, repo.event_paths(root), f"deletions: apply {', '.join(pending)} "
                            f"({provenance.path} path)") if commit else repo.head_commit(root)
     shared = {"run_id": run_id or new_run_id(), "recorded_at": now(), "epoch": epoch(entries),
               "git_commit": revision, "dirty": repo.dirty_paths(root), "served": after.get("models/served", ""),

@@ -194,7 +194,8 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
                  "record_hashes": e.request.record_hashes} for e in due]
     leftovers = LEFTOVERS + ([f"{raw_path} is tracked by git: its history holds the purged values"]
                              if git_tracked else [])
-    revision = repo.commit(root, repo.EVENT_PATHS + [raw_path + ".dvc", str(Path(raw_path).parent / ".gitignore")],
+    raw_files = [raw_path + ".dvc", str(Path(raw_path).parent / ".gitignore")]
+    revision = repo.commit(root, repo.event_paths(root) + raw_files,
                            f"purge: delete {len(record_ids)} forgotten records ({len(due)} requests), new epoch")
     entry = {"event": "purge", "run_id": events.new_run_id(), "epoch": events.epoch(entries) + 1,
              "recorded_at": events.now(), "retention_days": retention, "archived_requests": archived,

@@ -37,6 +37,9 @@ def changed(path: str, value) -> dict:
     ("split.requests_dir", "data/req\x00x", "non-printable"),
     ("split.requests_dir", "data//requests", "must be a relative path"),
     ("split.requests_dir", "../elsewhere", "must be a relative path"),
+    ("split.requests_dir", "requests", "a folder of its own under data/"),
+    ("split.requests_dir", "data/split", "a folder of its own under data/"),
+    ("split.requests_dir", "data", "a folder of its own under data/"),
     ("prepare.csv.path", "/etc/passwd", "must be a relative path"),
     ("schedule.intake_cron", "99 * * * *", "is not a cron expression"),
     ("schedule.intake_cron", "a b c d e", "is not a cron expression"),
@@ -74,6 +77,7 @@ def _load_text(tmp_path, text: str | bytes):
     ("prepare: 1\nprepare: 2\n", "not valid YAML"),
     (b"prepare: caf\xe9\n", "not UTF-8"),
     ("- a list\n", "must be a mapping"),
+    ("a: &x [" + ",".join(["s"] * 2000) + "]\nb: [" + ",".join(["*x"] * 2000) + "]\n", "anchors and aliases"),
 ])
 def test_unreadable_params_are_a_config_error(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
@@ -112,7 +116,7 @@ def params_file(tmp_path):
 
 @pytest.mark.parametrize("changes", [
     {"nope.x": 1}, {"model.hidden.0": 5}, {"model.prior_precision.x": 1}, {"model.hidden": [object()]},
-    {"model.prior_precision": -1.0}, {"prepare.csv.nope": "x"},
+    {"model.prior_precision": -1.0}, {"prepare.csv.nope": "x"}, {"train.seed": 10**4000},
 ])
 def test_update_params_refuses_with_a_config_error_and_leaves_the_file(params_file, changes):
     before = params_file.read_bytes()
@@ -167,3 +171,22 @@ def test_any_value_at_any_key_is_valid_settings_or_a_config_error(leaf, value):
         settings.parse(raw)
     except ConfigError as err:
         assert str(err).startswith("params.yaml: ")
+
+
+# --- cron: what settings accept, Prefect's scheduler accepts too (else `make serve` fails late) ---------------
+CRON_ATOMS = st.sampled_from(["*", "0", "5", "15", "59", "99", "MON", "FRI", "JAN", "L", "5L", "LW", "?", "#", "W"])
+CRON_FIELDS = st.builds(lambda a, sep, b: a + sep + b if sep else a, CRON_ATOMS,
+                        st.sampled_from(["", "-", "/", ",", "#"]), CRON_ATOMS)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(fields=st.lists(CRON_FIELDS, min_size=4, max_size=6))
+def test_every_cron_that_settings_accept_is_one_prefect_accepts(fields):
+    from prefect._internal.schemas.validators import validate_cron_string
+
+    cron = " ".join(fields)
+    try:
+        settings.parse(changed("schedule.intake_cron", cron))
+    except ConfigError:
+        return
+    assert validate_cron_string(cron) == cron

@@ -261,7 +261,7 @@ def parse_request(data: bytes | str, source: str) -> DeletionRequest:
     raw = decode_json(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data, source)
     if not isinstance(raw, dict):
         raise RequestError(source, "not-an-object", f"a request must be a JSON object with fields {sorted(FIELDS)}")
-    extra = sorted(_printable(key) for key in raw if key not in FIELDS)  # before pydantic, which cannot print some keys
+    extra = sorted(_printable(key) for key in raw if key not in FIELDS)  # before pydantic: it cannot print some
     if extra:
         raise RequestError(source, "unknown-field", f"unknown fields [{', '.join(extra)}]; allowed are {sorted(FIELDS)}")
     try:

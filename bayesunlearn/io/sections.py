@@ -16,7 +16,7 @@ from bayesunlearn.kinds import KindName, VIKindName
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Field(ge=1)]
-Seed = Annotated[int, Field(ge=0)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 
 
@@ -85,7 +85,15 @@ class Split(Section):
     requests_dir: WorkspacePath = "data/requests"
     max_request_bytes: Annotated[int, Field(ge=1024, le=100_000_000)] = 1_000_000
 
-    _path = field_validator("requests_dir")(classmethod(lambda cls, v: _inside_workspace(v)))
+    @field_validator("requests_dir")
+    @classmethod
+    def _requests_folder(cls, value: str) -> str:
+        """A folder of its own under data/ (versioned with the data; not a stage's output or the raw data)."""
+        _inside_workspace(value)
+        if not value.startswith("data/") or value.split("/")[1] in ("prepared", "split", "raw"):
+            raise ValueError(f"{value!r} must be a folder of its own under data/ (not data/prepared, data/split "
+                             "or data/raw)")
+        return value
 
 
 # --- model and fitting ------------------------------------------------------------------------
@@ -200,7 +208,10 @@ class Ledger(Section):
     retention_days: Annotated[float, Field(ge=0, le=36_500, allow_inf_nan=False)] = 30.0  # at most 100 years
 
 
-CRON = re.compile(r"^\S+(\s+\S+){4}$")
+# Five fields of numbers, `*`, three-letter names, ranges, steps and lists: the cron both cronsim (here) and
+# Prefect's croniter (at `make serve`) read alike; L, W, # and ? are left out (croniter refuses some of them).
+_FIELD = r"(\*|\d+|[A-Za-z]{3})([-/,](\*|\d+|[A-Za-z]{3}))*"
+CRON = re.compile(rf"^{_FIELD}(\s+{_FIELD}){{4}}$", re.ASCII)
 
 
 class Schedule(Section):
