@@ -17,7 +17,9 @@ BENCH = Path("docs/bench.json")
 
 
 def _table(rows: list[dict], floatfmt: str = ".3g") -> str:
-    return tabulate(pd.DataFrame(rows), headers="keys", tablefmt="github", floatfmt=floatfmt, showindex=False)
+    """A markdown table; a cell a row lacks (a skipped case) shows as —."""
+    return tabulate(pd.DataFrame(rows).fillna("—"), headers="keys", tablefmt="github", floatfmt=floatfmt,
+                    showindex=False)
 
 
 def _fmt(value: float) -> str:
