@@ -26,12 +26,14 @@ import re
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from bayesunlearn.io import atomic, datasets, requests, settings
 from bayesunlearn.errors import RequestError, UserError
 from bayesunlearn.io.requests import DeletionRequest, KnownIds
+from bayesunlearn.io.sections import Split
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -42,7 +44,7 @@ class Verdict:
     request: DeletionRequest | None
     rule: str     # the rule a rejected file breaks (e.g. "not-utf8"); "" when accepted
     reason: str   # the full message, naming the file
-    data: bytes = b""  # the bytes that were validated (accepted and duplicate files)
+    data: bytes = b""  # the bytes that were validated (accepted files)
 
     @property
     def request_id(self) -> str:
@@ -63,9 +65,14 @@ class Inbox:
     def rejected(self) -> Path:
         return self.folder / "rejected"
 
+    @cached_property
+    def split(self) -> Split:
+        """The split settings, read once: one run uses one requests folder and size cap throughout."""
+        return settings.load(self.root / settings.PARAMS).split
+
     @property
     def requests(self) -> Path:
-        return self.root / settings.load(self.root / settings.PARAMS).split.requests_dir
+        return self.root / self.split.requests_dir
 
     @contextmanager
     def opened(self, folder: Path, create: bool = False) -> Iterator[int]:
@@ -92,7 +99,7 @@ class Inbox:
 
     @property
     def max_bytes(self) -> int:
-        return settings.load(self.root / settings.PARAMS).split.max_request_bytes
+        return self.split.max_request_bytes
 
     def pending(self) -> list[Path]:
         """Inbox entries named *.json, in name order (any kind of entry: triage refuses what is not a file)."""
@@ -124,7 +131,7 @@ class Inbox:
             same = next((r for r in existing if r.request_id == request.request_id), None)
             if same is not None and _content(same) == _content(request):
                 return Verdict("duplicate", request, "already-applied",
-                               f"{path}: request {request.request_id} was already applied", data)
+                               f"{path}: request {request.request_id} was already applied")
             target = self.requests / f"{request.request_id}.json"
             if same is None and os.path.lexists(target):
                 raise RequestError(str(path), "name-taken", f"{target.name} already exists in the requests folder "
@@ -152,7 +159,7 @@ class Inbox:
         note = {"file": _printable(path.name), "rule": verdict.rule, "reason": _printable(verdict.reason)}
         with self.opened(path.parent) as source, self.opened(self.rejected, create=True) as target:
             name = _free_name(target, path.name)
-            os.rename(path.name, name, src_dir_fd=source, dst_dir_fd=target)  # the name is free (we hold the lock)
+            atomic.move_new(source, path.name, target, name)
             atomic.write_new(f"{name}.reason.json", json.dumps(note, indent=2, sort_keys=True).encode(), target)
         return self.rejected / name
 
@@ -160,10 +167,7 @@ class Inbox:
         """Undo an acceptance after a failed run: the request is pending again."""
         with self.opened(applied.parent) as source, self.opened(self.folder, create=True) as target:
             name = _free_name(target, applied.name)
-            os.link(applied.name, name, src_dir_fd=source, dst_dir_fd=target, follow_symlinks=False)
-            os.unlink(applied.name, dir_fd=source)
-            os.fsync(target)
-            os.fsync(source)
+            atomic.move_new(source, applied.name, target, name)
         return self.folder / name
 
 

@@ -24,14 +24,13 @@ import json
 import os
 import re
 import secrets
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from bayesunlearn.io import atomic
+from bayesunlearn.io import atomic, files
 from bayesunlearn.errors import UserError
 
 from .entries import Applied, Entry, Purge
@@ -42,7 +41,6 @@ HOME_ENV = "UNLEARN_AUDIT_HOME"
 GENESIS = "0" * 64
 MAX_LEDGER_BYTES = 1 << 30   # a ledger this large is damage (a link to /dev/zero), not history
 HASH = re.compile(r"[0-9a-f]{64}")
-NO_HEAD = "no ledger head for this working copy in the audit home"
 _ENTRY = TypeAdapter(Entry)
 
 
@@ -63,15 +61,8 @@ def loads(text: str):
 
 
 def read_text(path: Path, max_bytes: int = MAX_LEDGER_BYTES) -> str:
-    """A regular file's UTF-8 text; never follows a link, never blocks on a FIFO (OSError or ValueError)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise ValueError("not a regular file")
-        data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ValueError(f"larger than {max_bytes:,} bytes")
-    return data.decode("utf-8")
+    """A regular file's UTF-8 text (OSError or ValueError): see files.read_regular."""
+    return files.read_regular(path, max_bytes).decode("utf-8")
 
 
 def audit_home() -> Path:
@@ -197,27 +188,28 @@ class Ledger:
             raise LedgerError(f"{self.path} cannot be read ({err}); restore it from git "
                               "(`git checkout -- audit/ledger.jsonl`).") from None
 
-    def read(self) -> list[Applied | Purge]:
-        """Every line as a typed entry, unchecked: for `verify`, which reports the chain itself, and for
+    def parse(self, lines: list[str]) -> list[Applied | Purge]:
+        """These lines as typed entries, unchecked: for `verify`, which reports the chain itself, and for
         readers without the key. Everything else reads `entries()`."""
-        return [parse_line(line, f"{self.path}:{number}") for number, line in enumerate(self.lines(), start=1)]
+        return [parse_line(line, f"{self.path}:{number}") for number, line in enumerate(lines, start=1)]
 
-    def entries(self, require_head: bool = True) -> list[Applied | Purge]:
-        """Every entry, once the chain checks out under the key: nothing acts on a forged, edited, reordered
-        or cut-off ledger. `require_head=False` accepts a working copy without its head (a clone), where
-        lines cut off the end cannot be told apart from lines never written."""
-        lines = self.lines()
-        if not lines:
-            return []
-        head = self.head()
-        problems = chain_problems(lines, self.key(), self.repository, head)
-        if head is None and not require_head:
-            problems = [p for p in problems if not p.startswith(NO_HEAD)]
+    def check_chain(self, lines: list[str], require_head: bool = True,
+                    refusal: str = "nothing is read from a ledger that may be forged") -> None:
+        """Raise LedgerError unless `lines` form an intact chain under the key (see chain_problems)."""
+        problems = chain_problems(lines, self.key(), self.repository, self.head(), require_head)
         if problems:
             more = f" and {len(problems) - 1} more problems" if len(problems) > 1 else ""
-            raise LedgerError(f"{self.path} fails its chain check ({problems[0]}{more}); nothing is read from a "
-                              "ledger that may be forged. Run `deletions audit verify` and restore it from git.")
-        return self.read()
+            raise LedgerError(f"{self.path} fails its chain check ({problems[0]}{more}); {refusal}. "
+                              "Run `deletions audit verify` and restore the ledger from git.")
+
+    def entries(self, require_head: bool = True) -> list[Applied | Purge]:
+        """Every entry, from one read of the file whose chain checks out under the key: nothing acts on a
+        forged, edited, reordered or cut-off ledger. `require_head=False` accepts a working copy without
+        its head (a clone), where lines cut off the end cannot be told apart from lines never written."""
+        lines = self.lines()
+        if lines:
+            self.check_chain(lines, require_head)
+        return self.parse(lines)
 
     def check_repository(self) -> None:
         """Refuse a ledger copied from another repository: its events describe other data and commits."""
@@ -241,10 +233,7 @@ class Ledger:
             self.check_repository()
             key = self.key(create=True)
             lines = self.lines()
-            broken = chain_problems(lines, key, self.repository, self.head())
-            if broken:
-                raise LedgerError(f"{self.path} fails its chain check ({broken[0]}); refusing to append. "
-                                  "Run `deletions audit verify` and restore the ledger from git.")
+            self.check_chain(lines, refusal="refusing to append")
             previous = loads(lines[-1])["entry_hash"] if lines else GENESIS
             sealed_lines, sealed = [], []
             for event in events:
@@ -269,9 +258,6 @@ def parse_line(line: str, where: str) -> Applied | Purge:
     except ValueError as err:
         raise LedgerError(f"{where} is not JSON ({err}); the ledger was damaged. Restore it from git "
                           "(`git checkout -- audit/ledger.jsonl`).") from None
-        first = err.errors(include_url=False)[0]
-        raise LedgerError(f"{where} is not a ledger entry ({'.'.join(map(str, first['loc']))}: {first['msg']}); "
-                          "restore the ledger from git.") from None
 
 
 def repository_of(root: Path) -> str | None:
@@ -284,8 +270,10 @@ def repository_of(root: Path) -> str | None:
         return None
 
 
-def chain_problems(lines: list[str], key: AuditKey, repository: str, head: Head | None) -> list[str]:
-    """Everything wrong with the chain of `lines`: damage, edits, forgeries, gaps, a cut-off end."""
+def chain_problems(lines: list[str], key: AuditKey, repository: str, head: Head | None,
+                   require_head: bool = True) -> list[str]:
+    """Everything wrong with the chain of `lines`: damage, edits, forgeries, gaps, a cut-off end (the last
+    only against a head; without one, a problem unless `require_head` is False)."""
     problems, previous = [], GENESIS
     for number, line in enumerate(lines):
         where = f"line {number + 1}"
@@ -324,8 +312,8 @@ def chain_problems(lines: list[str], key: AuditKey, repository: str, head: Head 
             where = "another entry there" if head.seq < len(lines) else "ends before it"
             problems.append(f"the last entry written here was {head.seq} ({head.hash[:12]}), but the ledger has "
                             f"{len(lines)} lines and {where}: lines were cut off the end or replaced")
-    elif lines:
-        problems.append(f"{NO_HEAD}: cannot tell whether lines were cut off the end (if the workspace moved, or "
+    elif lines and require_head:
+        problems.append("no ledger head for this working copy in the audit home: cannot tell whether lines were cut off the end (if the workspace moved, or "
                         "this is another machine, copy its head file from where the entries were written)")
     return problems
 

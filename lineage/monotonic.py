@@ -51,7 +51,9 @@ def check(root: Path, loaded: list[DeletionRequest], train_ids: list[str], reque
         key = None
     # With the key, only a ledger whose chain checks out is believed (a clone has no head: lines cut off
     # its end go unseen there). Without it nothing can be checked: the lines are read as they are.
-    entries = led.read() if key is None else led.entries(require_head=False)
+    if key is not None:
+        led.check_chain(lines, require_head=False)
+    entries = led.parse(lines)
     archived = {a.request_id for e in entries if isinstance(e, Purge) for a in e.archived_requests}
     recorded = {e.request.request_id: e.request for e in entries
                 if isinstance(e, Applied) and e.request.request_id not in archived}

@@ -66,7 +66,7 @@ def _set_csv_source(root: Path, raw_path: str) -> None:
 def _raw_text(root: Path, prepare: Prepare) -> pd.DataFrame:
     """The raw CSV as text, with record ids as `prepare` assigns them: the exact strings on disk."""
     id_column = prepare.csv.id_column
-    table = store.read_text(root / prepare.csv.path)
+    table = store.read_strings(root / prepare.csv.path)
     return datasets.with_record_ids(table.rename(columns={id_column: datasets.ID}) if id_column else table)
 
 
@@ -144,7 +144,7 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
     frame, _ = datasets.load_source(prepare, root)
     raw = datasets.raw_table(frame, prepare.test_fraction, prepare.seed)
     raw_path = prepare.csv.path if prepare.source == "csv" else RAW
-    tables = [store.read_text(root / p) for p in ("data/prepared/train.csv", "data/prepared/test.csv")]
+    tables = [store.read_strings(root / p) for p in ("data/prepared/train.csv", "data/prepared/test.csv")]
     tables.append(_raw_text(root, prepare) if prepare.source == "csv" else raw.astype(str))
     needles = scan.needles_for(tables, record_ids, key.hash_id)
     start = events.snapshot(root)

@@ -26,6 +26,8 @@ EVENT_PATHS = ["dvc.lock", "params.yaml", "data/raw", "metrics", ".gitignore", "
 
 def event_paths(root: Path) -> list[str]:
     return [*EVENT_PATHS, settings.load(root / settings.PARAMS).split.requests_dir]
+
+
 GIT_LOCK_STALE_SECONDS = 60.0
 
 

@@ -4,7 +4,8 @@ the workspace is what the ledger says.
 Four checks, each a list of problems (empty = passed):
 1. chain: every line is canonical JSON, a valid entry, sealed with this repository's key
    (an HMAC: a line forged or edited without the key fails), numbered and linked in order,
-   and the last line is the head kept outside the repository;
+   and holding the entry of the head kept outside the repository (the ledger may be longer:
+   entries pulled from another clone);
 2. completeness, both ways: every request in force (the split that dvc.lock records, and the
    request files) has exactly one entry, and every recorded request is in force or purged.
    An empty or missing ledger while requests are in force fails;
@@ -182,7 +183,7 @@ def verify(root: Path) -> Report:
         report.problems += chain_problems(lines, key, led.repository, led.head())
         if report.problems:  # nothing below can be trusted on a broken chain
             return report
-    entries = led.read()  # the chain was checked above
+    entries = led.parse(lines)  # the lines whose chain was checked above
     if not entries:
         report.notes.append("the ledger is empty")
     report.problems += completeness_problems(root, entries)

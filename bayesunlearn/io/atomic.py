@@ -4,6 +4,9 @@ Every writer goes to a temporary file in the destination folder, flushes it to
 disk, renames it over the target (atomic on POSIX file systems) and then
 flushes the folder, so that the rename itself survives a power cut. Files get
 the mode the umask gives (`mkstemp` would make every artifact 0600).
+`write_new` and `move_new` never replace a file: they hard-link the finished
+file under its name, inside folders reached through descriptors (`open_folder`),
+for the folders that people outside the project write into (the inbox).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,6 +119,19 @@ def write_new(name: str, data: bytes, dir_fd: int) -> None:
             os.unlink(tmp, dir_fd=dir_fd)
         except FileNotFoundError:
             pass
+
+
+def move_new(source: int, name: str, target: int, new_name: str) -> None:
+    """Move `name` from the folder `source` to `new_name` in the folder `target` (descriptors), never replacing
+    a file there: a hard link then an unlink, both folders flushed. A folder cannot be hard-linked: it is
+    renamed (callers pick a free name under their lock)."""
+    if stat.S_ISDIR(os.stat(name, dir_fd=source, follow_symlinks=False).st_mode):
+        os.rename(name, new_name, src_dir_fd=source, dst_dir_fd=target)
+    else:
+        os.link(name, new_name, src_dir_fd=source, dst_dir_fd=target, follow_symlinks=False)
+        os.unlink(name, dir_fd=source)
+    os.fsync(target)
+    os.fsync(source)
 
 
 def file_lock(path: str | os.PathLike) -> FileLock:

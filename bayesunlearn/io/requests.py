@@ -26,9 +26,7 @@ Nothing else escapes: every failure is a RequestError.
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
@@ -40,6 +38,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bayesunlearn.errors import RequestError
+from bayesunlearn.io import files
 
 DEFAULT_MAX_BYTES = 1_000_000
 MAX_NESTING = 4          # a request is an object holding one list; deeper nesting has no meaning here
@@ -80,32 +79,15 @@ def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """The bytes of a regular file of at most `max_bytes`; never follows a link, never blocks on a FIFO."""
     source = str(path)
     try:
-        info = os.lstat(path)
+        return files.read_regular(path, max_bytes)
+    except files.NotRegular as err:
+        raise RequestError(source, "not-a-regular-file",
+                           f"is {err.what}; a request must be a regular file (copy it, do not link it)") from None
+    except files.TooLarge as err:
+        raise RequestError(source, "too-large", f"is {err.size:,} bytes, more than the {err.limit:,} allowed "
+                           "(split.max_request_bytes); split it into several requests") from None
     except OSError as err:
         raise RequestError(source, "unreadable", f"cannot be read ({err.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        what = ("a symbolic link" if stat.S_ISLNK(info.st_mode) else "a folder" if stat.S_ISDIR(info.st_mode)
-                else "a FIFO, socket or device")
-        raise RequestError(source, "not-a-regular-file",
-                           f"is {what}; a request must be a regular file (copy it, do not link it)")
-    if info.st_size > max_bytes:
-        raise _too_large(source, info.st_size, max_bytes)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as err:
-        raise RequestError(source, "unreadable", f"cannot be opened ({err.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # swapped for something else since lstat
-            raise RequestError(source, "not-a-regular-file", "is not a regular file")
-        data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise _too_large(source, len(data), max_bytes)
-    return data
-
-
-def _too_large(source: str, size: int, limit: int) -> RequestError:
-    return RequestError(source, "too-large", f"is {size:,} bytes, more than the {limit:,} allowed "
-                        "(split.max_request_bytes); split it into several requests")
 
 
 def decode_json(data: bytes, source: str) -> Any:

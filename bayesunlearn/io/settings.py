@@ -18,12 +18,12 @@ from __future__ import annotations
 import difflib
 import functools
 from pathlib import Path
-from stat import S_ISREG
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from bayesunlearn.errors import ConfigError
+from bayesunlearn.io import files
 from bayesunlearn.io.sections import (
     VI, Audit, Divide, Evaluate, Gate, Laplace, Ledger, Method, MethodName, Model, Prepare, Retrain, Schedule,
     Section, Split, Study, Sweep, Train, VariationalUnlearning,
@@ -172,18 +172,19 @@ def load(path: str | Path = PARAMS) -> Settings:
         stat = path.stat()
     except OSError as err:
         raise ConfigError(f"{path}: cannot be read ({err.strerror}); restore it from the repository.") from None
-    if not S_ISREG(stat.st_mode) or stat.st_size > MAX_PARAMS_BYTES:
-        raise ConfigError(f"{path}: not a regular file of at most {MAX_PARAMS_BYTES:,} bytes.")
     return _load(path.resolve(), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=8)
 def _load(path: Path, _mtime: int, _size: int) -> Settings:
     try:
-        text = path.read_text(encoding="utf-8")
-        raw = _yaml_load(text)
+        text = files.read_regular(path, MAX_PARAMS_BYTES, follow_symlinks=True).decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text.") from None
+    except (OSError, ValueError) as err:  # missing, a FIFO or device, over the cap
+        raise ConfigError(f"{path}: cannot be read as params.yaml ({err}).") from None
+    try:
+        raw = _yaml_load(text)
     except Exception as err:  # ruamel's parser and duplicate-key errors share no useful base class
         first = str(err).strip().splitlines()
         raise ConfigError(f"{path}: not valid YAML ({' '.join(first[:3])}).") from None

@@ -1,8 +1,9 @@
-"""Byte-reproducible storage of named float64 arrays plus JSON metadata (.npz).
+"""Byte-reproducible storage: named float64 arrays plus JSON metadata (.npz), and tables (.csv).
 
 `np.savez` stamps the current time into its zip entries, so two identical fits
 would give different files and different DVC hashes; this writer fixes the
-timestamps. Files still load with plain `np.load`.
+timestamps. Files still load with plain `np.load`. Tables keep float64 values
+exact (17 significant digits) and record ids verbatim.
 """
 
 from __future__ import annotations
@@ -55,6 +56,6 @@ def read_ids(path: str | Path, id_column: str = "record_id") -> list[str]:
     return pd.read_csv(path, usecols=[id_column], dtype=str, keep_default_na=False)[id_column].tolist()
 
 
-def read_text(path: str | Path) -> pd.DataFrame:
+def read_strings(path: str | Path) -> pd.DataFrame:
     """Every cell as the string on disk (no missing-value or number parsing)."""
     return pd.read_csv(path, dtype=str, keep_default_na=False)
