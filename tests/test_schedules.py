@@ -47,6 +47,21 @@ def runs(api: str, deployment: str) -> list:
     return asyncio.run(read())
 
 
+def registered(api: str, deployment: str) -> bool:
+    from prefect.client.orchestration import PrefectClient
+    from prefect.exceptions import ObjectNotFound
+
+    async def read():
+        async with PrefectClient(api) as client:
+            try:
+                await client.read_deployment_by_name(f"process_deletion_requests/{deployment}")
+                return True
+            except ObjectNotFound:
+                return False
+
+    return asyncio.run(read())
+
+
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -78,6 +93,9 @@ def served(tmp_path_factory):
         from flows.server import healthy
 
         wait_for(lambda: healthy(api) or process.poll() is not None, 180, "the Prefect server")
+        assert process.poll() is None, log.read_text()[-3000:]
+        # the server answers health checks before `serve` has registered its deployments
+        wait_for(lambda: registered(api, "intake") or process.poll() is not None, 120, "the intake deployment")
         assert process.poll() is None, log.read_text()[-3000:]
         yield root, api, env, home, process.pid
     finally:
