@@ -201,3 +201,18 @@ def test_the_prepare_stage_saves_the_encoding_with_the_scaling(tmp_path):
     assert scaling["categories"]["color"] == list("DEFGHIJ")
     header = store.load_table(tmp_path / "data/prepared/train.csv").columns.tolist()
     assert header == ["record_id", *scaling["features"][:23], "y", *scaling["features"][23:]]
+
+
+@pytest.mark.parametrize("source", ["diabetes", *datasets.PACKAGED])
+def test_each_packaged_source_has_its_own_ids_and_an_example_request_of_its_training_records(source):
+    """`dvc exp run -S prepare.source=NAME -S split.requests_dir=data/examples/NAME` needs requests that name
+    this table's training records; ids start with the source's name, so no other source's request names them."""
+    from bayesunlearn.io import requests, settings
+
+    prepare = settings.load(REPO / "params.yaml").prepare.model_copy(update={"source": source})
+    frame, _ = datasets.load_source(prepare, REPO)
+    train, test, _ = datasets.prepare(frame, prepare.test_fraction, prepare.seed, source)
+    assert train.record_id.str.startswith(f"{source}-").all()
+    known = requests.KnownIds(frozenset(train.record_id), frozenset(test.record_id))
+    found = requests.load_requests(REPO / "data" / "examples" / source)
+    assert len(requests.forgotten_ids(found, known)) == 8

@@ -146,9 +146,9 @@ def load_source(prepare: Prepare, root: Path = Path(".")) -> tuple[pd.DataFrame,
         clusters = [list(c) for c in g.clusters]
         return two_clusters(g.n_records, prepare.seed, g.noise_std, clusters), prepare.source
     if prepare.source == "diabetes":
-        return diabetes(), prepare.source
+        return with_record_ids(diabetes(), "diabetes"), prepare.source
     if prepare.source in PACKAGED:
-        return packaged(prepare.source), prepare.source
+        return with_record_ids(packaged(prepare.source), prepare.source), prepare.source
     c = prepare.csv
     return from_csv(root / c.path, c.target, c.id_column), c.path
 
@@ -163,12 +163,13 @@ def check_ids(ids: pd.Series, origin: str) -> None:
         raise DataError(f"{origin}: has duplicate values {sorted(set(ids[ids.duplicated()]))[:5]}.")
 
 
-def with_record_ids(frame: pd.DataFrame) -> pd.DataFrame:
-    """Give every row a stable id (its position in the source) unless it has one."""
+def with_record_ids(frame: pd.DataFrame, prefix: str = "rec") -> pd.DataFrame:
+    """Give every row a stable id (its position in the source) unless it has one. A packaged table's ids
+    start with its name, so an id never names records of two sources (a purge searches for ids)."""
     if ID in frame.columns:
         return frame
     frame = frame.copy()
-    frame.insert(0, ID, [f"rec-{i:06d}" for i in range(len(frame))])
+    frame.insert(0, ID, [f"{prefix}-{i:06d}" for i in range(len(frame))])
     return frame
 
 
