@@ -33,6 +33,8 @@ LEFTOVERS = [
     "committed request files of purged requests hold their record ids (never values) until history is rewritten",
     "DVC run-cache (.dvc/cache/runs): maps old dependency hashes to old output hashes (hashes only)",
     "synthetic sources (two_clusters) can regenerate the original records from params and code in git history",
+    "packaged sources (diabetes, concrete, diamonds) keep every original record in the installed package; they "
+    "are public tables, and the purged workspace no longer reads them",
 ]
 
 

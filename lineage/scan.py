@@ -38,27 +38,40 @@ class Needle:
 
 
 def needles_for(tables: Iterable[pd.DataFrame], record_ids: set[str], hash_id) -> list[Needle]:
-    """Needles for the forgotten rows of `tables` (read with dtype=str, so the text is as on disk)."""
+    """Needles for the forgotten rows of `tables` (read with dtype=str, so the text is as on disk).
+
+    A value that a kept record also holds (a category's 0/1 input, a round number) is no trace of the
+    forgotten one and would be found wherever the kept record is: such values are not needles.
+    """
+    tables = list(tables)
     found: dict[tuple, Needle] = {}
     for record_id in record_ids:
         needle = Needle(hash_id(record_id), "id", record_id.encode())
         found[(needle.kind, needle.data)] = needle
+    kept = set()
+    for table in tables:
+        kept.update(table[~table[ID].isin(record_ids)].drop(columns=[ID]).to_numpy().ravel().tolist())
+    kept_numbers = {number for text in kept if (number := _number(text)) is not None}
     for table in tables:
         for row in table[table[ID].isin(record_ids)].itertuples(index=False):
             record = hash_id(getattr(row, ID))
             for column, text in zip(table.columns, row, strict=True):
-                if column == ID:
-                    continue
-                try:
-                    value = float(text)
-                except ValueError:
-                    continue  # e.g. the subset column
+                value = _number(text)
+                if column == ID or value is None or value in kept_numbers:
+                    continue  # text such as the subset column, or a value kept records share
                 candidates = [Needle(record, "value-float64", struct.pack("<d", value))]
                 if len(text) >= MIN_TEXT:
                     candidates.append(Needle(record, "value-text", text.encode()))
                 for needle in candidates:
                     found.setdefault((needle.kind, needle.data), needle)
     return list(found.values())
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def walk(root: Path, skip: Iterable[Path] = ()) -> Iterator[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,10 +58,13 @@ def test_csv_source_keeps_its_own_ids_and_roundtrips_exactly(tmp_path):
 @pytest.mark.parametrize("bad, message", [
     ({"a": [0.1, np.nan, 0.3]}, "NaN or infinite"),
     ({"a": [0.1, np.inf, 0.3]}, "NaN or infinite"),
-    ({"a": ["x", "y", "z"]}, "not numeric"),
+    ({"a": ["x", None, "z"]}, "NaN or infinite"),
+    ({"a": [0.1, 0.2, 0.3], "y": ["low", "high", "low"]}, "target column is not numeric"),
+    ({"a": [f"name {i}" for i in range(200)], "y": [1.0] * 200},  # free text: 132 distinct in training
+     r"column 'a' has 132 distinct non-numeric values \(at most 64"),
 ])
 def test_bad_data_is_rejected_with_the_remedy(bad, message):
-    frame = pd.DataFrame({**bad, "y": [1.0, 2.0, 3.0]})
+    frame = pd.DataFrame({"y": [1.0, 2.0, 3.0], **bad})
     with pytest.raises(DataError, match=message):
         datasets.prepare(frame, 0.34, 0, "raw.csv")
 
@@ -113,3 +117,102 @@ def test_a_bad_subset_value_is_named():
     raw.loc[0, datasets.SUBSET] = "validation"
     with pytest.raises(DataError, match="'validation'"):
         datasets.split_train_test(raw, 0.2, 0)
+
+
+def test_the_packaged_real_tables_load_offline_with_their_published_shapes():
+    concrete, diamonds = datasets.packaged("concrete"), datasets.packaged("diamonds")
+    assert concrete.shape == (1030, 9) and concrete.y.between(2, 83).all()  # MPa, as in the UCI file
+    assert diamonds.shape == (53940, 10) and {"x_mm", "y_mm", "z_mm"} <= set(diamonds.columns)
+    assert diamonds.y.min() == 326 and diamonds.y.max() == 18823  # price in US dollars, not the y dimension
+
+
+def test_categorical_columns_become_one_input_per_category_fixed_by_the_training_split():
+    train, test, scaling = datasets.prepare(datasets.packaged("diamonds"), 0.2, 0, "diamonds")
+    assert len(train) + len(test) == 53940 and train.record_id.is_unique
+    assert scaling.categories["cut"] == ["Fair", "Good", "Ideal", "Premium", "Very Good"]
+    assert len(scaling.features) == 6 + 5 + 7 + 8 and "clarity=VVS2" in scaling.features
+    raw = datasets.packaged("diamonds").iloc[[int(i.removeprefix("rec-")) for i in train.record_id[:50]]]
+    columns = [f"cut={v}" for v in scaling.categories["cut"]]
+    mean = np.array([scaling.feature_mean[scaling.features.index(c)] for c in columns])
+    std = np.array([scaling.feature_std[scaling.features.index(c)] for c in columns])
+    onehot = train[columns].to_numpy()[:50] * std + mean  # undo the standardisation: exactly one 1 per row
+    np.testing.assert_allclose(onehot.sum(axis=1), 1.0, atol=1e-12)
+    assert [columns[i].removeprefix("cut=") for i in onehot.argmax(axis=1)] == raw.cut.tolist()
+
+
+def test_a_category_the_training_split_never_had_gets_all_zeros():
+    frame = pd.DataFrame({"kind": ["a", "b", "a", "b", "new"], "y": [1.0, 2.0, 3.0, 4.0, 5.0],
+                          datasets.SUBSET: ["train"] * 4 + ["test"]})
+    _, test, scaling = datasets.prepare(frame, 0.2, 0, "t")
+    assert scaling.categories == {"kind": ["a", "b"]}
+    raw_inputs = test[scaling.features].to_numpy() * scaling.feature_std + scaling.feature_mean
+    np.testing.assert_allclose(raw_inputs, [[0.0, 0.0]], atol=1e-12)
+
+
+def test_a_packaged_table_whose_bytes_differ_from_the_pinned_digest_is_not_unpickled(monkeypatch):
+    spec = datasets.PACKAGED["concrete"]
+    monkeypatch.setitem(datasets.PACKAGED, "concrete", datasets.Packaged(spec.package, spec.item, spec.target, "0" * 64))
+    monkeypatch.setattr(pd, "read_pickle", lambda *a, **k: pytest.fail("unpickled a file of unknown bytes"))
+    with pytest.raises(DataError, match="SHA-256 differs"):
+        datasets.packaged("concrete")
+
+
+def test_a_csv_input_column_named_like_the_target_is_refused(tmp_path):
+    pd.DataFrame({"y": [1.0, 2.0], "price": [3.0, 4.0]}).to_csv(tmp_path / "raw.csv", index=False)
+    with pytest.raises(DataError, match="an input column is named 'y'"):
+        datasets.from_csv(tmp_path / "raw.csv", "price")
+
+
+def test_a_purged_categorical_table_read_back_from_csv_encodes_kept_records_the_same(tmp_path):
+    """`deletions purge` writes the raw table as CSV and prepares from it: same ids, inputs and split."""
+    frame = datasets.packaged("diamonds").iloc[:2000]
+    train, test, scaling = datasets.prepare(frame, 0.2, 0, "diamonds")
+    raw = datasets.raw_table(frame, 0.2, 0)
+    gone = set(train.record_id[:3])
+    store.save_table(tmp_path / "raw.csv", raw[~raw[datasets.ID].isin(gone)])
+    again, again_test, again_scaling = datasets.prepare(
+        datasets.from_csv(tmp_path / "raw.csv", datasets.TARGET, datasets.ID), 0.2, 0, "raw.csv")
+    assert again_scaling.categories == scaling.categories
+    assert list(again.record_id) == [i for i in train.record_id if i not in gone]
+    assert list(again_test.record_id) == list(test.record_id)
+
+    def inputs(frame: pd.DataFrame, scaling: datasets.Scaling) -> np.ndarray:  # the standardisation undone
+        return frame[scaling.features].to_numpy() * scaling.feature_std + scaling.feature_mean
+
+    np.testing.assert_allclose(inputs(again_test, again_scaling), inputs(test, scaling), rtol=1e-12, atol=1e-12)
+
+
+def test_the_docs_table_of_sources_states_each_packaged_tables_shape():
+    text = (REPO / "docs" / "architecture.md").read_text()
+    for name in datasets.PACKAGED:
+        frame = datasets.packaged(name)
+        assert f"| `{name}` | {len(frame):,} × {frame.shape[1] - 1}" in text, name
+
+
+def test_the_prepare_stage_saves_the_encoding_with_the_scaling(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["prepare"]["source"] = "diamonds"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, "-m", "stages.prepare"], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    scaling = json.loads((tmp_path / "data/prepared/scaling.json").read_text())
+    assert scaling["source"] == "diamonds" and scaling["n_train"] + scaling["n_test"] == 53940
+    assert scaling["categories"]["color"] == list("DEFGHIJ")
+    header = store.load_table(tmp_path / "data/prepared/train.csv").columns.tolist()
+    assert header == ["record_id", *scaling["features"][:23], "y", *scaling["features"][23:]]
+
+
+@pytest.mark.parametrize("source", ["diabetes", *datasets.PACKAGED])
+def test_each_packaged_source_has_its_own_ids_and_an_example_request_of_its_training_records(source):
+    """`dvc exp run -S prepare.source=NAME -S split.requests_dir=data/examples/NAME` needs requests that name
+    this table's training records; ids start with the source's name, so no other source's request names them."""
+    from bayesunlearn.io import requests, settings
+
+    prepare = settings.load(REPO / "params.yaml").prepare.model_copy(update={"source": source})
+    frame, _ = datasets.load_source(prepare, REPO)
+    train, test, _ = datasets.prepare(frame, prepare.test_fraction, prepare.seed, source)
+    assert train.record_id.str.startswith(f"{source}-").all()
+    known = requests.KnownIds(frozenset(train.record_id), frozenset(test.record_id))
+    found = requests.load_requests(REPO / "data" / "examples" / source)
+    assert len(requests.forgotten_ids(found, known)) == 8

