@@ -62,6 +62,7 @@ def test_csv_source_keeps_its_own_ids_and_roundtrips_exactly(tmp_path):
     ({"a": [0.1, 0.2, 0.3], "y": ["low", "high", "low"]}, "target column is not numeric"),
     ({"a": [f"name {i}" for i in range(200)], "y": [1.0] * 200},  # free text: 132 distinct in training
      r"column 'a' has 132 distinct non-numeric values \(at most 64"),
+    ({"a": ["u", "v", "u"], "a=u": [1.0, 2.0, 3.0]}, r"columns \['a=u'\] already exist"),
 ])
 def test_bad_data_is_rejected_with_the_remedy(bad, message):
     frame = pd.DataFrame({"y": [1.0, 2.0, 3.0], **bad})

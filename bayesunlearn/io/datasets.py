@@ -225,6 +225,10 @@ def categories_of(train: pd.DataFrame, origin: str) -> dict[str, list[str]]:
         if len(values) > MAX_CATEGORIES:
             raise DataError(f"{origin}: column {column!r} has {len(values)} distinct non-numeric values (at most "
                             f"{MAX_CATEGORIES} are encoded as categories); drop it or make it numeric.")
+    taken = sorted({f"{c}={v}" for c, values in found.items() for v in values} & set(train.columns))
+    if taken:
+        raise DataError(f"{origin}: columns {taken[:5]} already exist, but name categories of an encoded column; "
+                        "rename them.")
     return found
 
 
