@@ -1,11 +1,11 @@
 """Byte-wise search for forgotten records: the proof step of `deletions purge`.
 
 The needles are each forgotten record's id (not searched in .py and .md files,
-which name example ids) and values, in every form the
+which name example ids), values and whole rows, in every form the
 project writes them: the text of the raw and prepared CSVs (`%.17g`) and the
 raw float64 bytes (what `.npz` arrays hold). Short text values (fewer than
 `MIN_TEXT` characters, e.g. "1.5") would match by chance and are searched only
-as float64 bytes. Hits name the area, the file and the kind of needle, never
+as float64 bytes; values and rows that kept records also hold are not searched. Hits name the area, the file and the kind of needle, never
 the value found.
 
 What is not searched (README, "What a purge cannot erase"): git objects are
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bayesunlearn.io.datasets import ID
+from bayesunlearn.io.datasets import ID, SUBSET, TARGET
 
 MIN_TEXT = 8
 SKIP_DIRS = {".git", ".venv", "__pycache__"}
@@ -33,37 +33,52 @@ SOURCE_SUFFIXES = {".py", ".md"}  # code and docs name example ids such as "rec-
 @dataclass(frozen=True)
 class Needle:
     record: str   # salted hash of the record id (what the ledger may name)
-    kind: str     # "id" | "value-text" | "value-float64"
+    kind: str     # "id" | "value-text" | "value-float64" | "row-text" | "row-float64"
     data: bytes
 
 
 def needles_for(tables: Iterable[pd.DataFrame], record_ids: set[str], hash_id) -> list[Needle]:
     """Needles for the forgotten rows of `tables` (read with dtype=str, so the text is as on disk).
 
-    A value that a kept record also holds (a category's 0/1 input, a round number) is no trace of the
-    forgotten one and would be found wherever the kept record is: such values are not needles.
+    Each forgotten row gives its id, its values and the row itself (its text without the id, and its inputs
+    as consecutive float64: a row of an `.npz` array). A value or row that a kept record also holds (a
+    category's 0/1 input, a round number) is no trace of the forgotten one and would be found wherever the
+    kept record is: it is not a needle. The row needles still find a record whose every value is shared.
     """
     tables = list(tables)
     found: dict[tuple, Needle] = {}
+
+    def add(needle: Needle) -> None:
+        found.setdefault((needle.kind, needle.data), needle)
+
     for record_id in record_ids:
-        needle = Needle(hash_id(record_id), "id", record_id.encode())
-        found[(needle.kind, needle.data)] = needle
-    kept = set()
+        add(Needle(hash_id(record_id), "id", record_id.encode()))
+    kept_cells, kept_rows = set(), set()
     for table in tables:
-        kept.update(table[~table[ID].isin(record_ids)].drop(columns=[ID]).to_numpy().ravel().tolist())
-    kept_numbers = {number for text in kept if (number := _number(text)) is not None}
+        kept = table[~table[ID].isin(record_ids)].drop(columns=[ID])
+        kept_cells.update(kept.to_numpy().ravel().tolist())
+        kept_rows.update(kept.itertuples(index=False, name=None))
+    kept_numbers = {number for text in kept_cells if (number := _number(text)) is not None}
     for table in tables:
-        for row in table[table[ID].isin(record_ids)].itertuples(index=False):
-            record = hash_id(getattr(row, ID))
-            for column, text in zip(table.columns, row, strict=True):
+        inputs = [i for i, c in enumerate(table.columns) if c not in (ID, TARGET, SUBSET)]
+        for row in table[table[ID].isin(record_ids)].itertuples(index=False, name=None):
+            record = hash_id(row[list(table.columns).index(ID)])
+            values = tuple(text for column, text in zip(table.columns, row, strict=True) if column != ID)
+            for text in values:
                 value = _number(text)
-                if column == ID or value is None or value in kept_numbers:
-                    continue  # text such as the subset column, or a value kept records share
-                candidates = [Needle(record, "value-float64", struct.pack("<d", value))]
+                if text in kept_cells or (value is not None and value in kept_numbers):
+                    continue  # a value kept records share
+                if value is not None:
+                    add(Needle(record, "value-float64", struct.pack("<d", value)))
                 if len(text) >= MIN_TEXT:
-                    candidates.append(Needle(record, "value-text", text.encode()))
-                for needle in candidates:
-                    found.setdefault((needle.kind, needle.data), needle)
+                    add(Needle(record, "value-text", text.encode()))
+            if len(values) < 2 or values in kept_rows:
+                continue  # one value is covered above; a duplicate of a kept row is no trace
+            if len(line := ",".join(values)) >= MIN_TEXT:
+                add(Needle(record, "row-text", line.encode()))
+            numbers = [_number(row[i]) for i in inputs]
+            if len(numbers) > 1 and None not in numbers:
+                add(Needle(record, "row-float64", struct.pack(f"<{len(numbers)}d", *numbers)))
     return list(found.values())
 
 

@@ -62,10 +62,12 @@ def test_csv_source_keeps_its_own_ids_and_roundtrips_exactly(tmp_path):
     ({"a": [0.1, 0.2, 0.3], "y": ["low", "high", "low"]}, "target column is not numeric"),
     ({"a": [f"name {i}" for i in range(200)], "y": [1.0] * 200},  # free text: 132 distinct in training
      r"column 'a' has 132 distinct non-numeric values \(at most 64"),
-    ({"a": ["u", "v", "u"], "a=u": [1.0, 2.0, 3.0]}, r"columns \['a=u'\] already exist"),
+    ({"a": ["u", "v", "u"], "a=u": [1.0, 2.0, 3.0]}, r"two inputs named \['a=u'\]"),
+    ({"a": ["b=c", "x", "b=c"], "a=b": ["c", "c", "d"]}, r"two inputs named \['a=b=c'\]"),
+    ({"a": [], "y": []}, "the table has no rows"),
 ])
 def test_bad_data_is_rejected_with_the_remedy(bad, message):
-    frame = pd.DataFrame({"y": [1.0, 2.0, 3.0], **bad})
+    frame = pd.DataFrame({"y": [1.0, 2.0, 3.0], **bad}) if bad.get("a") != [] else pd.DataFrame(bad)
     with pytest.raises(DataError, match=message):
         datasets.prepare(frame, 0.34, 0, "raw.csv")
 
@@ -217,3 +219,19 @@ def test_each_packaged_source_has_its_own_ids_and_an_example_request_of_its_trai
     known = requests.KnownIds(frozenset(train.record_id), frozenset(test.record_id))
     found = requests.load_requests(REPO / "data" / "examples" / source)
     assert len(requests.forgotten_ids(found, known)) == 8
+
+
+def test_a_categorical_csv_column_stays_categorical_when_a_purge_leaves_only_numbers(tmp_path):
+    """Grades 1, 2, 3 and x: purging every x must not turn the column into one number input."""
+    frame = pd.DataFrame({"grade": ["1", "2", "3", "x"] * 5, "y": np.arange(20.0),
+                          datasets.SUBSET: ["train"] * 16 + ["test"] * 4})
+    _, _, before = datasets.prepare(frame, 0.2, 0, "t")
+    raw = datasets.raw_table(frame, 0.2, 0)
+    store.save_table(tmp_path / "raw.csv", raw[raw.grade != "x"])
+    guessed = datasets.from_csv(tmp_path / "raw.csv", "y", datasets.ID)
+    assert "grade" not in datasets.categorical_columns(guessed)  # what reading without the setting gives
+    read = datasets.from_csv(tmp_path / "raw.csv", "y", datasets.ID, categorical=datasets.categorical_columns(raw))
+    _, _, after = datasets.prepare(read, 0.2, 0, "raw.csv")
+    assert before.categories["grade"] == ["1", "2", "3", "x"] and after.categories["grade"] == ["1", "2", "3"]
+    with pytest.raises(DataError, match=r"categorical columns \['kind'\] \(prepare.csv.categorical\) not found"):
+        datasets.from_csv(tmp_path / "raw.csv", "y", datasets.ID, categorical=["kind"])

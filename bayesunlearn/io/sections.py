@@ -69,6 +69,7 @@ class CsvSource(Section):
     path: WorkspacePath = "data/raw/records.csv"
     target: Annotated[str, Field(min_length=1)] = "y"
     id_column: str | None = None
+    categorical: list[str] = []  # columns read as categories even when their values look like numbers
 
     _path = field_validator("path")(classmethod(lambda cls, v: _inside_workspace(v)))
 
