@@ -11,13 +11,16 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
 - "compute": XLA vs not, vectorised vs looped Jacobians, float32 vs float64,
   batched SYRK vs one-shot GGN, Woodbury vs refactorisation (bench/compute.py);
 - "dvc_noop_seconds", "dvc_incremental": DVC timings in temporary clones
-  (bench/dvc_timing.py).
+  (bench/dvc_timing.py);
+- "real": {SOURCE: {"protocol": {...}}}: the standard UCI regression protocol
+  (20 random 90/10 splits, 50 hidden units) on the packaged concrete data: test
+  RMSE and log-likelihood of the MAP, GGN-Laplace and VI predictives (bench/uci.py).
 `random` forgets 10 % of the training records at random, `cluster` every record
 of the right input cluster. Timings are medians of warm repeats in this one
 process, so ratios are fair on a noisy machine.
 
 Parts: methods (the keys model/random/cluster/methods), latency, scale, compute,
-dvc. `--only scale compute` runs just those; a quick scale run:
+dvc, real. `--only scale compute` runs just those; a quick scale run:
 `python -m bench.run --only scale --sizes 150 2.5k --n-train 500 5000`.
 The full run takes about 30 minutes on 2 cores, most of it the 10k × 50k scale cell.
 """
@@ -49,7 +52,7 @@ def forget_masks(x: np.ndarray, fraction: float, seed: int) -> dict[str, np.ndar
     return {"random": forget_mask(x, "random", fraction, seed), "cluster": x[:, 0] > 0}
 
 
-PARTS = ("methods", "latency", "scale", "compute", "dvc")
+PARTS = ("methods", "latency", "scale", "compute", "dvc", "real")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale-methods", nargs="+", default=list(scale.METHODS), help="scale: methods")
     parser.add_argument("--forget", type=int, default=50, help="scale: records forgotten in every case")
     parser.add_argument("--steps", type=int, default=100, help="scale: Adam steps timed, scaled to train.adam_steps")
+    parser.add_argument("--uci-splits", type=int, default=20, help="real: random 90/10 splits of the UCI protocol")
     parser.add_argument("--quick-compute", action="store_true", help="compute: skip the 10k-parameter downdate")
     args = parser.parse_args(argv)
     parts = [p for p in args.only if not (p == "latency" and args.no_latency)]
@@ -93,6 +97,13 @@ def main(argv: list[str] | None = None) -> None:
         from bench import dvc_timing
 
         report.update(dvc_timing.measure(args.repeats))
+    if "real" in parts:
+        from bayesunlearn.io import settings as settings_module
+        from bench import uci
+
+        params = settings_module.load(args.params)
+        report["real"] = {source: {"protocol": uci.protocol(source, args.uci_splits, params)}
+                          for source in uci.SOURCES}
     if "scale" in parts:
         report["targets"] = scale.targets(report["scale"], report.get("dvc_noop_seconds"))
     from bayesunlearn.io import atomic

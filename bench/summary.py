@@ -79,6 +79,18 @@ def bench_block(path: Path = BENCH) -> str:
         rows.append({"choice": "GGN over row batches (SYRK): memory of one-shot JᵀJ / batched",
                      "ratio": g["one_shot_peak_increment_mb"] / max(g["batched_peak_increment_mb"], 1e-9)})
         parts += ["**Compute choices** (ratios above 1 favour the first):", "", _table(rows), ""]
+    for source, real in bench.get("real", {}).items():
+        p = real["protocol"]
+
+        def cell(stat: dict) -> str:
+            return f"{stat['mean']:.2f} ± {stat['se']:.2f}"
+
+        rows = [{"predictive": name, "test RMSE": cell(p["test_rmse"][name]),
+                 "test log-likelihood": cell(p["test_log_likelihood"][name])}
+                for name in sorted(p["test_rmse"], key=["map", "ggn_laplace", "vi"].index)]
+        parts += [f"**The UCI protocol on {source}** ({p['n_records']:,} records, {p['n_inputs']} inputs; "
+                  f"{p['splits']} random 90/10 splits, 50 {p['activation']} units; mean ± standard error, "
+                  "original units):", "", _table(rows), ""]
     if "targets" in bench:
         rows = [{"target": name, "met": value.get("met", value.get("met_process_peak"))}
                 for name, value in bench["targets"].items()]
