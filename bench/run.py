@@ -4,6 +4,9 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
 - "random" / "cluster": the default method (GGN Laplace, Newton step), with the
   retrain noise floor (`retrain.seeds` retrains from scratch);
 - "methods": {NAME: {"random": {...}, "cluster": {...}}} for every configured method;
+- "finetune": {"random"|"cluster": {"same_time"|"ten_times": {...}}}: the baseline a
+  practitioner tries first, Adam from θ* on the retained records within the default
+  method's unlearning time and ten times it (bench/finetune.py);
 - "intake_latency": request file in the inbox → new served posterior (bench/latency.py).
 - "scale": unlearning vs a cold retrain per method for networks of ~150, 2.5k
   and 10k parameters × n = 500, 5k, 50k, a fixed 50 records forgotten, with
@@ -130,6 +133,7 @@ def methods_report(args: argparse.Namespace) -> dict:
     from bayesunlearn.model.likelihood import build_model
     from bayesunlearn.experiments.plots import predictive_table, save_predictive_png
     from bayesunlearn.model.training import fit_map
+    from bench import finetune
 
     params = settings_module.load(args.params)
     p = params.prepare
@@ -163,6 +167,8 @@ def methods_report(args: argparse.Namespace) -> dict:
             report["methods"].setdefault(name, {})[case] = {k: result[k] for k in HEADLINE + ["failed", "n_forgotten"]}
             if name == DEFAULT_METHOD:
                 report[case] = {**report["methods"][name][case], "min_eig_precision": status.get("min_eig_precision")}
+                report.setdefault("finetune", {})[case] = finetune.baseline(original, retrains, splits, config,
+                                                                            result["unlearn_seconds"])
                 table = predictive_table({"original": original, "unlearned": unlearned, "retrained": retrains[0]},
                                          splits, 200)
                 save_predictive_png(Path(args.out) / f"predictive_{case}.png", table, splits,

@@ -38,6 +38,16 @@ def bench_block(path: Path = BENCH) -> str:
                            "retrain s": bench[case]["retrain_seconds"], "speedup": _fmt(bench[case]["speedup"]),
                            "gain": bench[case]["gain"], "indistinguishability": bench[case]["indistinguishability"]}
                           for case in ("random", "cluster")]), ""]
+    if "finetune" in bench:
+        rows = [{"case": case, "forgetting": "default method (Newton step)", "seconds": bench[case]["unlearn_seconds"],
+                 "gain": bench[case]["gain"], "indistinguishability": bench[case]["indistinguishability"]}
+                for case in bench["finetune"]]
+        rows += [{"case": case, "forgetting": f"fine-tuning, {r['steps']:,} Adam steps ({budget.replace('_', ' ')})",
+                  "seconds": r["seconds"], "gain": r["gain"], "indistinguishability": r["indistinguishability"]}
+                 for case, budgets in bench["finetune"].items() for budget, r in budgets.items()]
+        parts += ["**Against fine-tuning** (Adam from θ* on the retained records, within the default method's "
+                  "time and ten times it; gain below 1 means closer to the retrains than the original):", "",
+                  _table(rows), ""]
     if "main_job" in bench or "intake_latency" in bench:
         rows = []
         if "main_job" in bench:
