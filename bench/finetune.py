@@ -10,11 +10,7 @@ linearised at the fine-tuned weights (a practitioner has no other).
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
-
-from bayesunlearn.experiments.evaluation import compare
+from bayesunlearn.experiments.evaluation import compare, time_warm
 from bayesunlearn.io.datasets import Splits
 from bayesunlearn.io.sections import Train
 from bayesunlearn.model.training import fit_map
@@ -31,13 +27,7 @@ def finetune(original: GaussianPosterior, splits: Splits, train: Train, steps: i
 
 def seconds(original: GaussianPosterior, splits: Splits, train: Train, steps: int, repeats: int = 3) -> float:
     """Median warm wall time of `steps` fine-tuning steps."""
-    finetune(original, splits, train, steps)  # traces and compiles
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        finetune(original, splits, train, steps)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return time_warm(lambda: finetune(original, splits, train, steps), repeats)
 
 
 def steps_within(budget: float, original: GaussianPosterior, splits: Splits, train: Train) -> int:

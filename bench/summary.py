@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from bench import uci
+
 BENCH = Path("docs/bench.json")
 
 
@@ -99,7 +101,7 @@ def bench_block(path: Path = BENCH) -> str:
 
         rows = [{"predictive": name, "test RMSE": cell(p["test_rmse"][name]),
                  "test log-likelihood": cell(p["test_log_likelihood"][name])}
-                for name in sorted(p["test_rmse"], key=["map", "ggn_laplace", "vi"].index)]
+                for name in uci.PREDICTIVES if name in p["test_rmse"]]
         parts += [f"**The UCI protocol on {source}** ({p['n_records']:,} records, {p['n_inputs']} inputs; "
                   f"{p['splits']} random 90/10 splits, 50 {p['activation']} units; mean ± standard error, "
                   "original units):", "", _table(rows), ""]

@@ -88,8 +88,7 @@ def protocol(source: str, splits: int, params) -> dict:
     from bayesunlearn.io import datasets
 
     frame = datasets.packaged(source)
-    inputs = datasets.encode(frame, datasets.categories_of(frame, source))  # no-op for a numeric table
-    x, y = datasets.arrays(inputs.drop(columns=[datasets.ID], errors="ignore"))
+    x, y = datasets.arrays(datasets.encode(frame, datasets.categories_of(frame, source)))
     start = time.perf_counter()
     results = [run_split(x, y, seed, params) for seed in tqdm(range(splits), desc=f"UCI protocol on {source}",
                                                                  unit="split")]
