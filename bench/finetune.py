@@ -1,28 +1,19 @@
-"""The baseline a practitioner tries first: fine-tune θ* on the retained records with the training optimiser.
-
-Full-batch Adam at `train.learning_rate` (fresh moment estimates, as a new
-fine-tuning run starts), from the original MAP, on the retained records only,
-for as many steps as fit in a wall-time budget: the default method's unlearning
-time, and ten times it. Fine-tuning gives a point estimate; to be judged by the
-same predictive KLs as every method it keeps the original posterior's curvature,
-linearised at the fine-tuned weights (a practitioner has no other).
-"""
+"""Fine-tuning (bayesunlearn.unlearning.finetune) within a wall-time budget: the default method's
+unlearning time, and ten times it, for as many steps as fit."""
 
 from __future__ import annotations
 
 from bayesunlearn.experiments.evaluation import compare, time_warm
 from bayesunlearn.io.datasets import Splits
 from bayesunlearn.io.sections import Train
-from bayesunlearn.model.training import fit_map
 from bayesunlearn.posteriors.posterior import GaussianPosterior
+from bayesunlearn.unlearning import finetune as tuning
 
 BUDGETS = {"same_time": 1.0, "ten_times": 10.0}  # multiples of the default method's unlearning time
 
 
 def finetune(original: GaussianPosterior, splits: Splits, train: Train, steps: int) -> GaussianPosterior:
-    config = train.model_copy(update={"adam_steps": steps, "polish": "none"})
-    theta, _ = fit_map(original.model, splits.x_retained, splits.y_retained, original.mean, config)
-    return GaussianPosterior(original.model, theta, original.matrix, theta.copy(), original.kind)
+    return tuning.finetune(original, splits.x_retained, splits.y_retained, train, steps)
 
 
 def seconds(original: GaussianPosterior, splits: Splits, train: Train, steps: int, repeats: int = 3) -> float:
