@@ -5,7 +5,9 @@ Runs the reference retrains and the full evaluation of the production method
 gate that passed while the audit finds the unlearned posterior worse than
 doing nothing (gain > `audit.max_gain`) or far outside the retrain noise
 (indistinguishability > `audit.max_indistinguishability`) is reported loudly.
-The audit result is written to metrics/audit.json beside the requests it covers.
+The per-record membership test (`dvc repro privacy`) reports, beside it, the
+share of forgotten records still told apart under the served posterior and under
+a fresh retrain. The audit result is written to metrics/audit.json beside the requests it covers.
 """
 
 from __future__ import annotations
@@ -34,12 +36,12 @@ def judge(root: str) -> dict:
     gate = contracts.GateReport.read(workspace.root / contracts.GATE_REPORT)
     evaluation = json.loads((workspace.root / "metrics" / "evaluate" / f"{method}.json").read_text())
     summary = contracts.SplitSummary.read(workspace.root / contracts.SPLIT_SUMMARY)
-    poor = [f"{name} {evaluation[name]:.3g} > {limit:g}"
-            for name, limit in (("gain", limits.max_gain), ("indistinguishability", limits.max_indistinguishability))
-            if not evaluation[name] <= limit]
+    privacy = contracts.PrivacyReport.read(workspace.root / contracts.PRIVACY_REPORT)
+    poor = limits.problems(evaluation["gain"], evaluation["indistinguishability"])
     verdict = {"method": method, "gate": gate.decision, "audit": "poor" if poor else "good", "problems": poor,
                "gate_missed_it": gate.decision == "pass" and bool(poor),
                "requests": summary.request_ids,
+               "privacy": privacy.model_dump(),  # the per-record membership test: served vs a fresh retrain
                **{k: evaluation[k] for k in ("gain", "indistinguishability", "pred_kl_unlearned_retrained",
                                              "pred_kl_original_retrained", "pred_kl_retrain_floor")}}
     atomic.write_json(workspace.root / "metrics" / "audit.json", verdict)
@@ -52,7 +54,7 @@ def audit_unlearning(repo: str = ".") -> dict:
     gate = workspace.settings().gate
     root, method = str(workspace.root), gate.method
     with workspace.lock():
-        for stage in ["retrain", f"retrain_posterior@{gate.posterior}", f"evaluate@{method}"]:
+        for stage in ["retrain", f"retrain_posterior@{gate.posterior}", f"evaluate@{method}", "privacy"]:
             dvc_stage(root, stage)
         verdict = judge(root)
         if workspace.settings().ledger.commit:  # the reference retrains and the verdict, like every event
@@ -65,10 +67,19 @@ def audit_unlearning(repo: str = ".") -> dict:
         "| metric | value |", "|---|---|",
         *[f"| {k} | {verdict[k]:.4g} |" for k in ("gain", "indistinguishability", "pred_kl_unlearned_retrained",
                                                   "pred_kl_original_retrained", "pred_kl_retrain_floor")],
-        "", "; ".join(verdict["problems"])]), key="unlearning-audit")
+        "", privacy_line(contracts.PrivacyReport(**verdict["privacy"])), "", "; ".join(verdict["problems"])]),
+        key="unlearning-audit")
     (logger.error if verdict["gate_missed_it"] else logger.info)("audit %s; gate %s; %s", verdict["audit"],
                                                                  verdict["gate"], verdict["problems"])
     return verdict
+
+
+def privacy_line(report: contracts.PrivacyReport) -> str:
+    if report.told_apart_served is None:
+        return "Per-record membership test: nothing is forgotten."
+    return (f"Per-record membership test ({report.shadow_retrains} shadow retrains, α = {report.alpha:g}): "
+            f"{report.told_apart_served:.1%} of the {report.n_forgotten} forgotten records are told apart under the "
+            f"served posterior, {report.told_apart_retrain:.1%} under a fresh retrain.")
 
 
 def main() -> None:

@@ -117,6 +117,10 @@ def test_the_audit_reports_loudly_when_a_passed_gate_was_wrong(served):
 
     audit = [a for a in asyncio.run(read()) if a.key == "unlearning-audit"]
     assert audit and "GATE PASSED BUT THE AUDIT FOUND A POOR UNLEARNING" in audit[-1].data
+    privacy = verdict["privacy"]  # the per-record membership test ran on this event's forgotten records
+    assert privacy["n_forgotten"] > 0 and privacy["shadow_retrains"] == 3
+    assert 0 <= privacy["told_apart_served"] <= 1 and 0 <= privacy["told_apart_retrain"] <= 1
+    assert "Per-record membership test (3 shadow retrains" in audit[-1].data
 
 
 def test_serve_builds_both_deployments_on_the_configured_schedules(served):

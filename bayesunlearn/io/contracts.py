@@ -21,6 +21,7 @@ SPLIT_SUMMARY = Path("data/split/summary.json")
 GATE_REPORT = Path("metrics/gate.json")
 PROVENANCE = Path("models/served/provenance.json")
 HEADLINE = Path("metrics/headline.json")
+PRIVACY_REPORT = Path("metrics/privacy.json")
 
 T = TypeVar("T", bound="Contract")
 
@@ -84,6 +85,16 @@ class GateReport(Contract):
     unlearn_status: str
     repair: str
     n_forgotten: int
+
+
+class PrivacyReport(Contract):
+    """metrics/privacy.json: the per-record membership test of the forgotten records (experiments/privacy.py)."""
+
+    shadow_retrains: int
+    alpha: float
+    n_forgotten: int
+    told_apart_served: float | None     # share of forgotten records told apart under the served posterior
+    told_apart_retrain: float | None    # the same under the reference retrain (about alpha); None: nothing forgotten
 
 
 class Provenance(Contract):

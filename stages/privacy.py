@@ -1,0 +1,44 @@
+"""DVC stage `privacy`: the nightly audit's per-record membership test of the forgotten records.
+
+Fits `audit.shadow_retrains` retrains from scratch on the retained data (seeds
+after the reference retrains', so none of them is the reference), then writes
+metrics/privacy.json (contracts.PrivacyReport): the share of forgotten records
+the test tells apart under the served posterior, and under the reference retrain
+(models/retrained/KIND/retrain_0.npz), a fresh retrain the shadows do not include.
+"""
+
+from bayesunlearn.io import contracts
+
+from .common import MODELS, load_splits, run, settings
+
+
+def main() -> None:
+    import numpy as np
+
+    from bayesunlearn.experiments import privacy
+    from bayesunlearn.posteriors.fit import FitSettings
+    from bayesunlearn.posteriors.posterior import GaussianPosterior
+
+    s = settings()
+    kind, k, alpha = s.gate.posterior, s.audit.shadow_retrains, s.audit.privacy_alpha
+    splits = load_splits()
+    served = GaussianPosterior.load(MODELS / "served" / "posterior.npz")
+    reference = GaussianPosterior.load(MODELS / "retrained" / kind / "retrain_0.npz")
+    shares = {"served": None, "retrain": None}
+    if len(splits.y_forgotten):
+        first = s.train.seed + s.retrain.seeds
+        shadow = privacy.shadows(kind, served.model, splits.x_retained, splits.y_retained, range(first, first + k),
+                                 s.train, FitSettings.of(s))
+        losses = np.stack([privacy.record_losses(p, splits.x_forgotten, splits.y_forgotten) for p in shadow])
+        for name, post in (("served", served), ("retrain", reference)):
+            own = privacy.record_losses(post, splits.x_forgotten, splits.y_forgotten)
+            shares[name] = float(np.mean(privacy.told_apart(losses, own, alpha)))
+    report = contracts.PrivacyReport(shadow_retrains=k, alpha=alpha, n_forgotten=len(splits.y_forgotten),
+                                     told_apart_served=shares["served"], told_apart_retrain=shares["retrain"])
+    report.write(contracts.PRIVACY_REPORT)
+    print(f"per-record membership test (K = {k}, α = {alpha:g}): told apart under the served posterior "
+          f"{shares['served']}, under a fresh retrain {shares['retrain']}")
+
+
+if __name__ == "__main__":
+    run(main)
