@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from bayesunlearn.experiments import report
+from bench import real
 from bench.summary import bench_block
 
 
@@ -21,7 +22,8 @@ def summary_block() -> str:
 
 BLOCKS = {
     Path("README.md"): {"summary": summary_block},
-    Path("docs/methods.md"): {"methods": report.methods_block, "study": report.study_block},
+    Path("docs/methods.md"): {"methods": report.methods_block, "study": report.study_block,
+                              "real_study": real.study_block, "gate_confusion": real.confusion_block},
     Path("docs/benchmark.md"): {"bench": bench_block},
 }
 

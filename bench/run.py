@@ -15,9 +15,13 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
   batched SYRK vs one-shot GGN, Woodbury vs refactorisation (bench/compute.py);
 - "dvc_noop_seconds", "dvc_incremental": DVC timings in temporary clones
   (bench/dvc_timing.py);
-- "real": {SOURCE: {"protocol": {...}}}: the standard UCI regression protocol
-  (20 random 90/10 splits, 50 hidden units) on the packaged concrete data: test
-  RMSE and log-likelihood of the MAP, GGN-Laplace and VI predictives (bench/uci.py).
+- "real": {SOURCE: {"protocol": {...}, "random": {...}, "segment": {...}}}: the standard
+  UCI regression protocol (20 random 90/10 splits, 50 hidden units) on the packaged
+  concrete data: test RMSE and log-likelihood of the MAP, GGN-Laplace and VI
+  predictives (bench/uci.py); and per method, the real-data study's random and
+  segment deletions (bench/real.py, from study/real/);
+- "gate_confusion": the gate's decisions on every event of the real-data study
+  against the audit's truth (study/real/confusion.json).
 `random` forgets 10 % of the training records at random, `cluster` every record
 of the right input cluster. Timings are medians of warm repeats in this one
 process, so ratios are fair on a noisy machine.
@@ -105,8 +109,13 @@ def main(argv: list[str] | None = None) -> None:
         from bench import uci
 
         params = settings_module.load(args.params)
-        report["real"] = {source: {"protocol": uci.protocol(source, args.uci_splits, params)}
-                          for source in uci.SOURCES}
+        from bench import real
+
+        study = real.bench_keys()  # the versioned results of `dvc repro study/dvc.yaml:real_study`
+        report["real"] = study["real"]
+        for source in uci.SOURCES:
+            report["real"].setdefault(source, {})["protocol"] = uci.protocol(source, args.uci_splits, params)
+        report["gate_confusion"] = study["gate_confusion"]
     if "scale" in parts:
         report["targets"] = scale.targets(report["scale"], report.get("dvc_noop_seconds"))
     from bayesunlearn.io import atomic

@@ -98,9 +98,12 @@ TINY = {
         "vi_mf_eubo": {"posterior": "vi_mean_field", "operator": "eubo", "threshold": 1.0e-6, "steps": 50},
     },
     ("evaluate", "timing_repeats"): 1,
+    ("audit", "shadow_retrains"): 3,
     ("evaluate", "plot_grid_points"): 20,
     ("study", "fractions"): [0.1],
     ("study", "seeds"): [0],
+    ("real_study",): {"datasets": ["concrete"], "max_train_records": 120, "fractions": [0.1], "seeds": [0],
+                      "segment_clusters": 4, "segment_max_share": 0.5, "methods": [], "finetune_steps": [5]},
     ("sweep", "hidden"): [[4]],  # one cell, in-process: the stage runs; Dask and the grid are test_sweep's job
     ("sweep", "modes"): ["random"],
     ("sweep", "seeds"): [0],

@@ -63,6 +63,25 @@ def test_one_metrics_table_lists_every_method_and_the_study_covers_the_grid(work
     assert len(results) - 1 == 2 * 1 * 1 * 3  # (random + cluster) x fractions x seeds x methods
 
 
+def test_the_real_data_study_judges_every_event_and_its_gate_table_agrees(workspace):
+    import pandas as pd
+
+    from bayesunlearn.experiments.confusion import gate_confusion
+
+    results = pd.read_csv(workspace / "study/real/results.csv", keep_default_na=False, na_values=[""])
+    # concrete: one random deletion and one segment, each with the three methods and one fine-tuning budget
+    assert sorted(set(results["mode"])) == ["random", "segment"] and len(results) == 2 * 4
+    assert set(results["method"]) == set(TINY[("methods",)]) | {"finetune_5"}
+    gated = results[results["method"] != "finetune_5"]
+    assert set(gated["gate"]) <= {"pass", "fallback"} and (results[results["method"] == "finetune_5"]["gate"].isna()).all()
+    confusion = json.loads((workspace / "study/real/confusion.json").read_text())
+    assert confusion == json.loads(json.dumps(gate_confusion(results, "ggn_newton")))
+    timing = json.loads((workspace / "study/real/timing.json").read_text())
+    assert set(timing["concrete"]) == set(TINY[("methods",)]) | {"finetune_5", "retrain"}
+    for figure in ("gain.png", "predicted_vs_actual.png"):
+        assert (workspace / "study/real" / figure).stat().st_size > 0
+
+
 def test_rerun_from_scratch_is_bit_identical(workspace):
     before = lock_hashes(workspace)
     sh("dvc", "repro", "--force", "--no-run-cache", cwd=workspace)

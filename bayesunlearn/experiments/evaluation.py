@@ -31,8 +31,11 @@ def mean_predictive_kl(p: GaussianPosterior, q: GaussianPosterior, x: np.ndarray
 
 
 def compare(original: GaussianPosterior, unlearned: GaussianPosterior, retrains: list[GaussianPosterior],
-            splits: Splits) -> dict:
-    """Every metric of docs/methods.md that needs no timing; retrains[0] is the reference."""
+            splits: Splits, parameter_space: bool = True) -> dict:
+    """Every metric of docs/methods.md that needs no timing; retrains[0] is the reference.
+
+    `parameter_space=False` leaves out the KLs and W2 between parameter posteriors
+    (a matrix square root per pair: the cost that dominates on thousands of parameters)."""
     reference = retrains[0]
     headline_x = np.concatenate([splits.x_test, splits.x_forgotten])
     out: dict = {}
@@ -40,7 +43,8 @@ def compare(original: GaussianPosterior, unlearned: GaussianPosterior, retrains:
         out[f"pred_kl_{name}_retrained"] = mean_predictive_kl(reference, post, headline_x)
         for part, x in (("test", splits.x_test), ("forgotten", splits.x_forgotten), ("retained", splits.x_retained)):
             out[f"pred_kl_{name}_retrained_{part}"] = mean_predictive_kl(reference, post, x)
-        out.update(parameter_distances(name, reference, post))
+        if parameter_space:
+            out.update(parameter_distances(name, reference, post))
     floor_pairs = list(itertools.permutations(retrains, 2))
     out["pred_kl_retrain_floor"] = (statistics.median(mean_predictive_kl(a, b, headline_x) for a, b in floor_pairs)
                                     if floor_pairs else float("nan"))

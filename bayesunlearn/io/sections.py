@@ -74,8 +74,11 @@ class CsvSource(Section):
     _path = field_validator("path")(classmethod(lambda cls, v: _inside_workspace(v)))
 
 
+PackagedName = Literal["concrete", "diamonds"]  # the real tables of datasets.PACKAGED
+
+
 class Prepare(Section):
-    source: Literal["two_clusters", "diabetes", "concrete", "diamonds", "csv"]
+    source: Literal["two_clusters", "diabetes", PackagedName, "csv"]
     seed: Seed
     test_fraction: Fraction
     two_clusters: TwoClusters
@@ -202,6 +205,17 @@ class Gate(Section):
 class Audit(Section):
     max_gain: PositiveFloat = 1.0
     max_indistinguishability: PositiveFloat = 10.0
+    shadow_retrains: Annotated[int, Field(ge=2, le=1000)] = 8   # K of the per-record membership test
+    privacy_alpha: Fraction = 0.05    # its false-positive rate on a model that never saw the records
+
+    def problems(self, gain: float, indistinguishability: float) -> list[str]:
+        """The audit's verdict on an unlearned posterior: empty when good, else why it is poor (worse than
+        doing nothing, or far outside the spread among retrains). NaN counts as poor."""
+        return [f"{name} {value:.3g} > {limit:g}"
+                for name, value, limit in (("gain", gain, self.max_gain),
+                                           ("indistinguishability", indistinguishability,
+                                            self.max_indistinguishability))
+                if not value <= limit]
 
 
 class Ledger(Section):
@@ -243,6 +257,20 @@ class Study(Section):
     fractions: Annotated[list[Fraction], Field(min_length=1)]
     seeds: Annotated[list[Seed], Field(min_length=1)]
     methods: list[str] = []   # empty = every configured method
+
+
+class RealStudy(Section):
+    """The study on the packaged real tables (stage `real_study` of study/dvc.yaml)."""
+
+    datasets: Annotated[list[PackagedName], Field(min_length=1)] = ["concrete"]
+    max_train_records: PositiveInt = 2000   # a seeded subsample of larger training parts
+    modes: Annotated[list[Literal["random", "segment"]], Field(min_length=1)] = ["random", "segment"]
+    fractions: Annotated[list[Fraction], Field(min_length=1)] = [0.01, 0.05, 0.1, 0.2]   # random deletions
+    seeds: Annotated[list[Seed], Field(min_length=1)] = [0, 1, 2]
+    segment_clusters: Annotated[int, Field(ge=2, le=100)] = 8   # k-means clusters of tables without categories
+    segment_max_share: Fraction = 0.25    # a segment is a part of the customers, not most of them
+    methods: list[str] = []   # empty = every configured method
+    finetune_steps: list[PositiveInt] = [100, 1000]   # Adam steps of the fine-tuning baselines
 
 
 class Sweep(Section):

@@ -25,8 +25,8 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from bayesunlearn.errors import ConfigError
 from bayesunlearn.io import files
 from bayesunlearn.io.sections import (
-    VI, Audit, Divide, Evaluate, Gate, Laplace, Ledger, Method, MethodName, Model, Prepare, Retrain, Schedule,
-    Section, Split, Study, Sweep, Train, VariationalUnlearning,
+    VI, Audit, Divide, Evaluate, Gate, Laplace, Ledger, Method, MethodName, Model, Prepare, RealStudy, Retrain,
+    Schedule, Section, Split, Study, Sweep, Train, VariationalUnlearning,
 )
 from bayesunlearn.kinds import KindName
 
@@ -52,6 +52,7 @@ class Settings(Section):
     schedule: Schedule = Schedule()
     evaluate: Evaluate = Evaluate()
     study: Study
+    real_study: RealStudy = RealStudy()
     sweep: Sweep
 
     @model_validator(mode="after")
@@ -70,7 +71,7 @@ class Settings(Section):
             if method.posterior not in self.posteriors:
                 problems.append(f"methods.{name}.posterior: {method.posterior!r} is not fitted; add it to "
                                 f"`posteriors` ({self.posteriors})")
-        for section in ("study", "sweep"):
+        for section in ("study", "real_study", "sweep"):
             unknown = [m for m in getattr(self, section).methods if m not in self.methods]
             if unknown:
                 problems.append(f"{section}.methods: {unknown} are not configured methods; configured: {configured}")

@@ -1,0 +1,249 @@
+"""Deletion events on a real table, each judged twice: by the audit's truth and by the gate.
+
+An event forgets a random share of the training records, or a *segment* (a
+customer segment leaving): every record of one category on tables with
+categorical columns, else every record of one k-means cluster of the
+standardised inputs. For every event and method:
+- the audit's truth, from `retrain.seeds` retrains from scratch: gain and
+  indistinguishability (evaluation.compare), harmful when the operator failed
+  or the audit calls the result poor (sections.Audit.problems);
+- the gate's decision, from the signals it has in production (gate.gate);
+- the fit: test RMSE and NLL in the target's units, and the membership AUC of
+  the unlearned, original and retrained posteriors.
+Fine-tuning (unlearning.finetune) runs beside the methods as the baseline a
+practitioner tries first; the gate does not judge it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bayesunlearn.experiments.evaluation import compare, time_warm
+from bayesunlearn.experiments.grid import forget_mask
+from bayesunlearn.io import datasets
+from bayesunlearn.io.datasets import Splits
+from bayesunlearn.numerics import metrics
+from bayesunlearn.io.sections import Audit, Gate, Method, Prepare, RealStudy, Train
+from bayesunlearn.model.likelihood import RegressionModel
+from bayesunlearn.model.training import fit_map
+from bayesunlearn.posteriors.fit import FitSettings, fit_from_scratch, fit_posterior
+from bayesunlearn.posteriors.posterior import GaussianPosterior
+from bayesunlearn.unlearning.finetune import finetune
+from bayesunlearn.unlearning.gate import gate
+from bayesunlearn.unlearning.methods import apply
+
+FINETUNE = "finetune_{steps}"  # the method name of a fine-tuning baseline
+BASE_KIND = "full_ggn"  # the curvature fine-tuning keeps (a practitioner has no other)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A prepared real table: standardised arrays, input names, categories and the target's scale."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    features: list[str]
+    categories: dict[str, list[str]]
+    y_mean: float
+    y_std: float
+
+
+def load_table(name: str, prepare: Prepare, max_records: int) -> Table:
+    """The packaged table, prepared as the pipeline prepares it; larger training and test parts are
+    subsampled (seeded by `prepare.seed`) to `max_records` rows."""
+    train, test, scaling = datasets.prepare(datasets.packaged(name), prepare.test_fraction, prepare.seed, name)
+    train, test = (part.sample(n=max_records, random_state=prepare.seed).sort_index()
+                   if len(part) > max_records else part for part in (train, test))
+    (x, y), (x_test, y_test) = datasets.arrays(train), datasets.arrays(test)
+    return Table(name, x, y, x_test, y_test, scaling.features, scaling.categories, scaling.target_mean,
+                 scaling.target_std)
+
+
+@dataclass(frozen=True, eq=False)
+class Event:
+    """Which training records go: `fraction` is the share asked (random) or the segment's share."""
+
+    mode: str
+    seed: int
+    fraction: float
+    segment: str  # "" for a random deletion, e.g. "cut=Fair" or "cluster 3 of 8"
+    mask: np.ndarray
+
+
+def segment_candidates(table: Table, seed: int, clusters: int) -> list[tuple[str, np.ndarray]]:
+    """Every category (an input column `column=value`) or, without categories, every k-means cluster."""
+    if table.categories:
+        names = [f"{c}={v}" for c, values in table.categories.items() for v in values]
+        # one-hot inputs are standardised: the category's own records are the positive ones
+        return [(n, table.x[:, table.features.index(n)] > 0) for n in names]
+    from sklearn.cluster import KMeans
+
+    labels = KMeans(n_clusters=clusters, random_state=seed, n_init=10).fit_predict(table.x)
+    return [(f"cluster {k} of {clusters}", labels == k) for k in range(clusters)]
+
+
+def segment(table: Table, seed: int, clusters: int, max_share: float) -> Event:
+    """One segment of at most `max_share` of the records; distinct seeds pick distinct categories."""
+    candidates = [(label, mask) for label, mask in segment_candidates(table, seed, clusters)
+                  if 0 < mask.mean() <= max_share]
+    if not candidates:
+        raise ValueError(f"{table.name}: no category or cluster holds at most {max_share:.0%} of the records")
+    label, mask = candidates[np.random.default_rng(0).permutation(len(candidates))[seed % len(candidates)]]
+    return Event("segment", seed, float(mask.mean()), label, mask)
+
+
+def events(table: Table, study: RealStudy) -> list[Event]:
+    """Random deletions of every fraction and seed, then one segment per seed."""
+    out = []
+    if "random" in study.modes:
+        out += [Event("random", s, f, "", forget_mask(table.x, "random", f, s))
+                for f in study.fractions for s in study.seeds]
+    if "segment" in study.modes:
+        out += [segment(table, s, study.segment_clusters, study.segment_max_share) for s in study.seeds]
+    return out
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every event shares: the methods, how to fit, and the thresholds of the gate and the audit."""
+
+    methods: dict[str, Method]
+    train: Train
+    fit: FitSettings
+    seed0: int  # the original's initialisation seed; retrain k starts from seed0 + k
+    n_retrains: int
+    gate: Gate
+    audit: Audit
+    finetune_steps: list[int]
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted({m.posterior for m in self.methods.values()} | {BASE_KIND})
+
+
+def fit_originals(model: RegressionModel, table: Table, setup: Setup) -> dict[str, GaussianPosterior]:
+    theta, _ = fit_map(model, table.x, table.y, model.spec.init(setup.seed0), setup.train)
+    return {k: fit_posterior(k, model, theta, table.x, table.y, setup.fit) for k in setup.kinds}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One row per method and fine-tuning budget; the posteriors behind them (None: the operator failed)."""
+
+    rows: list[dict]
+    unlearned: dict[str, GaussianPosterior | None]
+    retrained: dict[str, GaussianPosterior]  # the reference retrain of each kind
+    splits: Splits
+
+
+def splits_of(table: Table, event: Event) -> Splits:
+    f = event.mask
+    return Splits(table.x[~f], table.y[~f], table.x[f], table.y[f], table.x_test, table.y_test)
+
+
+def run_event(table: Table, event: Event, originals: dict[str, GaussianPosterior], setup: Setup) -> Outcome:
+    splits = splits_of(table, event)
+    model = originals[BASE_KIND].model
+    maps = [fit_map(model, splits.x_retained, splits.y_retained, model.spec.init(setup.seed0 + k), setup.train)[0]
+            for k in range(setup.n_retrains)]
+    retrains = {kind: [fit_posterior(kind, model, theta, splits.x_retained, splits.y_retained, setup.fit)
+                       for theta in maps] for kind in setup.kinds}
+    rows, unlearned = [], {}
+    for name, method in setup.methods.items():
+        try:
+            unlearned[name], report = apply(method, originals[method.posterior], splits.x_forgotten,
+                                            splits.y_forgotten)
+        except Exception as err:  # a refused repair is a result of the study, not its end
+            unlearned[name], report = None, {"status": "failed", "reason": str(err)}
+        rows.append(judge(table, event, name, originals[method.posterior], unlearned[name], report,
+                          retrains[method.posterior], splits, setup))
+    for steps in setup.finetune_steps:
+        name = FINETUNE.format(steps=steps)
+        unlearned[name] = finetune(originals[BASE_KIND], splits.x_retained, splits.y_retained, setup.train, steps)
+        rows.append(judge(table, event, name, originals[BASE_KIND], unlearned[name], None,
+                          retrains[BASE_KIND], splits, setup))
+    return Outcome(rows, unlearned, {kind: posts[0] for kind, posts in retrains.items()}, splits)
+
+
+def time_event(table: Table, event: Event, originals: dict[str, GaussianPosterior], setup: Setup,
+               repeats: int) -> dict[str, float]:
+    """Warm wall time of every method and fine-tuning budget on one event, and of one cold retrain
+    (MAP and full-GGN posterior): the `time` beside each method's quality. Not a DVC-tracked artifact:
+    times vary from run to run."""
+    splits = splits_of(table, event)
+    x_f, y_f, x_r, y_r = splits.x_forgotten, splits.y_forgotten, splits.x_retained, splits.y_retained
+    out = {}
+    for name, method in setup.methods.items():
+        out[name] = time_warm(lambda m=method: _attempt(m, originals[m.posterior], x_f, y_f), repeats)
+    for steps in setup.finetune_steps:
+        out[FINETUNE.format(steps=steps)] = time_warm(
+            lambda n=steps: finetune(originals[BASE_KIND], x_r, y_r, setup.train, n), repeats)
+    out["retrain"] = time_warm(lambda: fit_from_scratch(BASE_KIND, originals[BASE_KIND].model, x_r, y_r,
+                                                        setup.seed0, setup.train, setup.fit), 1)
+    return out
+
+
+def _attempt(method: Method, original: GaussianPosterior, x_f: np.ndarray, y_f: np.ndarray) -> None:
+    try:
+        apply(method, original, x_f, y_f)
+    except Exception:  # a refusal costs what it costs; the study records it as a failure
+        pass
+
+
+def judge(table: Table, event: Event, name: str, original: GaussianPosterior, unlearned: GaussianPosterior | None,
+          report: dict | None, retrains: list[GaussianPosterior], splits: Splits, setup: Setup) -> dict:
+    """The row of one method on one event; `report` None marks a baseline the gate does not judge."""
+    row = {"dataset": table.name, "mode": event.mode, "segment": event.segment, "fraction": event.fraction,
+           "seed": event.seed, "method": name, "n_forgotten": int(event.mask.sum()),
+           "failed": int(unlearned is None), "harmed": 1, "gate": "" if report is None else "fallback",
+           "gate_reasons": "", "residual_ratio": np.nan}
+    if unlearned is None:
+        return row | {"gate_reasons": f"unlearning failed: {report.get('reason', '')}"}
+    c = compare(original, unlearned, retrains, splits, parameter_space=False)
+    row["harmed"] = int(bool(setup.audit.problems(c["gain"], c["indistinguishability"])))
+    row |= {k: c[k] for k in ("gain", "indistinguishability", "pred_kl_unlearned_retrained",
+                              "pred_kl_original_retrained", "pred_kl_retrain_floor")}
+    for who in ("original", "unlearned", "retrained"):  # the fit, in the target's own units
+        row[f"test_rmse_{who}"] = c[f"test_rmse_{who}"] * table.y_std
+        row[f"test_nll_{who}"] = c[f"test_nll_{who}"] + float(np.log(table.y_std))
+        row[f"mia_auc_{who}"] = c[f"mia_auc_{who}"]
+    row |= served_shift(original, unlearned, splits)
+    if report is not None:
+        decision = gate(name, original, unlearned, report, splits.x_retained, splits.y_retained,
+                        splits.x_forgotten, splits.y_forgotten, splits.x_test, splits.y_test, setup.gate)
+        row |= {"gate": decision.decision, "gate_reasons": "; ".join(decision.reasons),
+                "residual_ratio": decision.residual_ratio}
+    return row
+
+
+def served_shift(original: GaussianPosterior, unlearned: GaussianPosterior, splits: Splits) -> dict:
+    """How far the served (linearised) predictive moved, per part of the data, and what it did to the retained
+    records' fit: signals a gate can compute without a retrain."""
+    out = {}
+    for part, x, y in (("retained", splits.x_retained, splits.y_retained),
+                       ("forgotten", splits.x_forgotten, splits.y_forgotten), ("test", splits.x_test, splits.y_test)):
+        before, after = original.predictive(x), unlearned.predictive(x)
+        out[f"shift_kl_{part}"] = float(np.mean(metrics.predictive_kl(*before, *after)))
+        if part == "retained":
+            out["retained_nll_change"] = float(np.mean(metrics.gaussian_nll(y, *after))
+                                               - np.mean(metrics.gaussian_nll(y, *before)))
+    return out
+
+
+def summarise(results: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, method and mode: medians of the audit's figures, and how often the gate let events through."""
+    rows = results.assign(fast_path=results["gate"] == "pass",
+                          rmse_change=results["test_rmse_unlearned"] - results["test_rmse_original"],
+                          mia_auc_excess=results["mia_auc_unlearned"] - results["mia_auc_retrained"])
+    grouped = rows.groupby(["dataset", "method", "mode"], sort=True)
+    return grouped.agg(events=("gain", "size"), median_gain=("gain", "median"),
+                       median_indistinguishability=("indistinguishability", "median"),
+                       harmed=("harmed", "sum"), fast_path=("fast_path", "sum"),
+                       median_rmse_change=("rmse_change", "median"),
+                       median_mia_auc_excess=("mia_auc_excess", "median")).reset_index()

@@ -1,0 +1,76 @@
+"""The real-data study's results (study/real/, `dvc repro study/dvc.yaml:real_study`) as bench keys and docs tables.
+
+The study is a DVC stage, so its results are versioned and bit-reproducible;
+`make bench` reads them rather than running it again (about an hour on 2
+cores). Keys: "real": {DATASET: {"random": {...}, "segment": {...}}} per
+method, and "gate_confusion" (study/real/confusion.json).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from bayesunlearn.experiments.report import markdown
+
+ROOT = Path("study/real")
+
+
+def results(root: Path = ROOT) -> pd.DataFrame:
+    return pd.read_csv(root / "results.csv", keep_default_na=False, na_values=[""])
+
+
+def _per_method(rows: pd.DataFrame, timing: dict) -> dict:
+    out = {}
+    for method, part in rows.groupby("method", sort=True):
+        out[method] = {"events": len(part), "median_gain": float(part["gain"].median()),
+                       "median_indistinguishability": float(part["indistinguishability"].median()),
+                       "harmed": int(part["harmed"].sum()), "fast_path": int((part["gate"] == "pass").sum()),
+                       "median_rmse_change": float((part["test_rmse_unlearned"] - part["test_rmse_original"]).median()),
+                       "median_mia_auc_excess": float((part["mia_auc_unlearned"] - part["mia_auc_retrained"]).median()),
+                       "seconds": timing.get(method)}
+        if (part["mode"] == "random").all():
+            out[method]["median_gain_by_fraction"] = {f"{f:g}": float(g) for f, g in
+                                                      part.groupby("fraction")["gain"].median().items()}
+    return out
+
+
+def bench_keys(root: Path = ROOT) -> dict:
+    """{"real": {DATASET: {MODE: {METHOD: {...}}, "retrain_seconds": …}}, "gate_confusion": {...}}."""
+    table = results(root)
+    timing = json.loads((root / "timing.json").read_text())
+    real = {}
+    for dataset, rows in table.groupby("dataset", sort=True):
+        real[dataset] = {mode: _per_method(part, timing.get(dataset, {})) for mode, part in rows.groupby("mode")}
+        real[dataset]["retrain_seconds"] = timing.get(dataset, {}).get("retrain")
+    return {"real": real, "gate_confusion": json.loads((root / "confusion.json").read_text())}
+
+
+def study_block(root: Path = ROOT) -> str:
+    """Per dataset, mode and method: median gain and indistinguishability, harmful events, events let through."""
+    summary = pd.read_csv(root / "summary.csv")
+    summary["harmed"] = summary["harmed"].astype(int).astype(str) + "/" + summary["events"].astype(str)
+    summary["fast path"] = summary["fast_path"].astype(int).astype(str) + "/" + summary["events"].astype(str)
+    summary.loc[summary["method"].str.startswith("finetune_"), "fast path"] = "no gate"
+    columns = {"dataset": "dataset", "mode": "mode", "method": "method", "median_gain": "median gain",
+               "median_indistinguishability": "median indist.", "harmed": "harmed", "fast path": "fast path",
+               "median_rmse_change": "median Δ test RMSE", "median_mia_auc_excess": "median MIA AUC − retrain's"}
+    ordered = summary.sort_values(["dataset", "mode", "method"])
+    return markdown(ordered[list(columns)].rename(columns=columns))
+
+
+def confusion_block(root: Path = ROOT) -> str:
+    """The gate's decisions against the audit's truth: the production method, and every gated method pooled."""
+    report = json.loads((root / "confusion.json").read_text())
+    rows = []
+    for who, table in ((f"{report['production_method']} (served)", report["production"]),
+                       ("every gated method", report["all_methods"])):
+        rows.append({"events of": who, "fast path, helped": table["fast_path_helped"],
+                     "fast path, harmed": table["fast_path_harmed"], "fallback, helped": table["fallback_helped"],
+                     "fallback, harmed": table["fallback_harmed"],
+                     "random ≤ 10 % on the fast path": f"{table['small_random_fast_path']}/"
+                                                      f"{table['small_random_events']}",
+                     "targets met": "yes" if table["meets_targets"] else "no"})
+    return markdown(pd.DataFrame(rows))

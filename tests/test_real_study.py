@@ -1,0 +1,149 @@
+"""The real-data study: which records a segment deletion takes, how each event is judged, and the gate's table."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayesunlearn.experiments import events
+from bayesunlearn.experiments.confusion import MIN_SMALL_RANDOM_SHARE, confusion, gate_confusion
+from bayesunlearn.io import datasets
+from bayesunlearn.io.sections import Audit, Divide, Gate, RealStudy, Train
+
+
+def table_of(frame: pd.DataFrame, name: str = "t") -> tuple[events.Table, pd.DataFrame]:
+    """A prepared Table and its training part (with record ids, before encoding)."""
+    train, test, scaling = datasets.prepare(frame, 0.2, 0, name)
+    (x, y), (x_test, y_test) = datasets.arrays(train), datasets.arrays(test)
+    return events.Table(name, x, y, x_test, y_test, scaling.features, scaling.categories, scaling.target_mean,
+                        scaling.target_std), train
+
+
+def shops(n: int = 200) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    shop = rng.choice(["north", "south", "east", "west", "online"], size=n, p=[0.1, 0.15, 0.2, 0.25, 0.3])
+    a = rng.normal(size=n)
+    return pd.DataFrame({"a": a, "shop": shop, "y": a + (shop == "online")})
+
+
+def test_a_segment_on_a_table_with_categories_is_every_record_of_one_category():
+    frame = shops()
+    table, train = table_of(frame)
+    positions = [int(i.split("-")[1]) for i in train[datasets.ID]]
+    seen = set()
+    for seed in range(3):
+        event = events.segment(table, seed, clusters=8, max_share=0.25)
+        column, value = event.segment.split("=")
+        truth = frame["shop"].to_numpy()[positions] == value
+        assert column == "shop" and np.array_equal(event.mask, truth)
+        assert event.fraction == pytest.approx(truth.mean()) and 0 < event.fraction <= 0.25
+        seen.add(value)
+    assert len(seen) == 3  # distinct seeds, distinct segments (online holds 30 %: never chosen)
+    assert "online" not in seen
+
+
+def test_a_segment_on_a_table_without_categories_is_one_input_cluster():
+    rng = np.random.default_rng(2)
+    centres = np.array([[-6.0, 0.0], [0.0, 6.0], [6.0, 0.0]])
+    blob = np.repeat(np.arange(3), [30, 40, 50])
+    x = centres[blob] + 0.3 * rng.normal(size=(120, 2))
+    table = events.Table("blobs", x, x[:, 0], x[:2], x[:2, 0], ["u", "v"], {}, 0.0, 1.0)
+    for seed in range(3):
+        event = events.segment(table, seed, clusters=3, max_share=0.5)
+        assert event.segment.startswith("cluster ") and event.segment.endswith(" of 3")
+        assert len(set(blob[event.mask])) == 1 and event.mask.sum() == np.sum(blob == blob[event.mask][0])
+    with pytest.raises(ValueError, match="at most 10%"):
+        events.segment(table, 0, clusters=3, max_share=0.1)
+
+
+def test_the_event_list_covers_every_fraction_and_seed_then_one_segment_per_seed():
+    table, _ = table_of(shops())
+    study = RealStudy(fractions=[0.05, 0.2], seeds=[0, 4])
+    found = events.events(table, study)
+    assert [(e.mode, e.fraction, e.seed) for e in found[:4]] == [("random", 0.05, 0), ("random", 0.05, 4),
+                                                                  ("random", 0.2, 0), ("random", 0.2, 4)]
+    assert [e.mask.sum() for e in found[:4]] == [8, 8, 32, 32]
+    assert [e.mode for e in found[4:]] == ["segment", "segment"]
+
+
+def test_the_audit_calls_nan_and_anything_above_a_limit_poor():
+    audit = Audit(max_gain=1.0, max_indistinguishability=10.0)
+    assert audit.problems(1.0, 10.0) == []
+    assert audit.problems(1.01, 3.0) == ["gain 1.01 > 1"]
+    assert len(audit.problems(float("nan"), 11.0)) == 2
+
+
+def rows(*cases: tuple[str, str, float, str, int]) -> pd.DataFrame:
+    return pd.DataFrame([{"method": m, "mode": mode, "fraction": f, "gate": g, "harmed": h}
+                         for m, mode, f, g, h in cases])
+
+
+def test_the_confusion_table_counts_gated_events_and_checks_both_targets():
+    results = rows(("a", "random", 0.01, "pass", 0), ("a", "random", 0.1, "pass", 0),
+                   ("a", "random", 0.1, "fallback", 1), ("a", "random", 0.2, "fallback", 0),
+                   ("a", "segment", 0.05, "pass", 1), ("finetune_5", "random", 0.01, "", 1))
+    table = confusion(results)
+    assert (table.fast_path_helped, table.fast_path_harmed, table.fallback_helped, table.fallback_harmed) == (2, 1, 1, 1)
+    assert (table.small_random_events, table.small_random_fast_path) == (3, 2)
+    assert not table.meets_targets  # a harmful segment took the fast path
+    safe = confusion(results.iloc[:4])
+    assert safe.fast_path_harmed == 0 and safe.small_random_share == pytest.approx(2 / 3)
+    assert safe.meets_targets == (2 / 3 >= MIN_SMALL_RANDOM_SHARE)
+    assert math.isnan(confusion(results.iloc[3:4]).small_random_share)
+    report = gate_confusion(results, "a")
+    assert set(report["methods"]) == {"a"}  # the baseline has no gate
+    assert report["production"] == report["all_methods"] == table.to_dict()
+
+
+@pytest.fixture(scope="module")
+def outcome(tf):
+    """One random deletion on a small table: two methods and a fine-tuning baseline, judged by 2 retrains."""
+    from bayesunlearn.model.likelihood import RegressionModel
+    from bayesunlearn.model.network import MLPSpec
+    from bayesunlearn.posteriors.fit import FitSettings
+
+    table, _ = table_of(shops(120))
+    setup = events.Setup({"newton": Divide(posterior="full_ggn", operator="divide"),
+                          "diag": Divide(posterior="diag_ggn", operator="divide", repair="clip")},
+                         Train(adam_steps=1500, polish_iterations=50), FitSettings(), 0, 2,
+                         Gate(method="newton", posterior="full_ggn"), Audit(), [20])
+    model = RegressionModel(MLPSpec(table.x.shape[1], (6,)), prior_precision=1.0, noise_std=0.3)
+    originals = events.fit_originals(model, table, setup)
+    event = events.events(table, RealStudy(fractions=[0.1], seeds=[0], modes=["random"]))[0]
+    return table, event, originals, setup, events.run_event(table, event, originals, setup)
+
+
+def test_every_method_and_baseline_gets_one_row_judged_by_the_audit_and_the_gate(outcome):
+    from bayesunlearn.unlearning.gate import gate
+    from bayesunlearn.unlearning.methods import apply
+
+    table, event, originals, setup, result = outcome
+    by_method = {r["method"]: r for r in result.rows}
+    assert list(by_method) == ["newton", "diag", "finetune_20"]
+    for row in result.rows:
+        assert row["harmed"] == int(bool(setup.audit.problems(row["gain"], row["indistinguishability"])))
+        assert row["gain"] == pytest.approx(row["pred_kl_unlearned_retrained"] / row["pred_kl_original_retrained"])
+        assert row["n_forgotten"] == event.mask.sum() == 10
+    assert by_method["finetune_20"]["gate"] == ""  # the baseline is not gated
+    s = result.splits
+    unlearned, report = apply(setup.methods["newton"], originals["full_ggn"], s.x_forgotten, s.y_forgotten)
+    expected = gate("newton", originals["full_ggn"], unlearned, report, s.x_retained, s.y_retained, s.x_forgotten,
+                    s.y_forgotten, s.x_test, s.y_test, setup.gate)
+    assert by_method["newton"]["gate"] == expected.decision
+    assert by_method["newton"]["residual_ratio"] == expected.residual_ratio
+    # the fit is reported in the target's own units
+    mean, _ = result.retrained["full_ggn"].predictive(table.x_test)
+    rmse = float(np.sqrt(np.mean((mean - table.y_test) ** 2))) * table.y_std
+    assert by_method["newton"]["test_rmse_retrained"] == pytest.approx(rmse, rel=1e-12)
+    summary = events.summarise(pd.DataFrame(result.rows))
+    assert set(summary["method"]) == {"newton", "diag", "finetune_20"} and (summary["events"] == 1).all()
+
+
+def test_timing_covers_every_method_the_baselines_and_a_cold_retrain(outcome):
+    table, event, originals, setup, _ = outcome
+    timing = events.time_event(table, event, originals, setup, repeats=1)
+    assert set(timing) == {"newton", "diag", "finetune_20", "retrain"}
+    assert all(t > 0 for t in timing.values())
