@@ -94,6 +94,8 @@ def bench_block(path: Path = BENCH) -> str:
                      "ratio": g["one_shot_peak_increment_mb"] / max(g["batched_peak_increment_mb"], 1e-9)})
         parts += ["**Compute choices** (ratios above 1 favour the first):", "", _table(rows), ""]
     for source, real in bench.get("real", {}).items():
+        if "protocol" not in real:  # a table of the real-data study only (docs/methods.md shows it)
+            continue
         p = real["protocol"]
 
         def cell(stat: dict) -> str:
@@ -105,6 +107,12 @@ def bench_block(path: Path = BENCH) -> str:
         parts += [f"**The UCI protocol on {source}** ({p['n_records']:,} records, {p['n_inputs']} inputs; "
                   f"{p['splits']} random 90/10 splits, 50 {p['activation']} units; mean ± standard error, "
                   "original units):", "", _table(rows), ""]
+    if "gate_confusion" in bench:
+        c = bench["gate_confusion"]["production"]
+        parts += [f"**The gate on the real-data study** ({bench['gate_confusion']['production_method']}): "
+                  f"{c['fast_path_harmed']} harmful events on the fast path, {c['small_random_fast_path']} of "
+                  f"{c['small_random_events']} random deletions of at most 10 % on the fast path "
+                  f"(docs/methods.md, \"On real tables\").", ""]
     if "targets" in bench:
         rows = [{"target": name, "met": value.get("met", value.get("met_process_peak"))}
                 for name, value in bench["targets"].items()]

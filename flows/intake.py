@@ -90,7 +90,7 @@ def publish(root: str, accepted: list[str], stages: list[str], ledger_entries: l
              f"{summary.n_forgotten} records forgotten, {summary.n_retained} retained.", "",
              "| request | records |", "|---|---|",
              *[f"| {r.request_id} | {r.n_records} |" for r in summary.requests], "",
-             f"**Gate ({gate.method}): {gate.decision}** — residual ratio {gate.residual_ratio:.3g}, "
+             f"**Gate ({gate.method}): {gate.decision}** — retained NLL change {gate.retained_nll_change:.3g}, "
              f"membership AUC {'n/a' if gate.mia_auc is None else format(gate.mia_auc, '.3g')}. "
              f"{'; '.join(gate.reasons)}", "",
              "| artifact | md5 (dvc.lock) |", "|---|---|", *[f"| {k} | {v} |" for k, v in hashes.items()], "",
@@ -99,7 +99,7 @@ def publish(root: str, accepted: list[str], stages: list[str], ledger_entries: l
              f"with `deletions audit show REQUEST --html page.html`, check all with `deletions audit verify`."]
     create_markdown_artifact("\n".join(lines), key="deletion-run", description="what was forgotten and served")
     create_table_artifact([{"signal": k, "value": getattr(gate, k)} for k in
-                           ("decision", "residual_ratio", "residual_unlearned", "residual_original", "mia_auc",
+                           ("decision", "retained_nll_change", "residual_ratio", "residual_unlearned", "residual_original", "mia_auc",
                             "unlearn_status", "repair", "n_forgotten")], key="gate-metrics")
     return {"served": provenance.path, "gate": gate.decision, "requests": new_ids, "hashes": hashes,
             "ledger_entries": ledger_entries}

@@ -30,7 +30,7 @@ from . import repo
 from .entries import Applied, Purge
 from .ledger import Ledger
 
-GATE_SIGNALS = ("residual_ratio", "residual_unlearned", "residual_original", "mia_auc", "unlearn_status", "repair",
+GATE_SIGNALS = ("retained_nll_change", "residual_ratio", "residual_unlearned", "residual_original", "mia_auc", "unlearn_status", "repair",
                 "n_forgotten")
 
 

@@ -82,11 +82,15 @@ def _boxes(event: Applied) -> list[dict]:
 def _signals(event: Applied) -> list[dict]:
     metrics, limits = event.gate.metrics, event.gate.thresholds
     rows = []
-    for name, value, limit in (("residual ratio", metrics.get("residual_ratio"), limits.get("max_residual_ratio")),
+    for name, value, limit in (("retained NLL change", metrics.get("retained_nll_change"),
+                                limits.get("max_retained_nll_change")),
+                               ("residual ratio", metrics.get("residual_ratio"), limits.get("max_residual_ratio")),
                                ("membership AUC", metrics.get("mia_auc"), limits.get("max_mia_auc"))):
-        ok = value is not None and limit is not None and value <= limit
+        if value is None and limit is None:  # a signal an older entry did not record
+            continue
+        ok = None if limit is None else value is not None and value <= limit  # no limit: reported, not judged
         rows.append({"name": name, "value": f"{value:.4g}" if isinstance(value, float) else "–",
-                     "limit": f"≤ {limit}", "ok": ok})
+                     "limit": "reported only" if limit is None else f"≤ {limit}", "ok": ok})
     rows.append({"name": "repair", "value": str(metrics.get("repair")), "limit": f"in {limits.get('allowed_repairs')}",
                  "ok": None})
     return rows

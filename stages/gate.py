@@ -1,8 +1,9 @@
 """DVC stage `gate`: judge the production method's unlearned posterior without a retrain.
 
 Writes metrics/gate.json (contracts.GateReport): the decision ("pass" or
-"fallback"), its reasons and signals (gradient-residual ratio on the retained
-data, membership AUC, the operator's own status and repair). Thresholds:
+"fallback"), its reasons and signals (the retained records' NLL change under the
+served predictive, membership AUC, the operator's own status and repair, and
+the gradient residual at the moved mean). Thresholds:
 params.yaml `gate`.
 """
 
@@ -27,7 +28,7 @@ def main() -> None:
                     s.y_forgotten, s.x_test, s.y_test, thresholds)
     decision.write(contracts.GATE_REPORT)
     print(f"gate for {thresholds.method}: {'pass' if decision.passed else 'FALLBACK'} "
-          f"(residual ratio {decision.residual_ratio:.3g}, membership AUC "
+          f"(retained NLL change {decision.retained_nll_change:.3g}, membership AUC "
           f"{'n/a' if decision.mia_auc is None else format(decision.mia_auc, '.3g')}) "
           + "; ".join(decision.reasons))
 

@@ -55,7 +55,8 @@ def summary(root: Path = Path("."), with_timing: bool = True) -> list[str]:
     lines = [f"Forgot {head.forgotten} of {head.forgotten + head.retained} training records "
              f"({len(head.requests)} request{'s' if len(head.requests) != 1 else ''}: {ids or 'none'}).",
              f"Served: the {head.served} path, {head.method} ({method.posterior}, {method.operator}); the gate "
-             f"{verdict} (residual ratio {gate.residual_ratio:.3g} ≤ {s.gate.max_residual_ratio:g}, membership "
+             f"{verdict} (retained records' NLL change {gate.retained_nll_change:.2g} ≤ "
+             f"{s.gate.max_retained_nll_change:g} nats, membership "
              f"AUC {'n/a' if gate.mia_auc is None else format(gate.mia_auc, '.2f')} ≤ {s.gate.max_mia_auc:g})"
              + ("" if gate.passed else f": {'; '.join(gate.reasons)}") + "."]
     timing_file = root / TIMING / f"{head.method}.json"

@@ -78,7 +78,8 @@ class GateReport(Contract):
     decision: Literal["pass", "fallback"]
     passed: bool
     reasons: list[str]
-    residual_ratio: float
+    retained_nll_change: float      # of the served predictive, nats per retained record
+    residual_ratio: float           # of the network at the moved mean (decides only if gate.max_residual_ratio is set)
     residual_unlearned: float
     residual_original: float
     mia_auc: float | None

@@ -197,7 +197,8 @@ Method = Annotated[Divide | VariationalUnlearning, Field(discriminator="operator
 class Gate(Section):
     method: str
     posterior: KindName
-    max_residual_ratio: PositiveFloat = 1.0
+    max_retained_nll_change: PositiveFloat = 0.01   # nats per retained record, of the served predictive
+    max_residual_ratio: PositiveFloat | None = None  # of the network at the moved mean; None = not a criterion
     max_mia_auc: Annotated[float, Field(gt=0, le=1)] = 0.65
     allowed_repairs: list[Literal["none", "clip", "damp"]] = ["none"]
 
