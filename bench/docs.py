@@ -23,7 +23,8 @@ def summary_block() -> str:
 BLOCKS = {
     Path("README.md"): {"summary": summary_block},
     Path("docs/methods.md"): {"methods": report.methods_block, "study": report.study_block,
-                              "real_study": real.study_block, "gate_confusion": real.confusion_block},
+                              "real_study": real.study_block, "gate_confusion": real.confusion_block,
+                              "gate_calibration": real.calibration_block},
     Path("docs/benchmark.md"): {"bench": bench_block},
 }
 

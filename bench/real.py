@@ -18,6 +18,10 @@ from bayesunlearn.experiments.report import markdown
 ROOT = Path("study/real")
 
 
+def available(root: Path = ROOT) -> bool:
+    return all((root / name).is_file() for name in ("results.csv", "timing.json", "confusion.json"))
+
+
 def results(root: Path = ROOT) -> pd.DataFrame:
     return pd.read_csv(root / "results.csv", keep_default_na=False, na_values=[""])
 
@@ -73,4 +77,24 @@ def confusion_block(root: Path = ROOT) -> str:
                      "random ≤ 10 % on the fast path": f"{table['small_random_fast_path']}/"
                                                       f"{table['small_random_events']}",
                      "targets met": "yes" if table["meets_targets"] else "no"})
+    return markdown(pd.DataFrame(rows))
+
+
+def calibration_block(root: Path = ROOT, old_limit: float = 5.0) -> str:
+    """Per dataset, the signals behind the gate's limits: the production method's residual ratios and retained
+    NLL changes, and how the harmful events of every method show in the gate's signals."""
+    table = results(root)
+    production = json.loads((root / "confusion.json").read_text())["production_method"]
+    rows = []
+    for dataset, part in table[table["gate"].isin(["pass", "fallback"])].groupby("dataset", sort=True):
+        mine, harmed = part[part["method"] == production], part[part["harmed"] == 1]
+        other = harmed["gate_reasons"].fillna("").str.contains("repair|failed|membership AUC")
+        rows.append({"dataset": dataset, f"{production} events": len(mine),
+                     f"residual ratio > {old_limit:g}": int((mine["residual_ratio"] > old_limit).sum()),
+                     f"{production} harmed": int(mine["harmed"].sum()),
+                     "largest retained NLL change": float(mine["retained_nll_change"].max()),
+                     "harmful events (every method)": len(harmed),
+                     "of them caught by repair, failure or AUC": int(other.sum()),
+                     "smallest retained NLL change of the others": float(harmed[~other]["retained_nll_change"].min())
+                     if (~other).any() else float("nan")})
     return markdown(pd.DataFrame(rows))

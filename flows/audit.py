@@ -3,7 +3,7 @@
 Runs the reference retrains and the full evaluation of the production method
 (`dvc repro evaluate@METHOD`), then checks the gate's decision against it. A
 gate that passed while the audit finds the unlearned posterior worse than
-doing nothing (gain > `audit.max_gain`) or far outside the retrain noise
+doing nothing (gain ≥ `audit.max_gain`) or far outside the retrain noise
 (indistinguishability > `audit.max_indistinguishability`) is reported loudly.
 The per-record membership test (`dvc repro privacy`) reports, beside it, the
 share of forgotten records still told apart under the served posterior and under

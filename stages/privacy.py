@@ -16,18 +16,20 @@ def main() -> None:
     import numpy as np
 
     from bayesunlearn.experiments import privacy
+    from bayesunlearn.model.likelihood import build_model
     from bayesunlearn.posteriors.fit import FitSettings
     from bayesunlearn.posteriors.posterior import GaussianPosterior
 
     s = settings()
     kind, k, alpha = s.gate.posterior, s.audit.shadow_retrains, s.audit.privacy_alpha
     splits = load_splits()
+    model = build_model(s.model, splits.x_retained.shape[1])  # untuned, as the retrain stage trains
     served = GaussianPosterior.load(MODELS / "served" / "posterior.npz")
     reference = GaussianPosterior.load(MODELS / "retrained" / kind / "retrain_0.npz")
     shares = {"served": None, "retrain": None}
     if len(splits.y_forgotten):
         first = s.train.seed + s.retrain.seeds
-        shadow = privacy.shadows(kind, served.model, splits.x_retained, splits.y_retained, range(first, first + k),
+        shadow = privacy.shadows(kind, model, splits.x_retained, splits.y_retained, range(first, first + k),
                                  s.train, FitSettings.of(s))
         losses = np.stack([privacy.record_losses(p, splits.x_forgotten, splits.y_forgotten) for p in shadow])
         for name, post in (("served", served), ("retrain", reference)):

@@ -8,6 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import REPO
+
+from bayesunlearn.errors import DataError
 from bayesunlearn.experiments import events
 from bayesunlearn.experiments.confusion import MIN_SMALL_RANDOM_SHARE, confusion, gate_confusion
 from bayesunlearn.io import datasets
@@ -55,7 +58,7 @@ def test_a_segment_on_a_table_without_categories_is_one_input_cluster():
         event = events.segment(table, seed, clusters=3, max_share=0.5)
         assert event.segment.startswith("cluster ") and event.segment.endswith(" of 3")
         assert len(set(blob[event.mask])) == 1 and event.mask.sum() == np.sum(blob == blob[event.mask][0])
-    with pytest.raises(ValueError, match="at most 10%"):
+    with pytest.raises(DataError, match="at most 10%"):
         events.segment(table, 0, clusters=3, max_share=0.1)
 
 
@@ -69,11 +72,29 @@ def test_the_event_list_covers_every_fraction_and_seed_then_one_segment_per_seed
     assert [e.mode for e in found[4:]] == ["segment", "segment"]
 
 
-def test_the_audit_calls_nan_and_anything_above_a_limit_poor():
+def test_the_audit_calls_a_no_op_nan_and_anything_above_a_limit_poor():
     audit = Audit(max_gain=1.0, max_indistinguishability=10.0)
-    assert audit.problems(1.0, 10.0) == []
-    assert audit.problems(1.01, 3.0) == ["gain 1.01 > 1"]
-    assert len(audit.problems(float("nan"), 11.0)) == 2
+    assert audit.problems(0.999, 10.0) == []
+    assert audit.problems(1.0, 3.0) == ["gain 1 ≥ 1"]  # gain 1: no better than doing nothing
+    assert audit.problems(0.5, 10.5) == ["indistinguishability 10.5 > 10"]
+    assert len(audit.problems(float("nan"), float("nan"))) == 2
+
+
+def test_settings_refuse_a_study_without_the_production_method_and_clashing_baselines():
+    from bayesunlearn.errors import ConfigError
+    from bayesunlearn.io import settings
+
+    raw = settings._yaml_load((REPO / "params.yaml").read_text())
+    raw["real_study"]["methods"] = ["ggn_damped"]
+    with pytest.raises(ConfigError, match="must include the production method 'ggn_newton'"):
+        settings.parse(raw)
+    raw["real_study"]["methods"], raw["real_study"]["finetune_steps"] = [], [100, 100]
+    with pytest.raises(ConfigError, match="lists a budget twice"):
+        settings.parse(raw)
+    raw["real_study"]["finetune_steps"] = [100]
+    raw["methods"]["finetune_7"] = raw["methods"]["ggn_newton"]
+    with pytest.raises(ConfigError, match="fine-tuning baselines"):
+        settings.parse(raw)
 
 
 def rows(*cases: tuple[str, str, float, str, int]) -> pd.DataFrame:
@@ -128,6 +149,11 @@ def test_every_method_and_baseline_gets_one_row_judged_by_the_audit_and_the_gate
         assert row["gain"] == pytest.approx(row["pred_kl_unlearned_retrained"] / row["pred_kl_original_retrained"])
         assert row["n_forgotten"] == event.mask.sum() == 10
     assert by_method["finetune_20"]["gate"] == ""  # the baseline is not gated
+    # the gate's claim in miniature: the full-GGN Newton step helps and passes; the diagonal one, which ignores
+    # the correlations, harms, and the gate falls back because the retained records' fit got worse
+    assert by_method["newton"]["gain"] < 0.5 and by_method["newton"]["gate"] == "pass"
+    assert by_method["diag"]["harmed"] == 1 and by_method["diag"]["gate"] == "fallback"
+    assert by_method["diag"]["gate_reasons"].startswith("retained records' NLL rose")
     s = result.splits
     unlearned, report = apply(setup.methods["newton"], originals["full_ggn"], s.x_forgotten, s.y_forgotten)
     expected = gate("newton", originals["full_ggn"], unlearned, report, s.x_retained, s.y_retained, s.x_forgotten,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bayesunlearn.errors import DataError, UserError
 from bayesunlearn.experiments.evaluation import compare, time_warm
 from bayesunlearn.experiments.grid import forget_mask
 from bayesunlearn.io import datasets
@@ -83,17 +84,21 @@ def segment_candidates(table: Table, seed: int, clusters: int) -> list[tuple[str
         # one-hot inputs are standardised: the category's own records are the positive ones
         return [(n, table.x[:, table.features.index(n)] > 0) for n in names]
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
 
-    labels = KMeans(n_clusters=clusters, random_state=seed, n_init=10).fit_predict(table.x)
+    with threadpool_limits(1):  # threads add partial sums in the order they finish: one thread, one answer
+        labels = KMeans(n_clusters=clusters, random_state=seed, n_init=10).fit_predict(table.x)
     return [(f"cluster {k} of {clusters}", labels == k) for k in range(clusters)]
 
 
 def segment(table: Table, seed: int, clusters: int, max_share: float) -> Event:
-    """One segment of at most `max_share` of the records; distinct seeds pick distinct categories."""
+    """One segment of at most `max_share` of the records, picked by the seed from a fixed order of the
+    candidates (seeds that differ modulo their number pick different categories)."""
     candidates = [(label, mask) for label, mask in segment_candidates(table, seed, clusters)
                   if 0 < mask.mean() <= max_share]
     if not candidates:
-        raise ValueError(f"{table.name}: no category or cluster holds at most {max_share:.0%} of the records")
+        raise DataError(f"{table.name}: no category or cluster holds at most {max_share:.0%} of the records; "
+                        "raise real_study.segment_max_share or real_study.segment_clusters")
     label, mask = candidates[np.random.default_rng(0).permutation(len(candidates))[seed % len(candidates)]]
     return Event("segment", seed, float(mask.mean()), label, mask)
 
@@ -159,7 +164,7 @@ def run_event(table: Table, event: Event, originals: dict[str, GaussianPosterior
         try:
             unlearned[name], report = apply(method, originals[method.posterior], splits.x_forgotten,
                                             splits.y_forgotten)
-        except Exception as err:  # a refused repair is a result of the study, not its end
+        except (UserError, np.linalg.LinAlgError) as err:  # a refused repair is a result of the study
             unlearned[name], report = None, {"status": "failed", "reason": str(err)}
         rows.append(judge(table, event, name, originals[method.posterior], unlearned[name], report,
                           retrains[method.posterior], splits, setup))
@@ -192,7 +197,7 @@ def time_event(table: Table, event: Event, originals: dict[str, GaussianPosterio
 def _attempt(method: Method, original: GaussianPosterior, x_f: np.ndarray, y_f: np.ndarray) -> None:
     try:
         apply(method, original, x_f, y_f)
-    except Exception:  # a refusal costs what it costs; the study records it as a failure
+    except (UserError, np.linalg.LinAlgError):  # a refusal costs what it costs; the study records it as a failure
         pass
 
 

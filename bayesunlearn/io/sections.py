@@ -210,13 +210,13 @@ class Audit(Section):
     privacy_alpha: Fraction = 0.05    # its false-positive rate on a model that never saw the records
 
     def problems(self, gain: float, indistinguishability: float) -> list[str]:
-        """The audit's verdict on an unlearned posterior: empty when good, else why it is poor (worse than
-        doing nothing, or far outside the spread among retrains). NaN counts as poor."""
-        return [f"{name} {value:.3g} > {limit:g}"
-                for name, value, limit in (("gain", gain, self.max_gain),
-                                           ("indistinguishability", indistinguishability,
-                                            self.max_indistinguishability))
-                if not value <= limit]
+        """The audit's verdict on an unlearned posterior: empty when good, else why it is poor: no better than
+        doing nothing (gain ≥ max_gain: a no-op has gain 1), or far outside the spread among retrains
+        (indistinguishability > max_indistinguishability). NaN counts as poor."""
+        found = [] if gain < self.max_gain else [f"gain {gain:.3g} ≥ {self.max_gain:g}"]
+        if not indistinguishability <= self.max_indistinguishability:
+            found.append(f"indistinguishability {indistinguishability:.3g} > {self.max_indistinguishability:g}")
+        return found
 
 
 class Ledger(Section):
@@ -272,6 +272,13 @@ class RealStudy(Section):
     segment_max_share: Fraction = 0.25    # a segment is a part of the customers, not most of them
     methods: list[str] = []   # empty = every configured method
     finetune_steps: list[PositiveInt] = [100, 1000]   # Adam steps of the fine-tuning baselines
+
+    @field_validator("finetune_steps")
+    @classmethod
+    def _distinct(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"{value} lists a budget twice")
+        return value
 
 
 class Sweep(Section):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,6 +76,12 @@ class Settings(Section):
             unknown = [m for m in getattr(self, section).methods if m not in self.methods]
             if unknown:
                 problems.append(f"{section}.methods: {unknown} are not configured methods; configured: {configured}")
+        if self.real_study.methods and self.gate.method not in self.real_study.methods:
+            problems.append(f"real_study.methods: must include the production method {self.gate.method!r} "
+                            "(the study judges its gate)")
+        taken = [m for m in self.methods if re.fullmatch(r"finetune_\d+", m)]
+        if taken:
+            problems.append(f"methods: {taken} are names of the real-data study's fine-tuning baselines; rename them")
         if problems:
             raise ValueError("; ".join(problems))
         return self
