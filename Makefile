@@ -32,7 +32,7 @@ repro: $(STAMP)
 	@echo
 	@$(BIN)/python -m bayesunlearn.experiments.report
 
-# Every configured method, the comparison study and the sweep (tens of minutes).
+# Every configured method, the comparison study, the real-data study and the sweep (about an hour on 2 cores).
 study: $(STAMP)
 	@$(BIN)/python -m bayesunlearn.io.settings
 	$(BIN)/dvc repro
