@@ -26,28 +26,26 @@ def results(root: Path = ROOT) -> pd.DataFrame:
     return pd.read_csv(root / "results.csv", keep_default_na=False, na_values=[""])
 
 
-def _per_method(rows: pd.DataFrame, timing: dict) -> dict:
-    out = {}
-    for method, part in rows.groupby("method", sort=True):
-        out[method] = {"events": len(part), "median_gain": float(part["gain"].median()),
-                       "median_indistinguishability": float(part["indistinguishability"].median()),
-                       "harmed": int(part["harmed"].sum()), "fast_path": int((part["gate"] == "pass").sum()),
-                       "median_rmse_change": float((part["test_rmse_unlearned"] - part["test_rmse_original"]).median()),
-                       "median_mia_auc_excess": float((part["mia_auc_unlearned"] - part["mia_auc_retrained"]).median()),
-                       "seconds": timing.get(method)}
-        if (part["mode"] == "random").all():
-            out[method]["median_gain_by_fraction"] = {f"{f:g}": float(g) for f, g in
-                                                      part.groupby("fraction")["gain"].median().items()}
-    return out
+FIGURES = ("events", "median_gain", "median_indistinguishability", "harmed", "fast_path", "median_rmse_change",
+           "median_mia_auc_excess")  # columns of study/real/summary.csv (experiments/events.summarise)
 
 
 def bench_keys(root: Path = ROOT) -> dict:
-    """{"real": {DATASET: {MODE: {METHOD: {...}}, "retrain_seconds": …}}, "gate_confusion": {...}}."""
-    table = results(root)
+    """{"real": {DATASET: {MODE: {METHOD: {...}}, "retrain_seconds": …}}, "gate_confusion": {...}}: the study's
+    summary per method, its wall time, and for random deletions the median gain per fraction."""
+    summary = pd.read_csv(root / "summary.csv", float_precision="round_trip")
+    by_fraction = results(root).query("mode == 'random'").groupby(["dataset", "method", "fraction"])["gain"].median()
     timing = json.loads((root / "timing.json").read_text())
-    real = {}
-    for dataset, rows in table.groupby("dataset", sort=True):
-        real[dataset] = {mode: _per_method(part, timing.get(dataset, {})) for mode, part in rows.groupby("mode")}
+    real: dict = {}
+    for row in summary.itertuples(index=False):
+        figures = {k: getattr(row, k) for k in FIGURES}
+        figures = {k: int(v) if k in ("events", "harmed", "fast_path") else float(v) for k, v in figures.items()}
+        figures["seconds"] = timing.get(row.dataset, {}).get(row.method)
+        if row.mode == "random":
+            figures["median_gain_by_fraction"] = {f"{f:g}": float(g)
+                                                  for f, g in by_fraction[row.dataset][row.method].items()}
+        real.setdefault(row.dataset, {}).setdefault(row.mode, {})[row.method] = figures
+    for dataset in real:
         real[dataset]["retrain_seconds"] = timing.get(dataset, {}).get("retrain")
     return {"real": real, "gate_confusion": json.loads((root / "confusion.json").read_text())}
 
