@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from bayesunlearn.experiments import report
-from bench import real
+from bench import real, scale_out
 from bench.summary import bench_block
 
 
@@ -21,7 +21,8 @@ def summary_block() -> str:
 
 
 BLOCKS = {
-    Path("README.md"): {"summary": summary_block},
+    Path("README.md"): {"summary": summary_block, "scale_out_readme": scale_out.readme_block},
+    Path("docs/scale-out.md"): {"scale_out": scale_out.docs_block},
     Path("docs/methods.md"): {"methods": report.methods_block, "study": report.study_block,
                               "real_study": real.study_block, "gate_confusion": real.confusion_block,
                               "gate_calibration": real.calibration_block},

@@ -21,15 +21,21 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
   predictives (bench/uci.py); and per method, the real-data study's random and
   segment deletions (bench/real.py, from study/real/);
 - "gate_confusion": the gate's decisions on every event of the real-data study
-  against the audit's truth (study/real/confusion.json).
+  against the audit's truth (study/real/confusion.json);
+- "scale_out": the KFAC and subnetwork posteriors at ~100k and ~1M parameters and
+  n up to 1M, their curvature fitted on 1 and 2 Dask workers, unlearning 50 and
+  1,000 records against a cold retrain, peak memory per process (bench/scale_out.py);
+- "structure_quality": each structure's forgetting against the full GGN's on the
+  10k-parameter network, random and segment deletions (bench/structures.py).
 `random` forgets 10 % of the training records at random, `cluster` every record
 of the right input cluster. Timings are medians of warm repeats in this one
 process, so ratios are fair on a noisy machine.
 
 Parts: methods (the keys model/random/cluster/methods), latency, scale, compute,
-dvc, real. `--only scale compute` runs just those; a quick scale run:
+dvc, real, scale_out. `--only scale compute` runs just those; a quick scale run:
 `python -m bench.run --only scale --sizes 150 2.5k --n-train 500 5000`.
-The full run takes about 30 minutes on 2 cores, most of it the 10k × 50k scale cell.
+The full run takes about 30 minutes on 2 cores, most of it the 10k × 50k scale cell,
+plus the scale-out part.
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ def forget_masks(x: np.ndarray, fraction: float, seed: int) -> dict[str, np.ndar
     return {"random": forget_mask(x, "random", fraction, seed), "cluster": x[:, 0] > 0}
 
 
-PARTS = ("methods", "latency", "scale", "compute", "dvc", "real")
+PARTS = ("methods", "latency", "scale", "compute", "dvc", "real", "scale_out")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -119,6 +125,10 @@ def main(argv: list[str] | None = None) -> None:
             report["real"].setdefault(source, {})["protocol"] = uci.protocol(source, args.uci_splits, params)
         if study:
             report["gate_confusion"] = study["gate_confusion"]
+    if "scale_out" in parts:  # its own process: Dask's worker processes start from a module, not from here
+        for key, module in (("scale_out", "bench.scale_out"), ("structure_quality", "bench.structures")):
+            report[key] = json.loads(subprocess.run([sys.executable, "-m", module], stdout=subprocess.PIPE, text=True,
+                                                    check=True).stdout)
     if "scale" in parts:
         report["targets"] = scale.targets(report["scale"], report.get("dvc_noop_seconds"))
     from bayesunlearn.io import atomic

@@ -116,4 +116,4 @@ def test_covariance_form_matches_precision_form(fitted, monkeypatch, tmp_path):
     loaded = GaussianPosterior.load(tmp_path / "lean.npz")
     assert covariance_form(loaded) and np.array_equal(loaded.covariance, lean.covariance)
     with pytest.raises(ValueError, match="needs a precision or a covariance"):
-        matrix_from_arrays(None, None)
+        matrix_from_arrays({}, 1.0)

@@ -134,6 +134,8 @@ class Retrain(Section):
 
 class Laplace(Section):
     optimize_hyperparameters: bool = False
+    shards: PositiveInt = 1   # > 1: the original fit's curvature sum as a map-reduce over row shards on Dask
+    subnetwork_size: PositiveInt = 64  # weights the subnetwork posterior covers densely (largest variance)
 
 
 class VI(Section):

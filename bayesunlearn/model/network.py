@@ -143,6 +143,15 @@ def outputs_and_jacobians(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> tu
     return f, jac
 
 
+def inputs_and_sensitivities(spec: MLPSpec, theta: np.ndarray, x: np.ndarray
+                             ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """f(x_i, θ) and, per layer, its inputs h_i (n, fan_in) and the output's sensitivities δ_i (n, fan_out)
+    to its pre-activations: the layer's Jacobian rows are h_i δ_iᵀ (weights) and δ_i (bias)."""
+    x = np.asarray(x, dtype=np.float64)
+    f, inputs, pre, params = _forward(spec, np.asarray(theta, dtype=np.float64), x)
+    return f, inputs, _backward(spec, inputs, pre, params, np.ones((len(x), 1)))
+
+
 def outputs_and_vjp(spec: MLPSpec, theta: np.ndarray, x: np.ndarray, weights_of) -> tuple[np.ndarray, np.ndarray]:
     """f(x_i, θ) and Jᵀv with v = weights_of(f) (one weight per row): a gradient of Σ_i ℓ(f_i) in one
     backward pass, without forming J (memory n × width, not n × P)."""

@@ -11,7 +11,7 @@ from bayesunlearn.io.settings import Settings
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.model.training import fit_map
 from bayesunlearn.kinds import KINDS
-from bayesunlearn.posteriors.laplace import fit_laplace, optimize_hyperparameters
+from bayesunlearn.posteriors.laplace import DataTerm, fit_laplace, optimize_hyperparameters
 from bayesunlearn.posteriors.posterior import GaussianPosterior
 from bayesunlearn.posteriors.vi import fit_vi
 
@@ -29,11 +29,12 @@ class FitSettings:
 
 
 def fit_posterior(kind: str, model: RegressionModel, theta_map: np.ndarray, x: np.ndarray, y: np.ndarray,
-                  settings: FitSettings) -> GaussianPosterior:
-    """The posterior of one kind around a MAP: Laplace directly, VI started from a Laplace fit."""
+                  settings: FitSettings, data: DataTerm | None = None) -> GaussianPosterior:
+    """The posterior of one kind around a MAP: Laplace directly, VI started from a Laplace fit. `data`:
+    a Laplace kind's data term when already summed (over shards: posteriors/sharded.py)."""
     spec = KINDS[kind]
     if spec.family == "laplace":
-        posterior = fit_laplace(model, theta_map, x, y, kind)
+        posterior = fit_laplace(model, theta_map, x, y, kind, data, settings.laplace.subnetwork_size)
         return optimize_hyperparameters(posterior, x, y) if settings.laplace.optimize_hyperparameters else posterior
     start = fit_laplace(model, theta_map, x, y, spec.start)
     return fit_vi(model, x, y, start, spec.vi_family, settings.vi)

@@ -1,8 +1,10 @@
 """Laplace posteriors at the MAP, for every Laplace kind, and marginal-likelihood tuning.
 
 Λ = (data-term curvature at θ*) + αI, restricted to the kind: full GGN, full
-exact Hessian, diagonal GGN, or last layer (closed form: Bayesian linear
-regression on the last hidden layer's features, other weights fixed at θ*).
+exact Hessian, diagonal GGN, last layer (closed form: Bayesian linear
+regression on the last hidden layer's features, other weights fixed at θ*),
+KFAC (per-layer Kronecker factors, posteriors/kronecker.py), or a subnetwork
+(dense over the weights of largest variance, diagonal elsewhere: posteriors/subnetwork.py).
 `data_curvature` is the one place that turns a kind into a curvature
 computation; the curvature code itself knows no kinds.
 """
@@ -15,37 +17,78 @@ import scipy.optimize
 
 from bayesunlearn.errors import ConfigError, NotPositiveDefinite
 from bayesunlearn.model import curvature
-from bayesunlearn.model.network import outputs_and_jacobians
+from bayesunlearn.model.curvature import KroneckerFactors
+from bayesunlearn.model.network import outputs
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.numerics import dense
 from bayesunlearn.kinds import KINDS, LAPLACE_KINDS, Kind
+from bayesunlearn.posteriors.kronecker import Kronecker
 from bayesunlearn.posteriors.matrices import CovarianceOnly, Dense, Diagonal, GaussianMatrix
 from bayesunlearn.posteriors.posterior import GaussianPosterior
+from bayesunlearn.posteriors.subnetwork import Subnetwork, SubnetworkCurvature, choose
+
+SUBNETWORK_SIZE = 64  # weights a subnetwork posterior covers densely, unless `laplace.subnetwork_size` says
 
 
-def data_curvature(kind: Kind, model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """The data term's curvature in the kind's structure (dense matrix or diagonal) and its NLL gradient."""
+# The data term's curvature in a kind's structure (dense matrix, diagonal, or KFAC's factors) and its NLL
+# gradient: a sum over records (posteriors/sharded.py adds it up over shards of the table).
+DataTerm = tuple[np.ndarray | KroneckerFactors, np.ndarray]
+
+
+def data_curvature(kind: Kind, model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray,
+                   indices: np.ndarray | None = None) -> DataTerm:
+    """The data term's curvature in the kind's structure and its NLL gradient; for a subnetwork, over the
+    weights `indices` (without them, the diagonal GGN its weights are chosen by: subnetwork.choose)."""
+    if kind.storage == "subnetwork":
+        diagonal, gradient = curvature.diagonal_ggn(model, theta, x, y)
+        if indices is None:
+            return diagonal, gradient
+        return SubnetworkCurvature(indices, diagonal, block=curvature.selected_ggn(model, theta, x, indices)), gradient
     if kind.curvature == "hessian":
         from bayesunlearn.model.autodiff import nll_hessian  # second derivatives: TensorFlow
 
         return nll_hessian(model, theta, x, y)
+    if kind.storage == "kronecker":
+        factors = curvature.kronecker_factors(model, theta, x, y)
+        return factors, factors.gradient
     if kind.storage == "dense" and kind.covers == "all":
         return curvature.data_curvature(model, theta, x, y)
     return curvature.restricted_ggn(model, theta, x, y, kind.index(model.spec), diagonal=kind.storage == "diagonal")
 
 
 def fit_laplace(model: RegressionModel, theta_map: np.ndarray, x: np.ndarray, y: np.ndarray,
-                kind: str = "full_ggn") -> GaussianPosterior:
+                kind: str = "full_ggn", data: DataTerm | None = None,
+                subnetwork_size: int = SUBNETWORK_SIZE) -> GaussianPosterior:
+    """The Laplace posterior of a kind at θ*; `data` is the records' data term when it is already summed
+    (over shards), else it is computed from x and y. A subnetwork covers `subnetwork_size` weights."""
     if kind not in LAPLACE_KINDS:
         raise ConfigError(f"Laplace kind {kind!r} is not one of {list(LAPLACE_KINDS)}.")
-    precision, _ = data_curvature(KINDS[kind], model, theta_map, x, y)
+    spec = KINDS[kind]
+    if data is None and spec.storage == "subnetwork":
+        diagonal, _ = data_curvature(spec, model, theta_map, x, y)
+        data = data_curvature(spec, model, theta_map, x, y, choose(diagonal, model.prior_precision, subnetwork_size))
+    precision, _ = data if data is not None else data_curvature(spec, model, theta_map, x, y)
+    if isinstance(precision, KroneckerFactors):
+        return GaussianPosterior(model, theta_map.copy(), Kronecker.of(precision, model.prior_precision),
+                                 theta_map.copy(), kind)
+    if spec.storage == "subnetwork" and not isinstance(precision, SubnetworkCurvature):
+        raise ValueError("a subnetwork fit needs the block over its chosen weights, not the first pass's diagonal")
+    if isinstance(precision, SubnetworkCurvature):
+        return GaussianPosterior(model, theta_map.copy(), _subnetwork(precision, model.prior_precision),
+                                 theta_map.copy(), kind)
     _add_to_diagonal(precision, model.prior_precision)  # in place: no second P × P matrix
     diagnostics = {}
     if KINDS[kind].curvature == "hessian":  # the exact Hessian: may be indefinite at a saddle
         precision, diagnostics = _clip_indefinite_hessian(precision, model.prior_precision)
     return GaussianPosterior(model, theta_map.copy(), matrix_of(KINDS[kind], precision), theta_map.copy(), kind,
                              diagnostics)
+
+
+def _subnetwork(data: SubnetworkCurvature, prior_precision: float) -> Subnetwork:
+    block = data.block.copy()
+    _add_to_diagonal(block, prior_precision)
+    rest = np.delete(data.diagonal, data.indices) + prior_precision
+    return Subnetwork(data.indices, matrix_of(KINDS["subnetwork"], block), Diagonal(rest))
 
 
 def _clip_indefinite_hessian(precision: np.ndarray, floor: float) -> tuple[np.ndarray, dict]:
@@ -92,7 +135,7 @@ def _add_to_diagonal(matrix: np.ndarray, value: float) -> None:
 def log_marginal_likelihood(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray) -> float:
     """Laplace evidence log p(D) ≈ log p(D | θ*) + log p(θ*) + (k/2) log 2π − ½ log det Λ."""
     m = posterior.model
-    f, _ = outputs_and_jacobians(m.spec, posterior.linearisation_point, x)
+    f = outputs(m.spec, posterior.linearisation_point, x)
     return _evidence(np.sum((y - f) ** 2), len(y), posterior.linearisation_point[posterior.index],
                      posterior.precision_eigenvalues() - m.prior_precision, m.prior_precision, m.noise_std, m.noise_std)
 
@@ -108,7 +151,7 @@ def optimize_hyperparameters(posterior: GaussianPosterior, x: np.ndarray, y: np.
     if np.any(data_eigs < -1e-9 * max(1.0, np.abs(data_eigs).max())):
         raise ConfigError(f"marginal-likelihood tuning needs positive semi-definite curvature; the "
                           f"{posterior.kind} curvature has negative eigenvalues. Use a GGN structure.")
-    f, _ = outputs_and_jacobians(m.spec, posterior.linearisation_point, x)
+    f = outputs(m.spec, posterior.linearisation_point, x)
     rss, theta = np.sum((y - f) ** 2), posterior.linearisation_point[posterior.index]
 
     def negative(log_params: np.ndarray) -> float:
@@ -119,6 +162,16 @@ def optimize_hyperparameters(posterior: GaussianPosterior, x: np.ndarray, y: np.
                                    options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 2000})
     alpha, sigma = (float(v) for v in np.exp(best.x))
     tuned = RegressionModel(m.spec, alpha, sigma)
+    scale = (m.noise_std / sigma) ** 2
+    if posterior.spec.storage == "kronecker":  # the factors hold the data term apart from the prior
+        return posterior.with_updates(model=tuned, matrix=posterior.matrix.retuned(scale, alpha))
+    if posterior.spec.storage == "subnetwork":  # block and rest alike: no P × P matrix
+        sub = posterior.matrix
+        identity = np.eye(sub.block.size)
+        block = (sub.block.precision() - m.prior_precision * identity) * scale + alpha * identity
+        rest = (sub.rest.values - m.prior_precision) * scale + alpha
+        return posterior.with_updates(model=tuned, matrix=Subnetwork(sub.indices, matrix_of(posterior.spec, block),
+                                                                     Diagonal(rest)))
     precision = posterior.precision if posterior.precision is not None else posterior.dense_precision()
     data = precision - m.prior_precision * _identity_like(precision)
     precision = data * (m.noise_std / sigma) ** 2 + alpha * _identity_like(precision)

@@ -12,11 +12,14 @@ in kinds.py; no other code branches on storage.
 - CovarianceOnly: Σ alone, for large dense posteriors: at 10k parameters each
   P × P matrix is 800 MB, keeping Λ next to Σ doubled the memory and the work
   of every downdate, and nothing on the serving path needs Λ.
+- Kronecker: KFAC's per-layer factors (posteriors/kronecker.py).
+- Subnetwork: a dense block over chosen weights and a diagonal for the rest (posteriors/subnetwork.py).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,8 +41,19 @@ class Curvature:
     gradient: np.ndarray
     matrix: np.ndarray | None = None
     factor: np.ndarray | None = None
+    structured: object | None = None  # the records' curvature in a structure's own form: KFAC's factor sums
+                                      # (kronecker.py), a subnetwork's block and diagonal (subnetwork.py)
+    operator: Callable[[np.ndarray], np.ndarray] | None = None  # H·v when H is not held as a matrix
+    # the records' own NLL curvature·v where it differs from the H of the division (KFAC: Λ − Λ_r is not the
+    # forgotten records' curvature and can be indefinite); the damped step's quadratic model uses it
+    model: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def apply_model(self, v: np.ndarray) -> np.ndarray:
+        return self.model(v) if self.model is not None else self.apply(v)
 
     def apply(self, v: np.ndarray) -> np.ndarray:
+        if self.operator is not None:
+            return self.operator(v)
         if self.factor is not None:
             return self.factor @ (self.factor.T @ v)
         return self.matrix * v if self.matrix.ndim == 1 else self.matrix @ v
@@ -58,7 +72,7 @@ class Update:
     n_negative: int   # eigenvalues ≤ 0 before repair (−1 when not computed)
     repair: str       # "none", or the repair applied
     damping: float    # δ added by "damp", or the floor used by "clip"
-    solver: str       # "dense", "woodbury" or "diagonal"
+    solver: str       # "dense", "woodbury", "diagonal" or "kronecker"
 
 
 class GaussianMatrix(ABC):
@@ -95,6 +109,10 @@ class GaussianMatrix(ABC):
     def add(self, curvature: Curvature, sign: float, rhs: np.ndarray, floor: float, options: DivideOptions,
             in_place: bool = False) -> Update:
         """Λ + sign·H (sign −1: divide out a likelihood), repaired as `options` say, and Λ_new⁻¹·rhs."""
+
+    def extra_arrays(self) -> dict[str, np.ndarray]:
+        """What a posterior file holds for this type besides "precision" and "covariance"."""
+        return {}
 
     def cholesky(self) -> np.ndarray:
         """Lower Cholesky factor of Λ; raises instead of returning NaNs."""
@@ -262,8 +280,16 @@ class CovarianceOnly(GaussianMatrix):
         return division.update(CovarianceOnly(division.covariance))  # stays in covariance form
 
 
-def matrix_from_arrays(precision: np.ndarray | None, covariance: np.ndarray | None) -> GaussianMatrix:
-    """The matrix type that stored arrays describe: a vector is a diagonal, Σ alone is covariance form."""
+def matrix_from_arrays(arrays: dict[str, np.ndarray], prior_precision: float) -> GaussianMatrix:
+    """The matrix type that stored arrays describe: Kronecker factors, a subnetwork, a vector is a diagonal,
+    Σ alone is covariance form."""
+    from bayesunlearn.posteriors import kronecker, subnetwork  # they build on this module
+
+    if f"{kronecker.PREFIX}count" in arrays:
+        return kronecker.Kronecker.from_arrays(arrays, prior_precision)
+    if f"{subnetwork.PREFIX}indices" in arrays:
+        return subnetwork.Subnetwork.from_arrays(arrays)
+    precision, covariance = arrays.get("precision"), arrays.get("covariance")
     if precision is None:
         if covariance is None:
             raise ValueError("a Gaussian needs a precision or a covariance")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bayesunlearn.io import store
+from bayesunlearn.model.curvature import JACOBIAN_BUDGET, row_batches
 from bayesunlearn.model.network import outputs_and_jacobians
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.kinds import KINDS, Kind
@@ -86,7 +87,16 @@ class GaussianPosterior:
         return self.matrix.to_tfp(self.mean[self.index])
 
     def predictive(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and variance of y at each row of x under the linearised network."""
+        """Mean and variance of y at each row of x under the linearised network. Above the Jacobian budget
+        the rows go in batches, so memory stays one batch of J (a 1M-parameter network: 2 rows at a time)."""
+        rows = (row_batches(len(x), self.n_params) if len(x) * self.n_params > JACOBIAN_BUDGET
+                else [slice(0, len(x))])
+        parts = [self._predictive(x[batch]) for batch in rows]
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([m for m, _ in parts]), np.concatenate([v for _, v in parts])
+
+    def _predictive(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         f, jac = outputs_and_jacobians(self.model.spec, self.linearisation_point, x)
         jac = jac[:, self.index]
         mean = f + jac @ (self.mean - self.linearisation_point)[self.index]
@@ -105,6 +115,7 @@ class GaussianPosterior:
         arrays["linearisation_point"] = self.linearisation_point
         if self.covariance is not None:
             arrays["covariance"] = self.covariance
+        arrays.update(self.matrix.extra_arrays())
         store.save_arrays(path, meta, arrays)
 
     @classmethod
@@ -113,6 +124,6 @@ class GaussianPosterior:
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}: posterior format {meta.get('format_version')} is not {FORMAT_VERSION}; "
                              f"re-run the stage that wrote it (dvc repro).")
-        return cls(RegressionModel.from_dict(meta["model"]), data["mean"],
-                   matrix_from_arrays(data.get("precision"), data.get("covariance")), data["linearisation_point"],
+        model = RegressionModel.from_dict(meta["model"])
+        return cls(model, data["mean"], matrix_from_arrays(data, model.prior_precision), data["linearisation_point"],
                    meta["structure"], meta.get("diagnostics", {}))

@@ -19,7 +19,7 @@ What can go wrong, and what the options do about it:
   positive definiteness on the |D_f| × |D_f| capacitance matrix. With
   `in_place=True` it overwrites the input's Σ (and Λ, unless the posterior is
   in covariance form) with rank-|D_f| GEMM updates: no new P × P matrices.
-The algebra of each storage (diagonal, dense, covariance-only) is the matrix
+The algebra of each storage (diagonal, dense, covariance-only, Kronecker) is the matrix
 type's (posteriors/matrices.py); this module computes H_f and g_f and moves the mean.
 """
 
@@ -30,11 +30,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from bayesunlearn.io.sections import DivideOptions
+from bayesunlearn.model.curvature import diagonal_ggn, kronecker_factors, selected_jacobian
 from bayesunlearn.model.network import outputs, outputs_and_jacobians
 from bayesunlearn.numerics.threads import one_blas_thread
+from bayesunlearn.posteriors.kronecker import Kronecker
 from bayesunlearn.posteriors.laplace import data_curvature
 from bayesunlearn.posteriors.matrices import Curvature
 from bayesunlearn.posteriors.posterior import GaussianPosterior
+from bayesunlearn.posteriors.subnetwork import SubnetworkCurvature
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class UnlearningReport:
     damping: float                # δ added by "damp", or the floor used by "clip"
     step_length: float            # fraction of the Newton step taken
     step_norm: float              # ‖μ_r − μ‖
-    solver: str                   # "dense", "woodbury" or "diagonal"
+    solver: str                   # "dense", "woodbury", "diagonal" or "kronecker"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,10 +77,25 @@ def relearn(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
         return _combine(posterior, x, y, +1.0, options)
 
 
-def records_curvature(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray) -> Curvature:
+def records_curvature(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray, sign: float = -1.0
+                      ) -> Curvature:
     """H_f and g_f of the records at θ*, in the posterior's structure. A full GGN is kept as its
-    rank-|D_f| factor J_fᵀ/σ (one Jacobian pass; the P × P matrix is formed only if needed)."""
+    rank-|D_f| factor J_fᵀ/σ (one Jacobian pass; the P × P matrix is formed only if needed). For KFAC,
+    H_f is the change of Λ when the records' factors are removed (sign −1) or added (+1); for a subnetwork,
+    the GGN over its weights (as the factor J_Sᵀ/σ) and the diagonal over the rest."""
     kind = posterior.spec
+    if kind.storage == "kronecker":
+        factors = kronecker_factors(posterior.model, posterior.linearisation_point, x, y)
+        base, changed = posterior.matrix, posterior.matrix.plus(factors, sign)
+        own = Kronecker.of(factors, 0.0)  # the records' KFAC alone: A_f ⊗ G_f / n_f
+        return Curvature(factors.gradient, structured=factors, model=own.apply,
+                         operator=lambda v: sign * (changed.apply(v) - base.apply(v)))
+    if kind.storage == "subnetwork":
+        model, theta, indices = posterior.model, posterior.linearisation_point, posterior.matrix.indices
+        diagonal, gradient = diagonal_ggn(model, theta, x, y)
+        records = SubnetworkCurvature(indices, diagonal,
+                                      factor=selected_jacobian(model, theta, x, indices).T / model.noise_std)
+        return Curvature(gradient, structured=records, operator=records.apply)
     if kind.curvature == "ggn" and kind.storage == "dense" and kind.covers == "all" and len(x):
         f, jac = outputs_and_jacobians(posterior.model.spec, posterior.linearisation_point, x)
         sigma = posterior.model.noise_std
@@ -89,7 +107,7 @@ def records_curvature(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray
 def _combine(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray, sign: float,
              options: DivideOptions, in_place: bool = False) -> tuple[GaussianPosterior, UnlearningReport]:
     theta_star, idx = posterior.linearisation_point, posterior.index
-    curvature = records_curvature(posterior, x, y)
+    curvature = records_curvature(posterior, x, y, sign)
     rhs = -sign * (curvature.apply((posterior.mean - theta_star)[idx]) + curvature.gradient)
     floor = posterior.model.prior_precision if options.eig_floor is None else options.eig_floor
     update = posterior.matrix.add(curvature, sign, rhs, floor, options, in_place)
@@ -122,7 +140,7 @@ def _trusted_step_length(posterior: GaussianPosterior, x, y, step, curvature: Cu
         actual = _forgotten_nll(posterior, x, y, posterior.mean + move) - base
         d_new, d_old = offset + t * step, offset
         predicted = (gradient @ (d_new - d_old)
-                     + 0.5 * (d_new @ curvature.apply(d_new) - d_old @ curvature.apply(d_old)))
+                     + 0.5 * (d_new @ curvature.apply_model(d_new) - d_old @ curvature.apply_model(d_old)))
         if abs(predicted) < 1e-12 or abs(actual / predicted - 1.0) <= tolerance:
             return t
         t *= 0.5

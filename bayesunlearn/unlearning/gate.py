@@ -13,7 +13,8 @@ served, the posterior's (linearised) predictive:
   that ignores the correlations);
 - a loss-threshold membership-inference AUC of forgotten vs unseen test
   records: high means the forgotten records still look like training data (it
-  also catches an operator that did nothing).
+  catches an operator that did nothing only where the original had memorised
+  the records).
 The gradient residual ‖∇L_r(μ_u)‖ / ‖∇L_r(μ)‖ of the network evaluated at the
 moved mean is always reported; it decides only when `max_residual_ratio` is set,
 for users who serve the network at the mean rather than the linearised
