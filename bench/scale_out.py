@@ -244,11 +244,16 @@ def readme_block(path: Path | None = None) -> str:
                          "forget 1,000 (s)": f"{w['unlearn_seconds']['1000']:.2f}",
                          "vs cold retrain": f"{_fmt(w['speedup']['1000'])}×",
                          "peak MB / process": f"{max(w['worker_peak_mb'], w['unlearn_peak_mb']):,.0f}"})
-    return _table(rows)
+    largest = max(scale_out["cases"], key=lambda r: r["n"] * r["n_params"] if r["n"] >= 1_000_000 else 0)
+    plan = scale_out["plan_seconds"][f"{largest['network']} n={largest['n']} kfac"]
+    return (_table(rows) + f"\n\nThe `kfac` fit on {largest['n']:,} records ({largest['n_params']:,} parameters) "
+            f"takes {plan['1']:.0f} s on 1 worker and, extrapolated from the measured shard and reduce times, "
+            f"{plan['8']:.0f} s on 8 and {plan['16']:.0f} s on 16.")
 
 
 def docs_block(path: Path | None = None) -> str:
     """Every case, the targets, the plan to N workers, and the quality of each structure at 10k parameters."""
+    from bench.structures import STRUCTURES as quality_order
     from bench.summary import _fmt, _table
 
     scale_out, quality = _measured(path)
@@ -271,9 +276,10 @@ def docs_block(path: Path | None = None) -> str:
              f"at 1M parameters: largest peak {t['max_peak_mb_1m_params']:,.0f} MB "
              f"({_met(t['meets']['max_peak_mb_1m_params'])}); the 2-worker fit at least 1.6× faster at n = 1M: "
              f"{t['min_fit_speedup_2_workers_n_1m']:.2f}× ({_met(t['meets']['min_fit_speedup_2_workers_n_1m'])}).",
-             "", "**The plan to N workers** (seconds; fit(N) ≈ shard work / N + reduce + overhead, each measured on "
-             "1 worker):", "",
-             _table([{"case": case, **{f"N = {n}": seconds for n, seconds in plan.items()}}
+             "", "**The plan to N workers** (seconds of the fit; fit(N) ≈ shard work / N + reduce + overhead, "
+             "each measured on 1 worker, for `laplace.shards` ≥ N; beside it the measured 2-worker fit):", "",
+             _table([{"case": case, **{f"N = {n}": plan[n] for n in sorted(plan, key=int)},
+                      "measured, 2 workers": _two_workers(scale_out, case)}
                      for case, plan in scale_out["plan_seconds"].items()], ".1f")]
     if quality:
         lines += ["", f"**Quality at {quality['n_params']:,} parameters** ({quality['n']:,} records, "
@@ -281,10 +287,21 @@ def docs_block(path: Path | None = None) -> str:
                   "gain over the full GGN's above 1 = worse than the full GGN):", "",
                   _table([{"deletion": f"{mode} ({quality[mode]['n_forgotten']} records)", "structure": s,
                            "gain": q["gain"], "gain over full GGN's": q["gain_over_full_ggn"],
-                           "indistinguishability": q["indistinguishability"], "forget (s)": q["unlearn_seconds"]}
-                          for mode in ("random", "segment") for s, q in quality[mode].items()
-                          if isinstance(q, dict)])]
+                           "indistinguishability": q["indistinguishability"], "repair": q["repair"],
+                           "test RMSE (unlearned / retrained)":
+                               f"{q['test_rmse_unlearned']:.3g} / {q['test_rmse_retrained']:.3g}"}
+                          for mode in ("random", "segment") for s, q in
+                          sorted(((s, q) for s, q in quality[mode].items() if isinstance(q, dict)),
+                                 key=lambda item: quality_order.index(item[0]))])]
     return "\n".join(lines)
+
+
+def _two_workers(scale_out: dict, case: str) -> float:
+    for r in scale_out["cases"]:
+        for s in STRUCTURES:
+            if f"{r['network']} n={r['n']} {s}" == case:
+                return r[s]["fit_seconds"]["2"]
+    return float("nan")
 
 
 def _met(value: bool | None) -> str:
