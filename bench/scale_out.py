@@ -4,7 +4,7 @@ Networks (16 inputs, tanh): "100k" = hidden (300, 300), 95,701 parameters; "1M" 
 1,019,001 parameters. Data: synthetic regression, x ~ N(0, I₁₆), y = sin(x₀)·x₁ + x₂/2 + N(0, 0.1²),
 written once per n as a prepared table (record_id, features, y; the pipeline's CSV format): each
 Dask task reads only its shard's rows of it, as `fit_posterior` does with `laplace.shards`.
-θ* is a seeded initialisation: costs do not depend on how well it fits.
+θ* is the pipeline's seeded initialisation: costs do not depend on how well it fits.
 
 Per (network, n, structure):
 - fit_seconds {1, 2 workers}: the curvature map-reduce over `SHARDS` shards on a local cluster of
@@ -64,18 +64,12 @@ def write_table(path: Path, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 
 def model_for(network: str):
+    """The model and θ*: the pipeline's initialisation (MLPSpec.init), not a trained MAP."""
     from bayesunlearn.model.likelihood import RegressionModel
     from bayesunlearn.model.network import MLPSpec
 
     spec = MLPSpec(INPUTS, NETWORKS[network])
-    theta = np.random.default_rng(1).normal(0, 1, spec.n_params)
-    offset = 0
-    for fan_in, fan_out in spec.shapes:  # LeCun scale per layer, zero biases
-        theta[offset: offset + fan_in * fan_out] /= np.sqrt(fan_in)
-        offset += fan_in * fan_out
-        theta[offset: offset + fan_out] = 0.0
-        offset += fan_out
-    return RegressionModel(spec, prior_precision=1.0, noise_std=0.1), theta
+    return RegressionModel(spec, prior_precision=1.0, noise_std=0.1), spec.init(0)
 
 
 def _worker_peak_mb() -> float:
@@ -119,18 +113,18 @@ def same_bytes(a, b) -> bool:
 
 
 def retrain_seconds(model, x: np.ndarray, y: np.ndarray, adam_steps: int, learning_rate: float) -> float:
+    """The cold retrain's Adam steps on min(n, ADAM_ROWS) records, timed as bench/scale.py times them and
+    scaled linearly to n."""
     from bayesunlearn.model.autodiff import as_tensor
     from bayesunlearn.model.tf import tf
     from bayesunlearn.model.training import run_adam
+    from bench.scale import time_adam
 
     tf.config.experimental.enable_op_determinism()
     rows = min(len(x), ADAM_ROWS)
     args = (model, as_tensor(x[:rows]), as_tensor(y[:rows]), as_tensor(model.spec.init(1)))
-    run_adam(*args, 1, learning_rate).numpy()  # trace and compile
-    start = time.perf_counter()
-    run_adam(*args, ADAM_STEPS, learning_rate).numpy()
-    per_step = (time.perf_counter() - start) / ADAM_STEPS
-    return per_step * adam_steps * len(x) / rows
+    steps, seconds = time_adam(lambda k: run_adam(*args, k, learning_rate).numpy(), ADAM_STEPS, adam_steps)
+    return seconds / steps * adam_steps * len(x) / rows
 
 
 def case(network: str, n: int, folder: Path, adam_steps: int, learning_rate: float) -> dict:
@@ -187,13 +181,17 @@ def targets(rows: list[dict]) -> dict:
     return out
 
 
+def _plan_key(row: dict, structure: str) -> str:
+    return f"{row['network']} n={row['n']} {structure}"
+
+
 def plan(rows: list[dict], workers: tuple[int, ...] = (1, 2, 4, 8, 16)) -> dict:
     """fit(N) ≈ shard/N + reduce + overhead per case and structure, from its 1-worker run."""
     out = {}
     for r in rows:
         for s in STRUCTURES:
             w = r[s]
-            out[f"{r['network']} n={r['n']} {s}"] = {str(k): w["shard_seconds"] / k + w["reduce_seconds"]
+            out[_plan_key(r, s)] = {str(k): w["shard_seconds"] / k + w["reduce_seconds"]
                                                     + max(0.0, w["overhead_seconds"]) for k in workers}
     return out
 
@@ -245,7 +243,7 @@ def readme_block(path: Path | None = None) -> str:
                          "vs cold retrain": f"{_fmt(w['speedup']['1000'])}×",
                          "peak MB / process": f"{max(w['worker_peak_mb'], w['unlearn_peak_mb']):,.0f}"})
     largest = max(scale_out["cases"], key=lambda r: r["n"] * r["n_params"] if r["n"] >= 1_000_000 else 0)
-    plan = scale_out["plan_seconds"][f"{largest['network']} n={largest['n']} kfac"]
+    plan = scale_out["plan_seconds"][_plan_key(largest, "kfac")]
     return (_table(rows) + f"\n\nThe `kfac` fit on {largest['n']:,} records ({largest['n_params']:,} parameters) "
             f"takes {plan['1']:.0f} s on 1 worker and, extrapolated from the measured shard and reduce times, "
             f"{plan['8']:.0f} s on 8 and {plan['16']:.0f} s on 16.")
@@ -278,9 +276,7 @@ def docs_block(path: Path | None = None) -> str:
              f"{t['min_fit_speedup_2_workers_n_1m']:.2f}× ({_met(t['meets']['min_fit_speedup_2_workers_n_1m'])}).",
              "", "**The plan to N workers** (seconds of the fit; fit(N) ≈ shard work / N + reduce + overhead, "
              "each measured on 1 worker, for `laplace.shards` ≥ N; beside it the measured 2-worker fit):", "",
-             _table([{"case": case, **{f"N = {n}": plan[n] for n in sorted(plan, key=int)},
-                      "measured, 2 workers": _two_workers(scale_out, case)}
-                     for case, plan in scale_out["plan_seconds"].items()], ".1f")]
+             _table(_plan_rows(scale_out), ".1f")]
     if quality:
         lines += ["", f"**Quality at {quality['n_params']:,} parameters** ({quality['n']:,} records, "
                   f"{quality['retrains']} retrains per structure; gain below 1 = forgetting helped, "
@@ -296,12 +292,14 @@ def docs_block(path: Path | None = None) -> str:
     return "\n".join(lines)
 
 
-def _two_workers(scale_out: dict, case: str) -> float:
+def _plan_rows(scale_out: dict) -> list[dict]:
+    rows = []
     for r in scale_out["cases"]:
         for s in STRUCTURES:
-            if f"{r['network']} n={r['n']} {s}" == case:
-                return r[s]["fit_seconds"]["2"]
-    return float("nan")
+            plan = scale_out["plan_seconds"][_plan_key(r, s)]
+            rows.append({"case": _plan_key(r, s), **{f"N = {n}": plan[n] for n in sorted(plan, key=int)},
+                         "measured, 2 workers": r[s]["fit_seconds"]["2"]})
+    return rows
 
 
 def _met(value: bool | None) -> str:

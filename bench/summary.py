@@ -110,7 +110,8 @@ def bench_block(path: Path = BENCH) -> str:
     if "gate_confusion" in bench:
         c = bench["gate_confusion"]["production"]
         parts += [f"**The gate on the real-data study** ({bench['gate_confusion']['production_method']}): "
-                  f"{c['fast_path_harmed']} harmful event{'' if c['fast_path_harmed'] == 1 else 's'} on the fast path, {c['small_random_fast_path']} of "
+                  f"{c['fast_path_harmed']} harmful event{'' if c['fast_path_harmed'] == 1 else 's'} on the fast path, "
+                  f"{c['small_random_fast_path']} of "
                   f"{c['small_random_events']} random deletions of at most 10 % on the fast path "
                   f"(docs/methods.md, \"On real tables\").", ""]
     if "targets" in bench:
