@@ -27,7 +27,9 @@ def results(root: Path = ROOT) -> pd.DataFrame:
 
 
 FIGURES = ("events", "median_gain", "median_indistinguishability", "harmed", "fast_path", "median_rmse_change",
-           "median_mia_auc_excess")  # columns of study/real/summary.csv (experiments/events.summarise)
+           "median_mia_auc_excess", "median_accuracy_change", "median_ece_change")
+# columns of study/real/summary.csv (experiments/events.summarise): the test fit's change is RMSE for a real
+# target, accuracy and ECE for a binary one; a table has the figures of its own kind
 
 
 def bench_keys(root: Path = ROOT) -> dict:
@@ -38,7 +40,7 @@ def bench_keys(root: Path = ROOT) -> dict:
     timing = json.loads((root / "timing.json").read_text())
     real: dict = {}
     for row in summary.itertuples(index=False):
-        figures = {k: getattr(row, k) for k in FIGURES}
+        figures = {k: getattr(row, k) for k in FIGURES if k in summary.columns and pd.notna(getattr(row, k))}
         figures = {k: int(v) if k in ("events", "harmed", "fast_path") else float(v) for k, v in figures.items()}
         figures["seconds"] = timing.get(row.dataset, {}).get(row.method)
         if row.mode == "random":
@@ -60,7 +62,13 @@ def study_block(root: Path = ROOT) -> str:
                "median_indistinguishability": "median indist.", "harmed": "harmed", "fast path": "fast path",
                "median_rmse_change": "median Δ test RMSE", "median_mia_auc_excess": "median MIA AUC − retrain's"}
     ordered = summary.sort_values(["dataset", "mode", "method"])
-    return markdown(ordered[list(columns)].rename(columns=columns))
+    if "median_accuracy_change" not in summary:
+        return markdown(ordered[list(columns)].rename(columns=columns))
+    binary = ordered["median_rmse_change"].isna() if "median_rmse_change" in summary else ordered["method"].notna()
+    fit = {"median_accuracy_change": "median Δ test accuracy", "median_ece_change": "median Δ test ECE"}
+    classifier = {k: v for k, v in columns.items() if k != "median_rmse_change"} | fit
+    tables = [markdown(ordered[~binary][list(columns)].rename(columns=columns))] if (~binary).any() else []
+    return "\n\n".join(tables + [markdown(ordered[binary][list(classifier)].rename(columns=classifier))])
 
 
 def confusion_block(root: Path = ROOT) -> str:

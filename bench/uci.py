@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     from bayesunlearn.io import datasets, settings
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default="concrete", choices=sorted(datasets.PACKAGED))
+    regression = sorted(name for name, table in datasets.PACKAGED.items() if table.classes is None)
+    parser.add_argument("--source", default="concrete", choices=regression)
     parser.add_argument("--splits", type=int, default=20)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)

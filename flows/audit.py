@@ -37,7 +37,9 @@ def judge(root: str) -> dict:
     evaluation = json.loads((workspace.root / "metrics" / "evaluate" / f"{method}.json").read_text())
     summary = contracts.SplitSummary.read(workspace.root / contracts.SPLIT_SUMMARY)
     privacy = contracts.PrivacyReport.read(workspace.root / contracts.PRIVACY_REPORT)
-    poor = limits.problems(evaluation["gain"], evaluation["indistinguishability"])
+    n_judged = summary.n_forgotten + json.loads((workspace.root / "data/prepared/scaling.json").read_text())["n_test"]
+    poor = limits.problems(evaluation["gain"], evaluation["indistinguishability"],
+                           evaluation["pred_kl_unlearned_retrained"] * n_judged)
     verdict = {"method": method, "gate": gate.decision, "audit": "poor" if poor else "good", "problems": poor,
                "gate_missed_it": gate.decision == "pass" and bool(poor),
                "requests": summary.request_ids,

@@ -58,13 +58,14 @@ def eligible_requests(entries: list[Applied | Purge], retention_days: float, now
     return due, [e for e in applied if e not in due]
 
 
-def _set_csv_source(root: Path, raw_path: str, categorical: list[str]) -> None:
+def _set_csv_source(root: Path, raw_path: str, categorical: list[str], target_kind: str) -> None:
     """Point `prepare` at the purged raw table, changing only those values in params.yaml. Its categorical
     columns stay categorical, whatever values the purge left in them."""
     settings.update_params(root / settings.PARAMS, {"prepare.source": "csv", "prepare.csv.path": raw_path,
                                                     "prepare.csv.target": datasets.TARGET,
                                                     "prepare.csv.id_column": datasets.ID,
-                                                    "prepare.csv.categorical": categorical})
+                                                    "prepare.csv.categorical": categorical,
+                                                    "prepare.csv.target_kind": target_kind})
 
 
 def _raw_text(root: Path, prepare: Prepare) -> pd.DataFrame:
@@ -160,7 +161,7 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
     with _rollback_on_failure(root, restorable):
         progress(f"removing {len(record_ids)} records of {len(due)} requests from the raw data ({raw_path})")
         store.save_table(root / raw_path, raw[~raw[datasets.ID].isin(record_ids)])
-        _set_csv_source(root, raw_path, datasets.categorical_columns(raw))
+        _set_csv_source(root, raw_path, datasets.categorical_columns(raw), prepare.target_kind)
         for path in request_files:
             path.unlink()
         if not git_tracked:

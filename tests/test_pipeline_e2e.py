@@ -54,7 +54,7 @@ def test_one_metrics_table_lists_every_method_and_the_study_covers_the_grid(work
     files = {path for rev in shown.values() for path in rev["data"]}
     assert files == {"metrics/headline.json"}  # `dvc metrics show`: one row of headline figures
     headline = json.loads((workspace / "metrics/headline.json").read_text())
-    assert headline["method"] == "ggn_newton" and headline["forgotten"] == 5 and headline["served"] == "fast"
+    assert headline["method"] == "ggn_damped" and headline["forgotten"] == 5 and headline["served"] == "fast"
     for method in TINY[("methods",)]:  # the details stay in per-method files
         assert json.loads((workspace / f"metrics/evaluate/{method}.json").read_text())["method"] == method
     table = (workspace / "metrics/methods.csv").read_text().splitlines()
@@ -75,7 +75,7 @@ def test_the_real_data_study_judges_every_event_and_its_gate_table_agrees(worksp
     gated = results[results["method"] != "finetune_5"]
     assert set(gated["gate"]) <= {"pass", "fallback"} and (results[results["method"] == "finetune_5"]["gate"].isna()).all()
     confusion = json.loads((workspace / "study/real/confusion.json").read_text())
-    assert confusion == json.loads(json.dumps(gate_confusion(results, "ggn_newton")))
+    assert confusion == json.loads(json.dumps(gate_confusion(results, "ggn_damped")))
     timing = json.loads((workspace / "study/real/timing.json").read_text())
     assert set(timing["concrete"]) == set(TINY[("methods",)]) | {"finetune_5", "retrain"}
     for figure in ("gain.png", "predicted_vs_actual.png"):

@@ -78,6 +78,10 @@ def test_the_audit_calls_a_no_op_nan_and_anything_above_a_limit_poor():
     assert audit.problems(1.0, 3.0) == ["gain 1 ≥ 1"]  # gain 1: no better than doing nothing
     assert audit.problems(0.5, 10.5) == ["indistinguishability 10.5 > 10"]
     assert len(audit.problems(float("nan"), float("nan"))) == 2
+    # a ratio to a spread of ~1e-17 nats is huge, but 0.5 nats over the judged inputs is no detectable harm
+    assert audit.problems(0.2, 4.5e9, evidence=0.5) == []
+    assert audit.problems(0.2, 4.5e9, evidence=1.0) == ["indistinguishability 4.5e+09 > 10"]
+    assert audit.problems(1.2, 4.5e9, evidence=0.5) == ["gain 1.2 ≥ 1"]
 
 
 def test_settings_refuse_a_study_without_the_production_method_and_clashing_baselines():
@@ -85,8 +89,8 @@ def test_settings_refuse_a_study_without_the_production_method_and_clashing_base
     from bayesunlearn.io import settings
 
     raw = settings._yaml_load((REPO / "params.yaml").read_text())
-    raw["real_study"]["methods"] = ["ggn_damped"]
-    with pytest.raises(ConfigError, match="must include the production method 'ggn_newton'"):
+    raw["real_study"]["methods"] = ["ggn_newton"]
+    with pytest.raises(ConfigError, match="must include the production method 'ggn_damped'"):
         settings.parse(raw)
     raw["real_study"]["methods"], raw["real_study"]["finetune_steps"] = [], [100, 100]
     with pytest.raises(ConfigError, match="lists a budget twice"):
@@ -145,7 +149,8 @@ def test_every_method_and_baseline_gets_one_row_judged_by_the_audit_and_the_gate
     by_method = {r["method"]: r for r in result.rows}
     assert list(by_method) == ["newton", "diag", "finetune_20"]
     for row in result.rows:
-        assert row["harmed"] == int(bool(setup.audit.problems(row["gain"], row["indistinguishability"])))
+        evidence = row["pred_kl_unlearned_retrained"] * (len(table.x_test) + row["n_forgotten"])
+        assert row["harmed"] == int(bool(setup.audit.problems(row["gain"], row["indistinguishability"], evidence)))
         assert row["gain"] == pytest.approx(row["pred_kl_unlearned_retrained"] / row["pred_kl_original_retrained"])
         assert row["n_forgotten"] == event.mask.sum() == 10
     assert by_method["finetune_20"]["gate"] == ""  # the baseline is not gated
@@ -173,3 +178,58 @@ def test_timing_covers_every_method_the_baselines_and_a_cold_retrain(outcome):
     timing = events.time_event(table, event, originals, setup, repeats=1)
     assert set(timing) == {"newton", "diag", "finetune_20", "retrain"}
     assert all(t > 0 for t in timing.values())
+
+
+def test_a_binary_table_falls_back_to_clusters_when_every_category_is_too_large():
+    """The default table's only category, student, splits 29/71 %: above a 25 % segment, so a cluster leaves."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"a": rng.normal(size=200), "kind": rng.choice(["p", "q"], size=200),
+                          "y": rng.integers(0, 2, size=200).astype(float)})
+    train, test, scaling = datasets.prepare(frame, 0.2, 0, "t", target="binary")
+    (x, y), (x_test, y_test) = datasets.arrays(train), datasets.arrays(test)
+    table = events.Table("t", x, y, x_test, y_test, scaling.features, scaling.categories, 0.0, 1.0, binary=True)
+    event = events.segment(table, 0, clusters=8, max_share=0.25)
+    assert event.segment.endswith(" of 8") and 0 < event.fraction <= 0.25
+    assert table.likelihood == "bernoulli"
+
+
+@pytest.fixture(scope="module")
+def binary_outcome(tf):
+    """One random deletion on a small binary table, fitted with the Bernoulli likelihood."""
+    from bayesunlearn.model.likelihood import RegressionModel
+    from bayesunlearn.model.network import MLPSpec
+    from bayesunlearn.posteriors.fit import FitSettings
+
+    frame = shops(150)
+    frame["y"] = (frame["y"] + 0.5 * np.random.default_rng(4).normal(size=150) > 0.3).astype(float)
+    train, test, scaling = datasets.prepare(frame, 0.2, 0, "b", target="binary")
+    (x, y), (x_test, y_test) = datasets.arrays(train), datasets.arrays(test)
+    table = events.Table("b", x, y, x_test, y_test, scaling.features, scaling.categories, 0.0, 1.0, binary=True)
+    setup = events.Setup({"newton": Divide(posterior="full_ggn", operator="divide")},
+                         Train(adam_steps=1500, polish_iterations=50), FitSettings(), 0, 2,
+                         Gate(method="newton", posterior="full_ggn"), Audit(), [20])
+    model = RegressionModel(MLPSpec(x.shape[1], (6,)), 1.0, 1.0, table.likelihood)
+    originals = events.fit_originals(model, table, setup)
+    event = events.events(table, RealStudy(fractions=[0.1], seeds=[0], modes=["random"]))[0]
+    return table, events.run_event(table, event, originals, setup)
+
+
+def test_a_binary_table_is_judged_by_accuracy_calibration_and_nll(binary_outcome, outcome):
+    from bayesunlearn.numerics import metrics
+
+    table, result = binary_outcome
+    by_method = {r["method"]: r for r in result.rows}
+    assert list(by_method) == ["newton", "finetune_20"]
+    mean, var = result.retrained["full_ggn"].predictive(table.x_test)
+    probability = 1.0 / (1.0 + np.exp(-metrics.probit_logit(mean, var)))
+    row = by_method["newton"]
+    assert row["test_accuracy_retrained"] == metrics.accuracy(table.y_test, probability)
+    assert row["test_ece_retrained"] == metrics.expected_calibration_error(table.y_test, probability)
+    assert row["test_nll_retrained"] == pytest.approx(float(np.mean(metrics.bernoulli_nll(table.y_test, mean, var))))
+    assert "test_rmse_retrained" not in row and 0 <= row["mia_auc_unlearned"] <= 1
+    assert row["gain"] == pytest.approx(row["pred_kl_unlearned_retrained"] / row["pred_kl_original_retrained"])
+    both = events.summarise(pd.DataFrame(outcome[-1].rows + result.rows))
+    assert list(both.columns)[-4:] == ["median_rmse_change", "median_mia_auc_excess", "median_accuracy_change",
+                                       "median_ece_change"]  # a regression-only summary's columns come first
+    assert both.loc[both.dataset == "b", "median_rmse_change"].isna().all()
+    assert both.loc[both.dataset == "t", "median_accuracy_change"].isna().all()

@@ -62,6 +62,21 @@ def test_method_names_name_stages_and_files_so_they_are_plain(name):
         settings.parse(raw)
 
 
+@pytest.mark.parametrize("source, csv_kind, likelihood, valid", [
+    ("two_clusters", "real", "gaussian", True), ("two_clusters", "real", "bernoulli", False),
+    ("default", "real", "bernoulli", True), ("default", "real", "gaussian", False),
+    ("csv", "binary", "bernoulli", True), ("csv", "binary", "gaussian", False), ("csv", "real", "bernoulli", False),
+])
+def test_the_likelihood_must_fit_the_target_of_the_source(source, csv_kind, likelihood, valid):
+    raw = changed("model.likelihood", likelihood)
+    raw["prepare"] = {**raw["prepare"], "source": source, "csv": {**raw["prepare"]["csv"], "target_kind": csv_kind}}
+    if valid:
+        assert settings.parse(raw).model.likelihood == likelihood
+    else:
+        with pytest.raises(ConfigError, match="model.likelihood: .* does not fit the"):
+            settings.parse(raw)
+
+
 def test_the_project_params_are_valid():
     assert settings.parse(RAW).gate.method in RAW["methods"]
 

@@ -27,7 +27,7 @@ def mean_predictive_kl(p: GaussianPosterior, q: GaussianPosterior, x: np.ndarray
     """KL(p's predictive ‖ q's predictive), averaged over the rows of x."""
     if len(x) == 0:
         return float("nan")
-    return float(np.mean(metrics.predictive_kl(*p.predictive(x), *q.predictive(x))))
+    return float(np.mean(p.model.predictive_kl(p.predictive(x), q.predictive(x))))
 
 
 def compare(original: GaussianPosterior, unlearned: GaussianPosterior, retrains: list[GaussianPosterior],
@@ -73,8 +73,13 @@ def _fit_quality(name: str, post: GaussianPosterior, splits: Splits) -> dict:
     nll = {}
     for part, x, y in (("test", splits.x_test, splits.y_test), ("forgotten", splits.x_forgotten, splits.y_forgotten)):
         mean, var = post.predictive(x)
-        nll[part] = metrics.gaussian_nll(y, mean, var)
-        out[f"{part}_rmse_{name}"] = metrics.rmse(y, mean)
+        nll[part] = post.model.predictive_nll(y, mean, var)
+        if post.model.gaussian:
+            out[f"{part}_rmse_{name}"] = metrics.rmse(y, mean)
+        else:  # the probit-approximated probability of class 1
+            probability = 1.0 / (1.0 + np.exp(-metrics.probit_logit(mean, var)))
+            out[f"{part}_accuracy_{name}"] = metrics.accuracy(y, probability)
+            out[f"{part}_ece_{name}"] = metrics.expected_calibration_error(y, probability)
         out[f"{part}_nll_{name}"] = float(np.mean(nll[part])) if len(y) else float("nan")
     out[f"mia_auc_{name}"] = metrics.membership_auc(nll["forgotten"], nll["test"])
     return out

@@ -68,7 +68,7 @@ class Case:
 
 def save_predicted_vs_actual(path: str | Path, cases: list[Case]) -> None:
     """One row per case: predicted mean against the actual target on the forgotten and the test records,
-    in the target's units."""
+    in the target's units; for a classifier, the reliability diagram of those records."""
     plt = _pyplot()
     if not cases:  # the figure is a DVC output: say why it is empty rather than fail after the study's work
         fig = plt.figure(figsize=(6, 2), dpi=100)
@@ -80,6 +80,9 @@ def save_predicted_vs_actual(path: str | Path, cases: list[Case]) -> None:
         colours = dict(zip(case.posteriors, ["tab:grey", "tab:orange", "tab:blue", "tab:green"], strict=False))
         for ax, (part, x, y) in zip(row, (("forgotten", case.splits.x_forgotten, case.splits.y_forgotten),
                                           ("test", case.splits.x_test, case.splits.y_test)), strict=True):
+            if not next(iter(case.posteriors.values())).model.gaussian:
+                _reliability_panel(ax, case, colours, x, y, f"{case.title}: {part} records ({len(y)})")
+                continue
             actual = y * case.y_std + case.y_mean
             for name, post in case.posteriors.items():
                 ax.scatter(actual, post.predictive(x)[0] * case.y_std + case.y_mean, s=6, alpha=0.6,
@@ -92,3 +95,16 @@ def save_predicted_vs_actual(path: str | Path, cases: list[Case]) -> None:
         row[1].legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+def _reliability_panel(ax, case: Case, colours: dict[str, str], x: np.ndarray, y: np.ndarray, title: str) -> None:
+    """Observed share of class 1 against the binned predicted probability, per posterior."""
+    from bayesunlearn.experiments.plots import reliability
+
+    ax.plot([0, 1], [0, 1], color="black", lw=1)
+    for name, post in case.posteriors.items():
+        predicted, observed, _ = reliability(post, x, y)
+        ax.plot(predicted, observed, marker="o", ms=4, color=colours[name], label=name)
+    ax.set_xlabel("predicted probability of class 1 (binned)")
+    ax.set_ylabel("observed share of class 1")
+    ax.set_title(title, fontsize=9)

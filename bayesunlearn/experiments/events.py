@@ -8,8 +8,9 @@ standardised inputs. For every event and method:
   indistinguishability (evaluation.compare), harmful when the operator failed
   or the audit calls the result poor (sections.Audit.problems);
 - the gate's decision, from the signals it has in production (gate.gate);
-- the fit: test RMSE and NLL in the target's units, and the membership AUC of
-  the unlearned, original and retrained posteriors.
+- the fit: test RMSE and NLL in the target's units (a binary target: accuracy,
+  NLL and expected calibration error), and the membership AUC of the unlearned,
+  original and retrained posteriors.
 Fine-tuning (unlearning.finetune) runs beside the methods as the baseline a
 practitioner tries first; the gate does not judge it.
 """
@@ -26,7 +27,6 @@ from bayesunlearn.experiments.evaluation import compare, time_warm
 from bayesunlearn.experiments.grid import forget_mask
 from bayesunlearn.io import datasets
 from bayesunlearn.io.datasets import Splits
-from bayesunlearn.numerics import metrics
 from bayesunlearn.io.sections import Audit, Gate, Method, Prepare, RealStudy, Train
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.model.training import fit_map
@@ -42,7 +42,8 @@ BASE_KIND = "full_ggn"  # the curvature fine-tuning keeps (a practitioner has no
 
 @dataclass(frozen=True)
 class Table:
-    """A prepared real table: standardised arrays, input names, categories and the target's scale."""
+    """A prepared real table: standardised arrays, input names, categories and the target's scale (a binary
+    target keeps its 0/1 labels: mean 0, scale 1)."""
 
     name: str
     x: np.ndarray
@@ -53,17 +54,23 @@ class Table:
     categories: dict[str, list[str]]
     y_mean: float
     y_std: float
+    binary: bool = False
+
+    @property
+    def likelihood(self) -> str:
+        return "bernoulli" if self.binary else "gaussian"
 
 
 def load_table(name: str, prepare: Prepare, max_records: int) -> Table:
     """The packaged table, prepared as the pipeline prepares it; larger training and test parts are
     subsampled (seeded by `prepare.seed`) to `max_records` rows."""
-    train, test, scaling = datasets.prepare(datasets.packaged(name), prepare.test_fraction, prepare.seed, name)
+    kind = prepare.model_copy(update={"source": name}).target_kind
+    train, test, scaling = datasets.prepare(datasets.packaged(name), prepare.test_fraction, prepare.seed, name, kind)
     train, test = (part.sample(n=max_records, random_state=prepare.seed).sort_index()
                    if len(part) > max_records else part for part in (train, test))
     (x, y), (x_test, y_test) = datasets.arrays(train), datasets.arrays(test)
     return Table(name, x, y, x_test, y_test, scaling.features, scaling.categories, scaling.target_mean,
-                 scaling.target_std)
+                 scaling.target_std, kind == "binary")
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,12 +84,16 @@ class Event:
     mask: np.ndarray
 
 
-def segment_candidates(table: Table, seed: int, clusters: int) -> list[tuple[str, np.ndarray]]:
-    """Every category (an input column `column=value`) or, without categories, every k-means cluster."""
+def segment_candidates(table: Table, seed: int, clusters: int, max_share: float) -> list[tuple[str, np.ndarray]]:
+    """Every category (an input column `column=value`) of at most `max_share` of the records or, when no
+    category is that small (or there are none), every k-means cluster."""
     if table.categories:
         names = [f"{c}={v}" for c, values in table.categories.items() for v in values]
         # one-hot inputs are standardised: the category's own records are the positive ones
-        return [(n, table.x[:, table.features.index(n)] > 0) for n in names]
+        found = [(n, table.x[:, table.features.index(n)] > 0) for n in names]
+        small = [(n, mask) for n, mask in found if 0 < mask.mean() <= max_share]
+        if small:
+            return small
     from sklearn.cluster import KMeans
     from threadpoolctl import threadpool_limits
 
@@ -94,7 +105,7 @@ def segment_candidates(table: Table, seed: int, clusters: int) -> list[tuple[str
 def segment(table: Table, seed: int, clusters: int, max_share: float) -> Event:
     """One segment of at most `max_share` of the records, picked by the seed from a fixed order of the
     candidates (seeds that differ modulo their number pick different categories)."""
-    candidates = [(label, mask) for label, mask in segment_candidates(table, seed, clusters)
+    candidates = [(label, mask) for label, mask in segment_candidates(table, seed, clusters, max_share)
                   if 0 < mask.mean() <= max_share]
     if not candidates:
         raise DataError(f"{table.name}: no category or cluster holds at most {max_share:.0%} of the records; "
@@ -211,11 +222,15 @@ def judge(table: Table, event: Event, name: str, original: GaussianPosterior, un
     if unlearned is None:
         return row | {"gate_reasons": f"unlearning failed: {report.get('reason', '')}"}
     c = compare(original, unlearned, retrains, splits, parameter_space=False)
-    row["harmed"] = int(bool(setup.audit.problems(c["gain"], c["indistinguishability"])))
+    evidence = c["pred_kl_unlearned_retrained"] * (len(splits.x_test) + len(splits.x_forgotten))
+    row["harmed"] = int(bool(setup.audit.problems(c["gain"], c["indistinguishability"], evidence)))
     row |= {k: c[k] for k in ("gain", "indistinguishability", "pred_kl_unlearned_retrained",
                               "pred_kl_original_retrained", "pred_kl_retrain_floor")}
     for who in ("original", "unlearned", "retrained"):  # the fit, in the target's own units
-        row[f"test_rmse_{who}"] = c[f"test_rmse_{who}"] * table.y_std
+        if table.binary:
+            row[f"test_accuracy_{who}"], row[f"test_ece_{who}"] = c[f"test_accuracy_{who}"], c[f"test_ece_{who}"]
+        else:
+            row[f"test_rmse_{who}"] = c[f"test_rmse_{who}"] * table.y_std
         row[f"test_nll_{who}"] = c[f"test_nll_{who}"] + float(np.log(table.y_std))
         row[f"mia_auc_{who}"] = c[f"mia_auc_{who}"]
     row |= served_shift(original, unlearned, splits)
@@ -233,7 +248,7 @@ def served_shift(original: GaussianPosterior, unlearned: GaussianPosterior, spli
     out = {}
     for part, x in (("retained", splits.x_retained), ("forgotten", splits.x_forgotten), ("test", splits.x_test)):
         before, after = original.predictive(x), unlearned.predictive(x)
-        out[f"shift_kl_{part}"] = float(np.mean(metrics.predictive_kl(*before, *after)))
+        out[f"shift_kl_{part}"] = float(np.mean(original.model.predictive_kl(before, after)))
     out["retained_nll_change"] = retained_nll_change(original, unlearned, splits.x_retained, splits.y_retained)
     return out
 
@@ -241,11 +256,16 @@ def served_shift(original: GaussianPosterior, unlearned: GaussianPosterior, spli
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, method and mode: medians of the audit's figures, and how often the gate let events through."""
     rows = results.assign(fast_path=results["gate"] == "pass",
-                          rmse_change=results["test_rmse_unlearned"] - results["test_rmse_original"],
                           mia_auc_excess=results["mia_auc_unlearned"] - results["mia_auc_retrained"])
+    fit = {}  # the test fit's change: RMSE for real targets, accuracy and ECE for binary ones
+    for score in ("rmse", "accuracy", "ece"):
+        if f"test_{score}_unlearned" in rows:
+            rows[f"{score}_change"] = rows[f"test_{score}_unlearned"] - rows[f"test_{score}_original"]
+            fit[f"median_{score}_change"] = (f"{score}_change", "median")
+    rmse = {k: v for k, v in fit.items() if k == "median_rmse_change"}
+    classifier = {k: v for k, v in fit.items() if k != "median_rmse_change"}  # after the regression columns
     grouped = rows.groupby(["dataset", "method", "mode"], sort=True)
     return grouped.agg(events=("gain", "size"), median_gain=("gain", "median"),
                        median_indistinguishability=("indistinguishability", "median"),
-                       harmed=("harmed", "sum"), fast_path=("fast_path", "sum"),
-                       median_rmse_change=("rmse_change", "median"),
-                       median_mia_auc_excess=("mia_auc_excess", "median")).reset_index()
+                       harmed=("harmed", "sum"), fast_path=("fast_path", "sum"), **rmse,
+                       median_mia_auc_excess=("mia_auc_excess", "median"), **classifier).reset_index()

@@ -1,4 +1,5 @@
-"""Predictive bands of several posteriors, as a table (for DVC plots) and a PNG."""
+"""Predictive bands of several posteriors, as a table (for DVC plots) and a PNG; for a classifier, their
+reliability diagram on the test records instead."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ import pandas as pd
 
 from bayesunlearn.io import atomic
 from bayesunlearn.io.datasets import Splits
+from bayesunlearn.numerics import metrics
 from bayesunlearn.posteriors.posterior import GaussianPosterior
+
+RELIABILITY_BINS = 10
 
 
 def predictive_table(posteriors: dict[str, GaussianPosterior], splits: Splits, n_grid: int) -> pd.DataFrame:
-    """Mean ± 2 sd over a grid (1-D inputs) or over the test inputs ordered by target."""
+    """Mean ± 2 sd over a grid (1-D inputs) or over the test inputs ordered by target; for a classifier, the
+    reliability table."""
+    if not next(iter(posteriors.values())).model.gaussian:
+        return reliability_table(posteriors, splits)
     if splits.x_test.shape[1] == 1:
         x_all = np.concatenate([splits.x_retained, splits.x_forgotten, splits.x_test])[:, 0]
         pad = 0.25 * (x_all.max() - x_all.min())
@@ -31,6 +38,32 @@ def predictive_table(posteriors: dict[str, GaussianPosterior], splits: Splits, n
     return pd.DataFrame(table)
 
 
+def reliability_table(posteriors: dict[str, GaussianPosterior], splits: Splits) -> pd.DataFrame:
+    """Per bin of predicted probability (equal width on [0, 1], test records): each posterior's mean predicted
+    probability, the observed share of class 1 as `_mean`, and ± 2 binomial standard errors around it (NaN
+    where the posterior puts no test record in the bin). On the diagonal = calibrated."""
+    table: dict[str, np.ndarray] = {"predicted_probability": (np.arange(RELIABILITY_BINS) + 0.5) / RELIABILITY_BINS}
+    for name, post in posteriors.items():
+        predicted, observed, count = reliability(post, splits.x_test, splits.y_test)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            spread = 2 * np.sqrt(observed * (1 - observed) / count)
+        table[f"{name}_predicted"], table[f"{name}_mean"] = predicted, observed
+        table[f"{name}_lower"] = np.clip(observed - spread, 0, 1)  # a share lies in [0, 1]
+        table[f"{name}_upper"] = np.clip(observed + spread, 0, 1)
+    return pd.DataFrame(table)
+
+
+def reliability(post: GaussianPosterior, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width bin of the predicted probability of class 1: its mean, the observed share of class 1
+    and the number of records (NaN shares in empty bins)."""
+    probability = 1.0 / (1.0 + np.exp(-metrics.probit_logit(*post.predictive(x))))
+    which = np.minimum((probability * RELIABILITY_BINS).astype(int), RELIABILITY_BINS - 1)
+    count = np.bincount(which, minlength=RELIABILITY_BINS).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (np.bincount(which, weights=probability, minlength=RELIABILITY_BINS) / count,
+                np.bincount(which, weights=y, minlength=RELIABILITY_BINS) / count, count)
+
+
 def save_predictive_png(path: str | Path, table: pd.DataFrame, splits: Splits, title: str) -> None:
     import matplotlib
 
@@ -41,6 +74,19 @@ def save_predictive_png(path: str | Path, table: pd.DataFrame, splits: Splits, t
     names = [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]
     colours = dict(zip(names, ["tab:grey", "tab:orange", "tab:blue", "tab:green", "tab:red"], strict=False))
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    if column == "predicted_probability":
+        _reliability(ax, table, names, colours)
+    else:
+        _bands(ax, table, splits, names, colours)
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    fig.tight_layout()
+    atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}), suffix=".png")
+    plt.close(fig)
+
+
+def _bands(ax, table: pd.DataFrame, splits: Splits, names: list[str], colours: dict[str, str]) -> None:
+    column = table.columns[0]
     for name in names:
         ax.plot(table[column], table[f"{name}_mean"], color=colours[name], label=f"{name} mean")
         ax.fill_between(table[column], table[f"{name}_lower"], table[f"{name}_upper"],
@@ -53,8 +99,16 @@ def save_predictive_png(path: str | Path, table: pd.DataFrame, splits: Splits, t
         ax.plot(table[column], table[column], color="black", lw=0.8, label="perfect prediction")
         ax.set_xlabel("true y of test records (standardised)")
     ax.set_ylabel("y (standardised)")
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2, loc="best")
-    fig.tight_layout()
-    atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}), suffix=".png")
-    plt.close(fig)
+
+
+def _reliability(ax, table: pd.DataFrame, names: list[str], colours: dict[str, str]) -> None:
+    ax.plot([0, 1], [0, 1], color="black", lw=0.8, label="calibrated")
+    for name in names:
+        mean = table[f"{name}_mean"]
+        spread = [mean - table[f"{name}_lower"], table[f"{name}_upper"] - mean]
+        ax.errorbar(table[f"{name}_predicted"], mean, yerr=spread, color=colours[name], marker="o", ms=4, capsize=2,
+                    label=name)
+    ax.set_xlabel("predicted probability of class 1 (test records, binned)")
+    ax.set_ylabel("observed share of class 1 (±2 se)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.05, 1.05)

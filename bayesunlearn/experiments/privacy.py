@@ -23,14 +23,13 @@ import scipy.stats
 from bayesunlearn.io.sections import Train
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.model.training import fit_map
-from bayesunlearn.numerics import metrics
 from bayesunlearn.posteriors.fit import FitSettings, fit_posterior
 from bayesunlearn.posteriors.posterior import GaussianPosterior
 
 
 def record_losses(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Each record's negative log predictive density under the posterior's (linearised) predictive."""
-    return metrics.gaussian_nll(y, *posterior.predictive(x))
+    """Each record's negative log predictive probability under the posterior's (linearised) predictive."""
+    return posterior.predictive_nll(x, y)
 
 
 def told_apart(shadow_losses: np.ndarray, losses: np.ndarray, alpha: float) -> np.ndarray:

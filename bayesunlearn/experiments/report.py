@@ -67,8 +67,11 @@ def summary(root: Path = Path("."), with_timing: bool = True) -> list[str]:
     lines += [f"Against retraining: gain {head.gain:.3g} (predictive KL to a retrain, relative to doing nothing; "
               f"below 1 = unlearning helped); indistinguishability {head.indistinguishability:.3g} (relative to the "
               f"spread between two retrains; about 1 or less = within the noise floor).",
-              f"Test RMSE {head.test_rmse:.4g} (retrained {head.test_rmse_retrained:.4g}); membership AUC "
-              f"{head.mia_auc:.2f} (retrained {head.mia_auc_retrained:.2f}).",
+              (f"Test RMSE {head.test_rmse:.4g} (retrained {head.test_rmse_retrained:.4g})"
+               if head.test_rmse is not None else
+               f"Test accuracy {head.test_accuracy:.4g} (retrained {head.test_accuracy_retrained:.4g}), calibration "
+               f"error {head.test_ece:.3g} (retrained {head.test_ece_retrained:.3g})")
+              + f"; membership AUC {head.mia_auc:.2f} (retrained {head.mia_auc_retrained:.2f}).",
               f"Plots: plots/predictive/{head.method}.png (and `dvc plots show`); details: "
               f"metrics/evaluate/{head.method}.json; every method: `make study`."]
     return lines

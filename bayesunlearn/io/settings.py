@@ -82,6 +82,11 @@ class Settings(Section):
         taken = [m for m in self.methods if re.fullmatch(r"finetune_\d+", m)]
         if taken:
             problems.append(f"methods: {taken} are names of the real-data study's fine-tuning baselines; rename them")
+        binary = self.prepare.target_kind == "binary"
+        if binary != (self.model.likelihood == "bernoulli"):
+            problems.append(f"model.likelihood: {self.model.likelihood!r} does not fit the {self.prepare.target_kind} "
+                            f"target of prepare.source {self.prepare.source!r}; use "
+                            f"{'bernoulli' if binary else 'gaussian'}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

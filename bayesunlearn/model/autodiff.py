@@ -67,7 +67,9 @@ def prior(model: RegressionModel) -> tfd.Distribution:
 
 
 def likelihood(model: RegressionModel, theta: tf.Tensor, x: tf.Tensor) -> tfd.Distribution:
-    """Per-example predictive of y given θ: a batch of n Normals."""
+    """Per-example distribution of y given θ: a batch of n Normals, or of n Bernoullis with logits f."""
+    if not model.gaussian:
+        return tfd.Bernoulli(logits=forward(model.spec, theta, x), dtype=tf.float64)
     return tfd.Normal(loc=forward(model.spec, theta, x), scale=tf.constant(model.noise_std, tf.float64))
 
 
@@ -105,7 +107,7 @@ def _nll_hessian(model: RegressionModel):
 
 def nll_hessian(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact Hessian and gradient of Σ_i −log p(y_i | x_i, θ). The GGN leaves out Σ_i r_i ∇²f_i / σ², so
+    """Exact Hessian and gradient of Σ_i −log p(y_i | x_i, θ). The GGN leaves out Σ_i (∂ℓ/∂f_i) ∇²f_i, so
     unlike it the exact Hessian need not be positive definite."""
     if len(x) == 0:
         p = model.spec.n_params

@@ -1,8 +1,9 @@
 """Curvature of the data term, in NumPy: the GGN (whole, a block, or its diagonal) and NLL gradients.
 
-For a Gaussian likelihood the GGN of the data term is Σ_i J_iᵀJ_i / σ², where
-J_i = ∂f(x_i, θ)/∂θ (model/network.py). The exact Hessian, which needs second
-derivatives, is model/autodiff.py's.
+The GGN of the data term is Σ_i w_i J_iᵀJ_i, where J_i = ∂f(x_i, θ)/∂θ (model/network.py) and
+w_i = ∂²ℓ/∂f² is the likelihood's output Hessian: 1/σ² (Gaussian) or p_i(1 − p_i) (Bernoulli,
+`RegressionModel.weigh`). The NLL gradient is Σ_i J_iᵀ ∂ℓ/∂f_i. The exact Hessian, which needs
+second derivatives, is model/autodiff.py's.
 
 J is (n, P): at 10k parameters and n = 50k that is 4 GB. Above `JACOBIAN_BUDGET`
 entries the sums run over row batches (the full GGN with an in-place SYRK:
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bayesunlearn.model.likelihood import RegressionModel
-from bayesunlearn.model.network import inputs_and_sensitivities, outputs_and_jacobians
+from bayesunlearn.model.network import inputs_and_sensitivities, outputs, outputs_and_jacobians
 from bayesunlearn.numerics import dense
 from bayesunlearn.numerics.threads import blas_for
 
@@ -31,15 +32,16 @@ def row_batches(n: int, n_params: int) -> list[slice]:
 
 def data_curvature(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """GGN H = JᵀJ/σ² and NLL gradient g = Jᵀ(f − y)/σ², summed over the given records (H exactly symmetric)."""
+    """GGN H = Σ_i w_i J_iᵀJ_i and NLL gradient g = Jᵀ ∂ℓ/∂f, summed over the given records (H exactly
+    symmetric)."""
     p = model.spec.n_params
-    inv_var = model.noise_std ** -2
     hessian, gradient = np.zeros((p, p), order="F"), np.zeros(p)
     with blas_for(p):
         for rows in row_batches(len(x), p):
             f, jac = outputs_and_jacobians(model.spec, theta, x[rows])
-            dense.rank_update(hessian, jac.T, inv_var, mirror=False)
-            gradient += inv_var * (jac.T @ (f - y[rows]))
+            weighted, scale = model.weigh(jac, f)
+            dense.rank_update(hessian, weighted.T, scale, mirror=False)
+            gradient += model.error_scale * (jac.T @ model.error(f, y[rows]))
     return dense.mirror_lower(hessian), gradient
 
 
@@ -52,9 +54,10 @@ def restricted_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: 
     total = (np.zeros(size) if diagonal else np.zeros((size, size)), np.zeros(size))
     for number, rows in enumerate(row_batches(len(x), model.spec.n_params)):
         f, jac = outputs_and_jacobians(model.spec, theta, x[rows])
-        jac, inv_var = jac[:, index], model.noise_std ** -2
-        grad = inv_var * (jac.T @ (f - y[rows]))
-        block = inv_var * np.einsum("ij,ij->j", jac, jac) if diagonal else inv_var * (jac.T @ jac)
+        jac = jac[:, index]
+        grad = model.error_scale * (jac.T @ model.error(f, y[rows]))
+        jac, scale = model.weigh(jac, f)
+        block = scale * np.einsum("ij,ij->j", jac, jac) if diagonal else scale * (jac.T @ jac)
         total = (block, grad) if number == 0 else (total[0] + block, total[1] + grad)
     return total
 
@@ -71,7 +74,8 @@ def _layer_rows(model: RegressionModel, theta: np.ndarray, x: np.ndarray):
 class KroneckerFactors:
     """Per layer l the factors of KFAC over `count` records: A_l = Σ_i ã_i ã_iᵀ, with ã_i the layer's input
     and a 1 for the bias, and G_l = Σ_i δ_i δ_iᵀ/σ², with δ_i the output's sensitivity to the layer's
-    pre-activations; and the records' NLL gradient. Sums over records, so shards add and deletions subtract."""
+    pre-activations (each weighted by the output Hessian w_i); and the records' NLL gradient. Sums over
+    records, so shards add and deletions subtract."""
 
     inputs: tuple[np.ndarray, ...]        # A_l, (fan_in + 1, fan_in + 1)
     sensitivities: tuple[np.ndarray, ...]  # G_l, (fan_out, fan_out)
@@ -93,16 +97,16 @@ def kronecker_factors(model: RegressionModel, theta: np.ndarray, x: np.ndarray, 
     row-major and then its bias, so its Jacobian row is ã_i ⊗ δ_i); KFAC replaces this sum of Kronecker
     products by A_l ⊗ G_l / n. That is the approximation; it is exact for one record and for the output
     layer of a scalar-output network (δ = 1 there)."""
-    inv_var = model.noise_std ** -2
     shapes = model.spec.shapes
     inputs = [np.zeros((a + 1, a + 1)) for a, _ in shapes]
     sensitivities = [np.zeros((b, b)) for _, b in shapes]
     grads = [np.zeros((a + 1, b)) for a, b in shapes]
     for rows, f, layers in _layer_rows(model, theta, x):
-        residual = inv_var * (f - y[rows])
+        residual = model.error_scale * model.error(f, y[rows])
         for layer, (augmented, delta) in enumerate(layers):
             inputs[layer] += augmented.T @ augmented
-            sensitivities[layer] += inv_var * (delta.T @ delta)
+            weighted, scale = model.weigh(delta, f)
+            sensitivities[layer] += scale * (weighted.T @ weighted)
             grads[layer] += augmented.T @ (residual[:, None] * delta)
     gradient = np.concatenate([g.ravel() for g in grads])
     return KroneckerFactors(tuple(inputs), tuple(sensitivities), len(x), gradient)
@@ -110,15 +114,15 @@ def kronecker_factors(model: RegressionModel, theta: np.ndarray, x: np.ndarray, 
 
 def diagonal_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """diag(Σ_i J_iᵀJ_i)/σ² and the NLL gradient from each layer's ã and δ (J_i's layer part is ã_i ⊗ δ_i, so its
-    square is ã_i² ⊗ δ_i²): one (fan_in+1) × fan_out product per layer and batch, never a row of J."""
-    inv_var = model.noise_std ** -2
+    """diag(Σ_i w_i J_iᵀJ_i) and the NLL gradient from each layer's ã and δ (J_i's layer part is ã_i ⊗ δ_i,
+    so its square is ã_i² ⊗ δ_i²): one (fan_in+1) × fan_out product per layer and batch, never a row of J."""
     diagonal = [np.zeros((a + 1, b)) for a, b in model.spec.shapes]
     gradient = [np.zeros((a + 1, b)) for a, b in model.spec.shapes]
     for rows, f, layers in _layer_rows(model, theta, x):
-        residual = inv_var * (f - y[rows])
+        residual = model.error_scale * model.error(f, y[rows])
         for layer, (augmented, delta) in enumerate(layers):
-            diagonal[layer] += inv_var * ((augmented * augmented).T @ (delta * delta))
+            weighted, scale = model.weigh(delta, f)
+            diagonal[layer] += scale * ((augmented * augmented).T @ (weighted * weighted))
             gradient[layer] += augmented.T @ (residual[:, None] * delta)
     return np.concatenate([d.ravel() for d in diagonal]), np.concatenate([g.ravel() for g in gradient])
 
@@ -138,10 +142,18 @@ def selected_jacobian(model: RegressionModel, theta: np.ndarray, x: np.ndarray, 
 
 
 def selected_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """The GGN block over the parameters `indices`: J_Sᵀ J_S / σ² (S × S, exactly symmetric)."""
+    """The GGN block over the parameters `indices`: Σ_i w_i J_iSᵀ J_iS (S × S, exactly symmetric)."""
     block = np.zeros((len(indices), len(indices)), order="F")
-    inv_var = model.noise_std ** -2
     with blas_for(len(indices)):
         for rows in row_batches(len(x), len(indices)):
-            dense.rank_update(block, selected_jacobian(model, theta, x[rows], indices).T, inv_var, mirror=False)
+            weighted, scale = selected_factor(model, theta, x[rows], indices)
+            dense.rank_update(block, weighted, scale, mirror=False)
     return dense.mirror_lower(block)
+
+
+def selected_factor(model: RegressionModel, theta: np.ndarray, x: np.ndarray, indices: np.ndarray
+                    ) -> tuple[np.ndarray, float]:
+    """(F, s) with s·F Fᵀ the records' GGN over `indices`: F = J_Sᵀ weighted by √w_i (S × n)."""
+    f = None if model.gaussian else outputs(model.spec, theta, x)
+    weighted, scale = model.weigh(selected_jacobian(model, theta, x, indices), f)
+    return weighted.T, scale

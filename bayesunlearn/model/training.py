@@ -4,7 +4,7 @@ The Laplace approximation and the Newton-step unlearning both assume θ* is a
 stationary point, so training ends with a polish in float64 and reports the
 final gradient norm instead of trusting a fixed step count. For networks small
 enough to hold a P × P matrix the polish is Levenberg–Marquardt on the GGN
-(the natural choice for a Gaussian likelihood: it converges in tens of steps
+(the natural choice for these likelihoods: it converges in tens of steps
 where L-BFGS needed thousands here); larger networks use L-BFGS.
 """
 
@@ -14,7 +14,7 @@ import functools
 import numpy as np
 
 from bayesunlearn.model.tf import tf, tfp
-from bayesunlearn.model.autodiff import as_tensor, jacobians, log_joint
+from bayesunlearn.model.autodiff import as_tensor, forward, jacobians, log_joint
 from bayesunlearn.model.likelihood import RegressionModel, objective
 from bayesunlearn.io.sections import Train
 
@@ -84,7 +84,11 @@ def _compiled(model: RegressionModel):
         """One damped Gauss–Newton step: (GGN + λ·diag(GGN)) δ = −∇L."""
         value, grad = gradient(theta, x, y)
         jac = jacobians(model.spec, theta, x)
-        ggn = tf.matmul(jac, jac, transpose_a=True) / model.noise_std ** 2
+        if model.gaussian:
+            ggn = tf.matmul(jac, jac, transpose_a=True) / model.noise_std ** 2
+        else:  # output Hessian p(1 − p) of the Bernoulli likelihood
+            f = forward(model.spec, theta, x)
+            ggn = tf.matmul(jac * (tf.sigmoid(f) * tf.sigmoid(-f))[:, None], jac, transpose_a=True)
         ggn += model.prior_precision * tf.eye(tf.shape(theta)[0], dtype=tf.float64)
         damped = ggn + damping * tf.linalg.diag(tf.linalg.diag_part(ggn))
         step = tf.linalg.cholesky_solve(tf.linalg.cholesky(damped), grad[:, None])[:, 0]

@@ -1,4 +1,4 @@
-"""Distances between Gaussians and predictive-quality scores (numpy, float64)."""
+"""Distances between Gaussians and between Bernoulli predictives, and predictive-quality scores (numpy, float64)."""
 
 from __future__ import annotations
 
@@ -47,6 +47,49 @@ def auc(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
         return float("nan")
     pos, neg = np.asarray(positive_scores)[:, None], np.asarray(negative_scores)[None, :]
     return float(np.mean((pos > neg) + 0.5 * (pos == neg)))
+
+
+def probit_logit(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """The logit z of the probit approximation E[sigmoid(f)] ≈ sigmoid(z), z = mean / √(1 + π·var/8),
+    for f ~ N(mean, var) (MacKay 1992)."""
+    return mean / np.sqrt(1.0 + np.pi * var / 8.0)
+
+
+def bernoulli_nll(y: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """Per-record −log p(y) for y ∈ {0, 1} under Bernoulli(sigmoid z), z the probit logit of N(mean, var)."""
+    z = probit_logit(mean, var)
+    return np.logaddexp(0.0, z) - y * z
+
+
+def bernoulli_kl(mean_p: np.ndarray, var_p: np.ndarray, mean_q: np.ndarray, var_q: np.ndarray) -> np.ndarray:
+    """KL(Bernoulli(p) ‖ Bernoulli(q)) per input, p and q the probit approximations of the two logit
+    Gaussians; log p = −log(1 + e^−z) and log(1 − p) = −log(1 + e^z) keep it finite for |z| large."""
+    z_p, z_q = probit_logit(mean_p, var_p), probit_logit(mean_q, var_q)
+    p = 1.0 / (1.0 + np.exp(-z_p))
+    log_ratio_1 = np.logaddexp(0.0, -z_q) - np.logaddexp(0.0, -z_p)
+    log_ratio_0 = np.logaddexp(0.0, z_q) - np.logaddexp(0.0, z_p)
+    return p * log_ratio_1 + (1.0 - p) * log_ratio_0
+
+
+def accuracy(y: np.ndarray, probability: np.ndarray) -> float:
+    """Share of records whose more probable class (p ≥ ½ → 1) is y."""
+    return float(np.mean((probability >= 0.5) == (y == 1))) if len(y) else float("nan")
+
+
+def expected_calibration_error(y: np.ndarray, probability: np.ndarray, bins: int = 10) -> float:
+    """Σ_b |B_b|/n · |accuracy(B_b) − confidence(B_b)| over `bins` equal-width bins of the confidence
+    max(p, 1 − p) of the predicted class (the usual top-label ECE)."""
+    if len(y) == 0:
+        return float("nan")
+    confidence = np.maximum(probability, 1.0 - probability)
+    correct = ((probability >= 0.5) == (y == 1)).astype(np.float64)
+    which = np.minimum(((confidence - 0.5) * 2 * bins).astype(int), bins - 1)  # confidence lies in [½, 1]
+    total = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            total += members.sum() / len(y) * abs(correct[members].mean() - confidence[members].mean())
+    return float(total)
 
 
 def membership_auc(nll_forgotten: np.ndarray, nll_unseen: np.ndarray) -> float:

@@ -2,7 +2,8 @@
 
 A_l and G_l are sums over the n records (model/curvature.py, KroneckerFactors).
 What is approximate, and what is not:
-- KFAC itself: the GGN block of a layer, Σ_i (ã_i ã_iᵀ) ⊗ (δ_i δ_iᵀ)/σ², is replaced by the product of
+- KFAC itself: the GGN block of a layer, Σ_i (ã_i ã_iᵀ) ⊗ (w_i δ_i δ_iᵀ), w_i the likelihood's output
+  Hessian (1/σ² or p_i(1 − p_i)), is replaced by the product of
   the sums over n, and the blocks between layers are dropped.
 - Forgetting is exact with respect to KFAC: subtracting the forgotten records' sums (and their count)
   gives the factors a fit on the retained records at the same θ* gives, to rounding. So Λ_r is the KFAC

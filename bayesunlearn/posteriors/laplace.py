@@ -136,12 +136,17 @@ def log_marginal_likelihood(posterior: GaussianPosterior, x: np.ndarray, y: np.n
     """Laplace evidence log p(D) ≈ log p(D | θ*) + log p(θ*) + (k/2) log 2π − ½ log det Λ."""
     m = posterior.model
     f = outputs(m.spec, posterior.linearisation_point, x)
-    return _evidence(np.sum((y - f) ** 2), len(y), posterior.linearisation_point[posterior.index],
-                     posterior.precision_eigenvalues() - m.prior_precision, m.prior_precision, m.noise_std, m.noise_std)
+    data_eigs = posterior.precision_eigenvalues() - m.prior_precision
+    theta = posterior.linearisation_point[posterior.index]
+    if not m.gaussian:
+        return _evidence(-m.loss(f, y), theta, data_eigs, m.prior_precision, 1.0)
+    return _evidence(_gaussian_log_likelihood(np.sum((y - f) ** 2), len(y), m.noise_std), theta, data_eigs,
+                     m.prior_precision, 1.0)
 
 
 def optimize_hyperparameters(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray) -> GaussianPosterior:
-    """Choose prior precision α and noise σ by maximising the Laplace evidence at fixed θ*.
+    """Choose prior precision α and noise σ (σ only for a Gaussian likelihood) by maximising the Laplace
+    evidence at fixed θ*.
 
     The data curvature scales as 1/σ², so the stored precision is rescaled
     consistently: Λ' = (Λ − αI)·σ²/σ'² + α'I. θ* itself is kept (post-hoc tuning).
@@ -153,15 +158,20 @@ def optimize_hyperparameters(posterior: GaussianPosterior, x: np.ndarray, y: np.
                           f"{posterior.kind} curvature has negative eigenvalues. Use a GGN structure.")
     f = outputs(m.spec, posterior.linearisation_point, x)
     rss, theta = np.sum((y - f) ** 2), posterior.linearisation_point[posterior.index]
+    log_lik = -m.loss(f, y)  # a Bernoulli likelihood has no σ: only α moves
 
     def negative(log_params: np.ndarray) -> float:
-        alpha, sigma = np.exp(log_params)
-        return -_evidence(rss, len(y), theta, data_eigs, alpha, m.noise_std, sigma)
+        alpha, sigma = np.exp(log_params) if m.gaussian else (np.exp(log_params[0]), m.noise_std)
+        if m.gaussian:
+            log_lik_sigma = _gaussian_log_likelihood(rss, len(y), sigma)
+            return -_evidence(log_lik_sigma, theta, data_eigs, alpha, (m.noise_std / sigma) ** 2)
+        return -_evidence(log_lik, theta, data_eigs, alpha, 1.0)
 
-    best = scipy.optimize.minimize(negative, np.log([m.prior_precision, m.noise_std]), method="Nelder-Mead",
+    start = [m.prior_precision, m.noise_std] if m.gaussian else [m.prior_precision]
+    best = scipy.optimize.minimize(negative, np.log(start), method="Nelder-Mead",
                                    options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 2000})
-    alpha, sigma = (float(v) for v in np.exp(best.x))
-    tuned = RegressionModel(m.spec, alpha, sigma)
+    alpha, sigma = (float(v) for v in np.exp(best.x)) if m.gaussian else (float(np.exp(best.x[0])), m.noise_std)
+    tuned = RegressionModel(m.spec, alpha, sigma, m.likelihood)
     scale = (m.noise_std / sigma) ** 2
     if posterior.spec.storage == "kronecker":  # the factors hold the data term apart from the prior
         return posterior.with_updates(model=tuned, matrix=posterior.matrix.retuned(scale, alpha))
@@ -178,11 +188,16 @@ def optimize_hyperparameters(posterior: GaussianPosterior, x: np.ndarray, y: np.
     return posterior.with_updates(model=tuned, matrix=matrix_of(posterior.spec, precision))
 
 
-def _evidence(rss: float, n: int, theta: np.ndarray, data_eigs: np.ndarray, alpha: float,
-              sigma_fitted: float, sigma: float) -> float:
-    log_lik = -0.5 * rss / sigma**2 - n * np.log(sigma) - 0.5 * n * np.log(2 * np.pi)
+def _gaussian_log_likelihood(rss: float, n: int, sigma: float) -> float:
+    return -0.5 * rss / sigma**2 - n * np.log(sigma) - 0.5 * n * np.log(2 * np.pi)
+
+
+def _evidence(log_lik: float, theta: np.ndarray, data_eigs: np.ndarray, alpha: float, curvature_scale: float
+              ) -> float:
+    """log p(D | θ*) + log p(θ*) + (k/2) log 2π − ½ log det Λ, with Λ's data eigenvalues scaled by
+    `curvature_scale` (σ_fitted²/σ²: the GGN of a Gaussian likelihood is proportional to 1/σ²)."""
     log_prior = -0.5 * alpha * theta @ theta + 0.5 * len(theta) * np.log(alpha / (2 * np.pi))
-    eigs = data_eigs * (sigma_fitted / sigma) ** 2 + alpha
+    eigs = data_eigs * curvature_scale + alpha
     if np.any(eigs <= 0):
         raise NotPositiveDefinite("the Laplace precision is not positive definite; its evidence is undefined")
     return float(log_lik + log_prior + 0.5 * len(theta) * np.log(2 * np.pi) - 0.5 * np.sum(np.log(eigs)))

@@ -87,8 +87,10 @@ class GaussianPosterior:
         return self.matrix.to_tfp(self.mean[self.index])
 
     def predictive(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and variance of y at each row of x under the linearised network. Above the Jacobian budget
-        the rows go in batches, so memory stays one batch of J (a 1M-parameter network: 2 rows at a time)."""
+        """Mean and variance of y (Gaussian likelihood) or of the logit f (Bernoulli) at each row of x under
+        the linearised network; `model.predictive_nll` and `model.predictive_kl` score them. Above the
+        Jacobian budget the rows go in batches, so memory stays one batch of J (a 1M-parameter network: 2 rows
+        at a time)."""
         rows = (row_batches(len(x), self.n_params) if len(x) * self.n_params > JACOBIAN_BUDGET
                 else [slice(0, len(x))])
         parts = [self._predictive(x[batch]) for batch in rows]
@@ -100,7 +102,11 @@ class GaussianPosterior:
         f, jac = outputs_and_jacobians(self.model.spec, self.linearisation_point, x)
         jac = jac[:, self.index]
         mean = f + jac @ (self.mean - self.linearisation_point)[self.index]
-        return mean, self.matrix.variance(jac) + self.model.noise_std ** 2
+        return mean, self.matrix.variance(jac) + self.model.observation_variance
+
+    def predictive_nll(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Per-record negative log predictive probability of y at the rows of x."""
+        return self.model.predictive_nll(y, *self.predictive(x))
 
     def with_updates(self, **changes) -> GaussianPosterior:
         return replace(self, **changes)

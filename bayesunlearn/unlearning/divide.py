@@ -14,7 +14,7 @@ What can go wrong, and what the options do about it:
   `mean_update` = "damped" shortens it to where a quadratic model of the
   forgotten records' NLL still predicts their actual NLL (no retained data
   needed); "none" keeps the mean and only updates the precision.
-- For the GGN, H_f = J_fᵀJ_f/σ² has rank |D_f|: when |D_f| < P and the
+- For the GGN, H_f = J_fᵀ W J_f (W = I/σ², or diag p(1 − p)) has rank |D_f|: when |D_f| < P and the
   covariance is stored, the downdate uses Woodbury in O(|D_f|·P²) and checks
   positive definiteness on the |D_f| × |D_f| capacitance matrix. With
   `in_place=True` it overwrites the input's Σ (and Λ, unless the posterior is
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from bayesunlearn.io.sections import DivideOptions
-from bayesunlearn.model.curvature import diagonal_ggn, kronecker_factors, selected_jacobian
+from bayesunlearn.model.curvature import diagonal_ggn, kronecker_factors, selected_factor, selected_jacobian
 from bayesunlearn.model.network import outputs, outputs_and_jacobians
 from bayesunlearn.numerics.threads import one_blas_thread
 from bayesunlearn.posteriors.kronecker import Kronecker
@@ -80,7 +80,7 @@ def relearn(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
 def records_curvature(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray, sign: float = -1.0
                       ) -> Curvature:
     """H_f and g_f of the records at θ*, in the posterior's structure. A full GGN is kept as its
-    rank-|D_f| factor J_fᵀ/σ (one Jacobian pass; the P × P matrix is formed only if needed). For KFAC,
+    rank-|D_f| factor J_fᵀ/σ or J_fᵀ√w (one Jacobian pass; the P × P matrix is formed only if needed). For KFAC,
     H_f is the change of Λ when the records' factors are removed (sign −1) or added (+1); for a subnetwork,
     the GGN over its weights (as the factor J_Sᵀ/σ) and the diagonal over the rest."""
     kind = posterior.spec
@@ -93,13 +93,20 @@ def records_curvature(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray
     if kind.storage == "subnetwork":
         model, theta, indices = posterior.model, posterior.linearisation_point, posterior.matrix.indices
         diagonal, gradient = diagonal_ggn(model, theta, x, y)
-        records = SubnetworkCurvature(indices, diagonal,
-                                      factor=selected_jacobian(model, theta, x, indices).T / model.noise_std)
+        if model.gaussian:
+            factor = selected_jacobian(model, theta, x, indices).T / model.noise_std
+        else:
+            factor, _ = selected_factor(model, theta, x, indices)  # scale 1: F Fᵀ is the block
+        records = SubnetworkCurvature(indices, diagonal, factor=factor)
         return Curvature(gradient, structured=records, operator=records.apply)
     if kind.curvature == "ggn" and kind.storage == "dense" and kind.covers == "all" and len(x):
-        f, jac = outputs_and_jacobians(posterior.model.spec, posterior.linearisation_point, x)
-        sigma = posterior.model.noise_std
-        return Curvature(jac.T @ (f - y) / sigma**2, factor=jac.T / sigma)
+        model = posterior.model
+        f, jac = outputs_and_jacobians(model.spec, posterior.linearisation_point, x)
+        if model.gaussian:
+            sigma = model.noise_std
+            return Curvature(jac.T @ (f - y) / sigma**2, factor=jac.T / sigma)
+        weighted, _ = model.weigh(jac, f)  # scale 1 off the Gaussian: H_f = F Fᵀ
+        return Curvature(jac.T @ model.error(f, y), factor=weighted.T)
     matrix, gradient = data_curvature(kind, posterior.model, posterior.linearisation_point, x, y)
     return Curvature(gradient, matrix=matrix)
 
@@ -148,5 +155,4 @@ def _trusted_step_length(posterior: GaussianPosterior, x, y, step, curvature: Cu
 
 
 def _forgotten_nll(posterior: GaussianPosterior, x, y, theta) -> float:
-    f = outputs(posterior.model.spec, theta, x)
-    return float(0.5 * np.sum((y - f) ** 2) / posterior.model.noise_std ** 2)
+    return posterior.model.loss(outputs(posterior.model.spec, theta, x), y)

@@ -38,8 +38,7 @@ def retained_nll_change(original: GaussianPosterior, unlearned: GaussianPosterio
     """Mean negative log predictive density of the retained records, unlearned minus original (nats)."""
     if len(y_r) == 0:
         return 0.0
-    return float(np.mean(metrics.gaussian_nll(y_r, *unlearned.predictive(x_r)))
-                 - np.mean(metrics.gaussian_nll(y_r, *original.predictive(x_r))))
+    return float(np.mean(unlearned.predictive_nll(x_r, y_r)) - np.mean(original.predictive_nll(x_r, y_r)))
 
 
 def gate(method: str, original: GaussianPosterior, unlearned: GaussianPosterior, report: dict,
@@ -53,9 +52,7 @@ def gate(method: str, original: GaussianPosterior, unlearned: GaussianPosterior,
     fit_change = retained_nll_change(original, unlearned, x_r, y_r)
     auc = None  # None when nothing is forgotten (e.g. right after a purge): no membership to test
     if len(y_f):
-        nll_f = metrics.gaussian_nll(y_f, *unlearned.predictive(x_f))
-        nll_t = metrics.gaussian_nll(y_test, *unlearned.predictive(x_test))
-        auc = metrics.membership_auc(nll_f, nll_t)
+        auc = metrics.membership_auc(unlearned.predictive_nll(x_f, y_f), unlearned.predictive_nll(x_test, y_test))
     status, repair = report.get("status", "ok"), report.get("repair", "none")
     reasons = []
     if status != "ok":
