@@ -51,7 +51,7 @@ serve: $(STAMP)
 # The headline figures of every experiment, and only the params that differ between them.
 experiments: $(STAMP)
 	$(BIN)/dvc exp show --no-pager --only-changed --drop '.*/.*' \
-	  --keep '^(served|gate|forgotten|gain|indistinguishability|test_rmse|mia_auc)$$'
+	  --keep '^(served|gate|forgotten|gain|indistinguishability|test_rmse|test_accuracy|test_ece|mia_auc)$$'
 
 lock: $(STAMP)
 	{ echo "# The whole dependency tree, pinned (pip freeze of a clean install). Regenerate with: make lock"; \

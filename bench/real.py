@@ -27,9 +27,22 @@ def results(root: Path = ROOT) -> pd.DataFrame:
 
 
 FIGURES = ("events", "median_gain", "median_indistinguishability", "harmed", "fast_path", "median_rmse_change",
-           "median_mia_auc_excess", "median_accuracy_change", "median_ece_change")
-# columns of study/real/summary.csv (experiments/events.summarise): the test fit's change is RMSE for a real
-# target, accuracy and ECE for a binary one; a table has the figures of its own kind
+           "median_mia_auc_excess")  # columns of study/real/summary.csv (experiments/events.summarise)
+CLASSIFIER_FIT = {"median_accuracy_change": "median Δ test accuracy", "median_ece_change": "median Δ test ECE"}
+# a binary table's test fit, in place of median_rmse_change
+
+
+def binary_datasets(summary: pd.DataFrame) -> set[str]:
+    """The tables fitted as classifiers: those with accuracy figures."""
+    if "median_accuracy_change" not in summary:
+        return set()
+    return set(summary.loc[summary["median_accuracy_change"].notna(), "dataset"])
+
+
+def figures_of(dataset: str, binary: set[str]) -> list[str]:
+    if dataset not in binary:
+        return list(FIGURES)
+    return [f for f in FIGURES if f != "median_rmse_change"] + list(CLASSIFIER_FIT)
 
 
 def bench_keys(root: Path = ROOT) -> dict:
@@ -38,9 +51,10 @@ def bench_keys(root: Path = ROOT) -> dict:
     summary = pd.read_csv(root / "summary.csv", float_precision="round_trip")
     by_fraction = results(root).query("mode == 'random'").groupby(["dataset", "method", "fraction"])["gain"].median()
     timing = json.loads((root / "timing.json").read_text())
+    binary = binary_datasets(summary)
     real: dict = {}
     for row in summary.itertuples(index=False):
-        figures = {k: getattr(row, k) for k in FIGURES if k in summary.columns and pd.notna(getattr(row, k))}
+        figures = {k: getattr(row, k) for k in figures_of(row.dataset, binary)}
         figures = {k: int(v) if k in ("events", "harmed", "fast_path") else float(v) for k, v in figures.items()}
         figures["seconds"] = timing.get(row.dataset, {}).get(row.method)
         if row.mode == "random":
@@ -62,13 +76,12 @@ def study_block(root: Path = ROOT) -> str:
                "median_indistinguishability": "median indist.", "harmed": "harmed", "fast path": "fast path",
                "median_rmse_change": "median Δ test RMSE", "median_mia_auc_excess": "median MIA AUC − retrain's"}
     ordered = summary.sort_values(["dataset", "mode", "method"])
-    if "median_accuracy_change" not in summary:
-        return markdown(ordered[list(columns)].rename(columns=columns))
-    binary = ordered["median_rmse_change"].isna() if "median_rmse_change" in summary else ordered["method"].notna()
-    fit = {"median_accuracy_change": "median Δ test accuracy", "median_ece_change": "median Δ test ECE"}
-    classifier = {k: v for k, v in columns.items() if k != "median_rmse_change"} | fit
+    binary = ordered["dataset"].isin(binary_datasets(summary))
+    classifier = {k: v for k, v in columns.items() if k != "median_rmse_change"} | CLASSIFIER_FIT
     tables = [markdown(ordered[~binary][list(columns)].rename(columns=columns))] if (~binary).any() else []
-    return "\n\n".join(tables + [markdown(ordered[binary][list(classifier)].rename(columns=classifier))])
+    if binary.any():  # classifiers: the test fit is accuracy and calibration error, not RMSE
+        tables.append(markdown(ordered[binary][list(classifier)].rename(columns=classifier)))
+    return "\n\n".join(tables)
 
 
 def confusion_block(root: Path = ROOT) -> str:

@@ -94,7 +94,8 @@ def _setup(size: str, n: int, n_forget: int):
     tf.config.experimental.enable_op_determinism()
     params = settings.load()
     x, y, mask = cell_data(n, n_forget, 0)
-    return params, x, y, mask, build_model(params.model.model_copy(update={"hidden": list(SIZES[size])}), 1)
+    model = params.model.model_copy(update={"hidden": list(SIZES[size]), "likelihood": "gaussian"})  # real targets
+    return params, x, y, mask, build_model(model, 1)
 
 
 def time_adam(adam, steps: int, pipeline_steps: int) -> tuple[int, float]:

@@ -50,7 +50,7 @@ def run() -> dict:
     order = np.random.default_rng(0).permutation(len(x_all))
     x, y = x_all[order[:N_TRAIN]], y_all[order[:N_TRAIN]]
     x_test, y_test = x_all[order[N_TRAIN:]], y_all[order[N_TRAIN:]]
-    model = build_model(params.model.model_copy(update={"hidden": list(HIDDEN)}), 1)
+    model = build_model(params.model.model_copy(update={"hidden": list(HIDDEN), "likelihood": "gaussian"}), 1)
     train = params.train.model_copy(update={"polish": "lbfgs"})
     fit = FitSettings(laplace=Laplace(subnetwork_size=SUBNETWORK_SIZE))
     theta, _ = fit_map(model, x, y, model.spec.init(train.seed), train)

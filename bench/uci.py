@@ -61,7 +61,7 @@ def run_split(x: np.ndarray, y: np.ndarray, seed: int, params) -> Split:
     x_std[x_std == 0] = 1.0
     y_mean, y_std = y[train].mean(), y[train].std()
     xs, ys = (x - x_mean) / x_std, (y - y_mean) / y_std
-    model = build_model(params.model.model_copy(update={"hidden": [50]}), x.shape[1])
+    model = build_model(params.model.model_copy(update={"hidden": [50], "likelihood": "gaussian"}), x.shape[1])
     theta = model.spec.init(seed)
     for _ in range(ROUNDS):  # MacKay's scheme: the MAP under the current (α, σ), then (α, σ) by its evidence
         theta, _ = fit_map(model, xs[train], ys[train], theta, params.train)

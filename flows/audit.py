@@ -19,7 +19,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from bayesunlearn.io import atomic, contracts
+from bayesunlearn.io import atomic, contracts, datasets
 
 from lineage.repo import commit
 
@@ -37,7 +37,10 @@ def judge(root: str) -> dict:
     evaluation = json.loads((workspace.root / "metrics" / "evaluate" / f"{method}.json").read_text())
     summary = contracts.SplitSummary.read(workspace.root / contracts.SPLIT_SUMMARY)
     privacy = contracts.PrivacyReport.read(workspace.root / contracts.PRIVACY_REPORT)
-    n_judged = summary.n_forgotten + json.loads((workspace.root / "data/prepared/scaling.json").read_text())["n_test"]
+    test_ids = datasets.record_ids(workspace.root / "data/prepared/test.csv")
+    if not test_ids:
+        raise contracts.ContractError("data/prepared/test.csv has no records; run `dvc repro` first.")
+    n_judged = summary.n_forgotten + len(test_ids)  # the inputs evaluate judges: test and forgotten records
     poor = limits.problems(evaluation["gain"], evaluation["indistinguishability"],
                            evaluation["pred_kl_unlearned_retrained"] * n_judged)
     verdict = {"method": method, "gate": gate.decision, "audit": "poor" if poor else "good", "problems": poor,

@@ -65,7 +65,9 @@ def _set_csv_source(root: Path, raw_path: str, categorical: list[str], target_ki
                                                     "prepare.csv.target": datasets.TARGET,
                                                     "prepare.csv.id_column": datasets.ID,
                                                     "prepare.csv.categorical": categorical,
-                                                    "prepare.csv.target_kind": target_kind})
+                                                    # only when binary: a real target's params stay as they were
+                                                    **({"prepare.csv.target_kind": target_kind}
+                                                       if target_kind != "real" else {})})
 
 
 def _raw_text(root: Path, prepare: Prepare) -> pd.DataFrame:

@@ -15,9 +15,10 @@ from .common import METRICS, run, settings
 
 COLUMNS = ["method", "posterior", "operator", "failed", "gain", "indistinguishability",
            "pred_kl_unlearned_retrained", "pred_kl_original_retrained", "pred_kl_retrain_floor",
-           "kl_unlearned_retrained", "kl_reverse_unlearned_retrained", "w2_unlearned_retrained",
-           "test_rmse_unlearned", "forgotten_rmse_unlearned", "test_accuracy_unlearned", "test_ece_unlearned",
-           "forgotten_accuracy_unlearned", "mia_auc_unlearned", "mia_auc_retrained"]  # RMSE or accuracy and ECE
+           "kl_unlearned_retrained", "kl_reverse_unlearned_retrained", "w2_unlearned_retrained"]
+MEMBERSHIP = ["mia_auc_unlearned", "mia_auc_retrained"]
+FIT = {"gaussian": ["test_rmse_unlearned", "forgotten_rmse_unlearned"],  # the test fit's columns per likelihood
+       "bernoulli": ["test_accuracy_unlearned", "test_ece_unlearned", "forgotten_accuracy_unlearned"]}
 
 
 def main() -> None:
@@ -27,8 +28,8 @@ def main() -> None:
     if missing:
         raise ConfigError(f"no evaluation for {missing}; run `dvc repro` for those methods first.")
     rows = [json.loads(path.read_text()) for path in paths]
-    frame = pd.DataFrame(rows)
-    table = frame[[c for c in COLUMNS if c in frame.columns]].sort_values(["failed", "gain"], kind="stable")
+    columns = COLUMNS + FIT[settings().model.likelihood] + MEMBERSHIP
+    table = pd.DataFrame(rows)[columns].sort_values(["failed", "gain"], kind="stable")
     store.save_table(METRICS / "methods.csv", table)
     print(table[["method", "failed", "gain", "indistinguishability"]].to_string(index=False))
 

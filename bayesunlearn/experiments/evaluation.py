@@ -77,7 +77,7 @@ def _fit_quality(name: str, post: GaussianPosterior, splits: Splits) -> dict:
         if post.model.gaussian:
             out[f"{part}_rmse_{name}"] = metrics.rmse(y, mean)
         else:  # the probit-approximated probability of class 1
-            probability = 1.0 / (1.0 + np.exp(-metrics.probit_logit(mean, var)))
+            probability = metrics.probability(mean, var)
             out[f"{part}_accuracy_{name}"] = metrics.accuracy(y, probability)
             out[f"{part}_ece_{name}"] = metrics.expected_calibration_error(y, probability)
         out[f"{part}_nll_{name}"] = float(np.mean(nll[part])) if len(y) else float("nan")

@@ -56,7 +56,7 @@ def reliability_table(posteriors: dict[str, GaussianPosterior], splits: Splits) 
 def reliability(post: GaussianPosterior, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per equal-width bin of the predicted probability of class 1: its mean, the observed share of class 1
     and the number of records (NaN shares in empty bins)."""
-    probability = 1.0 / (1.0 + np.exp(-metrics.probit_logit(*post.predictive(x))))
+    probability = metrics.probability(*post.predictive(x))
     which = np.minimum((probability * RELIABILITY_BINS).astype(int), RELIABILITY_BINS - 1)
     count = np.bincount(which, minlength=RELIABILITY_BINS).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):

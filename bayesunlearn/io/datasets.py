@@ -223,7 +223,8 @@ def check_values(frame: pd.DataFrame, origin: str) -> None:
     if frame.empty:
         raise DataError(f"{origin}: the table has no rows.")
     if TARGET in frame.columns and not pd.api.types.is_numeric_dtype(frame[TARGET]):
-        raise DataError(f"{origin}: the target column is not numeric; the model is a regression.")
+        raise DataError(f"{origin}: the target column is not numeric; a real target takes numbers and a binary "
+                        "one 0 and 1 (prepare.csv.target_kind: binary).")
     values = frame.drop(columns=[ID, SUBSET, *categorical_columns(frame)], errors="ignore")
     nan_rows = (values.isna().any(axis=1) | ~np.isfinite(values.to_numpy(dtype=float)).all(axis=1)
                 | frame[categorical_columns(frame)].isna().any(axis=1))

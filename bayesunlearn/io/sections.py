@@ -224,7 +224,7 @@ class Audit(Section):
     max_indistinguishability: PositiveFloat = 10.0
     shadow_retrains: Annotated[int, Field(ge=2, le=1000)] = 8   # K of the per-record membership test
     privacy_alpha: Fraction = 0.05    # its false-positive rate on a model that never saw the records
-    min_evidence: PositiveFloat = 1.0  # nats: a smaller predictive difference over the judged inputs is not harm
+    min_evidence: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0  # nats; 0 judges every difference
 
     def problems(self, gain: float, indistinguishability: float, evidence: float = float("inf")) -> list[str]:
         """The audit's verdict on an unlearned posterior: empty when good, else why it is poor: no better than

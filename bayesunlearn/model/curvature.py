@@ -93,10 +93,10 @@ class KroneckerFactors:
 def kronecker_factors(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> KroneckerFactors:
     """KFAC's factors and the NLL gradient over the records, accumulated over row batches.
 
-    The GGN block of layer l is Σ_i (ã_i ã_iᵀ) ⊗ (δ_i δ_iᵀ)/σ² exactly (θ holds each layer's weights
+    The GGN block of layer l is Σ_i (ã_i ã_iᵀ) ⊗ (w_i δ_i δ_iᵀ) exactly (θ holds each layer's weights
     row-major and then its bias, so its Jacobian row is ã_i ⊗ δ_i); KFAC replaces this sum of Kronecker
-    products by A_l ⊗ G_l / n. That is the approximation; it is exact for one record and for the output
-    layer of a scalar-output network (δ = 1 there)."""
+    products by A_l ⊗ G_l / n. That is the approximation; it is exact for one record, and for the output
+    layer of a scalar-output network (δ = 1 there) when w_i is the same for every record (Gaussian)."""
     shapes = model.spec.shapes
     inputs = [np.zeros((a + 1, a + 1)) for a, _ in shapes]
     sensitivities = [np.zeros((b, b)) for _, b in shapes]

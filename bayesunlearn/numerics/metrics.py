@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+from scipy.special import expit
 
 
 def predictive_kl(mean_p: np.ndarray, var_p: np.ndarray, mean_q: np.ndarray, var_q: np.ndarray) -> np.ndarray:
@@ -65,10 +66,15 @@ def bernoulli_kl(mean_p: np.ndarray, var_p: np.ndarray, mean_q: np.ndarray, var_
     """KL(Bernoulli(p) ‖ Bernoulli(q)) per input, p and q the probit approximations of the two logit
     Gaussians; log p = −log(1 + e^−z) and log(1 − p) = −log(1 + e^z) keep it finite for |z| large."""
     z_p, z_q = probit_logit(mean_p, var_p), probit_logit(mean_q, var_q)
-    p = 1.0 / (1.0 + np.exp(-z_p))
+    p = expit(z_p)
     log_ratio_1 = np.logaddexp(0.0, -z_q) - np.logaddexp(0.0, -z_p)
     log_ratio_0 = np.logaddexp(0.0, z_q) - np.logaddexp(0.0, z_p)
-    return p * log_ratio_1 + (1.0 - p) * log_ratio_0
+    return np.maximum(p * log_ratio_1 + (1.0 - p) * log_ratio_0, 0.0)  # ≥ 0; nearly equal p, q cancel below 0
+
+
+def probability(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """p(y = 1) of the probit approximation for a logit f ~ N(mean, var)."""
+    return expit(probit_logit(mean, var))
 
 
 def accuracy(y: np.ndarray, probability: np.ndarray) -> float:
