@@ -89,13 +89,12 @@ def _setup(size: str, n: int, n_forget: int):
     from bayesunlearn.model.tf import tf
 
     from bayesunlearn.io import settings
-    from bayesunlearn.model.likelihood import build_model
+    from bench import regression_model
 
     tf.config.experimental.enable_op_determinism()
     params = settings.load()
     x, y, mask = cell_data(n, n_forget, 0)
-    model = params.model.model_copy(update={"hidden": list(SIZES[size]), "likelihood": "gaussian"})  # real targets
-    return params, x, y, mask, build_model(model, 1)
+    return params, x, y, mask, regression_model(params.model, SIZES[size], 1)
 
 
 def time_adam(adam, steps: int, pipeline_steps: int) -> tuple[int, float]:

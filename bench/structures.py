@@ -37,7 +37,7 @@ def run() -> dict:
     from bayesunlearn.io import settings
     from bayesunlearn.io.datasets import Splits
     from bayesunlearn.io.sections import DivideOptions, Laplace
-    from bayesunlearn.model.likelihood import build_model
+    from bench import regression_model
     from bayesunlearn.model.tf import tf
     from bayesunlearn.model.training import fit_map
     from bayesunlearn.posteriors.fit import FitSettings, fit_posterior
@@ -50,7 +50,7 @@ def run() -> dict:
     order = np.random.default_rng(0).permutation(len(x_all))
     x, y = x_all[order[:N_TRAIN]], y_all[order[:N_TRAIN]]
     x_test, y_test = x_all[order[N_TRAIN:]], y_all[order[N_TRAIN:]]
-    model = build_model(params.model.model_copy(update={"hidden": list(HIDDEN), "likelihood": "gaussian"}), 1)
+    model = regression_model(params.model, HIDDEN, 1)
     train = params.train.model_copy(update={"polish": "lbfgs"})
     fit = FitSettings(laplace=Laplace(subnetwork_size=SUBNETWORK_SIZE))
     theta, _ = fit_map(model, x, y, model.spec.init(train.seed), train)

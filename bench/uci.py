@@ -49,7 +49,7 @@ def split_indices(n: int, seed: int, test_share: float = 0.1) -> tuple[np.ndarra
 
 
 def run_split(x: np.ndarray, y: np.ndarray, seed: int, params) -> Split:
-    from bayesunlearn.model.likelihood import build_model
+    from bench import regression_model
     from bayesunlearn.model.network import outputs
     from bayesunlearn.model.training import fit_map
     from bayesunlearn.numerics.metrics import gaussian_nll, rmse
@@ -61,7 +61,7 @@ def run_split(x: np.ndarray, y: np.ndarray, seed: int, params) -> Split:
     x_std[x_std == 0] = 1.0
     y_mean, y_std = y[train].mean(), y[train].std()
     xs, ys = (x - x_mean) / x_std, (y - y_mean) / y_std
-    model = build_model(params.model.model_copy(update={"hidden": [50], "likelihood": "gaussian"}), x.shape[1])
+    model = regression_model(params.model, [50], x.shape[1])
     theta = model.spec.init(seed)
     for _ in range(ROUNDS):  # MacKay's scheme: the MAP under the current (α, σ), then (α, σ) by its evidence
         theta, _ = fit_map(model, xs[train], ys[train], theta, params.train)
