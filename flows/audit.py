@@ -7,7 +7,11 @@ doing nothing (gain ≥ `audit.max_gain`) or far outside the retrain noise
 (indistinguishability > `audit.max_indistinguishability`) is reported loudly.
 The per-record membership test (`dvc repro privacy`) reports, beside it, the
 share of forgotten records still told apart under the served posterior and under
-a fresh retrain. The audit result is written to metrics/audit.json beside the requests it covers.
+a fresh retrain. The verdict is written to metrics/audit.json (stages/verdict.py),
+naming the posterior it judged. When the gate passed a posterior the audit finds
+poor, the gate honours the verdict: the flow reruns `gate` and `serve`, which
+serves a refit from scratch in its place, and the headline and the membership
+test of the newly served posterior.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from bayesunlearn.io import atomic, contracts, datasets
+from bayesunlearn.io import contracts, datasets
 
 from lineage.repo import commit
+
+from stages.verdict import VERDICT, AuditVerdict, sha256_of
 
 from .intake import QUIET, dvc_stage
 from .server import DEFAULT_PORT, local_server
@@ -29,7 +35,7 @@ from .workspace import Workspace
 
 
 @task(**QUIET)
-def judge(root: str) -> dict:
+def judge(root: str) -> AuditVerdict:
     workspace = Workspace(Path(root))
     s = workspace.settings()
     method, limits = s.gate.method, s.audit
@@ -43,14 +49,18 @@ def judge(root: str) -> dict:
     n_judged = summary.n_forgotten + len(test_ids)  # the inputs evaluate judges: test and forgotten records
     poor = limits.problems(evaluation["gain"], evaluation["indistinguishability"],
                            evaluation["pred_kl_unlearned_retrained"] * n_judged)
-    verdict = {"method": method, "gate": gate.decision, "audit": "poor" if poor else "good", "problems": poor,
-               "gate_missed_it": gate.decision == "pass" and bool(poor),
-               "requests": summary.request_ids,
-               "privacy": privacy.model_dump(),  # the per-record membership test: served vs a fresh retrain
-               **{k: evaluation[k] for k in ("gain", "indistinguishability", "pred_kl_unlearned_retrained",
-                                             "pred_kl_original_retrained", "pred_kl_retrain_floor")}}
-    atomic.write_json(workspace.root / "metrics" / "audit.json", verdict)
+    missed = gate.decision == "pass" and bool(poor)
+    verdict = AuditVerdict(
+        method=method, unlearned_sha256=sha256_of(workspace.root / "models" / "unlearned" / f"{method}.npz"),
+        gate=gate.decision, audit="poor" if poor else "good", problems=poor, gate_missed_it=missed,
+        requests=summary.request_ids, privacy=privacy,
+        **{k: float(evaluation[k]) for k in METRICS})
+    verdict.write(workspace.root / VERDICT)
     return verdict
+
+
+METRICS = ("gain", "indistinguishability", "pred_kl_unlearned_retrained", "pred_kl_original_retrained",
+           "pred_kl_retrain_floor")
 
 
 @flow(name="audit_unlearning")
@@ -62,21 +72,25 @@ def audit_unlearning(repo: str = ".") -> dict:
         for stage in ["retrain", f"retrain_posterior@{gate.posterior}", f"evaluate@{method}", "privacy"]:
             dvc_stage(root, stage)
         verdict = judge(root)
+        # the gate reads the verdict: a poor one it had passed turns to fallback, and serve refits from scratch
+        for stage in ["gate", "serve", "headline", "privacy"]:
+            dvc_stage(root, stage)
         if workspace.settings().ledger.commit:  # the reference retrains and the verdict, like every event
-            commit(workspace.root, ["dvc.lock", "metrics", "plots"], f"audit: {method} {verdict['audit']} "
-                   f"(gate {verdict['gate']}, requests {', '.join(verdict['requests']) or 'none'})")
-    headline = ("# ⚠ GATE PASSED BUT THE AUDIT FOUND A POOR UNLEARNING ⚠" if verdict["gate_missed_it"]
-                else f"# Audit: {verdict['audit']} (gate: {verdict['gate']})")
+            served = "; the retrain is served in its place" if verdict.gate_missed_it else ""
+            commit(workspace.root, ["dvc.lock", "metrics", "plots"],
+                   f"audit: {method} {verdict.audit} (gate {verdict.gate}, requests "
+                   f"{', '.join(verdict.requests) or 'none'}){served}")
+    headline = ("# ⚠ GATE PASSED BUT THE AUDIT FOUND A POOR UNLEARNING ⚠" if verdict.gate_missed_it
+                else f"# Audit: {verdict.audit} (gate: {verdict.gate})")
     create_markdown_artifact("\n".join([
-        headline, "", f"Requests covered: {', '.join(verdict['requests']) or 'none'}", "",
-        "| metric | value |", "|---|---|",
-        *[f"| {k} | {verdict[k]:.4g} |" for k in ("gain", "indistinguishability", "pred_kl_unlearned_retrained",
-                                                  "pred_kl_original_retrained", "pred_kl_retrain_floor")],
-        "", privacy_line(contracts.PrivacyReport(**verdict["privacy"])), "", "; ".join(verdict["problems"])]),
-        key="unlearning-audit")
-    (logger.error if verdict["gate_missed_it"] else logger.info)("audit %s; gate %s; %s", verdict["audit"],
-                                                                 verdict["gate"], verdict["problems"])
-    return verdict
+        headline, "", f"Requests covered: {', '.join(verdict.requests) or 'none'}", "",
+        "| metric | value |", "|---|---|", *[f"| {k} | {getattr(verdict, k):.4g} |" for k in METRICS],
+        "", privacy_line(verdict.privacy), "", "; ".join(verdict.problems),
+        *(["", "The gate now honours the verdict: a refit from scratch is served in place of this posterior."]
+          if verdict.gate_missed_it else [])]), key="unlearning-audit")
+    (logger.error if verdict.gate_missed_it else logger.info)("audit %s; gate %s; %s", verdict.audit,
+                                                              verdict.gate, verdict.problems)
+    return verdict.model_dump()
 
 
 def privacy_line(report: contracts.PrivacyReport) -> str:

@@ -92,7 +92,7 @@ def test_nothing_forgotten_leaks_into_prefect(served, prefect):
         assert record_id.encode() not in everything and record_id not in parameters
 
 
-def test_the_audit_reports_loudly_when_a_passed_gate_was_wrong(served):
+def test_the_audit_reports_loudly_when_a_passed_gate_was_wrong_and_the_retrain_is_served(served):
     import asyncio
 
     import yaml
@@ -110,6 +110,14 @@ def test_the_audit_reports_loudly_when_a_passed_gate_was_wrong(served):
     assert sh("git", "status", "--porcelain", cwd=root).stdout == ""  # retrains, metrics and verdict committed
     assert "req-0002" in verdict["requests"]
     assert json.loads((root / "metrics/audit.json").read_text())["gate_missed_it"] is True
+    # the gate honours the verdict on this very posterior: a refit from scratch is served in its place
+    gate = json.loads((root / "metrics/gate.json").read_text())
+    assert gate["decision"] == "fallback" and "the audit found this posterior poor" in gate["reasons"][-1]
+    provenance = json.loads((root / "models/served/provenance.json").read_text())
+    assert provenance["path"] == "fallback" and provenance["gate"] == "fallback"
+    assert json.loads((root / "metrics/headline.json").read_text())["served"] == "fallback"
+    assert "up to date" in sh("dvc", "status", "serve", "headline", "privacy", cwd=root).stdout
+    assert "the retrain is served in its place" in sh("git", "log", "-1", "--format=%s", cwd=root).stdout
 
     async def read():
         async with get_client() as client:
@@ -121,6 +129,9 @@ def test_the_audit_reports_loudly_when_a_passed_gate_was_wrong(served):
     assert privacy["n_forgotten"] > 0 and privacy["shadow_retrains"] == 3
     assert 0 <= privacy["told_apart_served"] <= 1 and 0 <= privacy["told_apart_retrain"] <= 1
     assert "Per-record membership test (3 shadow retrains" in audit[-1].data
+    assert "a refit from scratch is served in place of this posterior" in audit[-1].data
+    again = audit_unlearning(repo=str(root))  # the next audit: the gate already refused it, nothing is missed
+    assert again["gate"] == "fallback" and again["audit"] == "poor" and not again["gate_missed_it"]
 
 
 def test_serve_builds_both_deployments_on_the_configured_schedules(served):

@@ -1,0 +1,61 @@
+"""metrics/audit.json: the nightly audit's verdict on one unlearned posterior, and how the gate honours it.
+
+The gate judges without a retrain, so some poor posteriors pass it (on a table
+whose retrains land in another local optimum than the original's, no signal
+from the original's neighbourhood can tell). The audit retrains and knows. A
+verdict names the posterior it judged by its SHA-256; while that posterior is
+the one `unlearn` produced, a poor verdict turns the gate's decision to
+fallback, so `serve` refits from scratch. A verdict can only make the gate
+stricter: a forged or stale one at worst costs a retrain, never serves a
+posterior the gate refused.
+
+The audit flow (flows/audit.py) writes the file; the `gate` stage reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from bayesunlearn.io.contracts import Contract, GateReport, PrivacyReport
+
+VERDICT = Path("metrics/audit.json")
+
+
+class AuditVerdict(Contract):
+    """The audit of the production method's unlearned posterior against the reference retrains."""
+
+    method: str
+    unlearned_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  # the posterior judged (models/unlearned/METHOD.npz)
+    gate: Literal["pass", "fallback"]     # the gate's decision when the audit ran
+    audit: Literal["good", "poor"]
+    problems: list[str]
+    gate_missed_it: bool                  # the gate passed a posterior the audit finds poor (now refused)
+    requests: list[str]
+    privacy: PrivacyReport
+    gain: float
+    indistinguishability: float
+    pred_kl_unlearned_retrained: float
+    pred_kl_original_retrained: float
+    pred_kl_retrain_floor: float
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def honour(decision: GateReport, verdict: AuditVerdict, unlearned: str | Path) -> GateReport:
+    """The gate's decision, turned to fallback when the audit found this very posterior poor."""
+    if verdict.audit != "poor" or verdict.method != decision.method or verdict.unlearned_sha256 != sha256_of(
+            unlearned):
+        return decision
+    reason = f"the audit found this posterior poor ({'; '.join(verdict.problems)})"
+    return decision.model_copy(update={"decision": "fallback", "passed": False,
+                                       "reasons": [*decision.reasons, reason]})

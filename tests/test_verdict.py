@@ -1,0 +1,94 @@
+"""The audit's verdict (metrics/audit.json) as the gate reads it: only a poor verdict on this very
+posterior turns a pass to fallback, and a damaged or hostile file is a clear error that names it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bayesunlearn.io.contracts import ContractError, GateReport, PrivacyReport
+from stages.verdict import AuditVerdict, honour, sha256_of
+
+
+def decision(**changes) -> GateReport:
+    base = dict(method="ggn_damped", decision="pass", passed=True, reasons=[], retained_nll_change=0.0,
+                residual_ratio=0.5, residual_unlearned=1.0, residual_original=2.0, mia_auc=0.5,
+                unlearn_status="ok", repair="none", n_forgotten=3)
+    return GateReport(**(base | changes))
+
+
+def verdict(sha: str, **changes) -> AuditVerdict:
+    privacy = PrivacyReport(shadow_retrains=3, alpha=0.05, n_forgotten=3, told_apart_served=0.0,
+                            told_apart_retrain=0.0)
+    base = dict(method="ggn_damped", unlearned_sha256=sha, gate="pass", audit="poor",
+                problems=["gain 1.2 ≥ 1"], gate_missed_it=True, requests=["req-0001"], privacy=privacy,
+                gain=1.2, indistinguishability=3.0, pred_kl_unlearned_retrained=0.1,
+                pred_kl_original_retrained=0.08, pred_kl_retrain_floor=0.01)
+    return AuditVerdict(**(base | changes))
+
+
+@pytest.fixture
+def posterior(tmp_path):
+    path = tmp_path / "ggn_damped.npz"
+    path.write_bytes(b"an unlearned posterior")
+    return path
+
+
+def test_a_poor_verdict_on_this_posterior_turns_the_pass_to_fallback(posterior):
+    out = honour(decision(), verdict(sha256_of(posterior)), posterior)
+    assert out.decision == "fallback" and not out.passed
+    assert out.reasons == ["the audit found this posterior poor (gain 1.2 ≥ 1)"]
+
+
+@pytest.mark.parametrize("change", [{"audit": "good", "problems": []}, {"method": "last_layer"},
+                                    {"unlearned_sha256": "0" * 64}])
+def test_a_good_foreign_or_stale_verdict_changes_nothing(posterior, change):
+    before = decision()
+    assert honour(before, verdict(sha256_of(posterior), **change), posterior) == before
+
+
+def test_a_verdict_never_turns_a_fallback_into_a_pass(posterior):
+    refused = decision(decision="fallback", passed=False, reasons=["membership AUC 0.9 > 0.7"])
+    good = verdict(sha256_of(posterior), audit="good", problems=[], gate="fallback", gate_missed_it=False)
+    assert honour(refused, good, posterior) == refused
+    poor = honour(refused, verdict(sha256_of(posterior)), posterior)
+    assert poor.decision == "fallback" and poor.reasons[0] == "membership AUC 0.9 > 0.7"
+
+
+def test_the_verdict_round_trips_through_its_file(tmp_path, posterior):
+    v = verdict(sha256_of(posterior))
+    v.write(tmp_path / "audit.json")
+    assert AuditVerdict.read(tmp_path / "audit.json") == v
+
+
+def test_the_committed_verdict_is_valid():
+    AuditVerdict.read("metrics/audit.json")
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+                           max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.one_of(json_values, st.builds(lambda d: json.dumps(d), json_values), st.binary(max_size=64)))
+def test_a_hostile_verdict_file_is_a_clear_error_that_names_it(tmp_path_factory, body):
+    path = tmp_path_factory.mktemp("verdict") / "audit.json"
+    if isinstance(body, bytes):
+        path.write_bytes(body)
+    else:
+        path.write_text(json.dumps(body) if not isinstance(body, str) else body)
+    with pytest.raises(ContractError, match="audit.json"):
+        AuditVerdict.read(path)
+
+
+@pytest.mark.parametrize("key, value", [("unlearned_sha256", "not-a-hash"), ("audit", "fine"),
+                                        ("gate", "maybe"), ("gain", "1.0")])
+def test_a_verdict_with_one_bad_field_names_the_field(tmp_path, posterior, key, value):
+    body = verdict(sha256_of(posterior)).model_dump() | {key: value}
+    (tmp_path / "audit.json").write_text(json.dumps(body))
+    with pytest.raises(ContractError, match=key):
+        AuditVerdict.read(tmp_path / "audit.json")
