@@ -22,6 +22,8 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
   segment deletions (bench/real.py, from study/real/);
 - "gate_confusion": the gate's decisions on every event of the real-data study
   against the audit's truth (study/real/confusion.json);
+- "gate_missed": the study's fast-path events the audit finds harmful, rebuilt and
+  polished to tell a step that fell short from retrains in another optimum (bench/missed.py);
 - "scale_out": the KFAC and subnetwork posteriors at ~100k and ~1M parameters and
   n up to 1M, their curvature fitted on 1 and 2 Dask workers, unlearning 50 and
   1,000 records against a cold retrain, peak memory per process (bench/scale_out.py);
@@ -124,7 +126,10 @@ def main(argv: list[str] | None = None) -> None:
         for source in uci.SOURCES:
             report["real"].setdefault(source, {})["protocol"] = uci.protocol(source, args.uci_splits, params)
         if study:
+            from bench import missed
+
             report["gate_confusion"] = study["gate_confusion"]
+            report["gate_missed"] = missed.examine(params)
     if "scale_out" in parts:  # its own process: Dask's worker processes start from a module, not from here
         for key, module in (("scale_out", "bench.scale_out"), ("structure_quality", "bench.structures")):
             report[key] = json.loads(subprocess.run([sys.executable, "-m", module], stdout=subprocess.PIPE, text=True,
