@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from bayesunlearn.experiments.report import markdown
+from bayesunlearn.io.datasets import PACKAGED
 
 ROOT = Path("study/real")
 
@@ -33,10 +34,8 @@ CLASSIFIER_FIT = {"median_accuracy_change": "median Δ test accuracy", "median_e
 
 
 def binary_datasets(summary: pd.DataFrame) -> set[str]:
-    """The tables fitted as classifiers: those with accuracy figures."""
-    if "median_accuracy_change" not in summary:
-        return set()
-    return set(summary.loc[summary["median_accuracy_change"].notna(), "dataset"])
+    """The tables fitted as classifiers: the packaged tables whose target has class labels."""
+    return {name for name in summary["dataset"].unique() if PACKAGED[name].classes is not None}
 
 
 def figures_of(dataset: str, binary: set[str]) -> list[str]:
