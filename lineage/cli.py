@@ -27,7 +27,7 @@ from bayesunlearn.errors import RequestError, UserError
 
 from . import events, html
 from . import purge as purging
-from .entries import Applied
+from .entries import Applied, Purge
 from .inbox import Inbox
 from .ledger import LedgerError
 from .reproduce import NotReproducible, find_event
@@ -75,10 +75,14 @@ def cmd_list(args) -> int:
         return 0
     print(f"{'seq':>3}  {'event':8}  {'request':12}  {'time':20}  {'path':8}  {'gate':8}  served")
     for e in entries:
-        applied = isinstance(e, Applied)
-        request = e.request.request_id if applied else f"{len(e.archived_requests)} archived"
-        print(f"{e.seq:>3}  {e.event:8}  {request:12}  {e.applied_at if applied else e.recorded_at:20}  "
-              f"{e.served_path if applied else '':8}  {e.gate.decision if applied else '':8}  {e.served[:16]}")
+        if isinstance(e, Applied):
+            request, time = e.request.request_id, e.applied_at
+        elif isinstance(e, Purge):
+            request, time = f"{len(e.archived_requests)} archived", e.recorded_at
+        else:  # Revised: the served posterior changed, the requests did not
+            request, time = f"{len(e.requests)} in force", e.recorded_at
+        path, gate = ("", "") if isinstance(e, Purge) else (e.served_path, e.gate.decision)
+        print(f"{e.seq:>3}  {e.event:8}  {request:12}  {time:20}  {path:8}  {gate:8}  {e.served[:16]}")
     return 0
 
 
@@ -128,10 +132,11 @@ def cmd_reproduce(args) -> int:
 def cmd_record(args) -> int:
     recorded = events.record_pending(args.repo, commit=not args.no_commit, only=args.requests or None)
     if not recorded:
-        print("nothing to record: every applied request is already in the ledger")
+        print("nothing to record: every applied request and the served posterior are already in the ledger")
     for e in recorded:
-        print(f"entry {e.seq}: {e.event} {e.request.request_id} ({e.request.n_records} records, "
-              f"gate {e.gate.decision})")
+        what = (f"{e.request.request_id} ({e.request.n_records} records" if isinstance(e, Applied)
+                else f"of the served posterior ({e.served_path} path, no new request")
+        print(f"entry {e.seq}: {e.event} {what}, gate {e.gate.decision})")
     return 0
 
 

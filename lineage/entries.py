@@ -1,4 +1,5 @@
-"""The typed records of the deletion ledger: one line per applied request, one per purge.
+"""The typed records of the deletion ledger: one line per applied request, one per purge, and one per
+revision of the served posterior that no request caused.
 
 Every line read back is validated against these models, so a damaged or
 hand-made line is a clear error, never a KeyError deep inside `trace`.
@@ -91,4 +92,18 @@ class Purge(RunFacts):
     leftovers: list[str]
 
 
-Entry = Annotated[Applied | Purge, Field(discriminator="event")]
+class Revised(RunFacts):
+    """The served posterior changed while the requests in force did not: the nightly audit refused the
+    posterior the gate had passed (the gate's reasons say so), or params or code changed and the chain ran
+    again. Recorded so that the last entry always describes what is served."""
+
+    event: Literal["revised"]
+    requests: list[str]           # the requests in force, each recorded by an earlier entry
+    method: str
+    posterior: str
+    served_path: Literal["fast", "fallback"]
+    gate: GateFacts
+
+
+LedgerEntry = Applied | Purge | Revised
+Entry = Annotated[LedgerEntry, Field(discriminator="event")]

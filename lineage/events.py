@@ -1,4 +1,4 @@
-"""Turn the workspace's state into ledger entries: one per applied request, one per purge.
+"""Turn the workspace's state into ledger entries: one per applied request, one per purge, one per revision.
 
 Every request in force (applied by the split that dvc.lock records) gets exactly
 one entry, whatever crashed in between: each recording takes *all* requests in
@@ -13,7 +13,10 @@ artifacts before and after it, and each lists the others in `applied_together`.
 The state before a run is the state the previous ledger entry recorded; for the
 first entries it is the state the run started from if that did not yet include
 them, else unknown (None): the ledger never claims a posterior held a record
-it cannot show.
+it cannot show. When no request is pending but the production artifacts differ
+from the last entry's (the nightly audit refused the posterior the gate had
+passed, or params or code changed), one `revised` entry records the new state,
+so the last entry always describes what is served.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from bayesunlearn.io import contracts, requests, settings
 from bayesunlearn.errors import UserError
 
 from . import repo
-from .entries import Applied, Purge
+from .entries import Applied, Purge, Revised
 from .ledger import Ledger
 
 GATE_SIGNALS = ("retained_nll_change", "residual_ratio", "residual_unlearned", "residual_original", "mia_auc", "unlearn_status", "repair",
@@ -101,8 +104,9 @@ def _gate_facts(root: Path) -> dict:
 
 
 def record_pending(root: Path, start: Snapshot | None = None, commit: bool = True, only: list[str] | None = None,
-                   run_id: str | None = None) -> list[Applied]:
-    """Append one entry per request in force that the ledger does not hold yet; returns the new entries.
+                   run_id: str | None = None) -> list[Applied | Revised]:
+    """Append one entry per request in force that the ledger does not hold yet, or, when none is pending, one
+    `revised` entry if the production artifacts changed since the last entry; returns the new entries.
 
     `start`: the state the current run began from (the intake flow takes it before its stages);
     `only`: record just these requests (they must be pending).
@@ -123,12 +127,8 @@ def record_pending(root: Path, start: Snapshot | None = None, commit: bool = Tru
                             f"{contracts.SPLIT_SUMMARY}); run `dvc repro serve` (or the intake flow) first.")
         pending = [r for r in pending if r in only]
     if not pending:
-        return []
-    after = repo.current_artifacts(root)
-    absent = [path for path in after if not (root / path).exists()]
-    if absent:
-        raise UserError(f"artifacts {absent} named in dvc.lock do not exist; run `dvc repro serve` "
-                        "(or `dvc checkout`) before recording the event.")
+        return [] if only else _record_revision(root, led, entries, commit, run_id)
+    after = _existing_artifacts(root)
     files = request_files(root)
     lost = [r for r in pending if r not in files]
     if lost:
@@ -145,9 +145,7 @@ def record_pending(root: Path, start: Snapshot | None = None, commit: bool = Tru
     gate = _gate_facts(root)
     revision = repo.commit(root, repo.event_paths(root), f"deletions: apply {', '.join(pending)} "
                            f"({provenance.path} path)") if commit else repo.head_commit(root)
-    shared = {"run_id": run_id or new_run_id(), "recorded_at": now(), "epoch": epoch(entries),
-              "git_commit": revision, "dirty": repo.dirty_paths(root), "served": after.get("models/served", ""),
-              "artifacts_before": before, "artifacts_after": after}
+    shared = _run_facts(root, entries, revision, run_id, before, after)
     events = [{**shared, "event": "fallback" if provenance.path == "fallback" else "applied", "request": request,
                "applied_together": pending, "applied_at": shared["recorded_at"], "method": provenance.method,
                "posterior": provenance.posterior, "served_path": provenance.path, "gate": gate}
@@ -156,4 +154,39 @@ def record_pending(root: Path, start: Snapshot | None = None, commit: bool = Tru
     if commit:
         repo.commit(root, [str(led.path.relative_to(root))],
                     f"audit: ledger entries {sealed[0].seq}-{sealed[-1].seq} ({', '.join(pending)})")
+    return sealed
+
+
+def _run_facts(root: Path, entries: list, revision: str, run_id: str | None, before: dict | None,
+               after: dict[str, str]) -> dict:
+    """What every entry of one run shares (entries.RunFacts)."""
+    return {"run_id": run_id or new_run_id(), "recorded_at": now(), "epoch": epoch(entries), "git_commit": revision,
+            "dirty": repo.dirty_paths(root), "served": after.get("models/served", ""), "artifacts_before": before,
+            "artifacts_after": after}
+
+
+def _existing_artifacts(root: Path) -> dict[str, str]:
+    """The production artifacts dvc.lock records; refused if one of them is not on disk."""
+    after = repo.current_artifacts(root)
+    absent = [path for path in after if not (root / path).exists()]
+    if absent:
+        raise UserError(f"artifacts {absent} named in dvc.lock do not exist; run `dvc repro serve` "
+                        "(or `dvc checkout`) before recording the event.")
+    return after
+
+
+def _record_revision(root: Path, led: Ledger, entries: list, commit: bool, run_id: str | None) -> list[Revised]:
+    """One `revised` entry when the artifacts differ from the last entry's; nothing before the first entry."""
+    if not entries or repo.current_artifacts(root) == entries[-1].artifacts_after:
+        return []
+    after = _existing_artifacts(root)
+    provenance = contracts.Provenance.read(root / contracts.PROVENANCE)
+    revision = repo.commit(root, repo.event_paths(root), f"deletions: the served posterior is revised "
+                           f"({provenance.path} path; no new request)") if commit else repo.head_commit(root)
+    event = {**_run_facts(root, entries, revision, run_id, entries[-1].artifacts_after, after), "event": "revised",
+             "requests": in_force(root), "method": provenance.method, "posterior": provenance.posterior,
+             "served_path": provenance.path, "gate": _gate_facts(root)}
+    sealed = led.append([event])
+    if commit:
+        repo.commit(root, [str(led.path.relative_to(root))], f"audit: ledger entry {sealed[0].seq} (revised)")
     return sealed

@@ -14,7 +14,7 @@ from pathlib import Path
 from jinja2 import Environment
 
 from . import repo
-from .entries import Applied, Purge
+from .entries import Applied, LedgerEntry, Purge
 
 LINEAGE = [  # the production path, in order: (artifact, what it is)
     ("data/requests", "deletion requests in force"),
@@ -96,7 +96,7 @@ def _signals(event: Applied) -> list[dict]:
     return rows
 
 
-def event_page(event: Applied, entries: list[Applied | Purge], root: Path) -> str:
+def event_page(event: Applied, entries: list[LedgerEntry], root: Path) -> str:
     purge = next((e for e in entries if isinstance(e, Purge) and event.seq in e.not_rerunnable), None)
     url = repo.git(root, "remote", "get-url", "origin", check=False).removesuffix(".git")
     together = [r for r in event.applied_together if r != event.request.request_id]

@@ -33,7 +33,7 @@ from pydantic import TypeAdapter, ValidationError
 from bayesunlearn.io import atomic, files
 from bayesunlearn.errors import UserError
 
-from .entries import Applied, Entry, Purge
+from .entries import Entry, LedgerEntry
 
 LEDGER = Path("audit") / "ledger.jsonl"
 KEY_ENV = "UNLEARN_AUDIT_KEY"
@@ -188,7 +188,7 @@ class Ledger:
             raise LedgerError(f"{self.path} cannot be read ({err}); restore it from git "
                               "(`git checkout -- audit/ledger.jsonl`).") from None
 
-    def parse(self, lines: list[str]) -> list[Applied | Purge]:
+    def parse(self, lines: list[str]) -> list[LedgerEntry]:
         """These lines as typed entries, unchecked: for `verify`, which reports the chain itself, and for
         readers without the key. Everything else reads `entries()`."""
         return [parse_line(line, f"{self.path}:{number}") for number, line in enumerate(lines, start=1)]
@@ -202,7 +202,7 @@ class Ledger:
             raise LedgerError(f"{self.path} fails its chain check ({problems[0]}{more}); {refusal}. "
                               "Run `deletions audit verify` and restore the ledger from git.")
 
-    def entries(self, require_head: bool = True) -> list[Applied | Purge]:
+    def entries(self, require_head: bool = True) -> list[LedgerEntry]:
         """Every entry, from one read of the file whose chain checks out under the key: nothing acts on a
         forged, edited, reordered or cut-off ledger. `require_head=False` accepts a working copy without
         its head (a clone), where lines cut off the end cannot be told apart from lines never written."""
@@ -222,7 +222,7 @@ class Ledger:
     def locked(self):
         return atomic.file_lock(self.root / ".dvc" / "tmp" / "audit-ledger.lock")
 
-    def append(self, events: list[dict]) -> list[Applied | Purge]:
+    def append(self, events: list[dict]) -> list[LedgerEntry]:
         """Seal `events` (sequence number, repository, key id, chain) and append them in one atomic write.
 
         The whole file is rewritten to a temporary file and renamed, so a crash leaves the
@@ -248,7 +248,7 @@ class Ledger:
             return sealed
 
 
-def parse_line(line: str, where: str) -> Applied | Purge:
+def parse_line(line: str, where: str) -> LedgerEntry:
     try:
         return _ENTRY.validate_python(loads(line))
     except ValidationError as err:

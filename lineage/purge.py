@@ -25,7 +25,7 @@ from bayesunlearn.errors import UserError
 from bayesunlearn.io.sections import Prepare
 
 from . import events, repo, scan
-from .entries import Applied, Purge
+from .entries import Applied, LedgerEntry
 
 RAW = "data/raw/records.csv"
 LEFTOVERS = [
@@ -49,7 +49,7 @@ def parse_time(text: str) -> datetime:
     return time
 
 
-def eligible_requests(entries: list[Applied | Purge], retention_days: float, now: datetime
+def eligible_requests(entries: list[LedgerEntry], retention_days: float, now: datetime
                       ) -> tuple[list[Applied], list[Applied]]:
     """(applied requests past their retention, those still waiting), each not yet archived."""
     archived = events.archived_ids(entries)

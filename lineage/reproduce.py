@@ -18,7 +18,7 @@ from pathlib import Path
 from bayesunlearn.errors import UserError
 
 from . import events, repo
-from .entries import Applied, Purge
+from .entries import Applied, LedgerEntry, Purge
 
 
 class NotReproducible(UserError):
@@ -37,7 +37,7 @@ class Comparison:
         return not self.different
 
 
-def find_event(entries: list[Applied | Purge], request_id: str) -> Applied:
+def find_event(entries: list[LedgerEntry], request_id: str) -> Applied:
     for entry in entries:
         if isinstance(entry, Applied) and entry.request.request_id == request_id:
             return entry
@@ -49,7 +49,7 @@ class UnknownRequest(UserError):
     """No ledger entry names this request."""
 
 
-def superseded_by(entries: list[Applied | Purge], event: Applied) -> Purge | None:
+def superseded_by(entries: list[LedgerEntry], event: Applied) -> Purge | None:
     """The purge after which `event` can no longer be re-run, if any."""
     return next((e for e in entries if isinstance(e, Purge) and e.seq > event.seq and event.seq in e.not_rerunnable),
                 None)

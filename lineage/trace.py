@@ -17,7 +17,7 @@ from bayesunlearn.io import datasets, requests
 from bayesunlearn.errors import UserError
 
 from . import events
-from .entries import Applied, Purge
+from .entries import Applied, LedgerEntry, Purge, Revised
 
 
 class UnknownRecord(UserError):
@@ -62,17 +62,17 @@ class Trace:
         return [f"  entry {v.seq:>3}  {v.served[:16]:16}  {v.status}" for v in self.versions]
 
 
-def _without(entry: Applied | Purge, purged: Purge | None) -> str:
+def _without(entry: LedgerEntry, purged: Purge | None) -> str:
     if purged is not None and entry.seq >= purged.seq:
         return "without it: base retrained on data that no longer holds it"
-    if isinstance(entry, Applied) and entry.served_path == "fallback":
+    if isinstance(entry, Applied | Revised) and entry.served_path == "fallback":
         return "without it: refitted from scratch on the retained data"
     return "without it, approximately: unlearned from a base that saw it"
 
 
-def versions(entries: list[Applied | Purge], forgotten: Applied | None, purged: Purge | None) -> list[Version]:
+def versions(entries: list[LedgerEntry], forgotten: Applied | None, purged: Purge | None) -> list[Version]:
     """Each served version once, in ledger order, judged by the run that produced it."""
-    runs: dict[str, list[Applied | Purge]] = {}
+    runs: dict[str, list[LedgerEntry]] = {}
     for entry in entries:
         runs.setdefault(entry.run_id, []).append(entry)
     order = list(runs)

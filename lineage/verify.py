@@ -31,7 +31,7 @@ from bayesunlearn.io import datasets
 from bayesunlearn.errors import UserError
 
 from . import events, repo
-from .entries import Applied, Purge
+from .entries import Applied, LedgerEntry, Purge
 from .ledger import Ledger, chain_problems
 
 SUBTRAHEND = "data/split/forgotten.csv"  # what unlearning divides out: holds unpurged forgotten records by design
@@ -48,7 +48,7 @@ class Report:
         return not self.problems
 
 
-def completeness_problems(root: Path, entries: list[Applied | Purge]) -> list[str]:
+def completeness_problems(root: Path, entries: list[LedgerEntry]) -> list[str]:
     """Every applied request recorded once; every recorded request applied or purged."""
     recorded = Counter(e.request.request_id for e in entries if isinstance(e, Applied))
     purged = events.archived_ids(entries)
@@ -98,7 +98,7 @@ def lineage_tables(root: Path, lock: dict) -> list[str]:
     return sorted(tables)
 
 
-def data_report(root: Path, key, entries: list[Applied | Purge], lock: dict) -> Report:
+def data_report(root: Path, key, entries: list[LedgerEntry], lock: dict) -> Report:
     report = Report()
     forgotten = {h for e in entries if isinstance(e, Applied) for h in e.request.record_hashes}
     purged = {h for e in entries if isinstance(e, Purge) for a in e.archived_requests for h in a.record_hashes}
@@ -130,7 +130,7 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def workspace_problems(root: Path, entries: list[Applied | Purge], lock: dict) -> list[str]:
+def workspace_problems(root: Path, entries: list[LedgerEntry], lock: dict) -> list[str]:
     """dvc.lock equals the last entry's artifacts, every file on disk equals dvc.lock, nothing is stale."""
     problems = []
     now = repo.current_artifacts(root, lock)

@@ -305,3 +305,29 @@ def test_every_command_explains_itself():
         with pytest.raises(SystemExit) as exit_info:
             cli.main([*command, "--help"])
         assert exit_info.value.code == 0
+
+
+def revision(run: str = "run-9") -> dict:
+    """A `revised` entry, as events.record_pending writes it when the served posterior changed without a request."""
+    return {"event": "revised", "run_id": run, "recorded_at": "2026-11-28T03:00:00Z", "epoch": 0,
+            "git_commit": "1" * 40, "dirty": [], "served": "def.dir", "artifacts_before": {"models/served": "abc.dir"},
+            "artifacts_after": {"models/served": "def.dir"}, "requests": ["req-0000"], "method": "ggn_damped",
+            "posterior": "full_ggn", "served_path": "fallback",
+            "gate": {"decision": "fallback", "reasons": ["the audit found this posterior poor (gain 1.2 ≥ 1)"],
+                     "thresholds": {}, "metrics": {}}}
+
+
+def test_a_revision_of_the_served_posterior_joins_the_chain_and_the_listing(ledger, capsys):
+    sealed = ledger.append([revision()])
+    assert sealed[0].event == "revised" and sealed[0].seq == 4 and problems(ledger) == []
+    assert ledger.entries()[-1].artifacts_after == {"models/served": "def.dir"}
+    assert cli.main(["--repo", str(ledger.root), "audit", "list"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1].split()
+    assert last[:5] == ["4", "revised", "1", "in", "force"] and "fallback" in last
+
+
+@pytest.mark.parametrize("change", [{"gate": None}, {"requests": "req-0000"}, {"served_path": "slow"},
+                                    {"request": {"request_id": "req-0001"}}])
+def test_a_malformed_revision_is_refused(ledger, change):
+    with pytest.raises(LedgerError):
+        ledger.append([revision() | change])
