@@ -11,7 +11,8 @@ a fresh retrain. The verdict is written to metrics/audit.json (stages/verdict.py
 naming the posterior it judged. When the gate passed a posterior the audit finds
 poor, the gate honours the verdict: the flow reruns `gate` and `serve`, which
 serves a refit from scratch in its place, and the headline and the membership
-test of the newly served posterior.
+test of the newly served posterior, and records the change in the ledger (a
+`revised` entry). The audit judges only what a finished intake run produced.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from prefect.artifacts import create_markdown_artifact
 
 from bayesunlearn.io import contracts, datasets
 
-from lineage.repo import commit
+from bayesunlearn.errors import UserError
+from lineage import events
+from lineage.repo import commit, run
 
 from stages.verdict import VERDICT, AuditVerdict, sha256_of
 
@@ -42,7 +45,6 @@ def judge(root: str) -> AuditVerdict:
     gate = contracts.GateReport.read(workspace.root / contracts.GATE_REPORT)
     evaluation = json.loads((workspace.root / "metrics" / "evaluate" / f"{method}.json").read_text())
     summary = contracts.SplitSummary.read(workspace.root / contracts.SPLIT_SUMMARY)
-    privacy = contracts.PrivacyReport.read(workspace.root / contracts.PRIVACY_REPORT)
     test_ids = datasets.record_ids(workspace.root / "data/prepared/test.csv")
     if not test_ids:
         raise contracts.ContractError("data/prepared/test.csv has no records; run `dvc repro` first.")
@@ -53,8 +55,7 @@ def judge(root: str) -> AuditVerdict:
     verdict = AuditVerdict(
         method=method, unlearned_sha256=sha256_of(workspace.root / "models" / "unlearned" / f"{method}.npz"),
         gate=gate.decision, audit="poor" if poor else "good", problems=poor, gate_missed_it=missed,
-        requests=summary.request_ids, privacy=privacy,
-        **{k: float(evaluation[k]) for k in METRICS})
+        requests=summary.request_ids, **{k: float(evaluation[k]) for k in METRICS})
     verdict.write(workspace.root / VERDICT)
     return verdict
 
@@ -63,34 +64,53 @@ METRICS = ("gain", "indistinguishability", "pred_kl_unlearned_retrained", "pred_
            "pred_kl_retrain_floor")
 
 
+@task(**QUIET)
+def check_chain(root: str, method: str) -> None:
+    """The audit judges what the last intake run produced: stop, before anything runs, if that run died
+    before `unlearn` finished (judging and serving an older posterior against a newer split would be wrong)."""
+    changed = json.loads(run(Path(root), "dvc", "status", "--with-deps", "--json", f"unlearn@{method}").stdout or "{}")
+    if changed:
+        raise UserError(f"the production chain is not up to date (stages {', '.join(sorted(changed))} changed): "
+                        "the last intake run did not finish; let the intake flow run again before the audit.")
+
+
 @flow(name="audit_unlearning")
 def audit_unlearning(repo: str = ".") -> dict:
     workspace, logger = Workspace(Path(repo).resolve()), get_run_logger()
     gate = workspace.settings().gate
     root, method = str(workspace.root), gate.method
     with workspace.lock():
+        check_chain(root, method)
         for stage in ["retrain", f"retrain_posterior@{gate.posterior}", f"evaluate@{method}", "privacy"]:
             dvc_stage(root, stage)
+        privacy = contracts.PrivacyReport.read(workspace.root / contracts.PRIVACY_REPORT)  # of the judged posterior
         verdict = judge(root)
         # the gate reads the verdict: a poor one it had passed turns to fallback, and serve refits from scratch
         for stage in ["gate", "serve", "headline", "privacy"]:
             dvc_stage(root, stage)
-        if workspace.settings().ledger.commit:  # the reference retrains and the verdict, like every event
-            served = "; the retrain is served in its place" if verdict.gate_missed_it else ""
-            commit(workspace.root, ["dvc.lock", "metrics", "plots"],
-                   f"audit: {method} {verdict.audit} (gate {verdict.gate}, requests "
-                   f"{', '.join(verdict.requests) or 'none'}){served}")
+        record(root, verdict, workspace.settings().ledger.commit)
     headline = ("# ⚠ GATE PASSED BUT THE AUDIT FOUND A POOR UNLEARNING ⚠" if verdict.gate_missed_it
                 else f"# Audit: {verdict.audit} (gate: {verdict.gate})")
     create_markdown_artifact("\n".join([
         headline, "", f"Requests covered: {', '.join(verdict.requests) or 'none'}", "",
         "| metric | value |", "|---|---|", *[f"| {k} | {getattr(verdict, k):.4g} |" for k in METRICS],
-        "", privacy_line(verdict.privacy), "", "; ".join(verdict.problems),
+        "", privacy_line(privacy), "", "; ".join(verdict.problems),
         *(["", "The gate now honours the verdict: a refit from scratch is served in place of this posterior."]
           if verdict.gate_missed_it else [])]), key="unlearning-audit")
     (logger.error if verdict.gate_missed_it else logger.info)("audit %s; gate %s; %s", verdict.audit,
                                                               verdict.gate, verdict.problems)
-    return verdict.model_dump()
+    return {**verdict.model_dump(), "privacy": privacy.model_dump()}
+
+
+@task(**QUIET)
+def record(root: str, verdict: AuditVerdict, with_commit: bool) -> None:
+    """Commit the retrains, metrics and verdict; a served posterior the audit replaced gets its ledger entry
+    (`revised`) in the same way an intake run's would, so the last entry describes what is served."""
+    if with_commit:
+        served = "; the retrain is served in its place" if verdict.gate_missed_it else ""
+        commit(Path(root), ["dvc.lock", "metrics", "plots"], f"audit: {verdict.method} {verdict.audit} "
+                    f"(gate {verdict.gate}, requests {', '.join(verdict.requests) or 'none'}){served}")
+    events.record_pending(Path(root), commit=with_commit)
 
 
 def privacy_line(report: contracts.PrivacyReport) -> str:

@@ -9,7 +9,8 @@ fallback, so `serve` refits from scratch. A verdict can only make the gate
 stricter: a forged or stale one at worst costs a retrain, never serves a
 posterior the gate refused.
 
-The audit flow (flows/audit.py) writes the file; the `gate` stage reads it.
+The audit flow (flows/audit.py) writes the file and records in the ledger the
+served posterior it replaced (a `revised` entry); the `gate` stage reads it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from bayesunlearn.io.contracts import Contract, GateReport, PrivacyReport
+from bayesunlearn.io.contracts import Contract, ContractError, GateReport
 
 VERDICT = Path("metrics/audit.json")
 
@@ -35,12 +36,22 @@ class AuditVerdict(Contract):
     problems: list[str]
     gate_missed_it: bool                  # the gate passed a posterior the audit finds poor (now refused)
     requests: list[str]
-    privacy: PrivacyReport
     gain: float
     indistinguishability: float
     pred_kl_unlearned_retrained: float
     pred_kl_original_retrained: float
     pred_kl_retrain_floor: float
+
+    @classmethod
+    def read(cls, path: str | Path) -> AuditVerdict:
+        """The verdict; a missing, unreadable or invalid file is an error whose remedy fits it: no stage
+        writes it, so `dvc repro` cannot rebuild it."""
+        try:
+            return super().read(path)
+        except ContractError as err:
+            problem = str(err).rsplit("; ", 1)[0]
+            raise ContractError(f"{problem}; restore it with `git checkout -- {VERDICT}`, or run the nightly audit "
+                                "(python -m flows.audit) to write a new one.") from None
 
 
 def sha256_of(path: str | Path) -> str:

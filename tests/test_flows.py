@@ -130,8 +130,55 @@ def test_the_audit_reports_loudly_when_a_passed_gate_was_wrong_and_the_retrain_i
     assert 0 <= privacy["told_apart_served"] <= 1 and 0 <= privacy["told_apart_retrain"] <= 1
     assert "Per-record membership test (3 shadow retrains" in audit[-1].data
     assert "a refit from scratch is served in place of this posterior" in audit[-1].data
+    # the ledger's last entry describes what is served: the refit, with the audit's reason
+    from lineage import cli, events
+
+    entries = events.ledger(root).entries()
+    assert entries[-1].event == "revised" and entries[-1].served_path == "fallback"
+    assert "the audit found this posterior poor" in entries[-1].gate.reasons[-1]
+    assert entries[-1].artifacts_after["models/served"] != entries[-1].artifacts_before["models/served"]
+    assert cli.main(["--repo", str(root), "audit", "verify"]) == 0
     again = audit_unlearning(repo=str(root))  # the next audit: the gate already refused it, nothing is missed
     assert again["gate"] == "fallback" and again["audit"] == "poor" and not again["gate_missed_it"]
+    assert len(events.ledger(root).entries()) == len(entries)  # nothing changed, nothing recorded
+
+
+def test_an_audit_killed_before_it_recorded_is_completed_by_the_next_intake(prefect, tmp_path_factory,
+                                                                            monkeypatch):
+    import yaml
+
+    import flows.audit
+    from flows.intake import process_deletion_requests
+    from lineage import cli, events
+
+    root = tiny_repo(tmp_path_factory.mktemp("killed-audit"))
+    process_deletion_requests(repo=str(root))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["audit"]["max_gain"] = 1e-12  # nothing can meet this: the audit refuses the served posterior
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git", "commit", "-qam", "a stricter audit threshold", cwd=root)
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed after the refit was served, before the commit and the ledger")
+
+    monkeypatch.setattr(flows.audit, "record", killed)
+    with pytest.raises(RuntimeError, match="killed after the refit"):
+        flows.audit.audit_unlearning(repo=str(root))
+    monkeypatch.undo()
+    assert json.loads((root / "models/served/provenance.json").read_text())["path"] == "fallback"
+    assert cli.main(["--repo", str(root), "audit", "verify"]) == cli.EXIT_FAILED  # served, not yet recorded
+    result = process_deletion_requests(repo=str(root))  # no new request: it records the revision
+    entries = events.ledger(root).entries()
+    assert result["requests"] == [] and result["served"] == "fallback" and entries[-1].event == "revised"
+    assert sh("git", "status", "--porcelain", "metrics", "dvc.lock", "audit", cwd=root).stdout == ""
+    assert cli.main(["--repo", str(root), "audit", "verify"]) == 0
+    # an intake run that died after `split`: the audit refuses to judge an older posterior against it
+    from bayesunlearn.errors import UserError
+
+    write_request(root, "req-0009", train_ids(root)[20:22])
+    sh("dvc", "repro", "--single-item", "split", cwd=root)
+    with pytest.raises(UserError, match="the last intake run did not finish"):
+        flows.audit.audit_unlearning(repo=str(root))
 
 
 def test_serve_builds_both_deployments_on_the_configured_schedules(served):

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bayesunlearn.io.contracts import ContractError, GateReport, PrivacyReport
+from bayesunlearn.io.contracts import ContractError, GateReport
 from stages.verdict import AuditVerdict, honour, sha256_of
 
 
@@ -21,10 +21,8 @@ def decision(**changes) -> GateReport:
 
 
 def verdict(sha: str, **changes) -> AuditVerdict:
-    privacy = PrivacyReport(shadow_retrains=3, alpha=0.05, n_forgotten=3, told_apart_served=0.0,
-                            told_apart_retrain=0.0)
     base = dict(method="ggn_damped", unlearned_sha256=sha, gate="pass", audit="poor",
-                problems=["gain 1.2 ≥ 1"], gate_missed_it=True, requests=["req-0001"], privacy=privacy,
+                problems=["gain 1.2 ≥ 1"], gate_missed_it=True, requests=["req-0001"],
                 gain=1.2, indistinguishability=3.0, pred_kl_unlearned_retrained=0.1,
                 pred_kl_original_retrained=0.08, pred_kl_retrain_floor=0.01)
     return AuditVerdict(**(base | changes))
@@ -81,8 +79,14 @@ def test_a_hostile_verdict_file_is_a_clear_error_that_names_it(tmp_path_factory,
         path.write_bytes(body)
     else:
         path.write_text(json.dumps(body) if not isinstance(body, str) else body)
-    with pytest.raises(ContractError, match="audit.json"):
+    with pytest.raises(ContractError, match="audit.json") as caught:
         AuditVerdict.read(path)
+    assert "git checkout -- metrics/audit.json" in str(caught.value) and "dvc repro" not in str(caught.value)
+
+
+def test_a_missing_verdict_names_the_remedy(tmp_path):
+    with pytest.raises(ContractError, match="does not exist; restore it with `git checkout"):
+        AuditVerdict.read(tmp_path / "audit.json")
 
 
 @pytest.mark.parametrize("key, value", [("unlearned_sha256", "not-a-hash"), ("audit", "fine"),
