@@ -86,7 +86,7 @@ class Event:
 
 def segment_candidates(table: Table, seed: int, clusters: int, max_share: float) -> list[tuple[str, np.ndarray]]:
     """Every category (an input column `column=value`) of at most `max_share` of the records or, when no
-    category is that small (or there are none), every k-means cluster."""
+    category is that small (or there are none), every k-means cluster of at most that share."""
     if table.categories:
         names = [f"{c}={v}" for c, values in table.categories.items() for v in values]
         # one-hot inputs are standardised: the category's own records are the positive ones
@@ -99,14 +99,14 @@ def segment_candidates(table: Table, seed: int, clusters: int, max_share: float)
 
     with threadpool_limits(1):  # threads add partial sums in the order they finish: one thread, one answer
         labels = KMeans(n_clusters=clusters, random_state=seed, n_init=10).fit_predict(table.x)
-    return [(f"cluster {k} of {clusters}", labels == k) for k in range(clusters)]
+    return [(f"cluster {k} of {clusters}", labels == k) for k in range(clusters)
+            if 0 < (labels == k).mean() <= max_share]
 
 
 def segment(table: Table, seed: int, clusters: int, max_share: float) -> Event:
     """One segment of at most `max_share` of the records, picked by the seed from a fixed order of the
     candidates (seeds that differ modulo their number pick different categories)."""
-    candidates = [(label, mask) for label, mask in segment_candidates(table, seed, clusters, max_share)
-                  if 0 < mask.mean() <= max_share]
+    candidates = segment_candidates(table, seed, clusters, max_share)
     if not candidates:
         raise DataError(f"{table.name}: no category or cluster holds at most {max_share:.0%} of the records; "
                         "raise real_study.segment_max_share or real_study.segment_clusters")
@@ -172,11 +172,8 @@ def run_event(table: Table, event: Event, originals: dict[str, GaussianPosterior
                        for theta in maps] for kind in setup.kinds}
     rows, unlearned = [], {}
     for name, method in setup.methods.items():
-        try:
-            unlearned[name], report = apply(method, originals[method.posterior], splits.x_forgotten,
-                                            splits.y_forgotten)
-        except (UserError, np.linalg.LinAlgError) as err:  # a refused repair is a result of the study
-            unlearned[name], report = None, {"status": "failed", "reason": str(err)}
+        unlearned[name], report = attempt(method, originals[method.posterior], splits.x_forgotten,
+                                          splits.y_forgotten)
         rows.append(judge(table, event, name, originals[method.posterior], unlearned[name], report,
                           retrains[method.posterior], splits, setup))
     for steps in setup.finetune_steps:
@@ -196,7 +193,7 @@ def time_event(table: Table, event: Event, originals: dict[str, GaussianPosterio
     x_f, y_f, x_r, y_r = splits.x_forgotten, splits.y_forgotten, splits.x_retained, splits.y_retained
     out = {}
     for name, method in setup.methods.items():
-        out[name] = time_warm(lambda m=method: _attempt(m, originals[m.posterior], x_f, y_f), repeats)
+        out[name] = time_warm(lambda m=method: attempt(m, originals[m.posterior], x_f, y_f), repeats)
     for steps in setup.finetune_steps:
         out[FINETUNE.format(steps=steps)] = time_warm(
             lambda n=steps: finetune(originals[BASE_KIND], x_r, y_r, setup.train, n), repeats)
@@ -205,11 +202,14 @@ def time_event(table: Table, event: Event, originals: dict[str, GaussianPosterio
     return out
 
 
-def _attempt(method: Method, original: GaussianPosterior, x_f: np.ndarray, y_f: np.ndarray) -> None:
+def attempt(method: Method, original: GaussianPosterior, x_f: np.ndarray, y_f: np.ndarray
+            ) -> tuple[GaussianPosterior | None, dict]:
+    """`apply`, with a refusal (e.g. a repair the method does not allow) as a failed result of the study rather
+    than an error: None and the reason."""
     try:
-        apply(method, original, x_f, y_f)
-    except (UserError, np.linalg.LinAlgError):  # a refusal costs what it costs; the study records it as a failure
-        pass
+        return apply(method, original, x_f, y_f)
+    except (UserError, np.linalg.LinAlgError) as err:
+        return None, {"status": "failed", "reason": str(err)}
 
 
 def judge(table: Table, event: Event, name: str, original: GaussianPosterior, unlearned: GaussianPosterior | None,

@@ -110,7 +110,7 @@ def build_model(section: Model, input_dim: int) -> RegressionModel:
 def nll(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Σ_i −log p(y_i | x_i, θ) and its gradient Σ_i ∇ℓ_i = Jᵀ ∂ℓ/∂f (one backward pass)."""
     if not model.gaussian:
-        f, grad = outputs_and_vjp(model.spec, theta, x, lambda f: expit(f) - y)
+        f, grad = outputs_and_vjp(model.spec, theta, x, lambda f: model.error(f, y))  # ∂ℓ/∂f: error_scale is 1
         return model.loss(f, y), grad
     inv_var = model.noise_std ** -2
     f, grad = outputs_and_vjp(model.spec, theta, x, lambda f: inv_var * (f - y))

@@ -64,9 +64,11 @@ def fit_laplace(model: RegressionModel, theta_map: np.ndarray, x: np.ndarray, y:
     if kind not in LAPLACE_KINDS:
         raise ConfigError(f"Laplace kind {kind!r} is not one of {list(LAPLACE_KINDS)}.")
     spec = KINDS[kind]
-    if data is None and spec.storage == "subnetwork":
-        diagonal, _ = data_curvature(spec, model, theta_map, x, y)
-        data = data_curvature(spec, model, theta_map, x, y, choose(diagonal, model.prior_precision, subnetwork_size))
+    if data is None and spec.storage == "subnetwork":  # the diagonal chooses the weights and covers the rest
+        diagonal, gradient = curvature.diagonal_ggn(model, theta_map, x, y)
+        indices = choose(diagonal, model.prior_precision, subnetwork_size)
+        block = curvature.selected_ggn(model, theta_map, x, indices)
+        data = SubnetworkCurvature(indices, diagonal, block=block), gradient
     precision, _ = data if data is not None else data_curvature(spec, model, theta_map, x, y)
     if isinstance(precision, KroneckerFactors):
         return GaussianPosterior(model, theta_map.copy(), Kronecker.of(precision, model.prior_precision),
@@ -138,10 +140,7 @@ def log_marginal_likelihood(posterior: GaussianPosterior, x: np.ndarray, y: np.n
     f = outputs(m.spec, posterior.linearisation_point, x)
     data_eigs = posterior.precision_eigenvalues() - m.prior_precision
     theta = posterior.linearisation_point[posterior.index]
-    if not m.gaussian:
-        return _evidence(-m.loss(f, y), theta, data_eigs, m.prior_precision, 1.0)
-    return _evidence(_gaussian_log_likelihood(np.sum((y - f) ** 2), len(y), m.noise_std), theta, data_eigs,
-                     m.prior_precision, 1.0)
+    return _evidence(_log_likelihood(m, f, y)(m.noise_std), theta, data_eigs, m.prior_precision, 1.0)
 
 
 def optimize_hyperparameters(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray) -> GaussianPosterior:
@@ -157,20 +156,20 @@ def optimize_hyperparameters(posterior: GaussianPosterior, x: np.ndarray, y: np.
         raise ConfigError(f"marginal-likelihood tuning needs positive semi-definite curvature; the "
                           f"{posterior.kind} curvature has negative eigenvalues. Use a GGN structure.")
     f = outputs(m.spec, posterior.linearisation_point, x)
-    rss, theta = np.sum((y - f) ** 2), posterior.linearisation_point[posterior.index]
-    log_lik = -m.loss(f, y)  # a Bernoulli likelihood has no σ: only α moves
+    theta, log_likelihood = posterior.linearisation_point[posterior.index], _log_likelihood(m, f, y)
+    moving = 2 if m.gaussian else 1  # a Bernoulli likelihood has no σ: only α moves
+
+    def unpack(log_params: np.ndarray) -> tuple[float, float]:
+        values = np.exp(log_params)
+        return float(values[0]), float(values[1]) if moving == 2 else m.noise_std
 
     def negative(log_params: np.ndarray) -> float:
-        alpha, sigma = np.exp(log_params) if m.gaussian else (np.exp(log_params[0]), m.noise_std)
-        if m.gaussian:
-            log_lik_sigma = _gaussian_log_likelihood(rss, len(y), sigma)
-            return -_evidence(log_lik_sigma, theta, data_eigs, alpha, (m.noise_std / sigma) ** 2)
-        return -_evidence(log_lik, theta, data_eigs, alpha, 1.0)
+        alpha, sigma = unpack(log_params)
+        return -_evidence(log_likelihood(sigma), theta, data_eigs, alpha, (m.noise_std / sigma) ** 2)
 
-    start = [m.prior_precision, m.noise_std] if m.gaussian else [m.prior_precision]
-    best = scipy.optimize.minimize(negative, np.log(start), method="Nelder-Mead",
+    best = scipy.optimize.minimize(negative, np.log([m.prior_precision, m.noise_std][:moving]), method="Nelder-Mead",
                                    options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 2000})
-    alpha, sigma = (float(v) for v in np.exp(best.x)) if m.gaussian else (float(np.exp(best.x[0])), m.noise_std)
+    alpha, sigma = unpack(best.x)
     tuned = RegressionModel(m.spec, alpha, sigma, m.likelihood)
     scale = (m.noise_std / sigma) ** 2
     if posterior.spec.storage == "kronecker":  # the factors hold the data term apart from the prior
@@ -188,8 +187,13 @@ def optimize_hyperparameters(posterior: GaussianPosterior, x: np.ndarray, y: np.
     return posterior.with_updates(model=tuned, matrix=matrix_of(posterior.spec, precision))
 
 
-def _gaussian_log_likelihood(rss: float, n: int, sigma: float) -> float:
-    return -0.5 * rss / sigma**2 - n * np.log(sigma) - 0.5 * n * np.log(2 * np.pi)
+def _log_likelihood(model: RegressionModel, f: np.ndarray, y: np.ndarray):
+    """log p(y | f) summed over the records, as a function of the noise σ (a Bernoulli likelihood has none)."""
+    if not model.gaussian:
+        value = -model.loss(f, y)
+        return lambda sigma: value
+    rss, n = np.sum((y - f) ** 2), len(y)
+    return lambda sigma: -0.5 * rss / sigma**2 - n * np.log(sigma) - 0.5 * n * np.log(2 * np.pi)
 
 
 def _evidence(log_lik: float, theta: np.ndarray, data_eigs: np.ndarray, alpha: float, curvature_scale: float
