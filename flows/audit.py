@@ -12,7 +12,8 @@ naming the posterior it judged. When the gate passed a posterior the audit finds
 poor, the gate honours the verdict: the flow reruns `gate` and `serve`, which
 serves a refit from scratch in its place, and the headline and the membership
 test of the newly served posterior, and records the change in the ledger (a
-`revised` entry). The audit judges only what a finished intake run produced.
+`revised` entry). It first brings the production chain up to date and records
+what a killed run left, so it judges what is served.
 """
 
 from __future__ import annotations
@@ -26,13 +27,12 @@ from prefect.artifacts import create_markdown_artifact
 
 from bayesunlearn.io import contracts, datasets
 
-from bayesunlearn.errors import UserError
 from lineage import events
-from lineage.repo import commit, run
+from lineage.repo import check_git_lock, commit
 
 from stages.verdict import VERDICT, AuditVerdict, sha256_of
 
-from .intake import QUIET, dvc_stage
+from .intake import QUIET, dvc_stage, record_leftovers
 from .server import DEFAULT_PORT, local_server
 from .workspace import Workspace
 
@@ -64,26 +64,20 @@ METRICS = ("gain", "indistinguishability", "pred_kl_unlearned_retrained", "pred_
            "pred_kl_retrain_floor")
 
 
-@task(**QUIET)
-def check_chain(root: str, method: str) -> None:
-    """The audit judges what the last intake run produced: stop, before anything runs, if that run died
-    before `unlearn` finished (judging and serving an older posterior against a newer split would be wrong)."""
-    changed = json.loads(run(Path(root), "dvc", "status", "--with-deps", "--json", f"unlearn@{method}").stdout or "{}")
-    if changed:
-        raise UserError(f"the production chain is not up to date (stages {', '.join(sorted(changed))} changed): "
-                        "the last intake run did not finish; let the intake flow run again before the audit.")
-
-
 @flow(name="audit_unlearning")
 def audit_unlearning(repo: str = ".") -> dict:
     workspace, logger = Workspace(Path(repo).resolve()), get_run_logger()
     gate = workspace.settings().gate
     root, method = str(workspace.root), gate.method
     with workspace.lock():
-        check_chain(root, method)
+        check_git_lock(workspace.root)
+        # judge what is served: a run that died mid-way is finished and recorded first, as the intake would
+        for stage in contracts.production_stages(method, gate.posterior):
+            dvc_stage(root, stage)
+        record_leftovers(root)
         for stage in ["retrain", f"retrain_posterior@{gate.posterior}", f"evaluate@{method}", "privacy"]:
             dvc_stage(root, stage)
-        privacy = contracts.PrivacyReport.read(workspace.root / contracts.PRIVACY_REPORT)  # of the judged posterior
+        privacy = contracts.PrivacyReport.read(workspace.root / contracts.PRIVACY_REPORT)  # of the served posterior
         verdict = judge(root)
         # the gate reads the verdict: a poor one it had passed turns to fallback, and serve refits from scratch
         for stage in ["gate", "serve", "headline", "privacy"]:

@@ -77,6 +77,17 @@ def record_in_ledger(root: str, start: events.Snapshot, run_id: str) -> list[int
 
 
 @task(**QUIET)
+def record_leftovers(root: str) -> list[int]:
+    """What a killed run (the intake's or the audit's) served but did not record, recorded before this run
+    changes it; nothing while the chain is mid-way (this run's own recording takes it then)."""
+    commit = Workspace(Path(root)).settings().ledger.commit
+    try:
+        return [e.seq for e in events.record_pending(Path(root), commit=commit)]
+    except events.ChainNotCurrent:
+        return []
+
+
+@task(**QUIET)
 def publish(root: str, accepted: list[str], stages: list[str], ledger_entries: list[int]) -> dict:
     """Markdown and table artifacts: request ids and counts, hashes, gate decision. No records."""
     workspace = Workspace(Path(root))
@@ -95,8 +106,9 @@ def publish(root: str, accepted: list[str], stages: list[str], ledger_entries: l
              f"{'; '.join(gate.reasons)}", "",
              "| artifact | md5 (dvc.lock) |", "|---|---|", *[f"| {k} | {v} |" for k, v in hashes.items()], "",
              f"Stages: {' → '.join(stages)}", "",
-             f"Ledger entries: {', '.join(map(str, ledger_entries)) or 'none'} in audit/ledger.jsonl — review one "
-             f"with `deletions audit show REQUEST --html page.html`, check all with `deletions audit verify`."]
+             f"Ledger entries: {', '.join(map(str, ledger_entries)) or 'none'} in audit/ledger.jsonl — list them "
+             f"with `deletions audit list`, review a request's with `deletions audit show REQUEST --html page.html`, "
+             f"check all with `deletions audit verify`."]
     create_markdown_artifact("\n".join(lines), key="deletion-run", description="what was forgotten and served")
     create_table_artifact([{"signal": k, "value": getattr(gate, k)} for k in
                            ("decision", "retained_nll_change", "residual_ratio", "residual_unlearned", "residual_original", "mia_auc",
@@ -119,6 +131,7 @@ def process_deletion_requests(repo: str = ".") -> dict:
     root, stages = str(workspace.root), contracts.production_stages(gate.method, gate.posterior)
     with workspace.lock():
         check_git_lock(workspace.root)
+        leftovers = record_leftovers(root)
         start = events.snapshot(workspace.root)
         dvc_stage(root, "prepare")  # ids of the data must exist to validate against
         accepted = triage_inbox(root)
@@ -132,7 +145,7 @@ def process_deletion_requests(repo: str = ".") -> dict:
             logger.error("a stage failed; requests %s are pending again, the served posterior is unchanged",
                          [Path(p).stem for p in accepted])
             raise
-        entries = record_in_ledger(root, start, str(runtime.flow_run.id or events.new_run_id()))
+        entries = leftovers + record_in_ledger(root, start, str(runtime.flow_run.id or events.new_run_id()))
         result = publish(root, accepted, stages, entries)
     logger.info("served the %s posterior; gate %s; new requests %s", result["served"], result["gate"],
                 result["requests"])

@@ -200,9 +200,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("request")
     p.add_argument("--keep", action="store_true", help="keep the temporary worktree for inspection")
     p.set_defaults(run=cmd_reproduce)
-    p = sub.add_parser("record", help="record requests applied by a manual `dvc repro`",
+    p = sub.add_parser("record", help="record requests applied, or a served posterior changed, by a manual "
+                                      "`dvc repro`",
                        description="Append one entry per applied request that is not in the ledger yet (after "
-                                   "`dvc repro serve`). Commits the event first, so it can be reproduced.")
+                                   "`dvc repro serve`), or, when none is pending, one `revised` entry if the "
+                                   "served posterior changed since the last entry. The production chain must be "
+                                   "up to date. Commits the event first, so it can be reproduced.")
     p.add_argument("requests", nargs="*", help="request ids (default: every applied, unrecorded request)")
     p.add_argument("--no-commit", action="store_true", help="record HEAD as it is instead of committing the event")
     p.set_defaults(run=cmd_record)

@@ -37,6 +37,10 @@ GATE_SIGNALS = ("retained_nll_change", "residual_ratio", "residual_unlearned", "
                 "n_forgotten")
 
 
+class ChainNotCurrent(UserError):
+    """The production chain is mid-way (a run died, or params changed): its artifacts describe no served state."""
+
+
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -126,8 +130,14 @@ def record_pending(root: Path, start: Snapshot | None = None, commit: bool = Tru
             raise UserError(f"requests {missing} are not applied in this workspace (not in "
                             f"{contracts.SPLIT_SUMMARY}); run `dvc repro serve` (or the intake flow) first.")
         pending = [r for r in pending if r in only]
+    if not pending and (only or not entries or repo.current_artifacts(root) == entries[-1].artifacts_after):
+        return []
+    stale = repo.stale_stages(root)
+    if stale:
+        raise ChainNotCurrent(f"the production chain is not up to date (stages {', '.join(sorted(stale))}): its "
+                              "artifacts describe no served state; run the intake flow (or `dvc repro serve`) first.")
     if not pending:
-        return [] if only else _record_revision(root, led, entries, commit, run_id)
+        return _record_revision(root, led, entries, commit, run_id)
     after = _existing_artifacts(root)
     files = request_files(root)
     lost = [r for r in pending if r not in files]
@@ -176,9 +186,7 @@ def _existing_artifacts(root: Path) -> dict[str, str]:
 
 
 def _record_revision(root: Path, led: Ledger, entries: list, commit: bool, run_id: str | None) -> list[Revised]:
-    """One `revised` entry when the artifacts differ from the last entry's; nothing before the first entry."""
-    if not entries or repo.current_artifacts(root) == entries[-1].artifacts_after:
-        return []
+    """One `revised` entry: the artifacts of a current chain differ from the last entry's."""
     after = _existing_artifacts(root)
     provenance = contracts.Provenance.read(root / contracts.PROVENANCE)
     revision = repo.commit(root, repo.event_paths(root), f"deletions: the served posterior is revised "

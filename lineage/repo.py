@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 import subprocess
 import sys
@@ -138,6 +140,13 @@ def production_stages(root: Path) -> list[str]:
     """The stages the served posterior needs in the workspace `root` (its params.yaml names the method)."""
     gate = settings.load(root / settings.PARAMS).gate
     return contracts.production_stages(gate.method, gate.posterior)
+
+
+def stale_stages(root: Path) -> dict:
+    """`dvc status` of the production chain (the served posterior and every stage it needs): stage -> what
+    changed; empty when every artifact is what its inputs make."""
+    status = run(root, "dvc", "status", "--with-deps", "--json", production_stages(root)[-1]).stdout
+    return json.loads(status or "{}")
 
 
 def artifact_hashes(lock: dict, stages: list[str]) -> dict[str, str]:

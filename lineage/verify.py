@@ -143,9 +143,7 @@ def workspace_problems(root: Path, entries: list[LedgerEntry], lock: dict) -> li
     for path, md5 in now.items():
         problems += _on_disk_problems(root, path, md5)
     try:
-        stages = repo.production_stages(root)
-        status = repo.run(root, "dvc", "status", "--with-deps", "--json", stages[-1]).stdout
-        changed = json.loads(status or "{}")
+        changed = repo.stale_stages(root)
     except (UserError, RuntimeError, OSError, ValueError) as err:  # no dvc.yaml, a broken one, no dvc
         return [*problems, f"dvc status could not check the production chain: {str(err).splitlines()[0][:300]}"]
     for stage, changes in sorted(changed.items()):

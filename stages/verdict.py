@@ -50,8 +50,8 @@ class AuditVerdict(Contract):
             return super().read(path)
         except ContractError as err:
             problem = str(err).rsplit("; ", 1)[0]
-            raise ContractError(f"{problem}; restore it with `git checkout -- {VERDICT}`, or run the nightly audit "
-                                "(python -m flows.audit) to write a new one.") from None
+            raise ContractError(f"{problem}; restore the last committed verdict with `git checkout -- {VERDICT}` "
+                                "(the next nightly audit writes a new one).") from None
 
 
 def sha256_of(path: str | Path) -> str:
@@ -64,9 +64,9 @@ def sha256_of(path: str | Path) -> str:
 
 def honour(decision: GateReport, verdict: AuditVerdict, unlearned: str | Path) -> GateReport:
     """The gate's decision, turned to fallback when the audit found this very posterior poor."""
-    if verdict.audit != "poor" or verdict.method != decision.method or verdict.unlearned_sha256 != sha256_of(
-            unlearned):
-        return decision
+    if (decision.decision == "fallback" or verdict.audit != "poor" or verdict.method != decision.method
+            or verdict.unlearned_sha256 != sha256_of(unlearned)):
+        return decision  # a refusal stays as the gate's own signals made it
     reason = f"the audit found this posterior poor ({'; '.join(verdict.problems)})"
     return decision.model_copy(update={"decision": "fallback", "passed": False,
                                        "reasons": [*decision.reasons, reason]})

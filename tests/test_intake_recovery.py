@@ -20,6 +20,7 @@ from conftest import REPO, sh, tiny_repo, train_ids, write_request
 
 from bayesunlearn.io import store
 from lineage import cli, events
+from lineage.entries import Applied
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,8 @@ if point == "after-move":  # the request is in data/requests, no stage has run
     real = workspace.Workspace.repro
     workspace.Workspace.repro = lambda self, stage: die() if stage == "split" else real(self, stage)
 elif point == "before-ledger":  # every stage ran and the new posterior is served
-    events.record_pending = die
+    from flows import intake
+    intake.record_in_ledger = die
 elif point == "after-commit":  # the event is committed, the ledger not yet appended
     ledger.Ledger.append = die
 from flows.intake import process_deletion_requests
@@ -55,7 +57,7 @@ def killed_run(root: Path, point: str) -> None:
 
 
 def recorded(root: Path) -> list[str]:
-    return [e.request.request_id for e in events.ledger(root).entries() if e.event != "purge"]
+    return [e.request.request_id for e in events.ledger(root).entries() if isinstance(e, Applied)]
 
 
 @pytest.fixture(scope="module")
