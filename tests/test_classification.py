@@ -3,6 +3,7 @@ against closed forms of logistic regression, and the structures' algebra on a sm
 
 from __future__ import annotations
 
+import classifier_checks
 import numpy as np
 import pytest
 
@@ -38,27 +39,20 @@ def logistic(tf):
     x, y = _logistic_data(120, 3, seed=4)
     model = RegressionModel(MLPSpec(3, ()), prior_precision=0.5, noise_std=1.0, likelihood="bernoulli")
     phi = np.hstack([x, np.ones((len(x), 1))])
-    forget = np.zeros(len(x), dtype=bool)
-    forget[np.random.default_rng(2).permutation(len(x))[:15]] = True
+    forget = classifier_checks.forget_mask(len(x), 15, seed=2)
     return model, x, y, phi, forget, _closed_form_map(phi, y, model.prior_precision)
 
 
 @pytest.fixture(scope="module")
 def classifier(tf):
     """A 2-8-1 tanh classifier at its MAP (Adam, then Levenberg–Marquardt on the Bernoulli GGN)."""
-    from bayesunlearn.io.sections import Train
     from bayesunlearn.model.likelihood import RegressionModel
     from bayesunlearn.model.network import MLPSpec
-    from bayesunlearn.model.training import fit_map
 
     x, y = _logistic_data(150, 2, seed=7)
     y = np.where(np.abs(x[:, 0] * x[:, 1]) > 0.4, 1.0 - y, y)  # something a line cannot separate
     model = RegressionModel(MLPSpec(2, (8,)), prior_precision=1.0, noise_std=1.0, likelihood="bernoulli")
-    theta, info = fit_map(model, x, y, model.spec.init(0), Train(adam_steps=3000, polish_iterations=300,
-                                                                 grad_tolerance=1e-6))
-    forget = np.zeros(len(x), dtype=bool)
-    forget[np.random.default_rng(5).permutation(len(x))[:12]] = True
-    return model, x, y, theta, info, forget
+    return classifier_checks.fitted(model, x, y)
 
 
 def test_map_of_a_linear_classifier_is_logistic_regressions(logistic):
@@ -138,55 +132,28 @@ def test_laplace_evidence_of_logistic_regression_matches_the_closed_form(logisti
 
 def test_classifier_map_is_stationary_and_curvatures_agree(classifier):
     from bayesunlearn.model.autodiff import nll_hessian
-    from bayesunlearn.model.curvature import data_curvature, diagonal_ggn, restricted_ggn, selected_ggn
     from bayesunlearn.model.network import outputs_and_jacobians
 
     model, x, y, theta, info, _ = classifier
     assert info["polish_converged"] and info["grad_norm"] < 1e-6
-    ggn, grad = data_curvature(model, theta, x, y)
+    ggn, grad = classifier_checks.structures_agree(model, x, y, theta, np.array([0, 5, 17, model.spec.n_params - 1]))
     f, jac = outputs_and_jacobians(model.spec, theta, x)
     p = 1.0 / (1.0 + np.exp(-f))
     np.testing.assert_allclose(ggn, jac.T @ (jac * (p * (1 - p))[:, None]), rtol=1e-11, atol=1e-12)
     _, tf_grad = nll_hessian(model, theta, x, y)
     np.testing.assert_allclose(grad, tf_grad, rtol=1e-9, atol=1e-11)
-    diagonal, diag_grad = diagonal_ggn(model, theta, x, y)
-    np.testing.assert_allclose(diagonal, np.diag(ggn), rtol=1e-11, atol=1e-13)
-    np.testing.assert_allclose(diag_grad, grad, rtol=1e-11, atol=1e-13)
-    last = slice(model.spec.n_params - model.spec.n_last_layer, None)
-    block, _ = restricted_ggn(model, theta, x, y, last, diagonal=False)
-    np.testing.assert_allclose(block, ggn[last, last], rtol=1e-11, atol=1e-13)
-    indices = np.array([0, 5, 17, model.spec.n_params - 1])
-    np.testing.assert_allclose(selected_ggn(model, theta, x, indices), ggn[np.ix_(indices, indices)],
-                               rtol=1e-11, atol=1e-13)
 
 
 @pytest.mark.parametrize("kind", ["full_ggn", "diag_ggn", "last_layer", "kfac", "subnetwork"])
 def test_forgetting_composes_and_relearning_restores(classifier, kind):
-    from bayesunlearn.posteriors.laplace import fit_laplace
-    from bayesunlearn.unlearning.divide import forget, relearn
-
     model, x, y, theta, _, mask = classifier
-    original = fit_laplace(model, theta, x, y, kind, subnetwork_size=20)
-    first, second = np.flatnonzero(mask)[:5], np.flatnonzero(mask)[5:]
-    at_once, _ = forget(original, x[mask], y[mask])
-    step, _ = forget(original, x[first], y[first])
-    in_steps, _ = forget(step, x[second], y[second])
-    np.testing.assert_allclose(in_steps.mean, at_once.mean, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(in_steps.dense_precision(), at_once.dense_precision(), rtol=1e-8, atol=1e-9)
-    restored, _ = relearn(at_once, x[mask], y[mask])
-    np.testing.assert_allclose(restored.mean, original.mean, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(restored.dense_precision(), original.dense_precision(), rtol=1e-8, atol=1e-9)
+    classifier_checks.composes_and_restores(model, x, y, theta, mask, kind)
 
 
 @pytest.mark.parametrize("kind", ["full_ggn", "diag_ggn", "last_layer", "kfac"])
 def test_forgotten_precision_equals_the_structure_refitted_on_the_retained_records(classifier, kind):
-    from bayesunlearn.posteriors.laplace import fit_laplace
-    from bayesunlearn.unlearning.divide import forget
-
     model, x, y, theta, _, mask = classifier
-    unlearned, _ = forget(fit_laplace(model, theta, x, y, kind), x[mask], y[mask])
-    refit = fit_laplace(model, theta, x[~mask], y[~mask], kind)
-    np.testing.assert_allclose(unlearned.dense_precision(), refit.dense_precision(), rtol=1e-9, atol=1e-9)
+    classifier_checks.equals_the_refit(model, x, y, theta, mask, kind)
 
 
 def test_probit_predictive_against_quadrature():

@@ -35,7 +35,8 @@ def initial_theta(spec: MLPSpec, seed: int) -> np.ndarray:
 
 
 def forward(spec: MLPSpec, theta: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
-    """Network output f(x, θ), shape (n,)."""
+    """Network output f(x, θ): shape (n,) for one output, and the (n, K) logits for K, one row per record
+    as a TFP distribution's batch wants them (network.outputs is their record-major flattening)."""
     act, offset, h = ACTIVATIONS[spec.activation], 0, x
     for number, (fan_in, fan_out) in enumerate(spec.shapes):
         w = tf.reshape(theta[offset: offset + fan_in * fan_out], [fan_in, fan_out])
@@ -45,19 +46,22 @@ def forward(spec: MLPSpec, theta: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
         h = h @ w + b
         if number < len(spec.shapes) - 1:
             h = act(h)
-    return h[:, 0]
+    return h[:, 0] if spec.outputs == 1 else h
 
 
 def jacobians(spec: MLPSpec, theta: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
-    """J with rows J_i = ∂f(x_i, θ)/∂θ, shape (n, P), inside a TensorFlow graph."""
+    """J with rows J_i = ∂f(x_i, θ)/∂θ, shape (n·K, P), inside a TensorFlow graph: for K outputs each record's
+    K rows in turn (record-major), the row order of network.outputs_and_jacobians."""
+    k = spec.outputs
 
     def one(xi):
         with tf.GradientTape() as tape:
             tape.watch(theta)
             out = forward(spec, theta, xi[None, :])[0]
-        return tape.gradient(out, theta)
+        return tape.gradient(out, theta) if k == 1 else tape.jacobian(out, theta)  # (P,) or (K, P)
 
-    return tf.vectorized_map(one, x)
+    jac = tf.vectorized_map(one, x)
+    return jac if k == 1 else tf.reshape(jac, [-1, spec.n_params])
 
 
 def prior(model: RegressionModel) -> tfd.Distribution:
@@ -67,7 +71,11 @@ def prior(model: RegressionModel) -> tfd.Distribution:
 
 
 def likelihood(model: RegressionModel, theta: tf.Tensor, x: tf.Tensor) -> tfd.Distribution:
-    """Per-example distribution of y given θ: a batch of n Normals, or of n Bernoullis with logits f."""
+    """Per-example distribution of y given θ: a batch of n Normals, of n Bernoullis with logits f, or of n
+    Categoricals with the K logits f_i. Labels arrive as float64 (0.0 … K − 1, as everywhere in the project);
+    the Categorical's float dtype lets its log_prob take them as they are (TFP casts them to int32)."""
+    if model.categorical:
+        return tfd.Categorical(logits=forward(model.spec, theta, x), dtype=tf.float64)
     if not model.gaussian:
         return tfd.Bernoulli(logits=forward(model.spec, theta, x), dtype=tf.float64)
     return tfd.Normal(loc=forward(model.spec, theta, x), scale=tf.constant(model.noise_std, tf.float64))

@@ -1,8 +1,9 @@
 """Curvature of the data term, in NumPy: the GGN (whole, a block, or its diagonal) and NLL gradients.
 
 The GGN of the data term is Σ_i w_i J_iᵀJ_i, where J_i = ∂f(x_i, θ)/∂θ (model/network.py) and
-w_i = ∂²ℓ/∂f² is the likelihood's output Hessian: 1/σ² (Gaussian) or p_i(1 − p_i) (Bernoulli,
-`RegressionModel.weigh`). The NLL gradient is Σ_i J_iᵀ ∂ℓ/∂f_i. The exact Hessian, which needs
+w_i = ∂²ℓ/∂f² is the likelihood's output Hessian: 1/σ² (Gaussian), p_i(1 − p_i) (Bernoulli) or the
+K × K block diag(p_i) − p_ip_iᵀ over a record's K output rows (categorical; `RegressionModel.weigh`).
+The NLL gradient is Σ_i J_iᵀ ∂ℓ/∂f_i. The exact Hessian, which needs
 second derivatives, is model/autodiff.py's.
 
 J is (n, P): at 10k parameters and n = 50k that is 4 GB. Above `JACOBIAN_BUDGET`
@@ -25,7 +26,8 @@ JACOBIAN_BUDGET = 2**21  # float64 entries of J per batch: 16 MB
 
 
 def row_batches(n: int, n_params: int) -> list[slice]:
-    """Row slices whose Jacobians fit `JACOBIAN_BUDGET`; one slice when the whole J does."""
+    """Record slices whose Jacobians fit `JACOBIAN_BUDGET`, `n_params` entries per record (its K output rows
+    times P); one slice when the whole J does."""
     size = max(1, JACOBIAN_BUDGET // max(1, n_params))
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
@@ -37,7 +39,7 @@ def data_curvature(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: 
     p = model.spec.n_params
     hessian, gradient = np.zeros((p, p), order="F"), np.zeros(p)
     with blas_for(p):
-        for rows in row_batches(len(x), p):
+        for rows in row_batches(len(x), p * model.spec.outputs):
             f, jac = outputs_and_jacobians(model.spec, theta, x[rows])
             weighted, scale = model.weigh(jac, f)
             dense.rank_update(hessian, weighted.T, scale, mirror=False)
@@ -52,7 +54,7 @@ def restricted_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: 
     is linear in it."""
     size = len(range(*index.indices(model.spec.n_params)))
     total = (np.zeros(size) if diagonal else np.zeros((size, size)), np.zeros(size))
-    for number, rows in enumerate(row_batches(len(x), model.spec.n_params)):
+    for number, rows in enumerate(row_batches(len(x), model.spec.n_params * model.spec.outputs)):
         f, jac = outputs_and_jacobians(model.spec, theta, x[rows])
         jac = jac[:, index]
         grad = model.error_scale * (jac.T @ model.error(f, y[rows]))
@@ -63,9 +65,10 @@ def restricted_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: 
 
 
 def _layer_rows(model: RegressionModel, theta: np.ndarray, x: np.ndarray):
-    """Per row batch: f, and per layer ã (inputs with a 1 for the bias) and δ; no Jacobian is formed."""
+    """Per row batch: f, and per layer and output row ã (inputs with a 1 for the bias) and δ; no Jacobian
+    is formed. `rows` are records; a network of K outputs gives each record K consecutive output rows."""
     width = sum(a + b + 1 for a, b in model.spec.shapes)
-    for rows in row_batches(len(x), width):
+    for rows in row_batches(len(x), width * model.spec.outputs):
         f, layer_inputs, deltas = inputs_and_sensitivities(model.spec, theta, x[rows])
         yield rows, f, [(np.column_stack([h, np.ones(len(h))]), d) for h, d in zip(layer_inputs, deltas, strict=True)]
 
@@ -96,15 +99,17 @@ def kronecker_factors(model: RegressionModel, theta: np.ndarray, x: np.ndarray, 
     The GGN block of layer l is Σ_i (ã_i ã_iᵀ) ⊗ (w_i δ_i δ_iᵀ) exactly (θ holds each layer's weights
     row-major and then its bias, so its Jacobian row is ã_i ⊗ δ_i); KFAC replaces this sum of Kronecker
     products by A_l ⊗ G_l / n. That is the approximation; it is exact for one record, and for the output
-    layer of a scalar-output network (δ = 1 there) when w_i is the same for every record (Gaussian)."""
+    layer of a scalar-output network (δ = 1 there) when w_i is the same for every record (Gaussian). With K
+    outputs G_l sums over each record's K output rows weighted by its K × K output Hessian."""
     shapes = model.spec.shapes
     inputs = [np.zeros((a + 1, a + 1)) for a, _ in shapes]
     sensitivities = [np.zeros((b, b)) for _, b in shapes]
     grads = [np.zeros((a + 1, b)) for a, b in shapes]
+    repeats = model.spec.outputs  # each record's input appears once per output row: count it once
     for rows, f, layers in _layer_rows(model, theta, x):
         residual = model.error_scale * model.error(f, y[rows])
         for layer, (augmented, delta) in enumerate(layers):
-            inputs[layer] += augmented.T @ augmented
+            inputs[layer] += augmented.T @ augmented if repeats == 1 else (augmented.T @ augmented) / repeats
             weighted, scale = model.weigh(delta, f)
             sensitivities[layer] += scale * (weighted.T @ weighted)
             grads[layer] += augmented.T @ (residual[:, None] * delta)
@@ -128,11 +133,13 @@ def diagonal_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np
 
 
 def selected_jacobian(model: RegressionModel, theta: np.ndarray, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """J[:, indices] (n, S), gathered from each layer's ã and δ without the other P − S columns."""
-    columns = np.empty((len(x), len(indices)))
+    """J[:, indices] (n·K, S), gathered from each layer's ã and δ without the other P − S columns."""
+    k = model.spec.outputs
+    columns = np.empty((len(x) * k, len(indices)))
     starts = np.cumsum([0] + [(a + 1) * b for a, b in model.spec.shapes])
     layer_of = np.searchsorted(starts, indices, side="right") - 1
-    for rows, _, layers in _layer_rows(model, theta, x):
+    for records, _, layers in _layer_rows(model, theta, x):
+        rows = slice(records.start * k, records.stop * k)
         for layer, (augmented, delta) in enumerate(layers):
             mine = np.flatnonzero(layer_of == layer)
             local = indices[mine] - starts[layer]
@@ -142,10 +149,10 @@ def selected_jacobian(model: RegressionModel, theta: np.ndarray, x: np.ndarray, 
 
 
 def selected_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """The GGN block over the parameters `indices`: Σ_i w_i J_iSᵀ J_iS (S × S, exactly symmetric)."""
+    """The GGN block over the parameters `indices`: Σ_i J_iSᵀ W_i J_iS (S × S, exactly symmetric)."""
     block = np.zeros((len(indices), len(indices)), order="F")
     with blas_for(len(indices)):
-        for rows in row_batches(len(x), len(indices)):
+        for rows in row_batches(len(x), len(indices) * model.spec.outputs):
             weighted, scale = selected_factor(model, theta, x[rows], indices)
             dense.rank_update(block, weighted, scale, mirror=False)
     return dense.mirror_lower(block)
@@ -153,7 +160,7 @@ def selected_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, indic
 
 def selected_factor(model: RegressionModel, theta: np.ndarray, x: np.ndarray, indices: np.ndarray
                     ) -> tuple[np.ndarray, float]:
-    """(F, s) with s·F Fᵀ the records' GGN over `indices`: F = J_Sᵀ weighted by √w_i (S × n)."""
+    """(F, s) with s·F Fᵀ the records' GGN over `indices`: F = (W^½ J_S)ᵀ (S × n·K)."""
     f = None if model.gaussian else outputs(model.spec, theta, x)
     weighted, scale = model.weigh(selected_jacobian(model, theta, x, indices), f)
     return weighted.T, scale

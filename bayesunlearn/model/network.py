@@ -35,22 +35,27 @@ ACTIVATIONS = {
 
 @dataclass(frozen=True)
 class MLPSpec:
-    """Layer sizes of a scalar-output regression network."""
+    """Layer sizes of the network: `outputs` is 1 (a regression or a binary logit) or K ≥ 2 (the K logits
+    of a categorical likelihood). A network of K outputs gives each record K output rows, record-major:
+    its outputs are the flat (n·K,) vector and its Jacobian (n·K, P), so every sum over output rows (the GGN,
+    the NLL gradient, a predictive variance) is the same code for one output and for K."""
 
     input_dim: int
     hidden: tuple[int, ...]
     activation: str = "tanh"
+    outputs: int = 1
 
     def __post_init__(self) -> None:
-        if self.input_dim < 1 or any(h < 1 for h in self.hidden):
-            raise ValueError(f"layer sizes must be positive, got input_dim={self.input_dim}, hidden={self.hidden}")
+        if self.input_dim < 1 or self.outputs < 1 or any(h < 1 for h in self.hidden):
+            raise ValueError(f"layer sizes must be positive, got input_dim={self.input_dim}, hidden={self.hidden}, "
+                             f"outputs={self.outputs}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation {self.activation!r} is not one of {sorted(ACTIVATIONS)}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
     @property
     def layer_sizes(self) -> list[int]:
-        return [self.input_dim, *self.hidden, 1]
+        return [self.input_dim, *self.hidden, self.outputs]
 
     @property
     def shapes(self) -> list[tuple[int, int]]:
@@ -65,14 +70,17 @@ class MLPSpec:
     @property
     def n_last_layer(self) -> int:
         """Parameters of the output layer (weights and bias): the tail of θ."""
-        return self.layer_sizes[-2] + 1
+        return (self.layer_sizes[-2] + 1) * self.outputs
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "hidden": list(self.hidden)}
+        out = {**asdict(self), "hidden": list(self.hidden)}
+        if self.outputs == 1:  # absent for one output, so earlier model files keep their bytes
+            del out["outputs"]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> MLPSpec:
-        return cls(int(d["input_dim"]), tuple(d["hidden"]), d.get("activation", "tanh"))
+        return cls(int(d["input_dim"]), tuple(d["hidden"]), d.get("activation", "tanh"), int(d.get("outputs", 1)))
 
     def init(self, seed: int) -> np.ndarray:
         """LeCun-normal weights and zero biases, a deterministic function of `seed` (TensorFlow's stateless
@@ -106,7 +114,18 @@ def _forward(spec: MLPSpec, theta: np.ndarray, x: np.ndarray):
         h = act(z)
     inputs.append(h)
     w, b = params[-1]
-    return (h @ w + b)[:, 0], inputs, pre, params
+    return (h @ w + b).ravel(), inputs, pre, params  # record-major: (n·K,), and (n,) for one output
+
+
+def _per_output_row(spec: MLPSpec, inputs, pre, n: int):
+    """Each record's layer inputs and pre-activations repeated for its K output rows, and the seed of
+    the backward pass that gives every output row its own sensitivities: ones for one output, and the
+    identity of each record's K outputs for K."""
+    k = spec.outputs
+    if k == 1:
+        return inputs, pre, np.ones((n, 1))
+    repeat = [np.repeat(a, k, axis=0) for a in inputs], [np.repeat(a, k, axis=0) for a in pre]
+    return *repeat, np.tile(np.eye(k), (n, 1))
 
 
 def _backward(spec: MLPSpec, inputs, pre, params, delta: np.ndarray):
@@ -126,17 +145,19 @@ def outputs(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def outputs_and_jacobians(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """f(x_i, θ) and J_i = ∂f(x_i, θ)/∂θ for every row of x: (n,) and (n, P)."""
+    """f(x_i, θ) and J_i = ∂f(x_i, θ)/∂θ for every row of x: (n·K,) and (n·K, P)."""
     x = np.asarray(x, dtype=np.float64)
     n = len(x)
     if n == 0:
         return np.zeros(0), np.zeros((0, spec.n_params))
     f, inputs, pre, params = _forward(spec, np.asarray(theta, dtype=np.float64), x)
-    deltas = _backward(spec, inputs, pre, params, np.ones((n, 1)))
-    jac = np.empty((n, spec.n_params))
+    inputs, pre, seed = _per_output_row(spec, inputs, pre, n)
+    deltas = _backward(spec, inputs, pre, params, seed)
+    rows = n * spec.outputs
+    jac = np.empty((rows, spec.n_params))
     offset = 0
     for h, delta, (fan_in, fan_out) in zip(inputs, deltas, spec.shapes, strict=True):
-        jac[:, offset: offset + fan_in * fan_out] = (h[:, :, None] * delta[:, None, :]).reshape(n, -1)  # h δᵀ
+        jac[:, offset: offset + fan_in * fan_out] = (h[:, :, None] * delta[:, None, :]).reshape(rows, -1)  # h δᵀ
         offset += fan_in * fan_out
         jac[:, offset: offset + fan_out] = delta                  # ∂f/∂b = δ
         offset += fan_out
@@ -145,22 +166,24 @@ def outputs_and_jacobians(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> tu
 
 def inputs_and_sensitivities(spec: MLPSpec, theta: np.ndarray, x: np.ndarray
                              ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """f(x_i, θ) and, per layer, its inputs h_i (n, fan_in) and the output's sensitivities δ_i (n, fan_out)
-    to its pre-activations: the layer's Jacobian rows are h_i δ_iᵀ (weights) and δ_i (bias)."""
+    """f(x_i, θ) and, per layer and output row, its inputs h_i (n·K, fan_in) and the output's sensitivities
+    δ_i (n·K, fan_out) to its pre-activations: the layer's Jacobian rows are h_i δ_iᵀ (weights) and δ_i (bias)."""
     x = np.asarray(x, dtype=np.float64)
     f, inputs, pre, params = _forward(spec, np.asarray(theta, dtype=np.float64), x)
-    return f, inputs, _backward(spec, inputs, pre, params, np.ones((len(x), 1)))
+    inputs, pre, seed = _per_output_row(spec, inputs, pre, len(x))
+    return f, inputs, _backward(spec, inputs, pre, params, seed)
 
 
 def outputs_and_vjp(spec: MLPSpec, theta: np.ndarray, x: np.ndarray, weights_of) -> tuple[np.ndarray, np.ndarray]:
-    """f(x_i, θ) and Jᵀv with v = weights_of(f) (one weight per row): a gradient of Σ_i ℓ(f_i) in one
+    """f(x_i, θ) and Jᵀv with v = weights_of(f) (one weight per output row): a gradient of Σ_i ℓ(f_i) in one
     backward pass, without forming J (memory n × width, not n × P)."""
     x = np.asarray(x, dtype=np.float64)
     theta = np.asarray(theta, dtype=np.float64)
     if len(x) == 0:
         return np.zeros(0), np.zeros(spec.n_params)
     f, inputs, pre, params = _forward(spec, theta, x)
-    deltas = _backward(spec, inputs, pre, params, np.asarray(weights_of(f), dtype=np.float64)[:, None])
+    seed = np.asarray(weights_of(f), dtype=np.float64).reshape(len(x), spec.outputs)
+    deltas = _backward(spec, inputs, pre, params, seed)
     parts = []
     for h, delta in zip(inputs, deltas, strict=True):
         parts += [(h.T @ delta).ravel(), delta.sum(axis=0)]

@@ -59,6 +59,16 @@ def run_adam(model: RegressionModel, x: tf.Tensor, y: tf.Tensor, theta: tf.Tenso
     return _adam(model, jit_compile)(theta, x, y, tf.constant(steps), tf.constant(learning_rate, tf.float64))
 
 
+def _categorical_weighted(jac: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """W with WᵀW = Σ_i J_iᵀ(diag(p_i) − p_ip_iᵀ)J_i, for J's (K, P) record blocks J_i and p_i = softmax(f_i):
+    W_i = diag(√p_i)(J_i − Σ_k p_ik J_ik), the factor RegressionModel.weigh uses, for all records at once
+    rather than a K × K product per record."""
+    p = tf.nn.softmax(logits, axis=1)
+    blocks = tf.reshape(jac, [tf.shape(p)[0], tf.shape(p)[1], -1])
+    mixed = tf.einsum("ik,ikp->ip", p, blocks)
+    return tf.reshape(tf.sqrt(p)[:, :, None] * (blocks - mixed[:, None, :]), tf.shape(jac))
+
+
 @functools.cache
 def _compiled(model: RegressionModel):
     """Traced once per model and input shape, so repeated fits run warm."""
@@ -86,6 +96,9 @@ def _compiled(model: RegressionModel):
         jac = jacobians(model.spec, theta, x)
         if model.gaussian:
             ggn = tf.matmul(jac, jac, transpose_a=True) / model.noise_std ** 2
+        elif model.categorical:
+            weighted = _categorical_weighted(jac, forward(model.spec, theta, x))
+            ggn = tf.matmul(weighted, weighted, transpose_a=True)
         else:  # output Hessian p(1 − p) of the Bernoulli likelihood
             f = forward(model.spec, theta, x)
             ggn = tf.matmul(jac * (tf.sigmoid(f) * tf.sigmoid(-f))[:, None], jac, transpose_a=True)

@@ -1,10 +1,10 @@
-"""Distances between Gaussians and between Bernoulli predictives, and predictive-quality scores (numpy, float64)."""
+"""Distances between Gaussians and between class predictives, and predictive-quality scores (numpy, float64)."""
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
-from scipy.special import expit
+from scipy.special import expit, log_softmax, softmax
 
 
 def predictive_kl(mean_p: np.ndarray, var_p: np.ndarray, mean_q: np.ndarray, var_q: np.ndarray) -> np.ndarray:
@@ -77,19 +77,53 @@ def probability(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     return expit(probit_logit(mean, var))
 
 
+def class_probabilities(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """softmax of the probit-scaled logits z_k = mean_k / √(1 + π·var_k/8), per record (rows of (n, K)
+    means and variances of the K logits): the multiclass probit approximation of E[softmax(f)]
+    (Lu, Ie and Sha 2020; the `probit` link of laplace-torch)."""
+    return softmax(probit_logit(mean, var), axis=1)
+
+
+def categorical_nll(y: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """Per-record −log p(y) under `class_probabilities` (labels 0 … K − 1)."""
+    log_p = log_softmax(probit_logit(mean, var), axis=1)
+    return -log_p[np.arange(len(log_p)), np.asarray(y).astype(int)]
+
+
+def categorical_kl(mean_p: np.ndarray, var_p: np.ndarray, mean_q: np.ndarray, var_q: np.ndarray) -> np.ndarray:
+    """KL(p ‖ q) between the two predictives' class distributions (`class_probabilities`), per record."""
+    log_p = log_softmax(probit_logit(mean_p, var_p), axis=1)
+    log_q = log_softmax(probit_logit(mean_q, var_q), axis=1)
+    return np.maximum(np.sum(np.exp(log_p) * (log_p - log_q), axis=1), 0.0)  # ≥ 0; rounding can dip below
+
+
+def _table(probability: np.ndarray) -> np.ndarray:
+    """(n, K) class probabilities; a binary p(y = 1) of shape (n,) becomes the two columns (1 − p, p)."""
+    probability = np.asarray(probability, dtype=np.float64)
+    return np.column_stack([1.0 - probability, probability]) if probability.ndim == 1 else probability
+
+
+def predicted_class(probability: np.ndarray) -> np.ndarray:
+    """The more probable class of each record; a tie goes to the higher class (a binary p = ½ → 1)."""
+    table = _table(probability)
+    return table.shape[1] - 1 - np.argmax(table[:, ::-1], axis=1)
+
+
 def accuracy(y: np.ndarray, probability: np.ndarray) -> float:
-    """Share of records whose more probable class (p ≥ ½ → 1) is y."""
-    return float(np.mean((probability >= 0.5) == (y == 1))) if len(y) else float("nan")
+    """Share of records whose more probable class is y (`probability`: p(y = 1), or (n, K) probabilities)."""
+    return float(np.mean(predicted_class(probability) == np.asarray(y).astype(int))) if len(y) else float("nan")
 
 
 def expected_calibration_error(y: np.ndarray, probability: np.ndarray, bins: int = 10) -> float:
     """Σ_b |B_b|/n · |accuracy(B_b) − confidence(B_b)| over `bins` equal-width bins of the confidence
-    max(p, 1 − p) of the predicted class (the usual top-label ECE)."""
+    (the probability of the predicted class), which lies in [1/K, 1] (the usual top-label ECE)."""
     if len(y) == 0:
         return float("nan")
-    confidence = np.maximum(probability, 1.0 - probability)
-    correct = ((probability >= 0.5) == (y == 1)).astype(np.float64)
-    which = np.minimum(((confidence - 0.5) * 2 * bins).astype(int), bins - 1)  # confidence lies in [½, 1]
+    table = _table(probability)
+    k = table.shape[1]
+    confidence = table.max(axis=1)
+    correct = (predicted_class(table) == np.asarray(y).astype(int)).astype(np.float64)
+    which = np.minimum(((confidence - 1.0 / k) / (1.0 - 1.0 / k) * bins).astype(int), bins - 1)
     total = 0.0
     for b in range(bins):
         members = which == b

@@ -87,12 +87,13 @@ class GaussianPosterior:
         return self.matrix.to_tfp(self.mean[self.index])
 
     def predictive(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and variance of y (Gaussian likelihood) or of the logit f (Bernoulli) at each row of x under
-        the linearised network; `model.predictive_nll` and `model.predictive_kl` score them. Above the
+        """Mean and variance of y (Gaussian likelihood) or of the logits f (classifiers; K per record,
+        record-major) at each row of x under the linearised network; `model.predictive_nll` and
+        `model.predictive_kl` score them. Above the
         Jacobian budget the rows go in batches, so memory stays one batch of J (a 1M-parameter network: 2 rows
         at a time)."""
-        rows = (row_batches(len(x), self.n_params) if len(x) * self.n_params > JACOBIAN_BUDGET
-                else [slice(0, len(x))])
+        per_record = self.n_params * self.model.spec.outputs  # entries of J per record
+        rows = (row_batches(len(x), per_record) if len(x) * per_record > JACOBIAN_BUDGET else [slice(0, len(x))])
         parts = [self._predictive(x[batch]) for batch in rows]
         if len(parts) == 1:
             return parts[0]

@@ -74,7 +74,7 @@ def mc_log_likelihood(model: RegressionModel, thetas: tf.Tensor, x: tf.Tensor, y
 
     Large problems go over chunks of records; small ones take the one-shot path, unchanged.
     """
-    rows = max(1, ACTIVATION_BUDGET // (thetas.shape[0] * max(model.spec.hidden, default=1)))
+    rows = max(1, ACTIVATION_BUDGET // (thetas.shape[0] * max((*model.spec.hidden, model.spec.outputs))))
     if x.shape[0] <= rows:
         return _log_likelihood(model, thetas, x, y)
     return _chunked_log_likelihood(model, thetas, x, y, rows)
