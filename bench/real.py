@@ -30,16 +30,17 @@ def results(root: Path = ROOT) -> pd.DataFrame:
 FIGURES = ("events", "median_gain", "median_indistinguishability", "harmed", "fast_path", "median_rmse_change",
            "median_mia_auc_excess")  # columns of study/real/summary.csv (experiments/events.summarise)
 CLASSIFIER_FIT = {"median_accuracy_change": "median Δ test accuracy", "median_ece_change": "median Δ test ECE"}
-# a binary table's test fit, in place of median_rmse_change
+# a classifier's test fit (a binary or a multiclass table), in place of median_rmse_change
 
 
-def binary_datasets(summary: pd.DataFrame) -> set[str]:
-    """The tables fitted as classifiers: the packaged tables whose target has class labels."""
+def classifier_datasets(summary: pd.DataFrame) -> set[str]:
+    """The tables fitted as classifiers: the packaged tables whose target has class labels, two (Bernoulli)
+    or more (categorical)."""
     return {name for name in summary["dataset"].unique() if PACKAGED[name].classes is not None}
 
 
-def figures_of(dataset: str, binary: set[str]) -> list[str]:
-    if dataset not in binary:
+def figures_of(dataset: str, classifiers: set[str]) -> list[str]:
+    if dataset not in classifiers:
         return list(FIGURES)
     return [f for f in FIGURES if f != "median_rmse_change"] + list(CLASSIFIER_FIT)
 
@@ -50,10 +51,10 @@ def bench_keys(root: Path = ROOT) -> dict:
     summary = pd.read_csv(root / "summary.csv", float_precision="round_trip")
     by_fraction = results(root).query("mode == 'random'").groupby(["dataset", "method", "fraction"])["gain"].median()
     timing = json.loads((root / "timing.json").read_text())
-    binary = binary_datasets(summary)
+    classifiers = classifier_datasets(summary)
     real: dict = {}
     for row in summary.itertuples(index=False):
-        figures = {k: getattr(row, k) for k in figures_of(row.dataset, binary)}
+        figures = {k: getattr(row, k) for k in figures_of(row.dataset, classifiers)}
         figures = {k: int(v) if k in ("events", "harmed", "fast_path") else float(v) for k, v in figures.items()}
         figures["seconds"] = timing.get(row.dataset, {}).get(row.method)
         if row.mode == "random":
@@ -75,11 +76,12 @@ def study_block(root: Path = ROOT) -> str:
                "median_indistinguishability": "median indist.", "harmed": "harmed", "fast path": "fast path",
                "median_rmse_change": "median Δ test RMSE", "median_mia_auc_excess": "median MIA AUC − retrain's"}
     ordered = summary.sort_values(["dataset", "mode", "method"])
-    binary = ordered["dataset"].isin(binary_datasets(summary))
+    fitted_as_classifier = ordered["dataset"].isin(classifier_datasets(summary))
     classifier = {k: v for k, v in columns.items() if k != "median_rmse_change"} | CLASSIFIER_FIT
-    tables = [markdown(ordered[~binary][list(columns)].rename(columns=columns))] if (~binary).any() else []
-    if binary.any():  # classifiers: the test fit is accuracy and calibration error, not RMSE
-        tables.append(markdown(ordered[binary][list(classifier)].rename(columns=classifier)))
+    regressions = ordered[~fitted_as_classifier]
+    tables = [markdown(regressions[list(columns)].rename(columns=columns))] if len(regressions) else []
+    if fitted_as_classifier.any():  # classifiers: the test fit is accuracy and calibration error, not RMSE
+        tables.append(markdown(ordered[fitted_as_classifier][list(classifier)].rename(columns=classifier)))
     return "\n\n".join(tables)
 
 

@@ -165,10 +165,10 @@ def methods_report(args: argparse.Namespace) -> dict:
     params = settings_module.load(args.params)
     p = params.prepare
     frame, origin = datasets.load_source(p)  # the prepare stage's own loader: same data as the pipeline
-    train, test, _ = datasets.prepare(frame, p.test_fraction, p.seed, origin, p.target_kind)
+    train, test, _ = datasets.prepare(frame, p.test_fraction, p.seed, origin, p.target_kind, datasets.class_labels(p))
     x, y = datasets.arrays(train)
     x_test, y_test = datasets.arrays(test)
-    model = build_model(params.model, x.shape[1])
+    model = build_model(params.model, x.shape[1], datasets.n_classes(p))
     config, seed = params.train, params.train.seed
     settings = FitSettings.of(params)
     methods = params.chosen_methods(args.methods or [])

@@ -27,10 +27,14 @@ CELLS = Path("sweep") / "cells"  # working folder of the cell files, by context 
 
 
 def cell_config(settings: Settings, plan: SweepPlan) -> dict:
-    """The settings a cell's numbers depend on (small, JSON-able: safe to ship to any worker)."""
+    """The settings a cell's numbers depend on (small, JSON-able: safe to ship to any worker). `classes` (the
+    outputs of a categorical model) only for a categorical target: the other configs, and the context keys
+    made of them, stay as they were."""
     sections = {"model": settings.model, "train": settings.train, "laplace": settings.laplace, "vi": settings.vi}
+    categorical = settings.prepare.target_kind == "categorical"
     return {**{name: section.model_dump(mode="json") for name, section in sections.items()},
-            "methods": {name: settings.methods[name].model_dump(mode="json") for name in plan.methods}}
+            "methods": {name: settings.methods[name].model_dump(mode="json") for name in plan.methods},
+            **({"classes": datasets.n_classes(settings.prepare)} if categorical else {})}
 
 
 def inputs(root: Path) -> list[Path]:
@@ -54,7 +58,7 @@ def compute_cell(root: Path, config: dict, cell: SweepCell, folder: Path) -> Pat
     x, y = datasets.arrays(store.load_table(root / PREPARED / "train.csv"))
     x_test, _ = datasets.arrays(store.load_table(root / PREPARED / "test.csv"))
     model = build_model(Model.model_validate({**config["model"], "hidden": list(cell.hidden)}, strict=False),
-                        x.shape[1])
+                        x.shape[1], config.get("classes", 1))
     fitting = FitSettings(Laplace.model_validate(config["laplace"]), VI.model_validate(config["vi"], strict=False))
     methods = {name: METHOD.validate_python(spec) for name, spec in config["methods"].items()}
     train = Train.model_validate(config["train"], strict=False)

@@ -58,16 +58,28 @@ def eligible_requests(entries: list[LedgerEntry], retention_days: float, now: da
     return due, [e for e in applied if e not in due]
 
 
-def _set_csv_source(root: Path, raw_path: str, categorical: list[str], target_kind: str) -> None:
+def _set_csv_source(root: Path, raw_path: str, categorical: list[str], prepare: Prepare) -> None:
     """Point `prepare` at the purged raw table, changing only those values in params.yaml. Its categorical
-    columns stay categorical, whatever values the purge left in them."""
+    columns stay categorical, whatever values the purge left in them; a categorical target keeps its labels
+    in their order, even when the purge left no record of a class (the model keeps its K outputs)."""
+    kind = prepare.target_kind
+    classes = {"prepare.csv.classes": list(datasets.class_labels(prepare))} if kind == "categorical" else {}
     settings.update_params(root / settings.PARAMS, {"prepare.source": "csv", "prepare.csv.path": raw_path,
                                                     "prepare.csv.target": datasets.TARGET,
                                                     "prepare.csv.id_column": datasets.ID,
                                                     "prepare.csv.categorical": categorical,
-                                                    # only when binary: a real target's params stay as they were
-                                                    **({"prepare.csv.target_kind": target_kind}
-                                                       if target_kind != "real" else {})})
+                                                    # only when not real: a real target's params stay as they were
+                                                    **({"prepare.csv.target_kind": kind} if kind != "real" else {}),
+                                                    **classes})
+
+
+def _raw_table(frame: pd.DataFrame, prepare: Prepare) -> pd.DataFrame:
+    """The source as the purge writes it: ids and train/test column, and a categorical target's labels (the
+    csv source reads labels, not their indices); a binary target keeps its 0/1 as before."""
+    raw = datasets.raw_table(frame, prepare.test_fraction, prepare.seed)
+    if prepare.target_kind == "categorical":
+        raw[datasets.TARGET] = datasets.class_names(raw[datasets.TARGET], datasets.class_labels(prepare))
+    return raw
 
 
 def _raw_text(root: Path, prepare: Prepare) -> pd.DataFrame:
@@ -149,11 +161,11 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
     # Needles first: after the purge the values exist nowhere we could read them from.
     prepare = params.prepare
     frame, _ = datasets.load_source(prepare, root)
-    raw = datasets.raw_table(frame, prepare.test_fraction, prepare.seed)
+    raw = _raw_table(frame, prepare)
     raw_path = prepare.csv.path if prepare.source == "csv" else RAW
     tables = [store.read_strings(root / p) for p in ("data/prepared/train.csv", "data/prepared/test.csv")]
     tables.append(_raw_text(root, prepare) if prepare.source == "csv" else raw.astype(str))
-    needles = scan.needles_for(tables, record_ids, key.hash_id)
+    needles = scan.needles_for(tables, record_ids, key.hash_id, datasets.class_labels(prepare) or ())
     start = events.snapshot(root)
     git_tracked = bool(repo.git(root, "ls-files", "--", raw_path))
     remote, url, endpoint = _remote(root)
@@ -163,7 +175,7 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
     with _rollback_on_failure(root, restorable):
         progress(f"removing {len(record_ids)} records of {len(due)} requests from the raw data ({raw_path})")
         store.save_table(root / raw_path, raw[~raw[datasets.ID].isin(record_ids)])
-        _set_csv_source(root, raw_path, datasets.categorical_columns(raw), prepare.target_kind)
+        _set_csv_source(root, raw_path, datasets.categorical_columns(raw), prepare)
         for path in request_files:
             path.unlink()
         if not git_tracked:

@@ -37,13 +37,16 @@ class Needle:
     data: bytes
 
 
-def needles_for(tables: Iterable[pd.DataFrame], record_ids: set[str], hash_id) -> list[Needle]:
+def needles_for(tables: Iterable[pd.DataFrame], record_ids: set[str], hash_id,
+                vocabulary: Iterable[str] = ()) -> list[Needle]:
     """Needles for the forgotten rows of `tables` (read with dtype=str, so the text is as on disk).
 
     Each forgotten row gives its id, its values and the row itself (its text without the id, and its inputs
     as consecutive float64: a row of an `.npz` array). A value or row that a kept record also holds (a
     category's 0/1 input, a round number) is no trace of the forgotten one and would be found wherever the
     kept record is: it is not a needle. The row needles still find a record whose every value is shared.
+    Nor is a value of the schema's `vocabulary` (a class label, which params.yaml and the code declare
+    even when a purge removes every record of the class).
     """
     tables = list(tables)
     found: dict[tuple, Needle] = {}
@@ -58,6 +61,7 @@ def needles_for(tables: Iterable[pd.DataFrame], record_ids: set[str], hash_id) -
         kept = table[~table[ID].isin(record_ids)].drop(columns=[ID])
         kept_cells.update(kept.to_numpy().ravel().tolist())
         kept_rows.update(kept.itertuples(index=False, name=None))
+    kept_cells.update(vocabulary)
     kept_numbers = {number for text in kept_cells if (number := _number(text)) is not None}
     for table in tables:
         inputs = [i for i, c in enumerate(table.columns) if c not in (ID, TARGET, SUBSET)]

@@ -8,7 +8,8 @@ from .common import PREPARED, run, settings
 def main() -> None:
     p = settings().prepare
     frame, origin = datasets.load_source(p)
-    train, test, scaling = datasets.prepare(frame, p.test_fraction, p.seed, origin, p.target_kind)
+    train, test, scaling = datasets.prepare(frame, p.test_fraction, p.seed, origin, p.target_kind,
+                                            datasets.class_labels(p))
     store.save_table(PREPARED / "train.csv", train)
     store.save_table(PREPARED / "test.csv", test)
     atomic.write_json(PREPARED / "scaling.json", {**scaling.to_dict(), "source": p.source,

@@ -16,6 +16,7 @@ def main() -> None:
     import numpy as np
 
     from bayesunlearn.experiments import privacy
+    from bayesunlearn.io import datasets
     from bayesunlearn.model.likelihood import build_model
     from bayesunlearn.posteriors.fit import FitSettings
     from bayesunlearn.posteriors.posterior import GaussianPosterior
@@ -23,7 +24,7 @@ def main() -> None:
     s = settings()
     kind, k, alpha = s.gate.posterior, s.audit.shadow_retrains, s.audit.privacy_alpha
     splits = load_splits()
-    model = build_model(s.model, splits.x_retained.shape[1])  # untuned, as the retrain stage trains
+    model = build_model(s.model, splits.x_retained.shape[1], datasets.n_classes(s.prepare))  # as retrain trains
     served = GaussianPosterior.load(MODELS / "served" / "posterior.npz")
     reference = GaussianPosterior.load(MODELS / "retrained" / kind / "retrain_0.npz")
     shares = {"served": None, "retrain": None}

@@ -1,15 +1,15 @@
 """DVC stage `real_study`: the unlearning study and the gate judged on the packaged real tables.
 
 For every table of `real_study.datasets` (a binary table is fitted with the Bernoulli
-likelihood, the others with the Gaussian): random deletions of every fraction
-and seed, and one segment per seed (a category, or a k-means cluster), every
-method and the fine-tuning baselines, each judged against `retrain.seeds`
-retrains from scratch and by the gate. Writes under study/real/:
+likelihood, a multiclass one with the categorical, the others with the Gaussian):
+random deletions of every fraction and seed, and one segment per seed (a category,
+or a k-means cluster), every method and the fine-tuning baselines, each judged
+against `retrain.seeds` retrains from scratch and by the gate. Writes under study/real/:
 - results.csv (one row per event and method), summary.csv (medians per method and mode);
 - confusion.json: the gate's decisions against the audit's truth, and its targets;
 - gain.png (every event's gain by method, marked by the gate's decision) and
   predicted_vs_actual.png (the production method on the first segment event; a
-  reliability diagram for a binary table);
+  reliability diagram for a classifier);
 - timing.json: wall times of each method, the baselines and a cold retrain on the
   first random event of at most 10 % (varies from run to run; not bit-identical).
 """
@@ -40,7 +40,8 @@ def main() -> None:
     plotted_mode = "segment" if "segment" in p.modes else "random"
     for name in p.datasets:
         table = events.load_table(name, s.prepare, p.max_train_records)
-        model = build_model(s.model.model_copy(update={"likelihood": table.likelihood}), table.x.shape[1])
+        model = build_model(s.model.model_copy(update={"likelihood": table.likelihood}), table.x.shape[1],
+                            table.classes)
         originals = events.fit_originals(model, table, setup)
         for event in tqdm(events.events(table, p), desc=f"real study: {name}", unit="event"):
             outcome = events.run_event(table, event, originals, setup)

@@ -19,7 +19,7 @@ def main() -> None:
     s = settings()
     n_seeds = s.retrain.seeds
     x, y = datasets.arrays(store.load_table(SPLIT / "retained.csv"))
-    model = build_model(s.model, x.shape[1])
+    model = build_model(s.model, x.shape[1], datasets.n_classes(s.prepare))
     seed0, config = s.train.seed, s.train
     infos = {}
     for k in tqdm(range(n_seeds), desc="retrain from scratch", unit="seed"):

@@ -38,7 +38,7 @@ def main() -> None:
     store.save_table(f"{OUT}/results.csv", results)
     store.save_table(f"{OUT}/summary.csv", summary)
     save_kl_vs_fraction(f"{OUT}/pred_kl_vs_fraction.png", summary)
-    if kept and x.shape[1] == 1:
+    if kept and x.shape[1] == 1 and model.gaussian:  # bands of a real target over its one input
         save_method_bands(f"{OUT}/cluster_bands.png", kept, x, y,
                           f"forgetting {keep[1]:.0%} of the records from the right edge (cluster)")
     print(study_block(Path(OUT) / "summary.csv"))

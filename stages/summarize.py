@@ -17,8 +17,9 @@ COLUMNS = ["method", "posterior", "operator", "failed", "gain", "indistinguishab
            "pred_kl_unlearned_retrained", "pred_kl_original_retrained", "pred_kl_retrain_floor",
            "kl_unlearned_retrained", "kl_reverse_unlearned_retrained", "w2_unlearned_retrained"]
 MEMBERSHIP = ["mia_auc_unlearned", "mia_auc_retrained"]
+CLASSIFIER_FIT = ["test_accuracy_unlearned", "test_ece_unlearned", "forgotten_accuracy_unlearned"]
 FIT = {"gaussian": ["test_rmse_unlearned", "forgotten_rmse_unlearned"],  # the test fit's columns per likelihood
-       "bernoulli": ["test_accuracy_unlearned", "test_ece_unlearned", "forgotten_accuracy_unlearned"]}
+       "bernoulli": CLASSIFIER_FIT, "categorical": CLASSIFIER_FIT}
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ def main() -> None:
 
     s = settings()
     x, y = datasets.arrays(store.load_table(PREPARED / "train.csv"))
-    model = build_model(s.model, x.shape[1])
+    model = build_model(s.model, x.shape[1], datasets.n_classes(s.prepare))
     theta, info = fit_map(model, x, y, model.spec.init(s.train.seed), s.train)
     store.save_arrays(MODELS / "original" / "map.npz", {"model": model.to_dict(), "seed": s.train.seed},
                       {"theta": theta})

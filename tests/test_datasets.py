@@ -16,8 +16,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from bayesunlearn.io import datasets, store
-from bayesunlearn.io.sections import Model, PackagedBinary, Prepare
+from bayesunlearn.io import datasets, store, tables
+from bayesunlearn.io.sections import Model, PackagedBinary, PackagedClasses, Prepare
 from bayesunlearn.io.settings import parse_section
 from bayesunlearn.errors import ConfigError, DataError
 
@@ -157,7 +157,7 @@ def test_a_category_the_training_split_never_had_gets_all_zeros():
 
 def test_a_packaged_table_whose_bytes_differ_from_the_pinned_digest_is_not_unpickled(monkeypatch):
     spec = datasets.PACKAGED["concrete"]
-    monkeypatch.setitem(datasets.PACKAGED, "concrete", datasets.Packaged(spec.package, spec.item, spec.target, "0" * 64))
+    monkeypatch.setitem(datasets.PACKAGED, "concrete", tables.Packaged(spec.package, spec.item, spec.target, "0" * 64))
     monkeypatch.setattr(pd, "read_pickle", lambda *a, **k: pytest.fail("unpickled a file of unknown bytes"))
     with pytest.raises(DataError, match="SHA-256 differs"):
         datasets.packaged("concrete")
@@ -191,8 +191,8 @@ def test_a_purged_categorical_table_read_back_from_csv_encodes_kept_records_the_
 def test_the_docs_table_of_sources_states_each_packaged_tables_shape():
     text = (REPO / "docs" / "architecture.md").read_text()
     for name in datasets.PACKAGED:
-        frame = datasets.packaged(name)
-        assert f"| `{name}` | {len(frame):,} × {frame.shape[1] - 1}" in text, name
+        inputs = datasets.packaged(name).drop(columns=[datasets.ID, datasets.TARGET], errors="ignore")
+        assert f"| `{name}` | {len(inputs):,} × {inputs.shape[1]}" in text, name
 
 
 def test_the_prepare_stage_saves_the_encoding_with_the_scaling(tmp_path):
@@ -217,7 +217,8 @@ def test_each_packaged_source_has_its_own_ids_and_an_example_request_of_its_trai
 
     prepare = settings.load(REPO / "params.yaml").prepare.model_copy(update={"source": source})
     frame, _ = datasets.load_source(prepare, REPO)
-    train, test, _ = datasets.prepare(frame, prepare.test_fraction, prepare.seed, source, prepare.target_kind)
+    train, test, _ = datasets.prepare(frame, prepare.test_fraction, prepare.seed, source, prepare.target_kind,
+                                      datasets.class_labels(prepare))
     assert train.record_id.str.startswith(f"{source}-").all()
     known = requests.KnownIds(frozenset(train.record_id), frozenset(test.record_id))
     found = requests.load_requests(REPO / "data" / "examples" / source)
@@ -247,8 +248,10 @@ def test_the_default_table_loads_offline_as_a_binary_target_with_the_published_c
     assert frame.shape == (10_000, 4) and list(frame.columns) == ["y", "student", "balance", "income"]
     assert frame.y.dtype == np.float64 and set(frame.y) == {0.0, 1.0}
     assert (frame.y == 1.0).tolist() == (raw.default == "Yes").tolist() and int(frame.y.sum()) == 333
-    binary = {name for name, spec in datasets.PACKAGED.items() if spec.classes is not None}
+    binary = {name for name, spec in datasets.PACKAGED.items() if spec.classes is not None and len(spec.classes) == 2}
+    multiclass = {name for name, spec in datasets.PACKAGED.items() if spec.classes and len(spec.classes) > 2}
     assert binary == set(typing.get_args(PackagedBinary)) == {"default"}  # the schema and the tables agree
+    assert multiclass == set(typing.get_args(PackagedClasses)) == {"penguins"}
 
 
 def test_a_binary_target_keeps_its_labels_while_the_inputs_and_student_are_encoded_and_standardised():
@@ -278,14 +281,14 @@ def test_a_binary_scaling_round_trips_and_a_real_ones_dict_is_as_before():
                  datasets.prepare(datasets.diabetes(), 0.2, 0, "diabetes")[2]):
         assert "target" not in real.to_dict() and real.target == "real"  # scaling.json's bytes unchanged
         assert datasets.Scaling.from_dict(real.to_dict()) == real
-    with pytest.raises(DataError, match=r"target 'ordinal' must be one of \['real', 'binary'\]"):
+    with pytest.raises(DataError, match=r"target 'ordinal' must be one of \['real', 'binary', 'categorical'\]"):
         datasets.Scaling.from_dict({**binary.to_dict(), "target": "ordinal"})
 
 
 def test_a_binary_target_outside_0_and_1_or_an_unknown_label_is_refused(monkeypatch):
     with pytest.raises(DataError, match=r"t: a binary target holds only 0 and 1, not \[2.0\]"):
         datasets.prepare(pd.DataFrame({"a": [1.0, 2.0, 3.0], "y": [0.0, 1.0, 2.0]}), 0.34, 0, "t", target="binary")
-    monkeypatch.setitem(datasets.PACKAGED, "default", datasets.Packaged(
+    monkeypatch.setitem(datasets.PACKAGED, "default", tables.Packaged(
         "ISLR", "Default", "default", datasets.PACKAGED["default"].sha256, classes=("No", "Maybe")))
     with pytest.raises(DataError, match=r"default: .*Default\.pkl\.compress: 333 target values are not among "
                                         r"the labels \['No', 'Maybe'\] \(e\.g\. \['Yes'\]\)"):

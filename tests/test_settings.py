@@ -66,10 +66,16 @@ def test_method_names_name_stages_and_files_so_they_are_plain(name):
     ("two_clusters", "real", "gaussian", True), ("two_clusters", "real", "bernoulli", False),
     ("default", "real", "bernoulli", True), ("default", "real", "gaussian", False),
     ("csv", "binary", "bernoulli", True), ("csv", "binary", "gaussian", False), ("csv", "real", "bernoulli", False),
+    ("penguins", "real", "categorical", True), ("penguins", "real", "gaussian", False),
+    ("penguins", "real", "bernoulli", False), ("two_clusters", "real", "categorical", False),
+    ("default", "real", "categorical", False), ("csv", "categorical", "categorical", True),
+    ("csv", "categorical", "gaussian", False), ("csv", "binary", "categorical", False),
 ])
 def test_the_likelihood_must_fit_the_target_of_the_source(source, csv_kind, likelihood, valid):
     raw = changed("model.likelihood", likelihood)
-    raw["prepare"] = {**raw["prepare"], "source": source, "csv": {**raw["prepare"]["csv"], "target_kind": csv_kind}}
+    classes = {"classes": ["a", "b", "c"]} if csv_kind == "categorical" else {}
+    raw["prepare"] = {**raw["prepare"], "source": source,
+                      "csv": {**raw["prepare"]["csv"], "target_kind": csv_kind, **classes}}
     if valid:
         assert settings.parse(raw).model.likelihood == likelihood
     else:

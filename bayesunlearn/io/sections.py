@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from bayesunlearn.kinds import KindName, VIKindName
 
@@ -65,7 +65,9 @@ class TwoClusters(Section):
         return value
 
 
-TargetKind = Literal["real", "binary"]  # a real target is standardised; a binary one keeps its 0/1 labels
+# A real target is standardised; a binary one keeps its 0/1 labels; a categorical one its class indices 0 … K−1.
+TargetKind = Literal["real", "binary", "categorical"]
+Label = Annotated[str, Field(min_length=1)]
 
 
 class CsvSource(Section):
@@ -74,16 +76,38 @@ class CsvSource(Section):
     target_kind: TargetKind = "real"  # binary: the target holds 0 and 1 (model.likelihood: bernoulli)
     id_column: str | None = None
     categorical: list[str] = []  # columns read as categories even when their values look like numbers
+    # categorical: the target's labels in order (label i becomes class i); checked even when left out
+    classes: Annotated[list[Label] | None, Field(validate_default=True)] = None
 
     _path = field_validator("path")(classmethod(lambda cls, v: _inside_workspace(v)))
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        """The labels fix the order of the model's outputs, so they are declared, never guessed from the data
+        (a purge that deletes every record of a class must not renumber the others)."""
+        kind = info.data.get("target_kind")
+        if kind is None:  # target_kind itself is wrong: its own error says so
+            return value
+        if kind != "categorical":
+            if value is not None:
+                raise ValueError(f"only a categorical target has class labels (target_kind is {kind!r}); set "
+                                 "target_kind: categorical or remove classes")
+        elif value is None or len(value) < 2:
+            raise ValueError("a categorical target (target_kind: categorical) needs its labels in order, at "
+                             "least 2, e.g. classes: [Adelie, Chinstrap, Gentoo]")
+        elif len(set(value)) != len(value):
+            raise ValueError(f"{value} lists a label twice")
+        return value
 
 
 PackagedName = Literal["concrete", "diamonds"]  # the packaged regression tables of datasets.PACKAGED
 PackagedBinary = Literal["default"]  # the packaged binary tables (0/1 target; model.likelihood=bernoulli)
+PackagedClasses = Literal["penguins"]  # the packaged multiclass tables (model.likelihood=categorical)
 
 
 class Prepare(Section):
-    source: Literal["two_clusters", "diabetes", PackagedName, PackagedBinary, "csv"]
+    source: Literal["two_clusters", "diabetes", PackagedName, PackagedBinary, PackagedClasses, "csv"]
     seed: Seed
     test_fraction: Fraction
     two_clusters: TwoClusters
@@ -91,9 +115,11 @@ class Prepare(Section):
 
     @property
     def target_kind(self) -> str:
-        """"binary" for the packaged binary tables and a csv declared binary; "real" otherwise."""
+        """"binary" or "categorical" for the packaged tables of those kinds and a csv declared so; else "real"."""
         if self.source == "csv":
             return self.csv.target_kind
+        if self.source in get_args(PackagedClasses):
+            return "categorical"
         return "binary" if self.source in get_args(PackagedBinary) else "real"
 
 
@@ -114,14 +140,15 @@ class Split(Section):
 
 # --- model and fitting ------------------------------------------------------------------------
 class Model(Section):
-    """Prior N(0, 1/prior_precision I), f an MLP; likelihood N(f(x, θ), noise_std²) (`gaussian`) or
-    Bernoulli(sigmoid f(x, θ)) (`bernoulli`, binary targets; noise_std is then unused)."""
+    """Prior N(0, 1/prior_precision I), f an MLP; likelihood N(f(x, θ), noise_std²) (`gaussian`),
+    Bernoulli(sigmoid f(x, θ)) (`bernoulli`, binary targets) or Categorical(softmax f(x, θ)) (`categorical`,
+    K classes: f has K outputs); noise_std is unused by the classifiers."""
 
     hidden: list[int]
     activation: Literal["tanh", "relu", "softplus"] = "tanh"
     prior_precision: PositiveFloat
     noise_std: PositiveFloat
-    likelihood: Literal["gaussian", "bernoulli"] = "gaussian"
+    likelihood: Literal["gaussian", "bernoulli", "categorical"] = "gaussian"
 
     @field_validator("hidden")
     @classmethod
@@ -284,7 +311,7 @@ class Study(Section):
 class RealStudy(Section):
     """The study on the packaged real tables (stage `real_study` of study/dvc.yaml)."""
 
-    datasets: Annotated[list[PackagedName | PackagedBinary], Field(min_length=1)] = ["concrete"]
+    datasets: Annotated[list[PackagedName | PackagedBinary | PackagedClasses], Field(min_length=1)] = ["concrete"]
     max_train_records: PositiveInt = 2000   # a seeded subsample of larger training parts
     modes: Annotated[list[Literal["random", "segment"]], Field(min_length=1)] = ["random", "segment"]
     fractions: Annotated[list[Fraction], Field(min_length=1)] = [0.01, 0.05, 0.1, 0.2]   # random deletions

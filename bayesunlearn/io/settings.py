@@ -33,6 +33,7 @@ from bayesunlearn.kinds import KindName
 
 PARAMS = Path("params.yaml")
 MAX_PARAMS_BYTES = 1_000_000
+LIKELIHOOD_OF = {"real": "gaussian", "binary": "bernoulli", "categorical": "categorical"}  # of each target kind
 
 
 class Settings(Section):
@@ -82,11 +83,10 @@ class Settings(Section):
         taken = [m for m in self.methods if re.fullmatch(r"finetune_\d+", m)]
         if taken:
             problems.append(f"methods: {taken} are names of the real-data study's fine-tuning baselines; rename them")
-        binary = self.prepare.target_kind == "binary"
-        if binary != (self.model.likelihood == "bernoulli"):
-            problems.append(f"model.likelihood: {self.model.likelihood!r} does not fit the {self.prepare.target_kind} "
-                            f"target of prepare.source {self.prepare.source!r}; use "
-                            f"{'bernoulli' if binary else 'gaussian'}")
+        kind = self.prepare.target_kind
+        if self.model.likelihood != LIKELIHOOD_OF[kind]:
+            problems.append(f"model.likelihood: {self.model.likelihood!r} does not fit the {kind} "
+                            f"target of prepare.source {self.prepare.source!r}; use {LIKELIHOOD_OF[kind]}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
