@@ -41,7 +41,8 @@ def examine(params: Settings) -> dict:
     rows = []
     for dataset, part in missed.groupby("dataset", sort=True):
         table = events.load_table(dataset, params.prepare, params.real_study.max_train_records)
-        model = build_model(params.model.model_copy(update={"likelihood": table.likelihood}), table.x.shape[1])
+        model = build_model(params.model.model_copy(update={"likelihood": table.likelihood}), table.x.shape[1],
+                            table.classes)
         original = events.fit_originals(model, table, setup)[chosen.posterior]
         by_key = {(e.mode, round(e.fraction, 12), e.seed): e for e in events.events(table, params.real_study)}
         for row in part.itertuples(index=False):

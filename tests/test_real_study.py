@@ -187,7 +187,8 @@ def test_a_binary_table_falls_back_to_clusters_when_every_category_is_too_large(
                           "y": rng.integers(0, 2, size=200).astype(float)})
     train, test, scaling = datasets.prepare(frame, 0.2, 0, "t", target="binary")
     (x, y), (x_test, y_test) = datasets.arrays(train), datasets.arrays(test)
-    table = events.Table("t", x, y, x_test, y_test, scaling.features, scaling.categories, 0.0, 1.0, binary=True)
+    table = events.Table("t", x, y, x_test, y_test, scaling.features, scaling.categories, 0.0, 1.0,
+                         likelihood="bernoulli")
     event = events.segment(table, 0, clusters=8, max_share=0.25)
     assert event.segment.endswith(" of 8") and 0 < event.fraction <= 0.25
     assert table.likelihood == "bernoulli"
@@ -204,7 +205,8 @@ def binary_outcome(tf):
     frame["y"] = (frame["y"] + 0.5 * np.random.default_rng(4).normal(size=150) > 0.3).astype(float)
     train, test, scaling = datasets.prepare(frame, 0.2, 0, "b", target="binary")
     (x, y), (x_test, y_test) = datasets.arrays(train), datasets.arrays(test)
-    table = events.Table("b", x, y, x_test, y_test, scaling.features, scaling.categories, 0.0, 1.0, binary=True)
+    table = events.Table("b", x, y, x_test, y_test, scaling.features, scaling.categories, 0.0, 1.0,
+                         likelihood="bernoulli")
     setup = events.Setup({"newton": Divide(posterior="full_ggn", operator="divide")},
                          Train(adam_steps=1500, polish_iterations=50), FitSettings(), 0, 2,
                          Gate(method="newton", posterior="full_ggn"), Audit(), [20])

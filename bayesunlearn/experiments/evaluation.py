@@ -76,8 +76,8 @@ def _fit_quality(name: str, post: GaussianPosterior, splits: Splits) -> dict:
         nll[part] = post.model.predictive_nll(y, mean, var)
         if post.model.gaussian:
             out[f"{part}_rmse_{name}"] = metrics.rmse(y, mean)
-        else:  # the probit-approximated probability of class 1
-            probability = metrics.probability(mean, var)
+        else:  # the probit-approximated class probabilities
+            probability = post.model.class_probabilities(mean, var)
             out[f"{part}_accuracy_{name}"] = metrics.accuracy(y, probability)
             out[f"{part}_ece_{name}"] = metrics.expected_calibration_error(y, probability)
         out[f"{part}_nll_{name}"] = float(np.mean(nll[part])) if len(y) else float("nan")

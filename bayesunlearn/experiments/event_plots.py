@@ -98,13 +98,16 @@ def save_predicted_vs_actual(path: str | Path, cases: list[Case]) -> None:
 
 
 def _reliability_panel(ax, case: Case, colours: dict[str, str], x: np.ndarray, y: np.ndarray, title: str) -> None:
-    """Observed share of class 1 against the binned predicted probability, per posterior."""
+    """Observed share of class 1 against the binned predicted probability, per posterior (K classes: the
+    accuracy against the probability of the predicted class)."""
     from bayesunlearn.experiments.plots import reliability
 
     ax.plot([0, 1], [0, 1], color="black", lw=1)
     for name, post in case.posteriors.items():
         predicted, observed, _ = reliability(post, x, y)
         ax.plot(predicted, observed, marker="o", ms=4, color=colours[name], label=name)
-    ax.set_xlabel("predicted probability of class 1 (binned)")
-    ax.set_ylabel("observed share of class 1")
+    top_label = next(iter(case.posteriors.values())).model.categorical
+    ax.set_xlabel("probability of the predicted class (binned)" if top_label else
+                  "predicted probability of class 1 (binned)")
+    ax.set_ylabel("observed accuracy" if top_label else "observed share of class 1")
     ax.set_title(title, fontsize=9)

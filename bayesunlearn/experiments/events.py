@@ -28,6 +28,7 @@ from bayesunlearn.experiments.grid import forget_mask
 from bayesunlearn.io import datasets
 from bayesunlearn.io.datasets import Splits
 from bayesunlearn.io.sections import Audit, Gate, Method, Prepare, RealStudy, Train
+from bayesunlearn.io.settings import LIKELIHOOD_OF
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.model.training import fit_map
 from bayesunlearn.posteriors.fit import FitSettings, fit_from_scratch, fit_posterior
@@ -42,8 +43,8 @@ BASE_KIND = "full_ggn"  # the curvature fine-tuning keeps (a practitioner has no
 
 @dataclass(frozen=True)
 class Table:
-    """A prepared real table: standardised arrays, input names, categories and the target's scale (a binary
-    target keeps its 0/1 labels: mean 0, scale 1)."""
+    """A prepared real table: standardised arrays, input names, categories and the target's scale (class
+    labels 0 … K − 1 are kept: mean 0, scale 1), and the likelihood that fits its target."""
 
     name: str
     x: np.ndarray
@@ -54,23 +55,26 @@ class Table:
     categories: dict[str, list[str]]
     y_mean: float
     y_std: float
-    binary: bool = False
+    likelihood: str = "gaussian"  # bernoulli for a binary target, categorical for K ≥ 3 classes
+    classes: int = 1              # the categorical network's outputs
 
     @property
-    def likelihood(self) -> str:
-        return "bernoulli" if self.binary else "gaussian"
+    def classifier(self) -> bool:
+        return self.likelihood != "gaussian"
 
 
 def load_table(name: str, prepare: Prepare, max_records: int) -> Table:
     """The packaged table, prepared as the pipeline prepares it; larger training and test parts are
     subsampled (seeded by `prepare.seed`) to `max_records` rows."""
-    kind = prepare.model_copy(update={"source": name}).target_kind
-    train, test, scaling = datasets.prepare(datasets.packaged(name), prepare.test_fraction, prepare.seed, name, kind)
+    source = prepare.model_copy(update={"source": name})
+    kind = source.target_kind
+    train, test, scaling = datasets.prepare(datasets.packaged(name), prepare.test_fraction, prepare.seed, name, kind,
+                                            datasets.class_labels(source))
     train, test = (part.sample(n=max_records, random_state=prepare.seed).sort_index()
                    if len(part) > max_records else part for part in (train, test))
     (x, y), (x_test, y_test) = datasets.arrays(train), datasets.arrays(test)
     return Table(name, x, y, x_test, y_test, scaling.features, scaling.categories, scaling.target_mean,
-                 scaling.target_std, kind == "binary")
+                 scaling.target_std, LIKELIHOOD_OF[kind], datasets.n_classes(source))
 
 
 @dataclass(frozen=True, eq=False)
@@ -227,7 +231,7 @@ def judge(table: Table, event: Event, name: str, original: GaussianPosterior, un
     row |= {k: c[k] for k in ("gain", "indistinguishability", "pred_kl_unlearned_retrained",
                               "pred_kl_original_retrained", "pred_kl_retrain_floor")}
     for who in ("original", "unlearned", "retrained"):  # the fit, in the target's own units
-        if table.binary:
+        if table.classifier:
             row[f"test_accuracy_{who}"], row[f"test_ece_{who}"] = c[f"test_accuracy_{who}"], c[f"test_ece_{who}"]
         else:
             row[f"test_rmse_{who}"] = c[f"test_rmse_{who}"] * table.y_std

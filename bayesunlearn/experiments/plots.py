@@ -14,6 +14,14 @@ from bayesunlearn.numerics import metrics
 from bayesunlearn.posteriors.posterior import GaussianPosterior
 
 RELIABILITY_BINS = 10
+# the reliability table's first column, and the diagram's axes: a binary classifier's probability of class 1,
+# or (K classes) the probability of each record's predicted class against the accuracy (top-label)
+RELIABILITY_AXES = {
+    "predicted_probability": ("predicted probability of class 1 (test records, binned)",
+                              "observed share of class 1 (±2 se)"),
+    "predicted_confidence": ("probability of the predicted class (test records, binned)",
+                             "observed accuracy (±2 se)"),
+}
 
 
 def predictive_table(posteriors: dict[str, GaussianPosterior], splits: Splits, n_grid: int) -> pd.DataFrame:
@@ -42,7 +50,8 @@ def reliability_table(posteriors: dict[str, GaussianPosterior], splits: Splits) 
     """Per bin of predicted probability (equal width on [0, 1], test records): each posterior's mean predicted
     probability, the observed share of class 1 as `_mean`, and ± 2 binomial standard errors around it (NaN
     where the posterior puts no test record in the bin). On the diagonal = calibrated."""
-    table: dict[str, np.ndarray] = {"predicted_probability": (np.arange(RELIABILITY_BINS) + 0.5) / RELIABILITY_BINS}
+    column = "predicted_confidence" if next(iter(posteriors.values())).model.categorical else "predicted_probability"
+    table: dict[str, np.ndarray] = {column: (np.arange(RELIABILITY_BINS) + 0.5) / RELIABILITY_BINS}
     for name, post in posteriors.items():
         predicted, observed, count = reliability(post, splits.x_test, splits.y_test)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -55,8 +64,12 @@ def reliability_table(posteriors: dict[str, GaussianPosterior], splits: Splits) 
 
 def reliability(post: GaussianPosterior, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per equal-width bin of the predicted probability of class 1: its mean, the observed share of class 1
-    and the number of records (NaN shares in empty bins)."""
-    probability = metrics.probability(*post.predictive(x))
+    and the number of records (NaN shares in empty bins). With K classes the probability is that of each
+    record's predicted class and the observed share the accuracy (the top-label diagram)."""
+    probability = post.model.class_probabilities(*post.predictive(x))
+    if probability.ndim == 2:
+        y = (metrics.predicted_class(probability) == y.astype(int)).astype(np.float64)
+        probability = probability.max(axis=1)
     which = np.minimum((probability * RELIABILITY_BINS).astype(int), RELIABILITY_BINS - 1)
     count = np.bincount(which, minlength=RELIABILITY_BINS).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -74,7 +87,7 @@ def save_predictive_png(path: str | Path, table: pd.DataFrame, splits: Splits, t
     names = [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]
     colours = dict(zip(names, ["tab:grey", "tab:orange", "tab:blue", "tab:green", "tab:red"], strict=False))
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    if column == "predicted_probability":
+    if column in RELIABILITY_AXES:
         _reliability(ax, table, names, colours)
     else:
         _bands(ax, table, splits, names, colours)
@@ -108,7 +121,8 @@ def _reliability(ax, table: pd.DataFrame, names: list[str], colours: dict[str, s
         spread = [mean - table[f"{name}_lower"], table[f"{name}_upper"] - mean]
         ax.errorbar(table[f"{name}_predicted"], mean, yerr=spread, color=colours[name], marker="o", ms=4, capsize=2,
                     label=name)
-    ax.set_xlabel("predicted probability of class 1 (test records, binned)")
-    ax.set_ylabel("observed share of class 1 (±2 se)")
+    xlabel, ylabel = RELIABILITY_AXES[table.columns[0]]
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.05, 1.05)
