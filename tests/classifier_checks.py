@@ -4,7 +4,27 @@ on the retained records (oracle 4)."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+
+K = 3  # classes of the categorical examples
+
+
+def logistic_data(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    logits = x @ rng.standard_normal(d) + 0.3
+    return x, (rng.random(n) < 1.0 / (1.0 + np.exp(-logits))).astype(np.float64)
+
+
+def softmax_data(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    logits = x @ rng.standard_normal((d, K)) + np.array([0.2, -0.1, 0.0])
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    return x, np.array([rng.choice(K, p=row) for row in p], dtype=np.float64)
 
 
 def forget_mask(n: int, size: int, seed: int) -> np.ndarray:
@@ -14,15 +34,61 @@ def forget_mask(n: int, size: int, seed: int) -> np.ndarray:
     return mask
 
 
-def fitted(model, x: np.ndarray, y: np.ndarray) -> tuple:
-    """The classifier at its MAP (Adam, then Levenberg–Marquardt on the likelihood's GGN) and 12 records to
-    forget: (model, x, y, θ*, the fit's report, mask)."""
+def linear_problem(model, x: np.ndarray, y: np.ndarray, closed_form_map) -> tuple:
+    """A model without hidden layers is a generalised linear model on Φ = [x, 1]: (model, x, y, Φ, 15 records to
+    forget, the MAP in closed form)."""
+    phi = np.hstack([x, np.ones((len(x), 1))])
+    return model, x, y, phi, forget_mask(len(x), 15, seed=2), closed_form_map(phi, y, model.prior_precision)
+
+
+def newton_reaches_the_retrained_map(problem: tuple, closed_form_map):
+    """Forgetting is the first Newton step on the retained objective (full GGN, no repair, a whole step); more
+    steps converge quadratically to the retrained MAP, to 1e-9. Returns the unlearned posterior."""
+    from bayesunlearn.model.curvature import data_curvature
+    from bayesunlearn.posteriors.laplace import fit_laplace
+    from bayesunlearn.unlearning.divide import forget
+
+    model, x, y, phi, mask, theta_star = problem
+    unlearned, report = forget(fit_laplace(model, theta_star, x, y, "full_ggn"), x[mask], y[mask])
+    assert report.repair == "none" and report.step_length == 1.0
+    retrained = closed_form_map(phi[~mask], y[~mask], model.prior_precision)
+    prior = model.prior_precision * np.eye(model.spec.n_params)
+    theta, errors = unlearned.mean, []
+    for _ in range(8):
+        errors.append(np.abs(theta - retrained).max())
+        hessian, grad = data_curvature(model, theta, x[~mask], y[~mask])
+        theta = theta - np.linalg.solve(hessian + prior, grad + model.prior_precision * theta)
+    np.testing.assert_allclose(theta, retrained, rtol=1e-9, atol=1e-9)
+    assert errors[1] < errors[0] ** 1.5  # quadratic convergence: the curvature is the right one
+    return unlearned
+
+
+def _fitted(model, x: np.ndarray, y: np.ndarray) -> tuple:
     from bayesunlearn.io.sections import Train
     from bayesunlearn.model.training import fit_map
 
     theta, info = fit_map(model, x, y, model.spec.init(0), Train(adam_steps=3000, polish_iterations=300,
                                                                  grad_tolerance=1e-6))
     return model, x, y, theta, info, forget_mask(len(x), 12, seed=5)
+
+
+@functools.cache
+def classifier(likelihood: str) -> tuple:
+    """A 2-8-1 (Bernoulli) or 2-8-3 (categorical) tanh classifier on data a linear model cannot separate, at
+    its MAP (Adam, then Levenberg–Marquardt on the likelihood's GGN), and 12 records to forget:
+    (model, x, y, θ*, the fit's report, mask). Fitted once per test process."""
+    from bayesunlearn.model.likelihood import RegressionModel
+    from bayesunlearn.model.network import MLPSpec
+
+    if likelihood == "bernoulli":
+        x, y = logistic_data(150, 2, seed=7)
+        y = np.where(np.abs(x[:, 0] * x[:, 1]) > 0.4, 1.0 - y, y)
+        spec = MLPSpec(2, (8,))
+    else:
+        x, y = softmax_data(150, 2, seed=7)
+        y = np.where(np.abs(x[:, 0] * x[:, 1]) > 0.5, (y + 1) % K, y)
+        spec = MLPSpec(2, (8,), outputs=K)
+    return _fitted(RegressionModel(spec, prior_precision=1.0, noise_std=1.0, likelihood=likelihood), x, y)
 
 
 def composes_and_restores(model, x: np.ndarray, y: np.ndarray, theta: np.ndarray, mask: np.ndarray,

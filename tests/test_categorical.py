@@ -1,5 +1,6 @@
 """The categorical likelihood (K classes): its curvature, Newton step, evidence and predictive against closed
-forms of multinomial logistic regression, and the structures' algebra on a small three-class network."""
+forms of multinomial logistic regression, and the structures on a small three-class network (the checks
+shared with the Bernoulli likelihood, and VI, run on both in tests/test_classification.py)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,7 @@ import numpy as np
 import pytest
 
 TOL = dict(rtol=1e-9, atol=1e-9)
-K = 3
-
-
-def _softmax_data(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, d))
-    logits = x @ rng.standard_normal((d, K)) + np.array([0.2, -0.1, 0.0])
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    return x, np.array([rng.choice(K, p=row) for row in p], dtype=np.float64)
+K = classifier_checks.K
 
 
 def _probabilities(phi: np.ndarray, theta: np.ndarray) -> np.ndarray:
@@ -53,24 +45,14 @@ def softmax_regression():
     from bayesunlearn.model.likelihood import RegressionModel
     from bayesunlearn.model.network import MLPSpec
 
-    x, y = _softmax_data(120, 2, seed=3)
+    x, y = classifier_checks.softmax_data(120, 2, seed=3)
     model = RegressionModel(MLPSpec(2, (), outputs=K), prior_precision=0.5, noise_std=1.0, likelihood="categorical")
-    phi = np.hstack([x, np.ones((len(x), 1))])
-    forget = classifier_checks.forget_mask(len(x), 15, seed=2)
-    return model, x, y, phi, forget, _closed_form_map(phi, y, model.prior_precision)
+    return classifier_checks.linear_problem(model, x, y, _closed_form_map)
 
 
 @pytest.fixture(scope="module")
 def classifier(tf):
-    """A 2-8-3 tanh classifier at its MAP (Adam, then Levenberg–Marquardt on the categorical GGN)."""
-    from bayesunlearn.model.likelihood import RegressionModel
-    from bayesunlearn.model.network import MLPSpec
-
-    x, y = _softmax_data(150, 2, seed=7)
-    y = np.where(np.abs(x[:, 0] * x[:, 1]) > 0.5, (y + 1) % K, y)  # something linear logits cannot separate
-    model = RegressionModel(MLPSpec(2, (8,), outputs=K), prior_precision=1.0, noise_std=1.0,
-                            likelihood="categorical")
-    return classifier_checks.fitted(model, x, y)
+    return classifier_checks.classifier("categorical")
 
 
 def test_jacobian_rows_are_each_output_derivatives():
@@ -122,25 +104,10 @@ def test_map_of_a_linear_softmax_model_is_multinomial_logistic_regressions(softm
 
 
 def test_newton_iterations_from_the_forgetting_step_reach_the_retrained_map(softmax_regression):
-    from bayesunlearn.model.curvature import data_curvature
-    from bayesunlearn.posteriors.laplace import fit_laplace
-    from bayesunlearn.unlearning.divide import forget
-
     model, x, y, phi, mask, theta_star = softmax_regression
-    p = model.spec.n_params
-    unlearned, report = forget(fit_laplace(model, theta_star, x, y, "full_ggn"), x[mask], y[mask])
-    assert report.repair == "none" and report.step_length == 1.0
-    retrained = _closed_form_map(phi[~mask], y[~mask], model.prior_precision)
-    theta, errors = unlearned.mean, []
-    for _ in range(8):
-        errors.append(np.abs(theta - retrained).max())
-        hessian, grad = data_curvature(model, theta, x[~mask], y[~mask])
-        theta = theta - np.linalg.solve(hessian + model.prior_precision * np.eye(p),
-                                        grad + model.prior_precision * theta)
-    np.testing.assert_allclose(theta, retrained, rtol=1e-9, atol=1e-9)
-    assert errors[1] < errors[0] ** 1.5
+    unlearned = classifier_checks.newton_reaches_the_retrained_map(softmax_regression, _closed_form_map)
     np.testing.assert_allclose(unlearned.precision, _closed_form(phi[~mask], y[~mask], theta_star)[0]
-                               + model.prior_precision * np.eye(p), **TOL)
+                               + model.prior_precision * np.eye(model.spec.n_params), **TOL)
 
 
 def test_laplace_evidence_of_softmax_regression_matches_the_closed_form(softmax_regression):
@@ -178,18 +145,6 @@ def test_classifier_map_is_stationary_and_structures_agree_with_the_full_ggn(cla
     explicit = sum(b.T @ (np.diag(q) - np.outer(q, q)) @ b for b, q in zip(blocks, prob, strict=True))
     np.testing.assert_allclose(ggn, explicit, rtol=1e-11, atol=1e-12)
     assert np.linalg.eigvalsh(ggn).min() > -1e-10  # positive semi-definite at any θ
-
-
-@pytest.mark.parametrize("kind", ["full_ggn", "diag_ggn", "last_layer", "kfac", "subnetwork"])
-def test_forgetting_composes_and_relearning_restores(classifier, kind):
-    model, x, y, theta, _, mask = classifier
-    classifier_checks.composes_and_restores(model, x, y, theta, mask, kind)
-
-
-@pytest.mark.parametrize("kind", ["full_ggn", "diag_ggn", "last_layer", "kfac"])
-def test_forgotten_precision_equals_the_structure_refitted_on_the_retained_records(classifier, kind):
-    model, x, y, theta, _, mask = classifier
-    classifier_checks.equals_the_refit(model, x, y, theta, mask, kind)
 
 
 def test_probit_predictive_against_monte_carlo_and_its_scores():
@@ -257,22 +212,3 @@ def test_model_round_trips_and_checks_its_outputs(classifier):
         RegressionModel(MLPSpec(2, (8,)), 1.0, 1.0, "categorical")
     with pytest.raises(ValueError, match="output"):
         RegressionModel(model.spec, 1.0, 1.0, "bernoulli")
-
-
-def test_vi_uses_the_categorical_likelihood_and_forgets_with_the_eubo(classifier):
-    from bayesunlearn.io.sections import VI, VariationalUnlearning
-    from bayesunlearn.model.autodiff import as_tensor
-    from bayesunlearn.model.network import outputs
-    from bayesunlearn.posteriors.laplace import fit_laplace
-    from bayesunlearn.posteriors.vi import fit_vi, mc_log_likelihood
-    from bayesunlearn.unlearning.methods import apply
-
-    model, x, y, theta, _, mask = classifier
-    thetas = np.stack([theta, theta + 0.05])
-    log_lik = mc_log_likelihood(model, as_tensor(thetas), as_tensor(x), as_tensor(y)).numpy()
-    np.testing.assert_allclose(log_lik, [-model.loss(outputs(model.spec, t, x), y) for t in thetas], rtol=1e-12)
-    q = fit_vi(model, x, y, fit_laplace(model, theta, x, y, "diag_ggn"), "mean_field", VI(steps=300))
-    assert q.model == model and np.isfinite(q.mean).all()
-    method = VariationalUnlearning(posterior="vi_mean_field", operator="eubo", threshold=1e-33, steps=100)
-    unlearned, report = apply(method, q, x[mask], y[mask])
-    assert report["status"] == "ok" and np.isfinite(unlearned.mean).all() and unlearned.model == model

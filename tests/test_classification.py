@@ -1,5 +1,6 @@
 """The Bernoulli likelihood (binary classification): its curvature, Newton step, evidence and predictive
-against closed forms of logistic regression, and the structures' algebra on a small classifier."""
+against closed forms of logistic regression; and the structures' algebra and VI on a small classifier of
+each likelihood (Bernoulli and categorical)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,6 @@ import numpy as np
 import pytest
 
 TOL = dict(rtol=1e-9, atol=1e-9)
-
-
-def _logistic_data(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, d))
-    logits = x @ rng.standard_normal(d) + 0.3
-    return x, (rng.random(n) < 1.0 / (1.0 + np.exp(-logits))).astype(np.float64)
 
 
 def _closed_form_map(phi: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
@@ -36,23 +30,20 @@ def logistic(tf):
     from bayesunlearn.model.likelihood import RegressionModel
     from bayesunlearn.model.network import MLPSpec
 
-    x, y = _logistic_data(120, 3, seed=4)
+    x, y = classifier_checks.logistic_data(120, 3, seed=4)
     model = RegressionModel(MLPSpec(3, ()), prior_precision=0.5, noise_std=1.0, likelihood="bernoulli")
-    phi = np.hstack([x, np.ones((len(x), 1))])
-    forget = classifier_checks.forget_mask(len(x), 15, seed=2)
-    return model, x, y, phi, forget, _closed_form_map(phi, y, model.prior_precision)
+    return classifier_checks.linear_problem(model, x, y, _closed_form_map)
 
 
 @pytest.fixture(scope="module")
 def classifier(tf):
-    """A 2-8-1 tanh classifier at its MAP (Adam, then Levenberg–Marquardt on the Bernoulli GGN)."""
-    from bayesunlearn.model.likelihood import RegressionModel
-    from bayesunlearn.model.network import MLPSpec
+    return classifier_checks.classifier("bernoulli")
 
-    x, y = _logistic_data(150, 2, seed=7)
-    y = np.where(np.abs(x[:, 0] * x[:, 1]) > 0.4, 1.0 - y, y)  # something a line cannot separate
-    model = RegressionModel(MLPSpec(2, (8,)), prior_precision=1.0, noise_std=1.0, likelihood="bernoulli")
-    return classifier_checks.fitted(model, x, y)
+
+@pytest.fixture(scope="module", params=["bernoulli", "categorical"])
+def any_classifier(tf, request):
+    """The checks every classifier likelihood passes run on both."""
+    return classifier_checks.classifier(request.param)
 
 
 def test_map_of_a_linear_classifier_is_logistic_regressions(logistic):
@@ -84,22 +75,8 @@ def test_ggn_of_a_linear_classifier_is_the_exact_hessian(logistic):
 
 def test_newton_iterations_from_the_forgetting_step_reach_the_retrained_map(logistic):
     """Forgetting is the first Newton step on the retained objective; more steps converge to its MAP."""
-    from bayesunlearn.model.curvature import data_curvature
-    from bayesunlearn.posteriors.laplace import fit_laplace
-    from bayesunlearn.unlearning.divide import forget
-
     model, x, y, phi, mask, theta_star = logistic
-    unlearned, report = forget(fit_laplace(model, theta_star, x, y, "full_ggn"), x[mask], y[mask])
-    assert report.repair == "none" and report.step_length == 1.0
-    retrained = _closed_form_map(phi[~mask], y[~mask], model.prior_precision)
-    theta, errors = unlearned.mean, []
-    for _ in range(8):
-        errors.append(np.abs(theta - retrained).max())
-        hessian, grad = data_curvature(model, theta, x[~mask], y[~mask])
-        theta = theta - np.linalg.solve(hessian + model.prior_precision * np.eye(4),
-                                        grad + model.prior_precision * theta)
-    np.testing.assert_allclose(theta, retrained, rtol=1e-9, atol=1e-9)
-    assert errors[1] < errors[0] ** 1.5  # quadratic convergence: the curvature is the right one
+    unlearned = classifier_checks.newton_reaches_the_retrained_map(logistic, _closed_form_map)
     # the first step's precision is the retained records' GGN at θ*
     p = 1.0 / (1.0 + np.exp(-phi[~mask] @ theta_star))
     np.testing.assert_allclose(unlearned.precision, phi[~mask].T @ (phi[~mask] * (p * (1 - p))[:, None])
@@ -145,14 +122,14 @@ def test_classifier_map_is_stationary_and_curvatures_agree(classifier):
 
 
 @pytest.mark.parametrize("kind", ["full_ggn", "diag_ggn", "last_layer", "kfac", "subnetwork"])
-def test_forgetting_composes_and_relearning_restores(classifier, kind):
-    model, x, y, theta, _, mask = classifier
+def test_forgetting_composes_and_relearning_restores(any_classifier, kind):
+    model, x, y, theta, _, mask = any_classifier
     classifier_checks.composes_and_restores(model, x, y, theta, mask, kind)
 
 
 @pytest.mark.parametrize("kind", ["full_ggn", "diag_ggn", "last_layer", "kfac"])
-def test_forgotten_precision_equals_the_structure_refitted_on_the_retained_records(classifier, kind):
-    model, x, y, theta, _, mask = classifier
+def test_forgotten_precision_equals_the_structure_refitted_on_the_retained_records(any_classifier, kind):
+    model, x, y, theta, _, mask = any_classifier
     classifier_checks.equals_the_refit(model, x, y, theta, mask, kind)
 
 
@@ -212,9 +189,9 @@ def test_model_round_trips_and_gaussian_files_keep_their_keys(classifier):
         RegressionModel(model.spec, 1.0, 0.1, "poisson")
 
 
-def test_vi_uses_the_bernoulli_likelihood_and_forgets_with_the_eubo(classifier):
-    """VI's Monte Carlo log-likelihood (TensorFlow Probability) is the NumPy Bernoulli loss per sample; a
-    mean-field fit and an EUBO forgetting step on it run to finite results of the same model."""
+def test_vi_uses_the_likelihood_and_forgets_with_the_eubo(any_classifier):
+    """VI's Monte Carlo log-likelihood (TensorFlow Probability) is the NumPy loss per sample; a mean-field fit
+    and an EUBO forgetting step on it run to finite results of the same model."""
     from bayesunlearn.io.sections import VI, VariationalUnlearning
     from bayesunlearn.model.autodiff import as_tensor
     from bayesunlearn.model.network import outputs
@@ -222,7 +199,7 @@ def test_vi_uses_the_bernoulli_likelihood_and_forgets_with_the_eubo(classifier):
     from bayesunlearn.posteriors.vi import fit_vi, mc_log_likelihood
     from bayesunlearn.unlearning.methods import apply
 
-    model, x, y, theta, _, mask = classifier
+    model, x, y, theta, _, mask = any_classifier
     thetas = np.stack([theta, theta + 0.05])
     log_lik = mc_log_likelihood(model, as_tensor(thetas), as_tensor(x), as_tensor(y)).numpy()
     np.testing.assert_allclose(log_lik, [-model.loss(outputs(model.spec, t, x), y) for t in thetas], rtol=1e-12)
