@@ -163,25 +163,3 @@ def test_mc_log_likelihood_is_minus_the_nll_per_sample_also_in_chunks(fitted, da
     monkeypatch.setattr(vi, "ACTIVATION_BUDGET", 4 * 4 * 7)  # chunks of 7 records, the last one padded
     np.testing.assert_allclose(vi.mc_log_likelihood(model, as_tensor(thetas), as_tensor(x), as_tensor(y)).numpy(),
                                expected, rtol=1e-10)
-
-
-def test_vi_and_its_unlearning_run_on_a_categorical_model(fitted, data):
-    from bayesunlearn.io.sections import VI, VariationalOptions
-    from bayesunlearn.model.curvature import data_curvature
-    from bayesunlearn.posteriors.matrices import Diagonal
-    from bayesunlearn.posteriors.posterior import GaussianPosterior
-    from bayesunlearn.posteriors.vi import fit_vi
-    from bayesunlearn.unlearning.variational import unlearn_vi
-
-    model, theta, _ = fitted
-    x, y = data
-    precision = np.diag(data_curvature(model, theta, x, y)[0]) + model.prior_precision
-    start = GaussianPosterior(model, theta, Diagonal(precision), theta.copy(), "vi_mean_field")
-    q = fit_vi(model, x, y, start, "mean_field", VI(steps=20, samples=4))
-    assert q.mean.shape == (model.spec.n_params,)
-    assert np.isfinite(q.mean).all() and np.isfinite(q.matrix.precision_diagonal()).all()
-    assert not np.array_equal(q.mean, theta)  # the steps moved it
-    q_u, report = unlearn_vi(q, x[:5], y[:5], VariationalOptions(operator="eubo", steps=20, check_every=10,
-                                                                  samples=4))
-    assert report.status == "ok", report.reason
-    assert np.isfinite(q_u.mean).all() and q_u.mean.shape == q.mean.shape

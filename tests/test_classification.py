@@ -204,7 +204,9 @@ def test_vi_uses_the_likelihood_and_forgets_with_the_eubo(any_classifier):
     log_lik = mc_log_likelihood(model, as_tensor(thetas), as_tensor(x), as_tensor(y)).numpy()
     np.testing.assert_allclose(log_lik, [-model.loss(outputs(model.spec, t, x), y) for t in thetas], rtol=1e-12)
     q = fit_vi(model, x, y, fit_laplace(model, theta, x, y, "diag_ggn"), "mean_field", VI(steps=300))
-    assert q.model == model and np.isfinite(q.mean).all()
+    assert q.model == model and np.isfinite(q.mean).all() and np.isfinite(q.matrix.precision_diagonal()).all()
+    assert not np.array_equal(q.mean, theta)  # the steps moved it
     method = VariationalUnlearning(posterior="vi_mean_field", operator="eubo", threshold=1e-33, steps=100)
     unlearned, report = apply(method, q, x[mask], y[mask])
     assert report["status"] == "ok" and np.isfinite(unlearned.mean).all() and unlearned.model == model
+    assert unlearned.mean.shape == q.mean.shape
