@@ -56,7 +56,8 @@ def examine(params: Settings) -> dict:
 def _examine_event(table, event, original, model, setup, kind: str, row) -> dict:
     splits = events.splits_of(table, event)
     x_r, y_r = splits.x_retained, splits.y_retained
-    unlearned, _ = apply(setup.methods[setup.gate.method], original, splits.x_forgotten, splits.y_forgotten)
+    unlearned, _ = apply(setup.methods[setup.gate.method], original, splits.x_forgotten, splits.y_forgotten,
+                         (x_r, y_r))
     maps = [fit_map(model, x_r, y_r, model.spec.init(setup.seed0 + k), setup.train)[0]
             for k in range(setup.n_retrains)]
     retrains = [fit_posterior(kind, model, theta, x_r, y_r, setup.fit) for theta in maps]

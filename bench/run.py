@@ -187,7 +187,8 @@ def methods_report(args: argparse.Namespace) -> dict:
             retrains = [fit_posterior(method.posterior, model, t, splits.x_retained, splits.y_retained, settings)
                         for t in maps]
             original = originals[method.posterior]
-            unlearned, status = apply(method, original, splits.x_forgotten, splits.y_forgotten)
+            unlearned, status = apply(method, original, splits.x_forgotten, splits.y_forgotten,
+                                      (splits.x_retained, splits.y_retained))
             result = {**compare(original, unlearned or original, retrains, splits),
                       **time_unlearning_vs_retraining(method, original, splits, seed, config, settings, args.repeats),
                       "failed": int(unlearned is None), "n_forgotten": int(mask.sum())}

@@ -1,8 +1,9 @@
 """DVC stage `unlearn@METHOD`: remove the forgotten records from the original posterior.
 
 Usage: python -m stages.unlearn METHOD (a key of params.yaml `methods`).
-Reads only the original posterior and the forgotten records, never the
-retained data: that is what makes unlearning cheap. A method that fails
+Reads the original posterior and the forgotten records; the retained records
+only for a method that refines on them (`refine` > 0, one gradient pass per
+step). Not retraining on them is what makes unlearning cheap. A method that fails
 (diverging EUBO, degenerate importance weights, refused repair) writes the
 original posterior unchanged and says so in metrics/unlearn/METHOD.json, so
 that downstream judges can fall back to retraining.
@@ -10,6 +11,7 @@ that downstream judges can fall back to retraining.
 
 from bayesunlearn.io import atomic, datasets, store
 from bayesunlearn.errors import NotPositiveDefinite
+from bayesunlearn.io.sections import Divide
 
 from .common import METRICS, MODELS, SPLIT, one_argument, run, settings
 
@@ -22,8 +24,10 @@ def main() -> None:
 
     original = GaussianPosterior.load(MODELS / "original" / f"{chosen.posterior}.npz")
     x_f, y_f = datasets.arrays(store.load_table(SPLIT / "forgotten.csv"))
+    refines = isinstance(chosen, Divide) and chosen.refine > 0
+    retained = datasets.arrays(store.load_table(SPLIT / "retained.csv")) if refines else None
     try:
-        unlearned, report = apply(chosen, original, x_f, y_f)
+        unlearned, report = apply(chosen, original, x_f, y_f, retained)
     except NotPositiveDefinite as err:  # repair "refuse": a failed unlearning, not a broken pipeline
         unlearned, report = None, {"status": "failed", "reason": str(err)}
     (unlearned or original).save(MODELS / "unlearned" / f"{name}.npz")

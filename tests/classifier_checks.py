@@ -27,11 +27,35 @@ def softmax_data(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, np.array([rng.choice(K, p=row) for row in p], dtype=np.float64)
 
 
+def logistic_map(phi: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    """Logistic regression's MAP by Newton's method on the closed-form gradient and Hessian."""
+    theta = np.zeros(phi.shape[1])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-phi @ theta))
+        step = np.linalg.solve(phi.T @ (phi * (p * (1 - p))[:, None]) + alpha * np.eye(len(theta)),
+                               phi.T @ (p - y) + alpha * theta)
+        theta -= step
+        if np.abs(step).max() < 1e-15:
+            break
+    return theta
+
+
 def forget_mask(n: int, size: int, seed: int) -> np.ndarray:
     """`size` records of n, chosen at random (seeded)."""
     mask = np.zeros(n, dtype=bool)
     mask[np.random.default_rng(seed).permutation(n)[:size]] = True
     return mask
+
+
+@functools.cache
+def logistic_problem() -> tuple:
+    """Logistic regression (a network without hidden layers, Bernoulli likelihood) as `linear_problem`."""
+    from bayesunlearn.model.likelihood import RegressionModel
+    from bayesunlearn.model.network import MLPSpec
+
+    x, y = logistic_data(120, 3, seed=4)
+    model = RegressionModel(MLPSpec(3, ()), prior_precision=0.5, noise_std=1.0, likelihood="bernoulli")
+    return linear_problem(model, x, y, logistic_map)
 
 
 def linear_problem(model, x: np.ndarray, y: np.ndarray, closed_form_map) -> tuple:

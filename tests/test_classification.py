@@ -11,28 +11,10 @@ import pytest
 TOL = dict(rtol=1e-9, atol=1e-9)
 
 
-def _closed_form_map(phi: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    """Logistic regression's MAP by Newton's method on the closed-form gradient and Hessian."""
-    theta = np.zeros(phi.shape[1])
-    for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-phi @ theta))
-        step = np.linalg.solve(phi.T @ (phi * (p * (1 - p))[:, None]) + alpha * np.eye(len(theta)),
-                               phi.T @ (p - y) + alpha * theta)
-        theta -= step
-        if np.abs(step).max() < 1e-15:
-            break
-    return theta
-
-
 @pytest.fixture(scope="module")
 def logistic(tf):
     """A network without hidden layers and a Bernoulli likelihood is logistic regression on Φ = [x, 1]."""
-    from bayesunlearn.model.likelihood import RegressionModel
-    from bayesunlearn.model.network import MLPSpec
-
-    x, y = classifier_checks.logistic_data(120, 3, seed=4)
-    model = RegressionModel(MLPSpec(3, ()), prior_precision=0.5, noise_std=1.0, likelihood="bernoulli")
-    return classifier_checks.linear_problem(model, x, y, _closed_form_map)
+    return classifier_checks.logistic_problem()
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +58,7 @@ def test_ggn_of_a_linear_classifier_is_the_exact_hessian(logistic):
 def test_newton_iterations_from_the_forgetting_step_reach_the_retrained_map(logistic):
     """Forgetting is the first Newton step on the retained objective; more steps converge to its MAP."""
     model, x, y, phi, mask, theta_star = logistic
-    unlearned = classifier_checks.newton_reaches_the_retrained_map(logistic, _closed_form_map)
+    unlearned = classifier_checks.newton_reaches_the_retrained_map(logistic, classifier_checks.logistic_map)
     # the first step's precision is the retained records' GGN at θ*
     p = 1.0 / (1.0 + np.exp(-phi[~mask] @ theta_star))
     np.testing.assert_allclose(unlearned.precision, phi[~mask].T @ (phi[~mask] * (p * (1 - p))[:, None])

@@ -176,8 +176,7 @@ def run_event(table: Table, event: Event, originals: dict[str, GaussianPosterior
                        for theta in maps] for kind in setup.kinds}
     rows, unlearned = [], {}
     for name, method in setup.methods.items():
-        unlearned[name], report = attempt(method, originals[method.posterior], splits.x_forgotten,
-                                          splits.y_forgotten)
+        unlearned[name], report = attempt(method, originals[method.posterior], splits)
         rows.append(judge(table, event, name, originals[method.posterior], unlearned[name], report,
                           retrains[method.posterior], splits, setup))
     for steps in setup.finetune_steps:
@@ -194,10 +193,10 @@ def time_event(table: Table, event: Event, originals: dict[str, GaussianPosterio
     (MAP and full-GGN posterior): the `time` beside each method's quality. Not a DVC-tracked artifact:
     times vary from run to run."""
     splits = splits_of(table, event)
-    x_f, y_f, x_r, y_r = splits.x_forgotten, splits.y_forgotten, splits.x_retained, splits.y_retained
+    x_r, y_r = splits.x_retained, splits.y_retained
     out = {}
     for name, method in setup.methods.items():
-        out[name] = time_warm(lambda m=method: attempt(m, originals[m.posterior], x_f, y_f), repeats)
+        out[name] = time_warm(lambda m=method: attempt(m, originals[m.posterior], splits), repeats)
     for steps in setup.finetune_steps:
         out[FINETUNE.format(steps=steps)] = time_warm(
             lambda n=steps: finetune(originals[BASE_KIND], x_r, y_r, setup.train, n), repeats)
@@ -206,12 +205,11 @@ def time_event(table: Table, event: Event, originals: dict[str, GaussianPosterio
     return out
 
 
-def attempt(method: Method, original: GaussianPosterior, x_f: np.ndarray, y_f: np.ndarray
-            ) -> tuple[GaussianPosterior | None, dict]:
+def attempt(method: Method, original: GaussianPosterior, splits: Splits) -> tuple[GaussianPosterior | None, dict]:
     """`apply`, with a refusal (e.g. a repair the method does not allow) as a failed result of the study rather
     than an error: None and the reason."""
     try:
-        return apply(method, original, x_f, y_f)
+        return apply(method, original, splits.x_forgotten, splits.y_forgotten, (splits.x_retained, splits.y_retained))
     except (UserError, np.linalg.LinAlgError) as err:
         return None, {"status": "failed", "reason": str(err)}
 

@@ -73,7 +73,7 @@ def study_cell(model: RegressionModel, problem: Problem, cell: Cell, originals: 
     for name, method in problem.methods.items():
         original, retrain = originals[method.posterior], retrains[method.posterior]
         try:
-            unlearned, report = apply(method, original, x[f], y[f])
+            unlearned, report = apply(method, original, x[f], y[f], (x[~f], y[~f]))
         except Exception as err:  # a refused repair is a result of the study, not its end
             unlearned, report = None, {"status": "failed", "reason": str(err)}
         if keep:

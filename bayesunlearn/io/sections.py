@@ -201,6 +201,7 @@ class DivideOptions(Section):
     mean_update: Literal["newton", "damped", "none"] = "newton"
     eig_floor: PositiveFloat | None = None   # eigenvalue floor of the repairs; default: the prior precision
     trust_tolerance: PositiveFloat = 0.25    # |actual/predicted − 1| allowed for the damped step
+    refine: Annotated[int, Field(ge=0, le=100)] = 0  # more Newton steps on the retained records (0: never read)
     woodbury: bool = True
 
 

@@ -101,6 +101,10 @@ class GaussianMatrix(ABC):
     def variance(self, jac: np.ndarray) -> np.ndarray:
         """diag(J Σ Jᵀ) for the rows of J (n, k): the functional variance of the linearised network."""
 
+    def solve(self, v: np.ndarray) -> np.ndarray:
+        """Λ⁻¹ v (structures with a cheaper solve than Σ override it)."""
+        return self.covariance() @ v
+
     @abstractmethod
     def copy(self) -> GaussianMatrix:
         """A copy that an in-place update of this one leaves alone."""
@@ -158,6 +162,9 @@ class Diagonal(GaussianMatrix):
 
     def variance(self, jac: np.ndarray) -> np.ndarray:
         return (jac * jac) @ (1.0 / self.values)
+
+    def solve(self, v: np.ndarray) -> np.ndarray:
+        return v / self.values
 
     def cholesky(self) -> np.ndarray:
         if not np.all(self.values > 0):

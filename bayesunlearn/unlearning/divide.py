@@ -14,6 +14,9 @@ What can go wrong, and what the options do about it:
   `mean_update` = "damped" shortens it to where a quadratic model of the
   forgotten records' NLL still predicts their actual NLL (no retained data
   needed); "none" keeps the mean and only updates the precision.
+- The step falls short when the retained optimum lies beyond the quadratic
+  model at θ*: `refine` = k continues the same iteration on the retained
+  records (`refine`, below) and linearises the network at the refined mean.
 - For the GGN, H_f = J_fᵀ W J_f (W = I/σ², or diag p(1 − p)) has rank |D_f|: when |D_f| < P and the
   covariance is stored, the downdate uses Woodbury in O(|D_f|·P²) and checks
   positive definiteness on the |D_f| × |D_f| capacitance matrix. With
@@ -31,6 +34,7 @@ import numpy as np
 
 from bayesunlearn.io.sections import DivideOptions
 from bayesunlearn.model.curvature import diagonal_ggn, kronecker_factors, selected_factor, selected_jacobian
+from bayesunlearn.model.likelihood import objective
 from bayesunlearn.model.network import outputs, outputs_and_jacobians
 from bayesunlearn.numerics.threads import one_blas_thread
 from bayesunlearn.posteriors.kronecker import Kronecker
@@ -156,3 +160,31 @@ def _trusted_step_length(posterior: GaussianPosterior, x, y, step, curvature: Cu
 
 def _forgotten_nll(posterior: GaussianPosterior, x, y, theta) -> float:
     return posterior.model.loss(outputs(posterior.model.spec, theta, x), y)
+
+
+def refine(posterior: GaussianPosterior, x_r: np.ndarray, y_r: np.ndarray, steps: int
+           ) -> tuple[GaussianPosterior, int]:
+    """Up to `steps` further Newton steps μ ← μ − Λ_r⁻¹ ∇L_r(μ) on the retained objective L_r; returns the
+    posterior linearised at the refined mean and the number of steps taken.
+
+    From θ*, where ∇L_r = −g_f, the first such step is the forgetting step itself, so this continues the
+    iteration the division starts, with the retained gradient in place of the quadratic model of the
+    forgotten records. Λ_r stays as the division left it (one gradient pass per step, no new curvature). A
+    step is halved until L_r decreases and refining stops at the first that cannot. Linearising at the
+    refined mean makes the served predictive use the network there, not its tangent at θ*.
+    """
+    idx, mean = posterior.index, posterior.mean.copy()
+    value, gradient = objective(posterior.model, mean, x_r, y_r)
+    taken = 0
+    for _ in range(steps):
+        step = np.zeros_like(mean)
+        step[idx] = -posterior.matrix.solve(gradient[idx])
+        for _ in range(10):  # t = 1, ½, …, 2⁻⁹
+            trial, trial_gradient = objective(posterior.model, mean + step, x_r, y_r)
+            if trial < value:
+                break
+            step *= 0.5
+        else:
+            break
+        mean, value, gradient, taken = mean + step, trial, trial_gradient, taken + 1
+    return posterior.with_updates(mean=mean, linearisation_point=mean.copy()), taken

@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import numpy as np
 
+from bayesunlearn.errors import ConfigError
 from bayesunlearn.io.sections import Divide, Method
 from bayesunlearn.posteriors.posterior import GaussianPosterior
-from bayesunlearn.unlearning.divide import forget
+from bayesunlearn.unlearning.divide import forget, refine
+
+Records = tuple[np.ndarray, np.ndarray]
 
 
-def apply(method: Method, original: GaussianPosterior, x_f: np.ndarray, y_f: np.ndarray
-          ) -> tuple[GaussianPosterior | None, dict]:
-    """Remove the records (x_f, y_f) with `method`; a failed operator returns None and says why in its report."""
+def apply(method: Method, original: GaussianPosterior, x_f: np.ndarray, y_f: np.ndarray,
+          retained: Records | None = None) -> tuple[GaussianPosterior | None, dict]:
+    """Remove the records (x_f, y_f) with `method`; a failed operator returns None and says why in its report.
+
+    `retained` (x_r, y_r) is read only by a method that refines on the retained records (`refine` > 0)."""
     if isinstance(method, Divide):
         posterior, report = forget(original, x_f, y_f, method)
-        return posterior, {"status": "ok", "reason": "", **report.to_dict()}
+        result = {"status": "ok", "reason": "", **report.to_dict()}
+        if method.refine:
+            if retained is None:
+                raise ConfigError(f"refine: {method.refine} reads the retained records, and none were given")
+            posterior, result["refine_steps"] = refine(posterior, *retained, method.refine)
+        return posterior, result
     from bayesunlearn.unlearning.variational import unlearn_vi  # TensorFlow: only for the VI operators
 
     posterior, report = unlearn_vi(original, x_f, y_f, method)
