@@ -95,6 +95,7 @@ TINY = {
     ("methods",): {
         "ggn_newton": {"posterior": "full_ggn", "operator": "divide"},
         "ggn_damped": {"posterior": "full_ggn", "operator": "divide", "mean_update": "damped"},
+        "ggn_refined": {"posterior": "full_ggn", "operator": "divide", "mean_update": "damped", "refine": 1},
         "vi_mf_eubo": {"posterior": "vi_mean_field", "operator": "eubo", "threshold": 1.0e-6, "steps": 50},
     },
     ("evaluate", "timing_repeats"): 1,

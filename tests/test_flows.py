@@ -41,7 +41,7 @@ def test_an_accepted_request_is_applied_and_served(served):
     assert result["requests"] == ["req-0002"] and result["gate"] == "pass" and result["served"] == "fast"
     assert (root / "data/requests/req-0002.json").exists() and not list((root / "inbox").glob("*.json"))
     provenance = json.loads((root / "models/served/provenance.json").read_text())
-    assert provenance["path"] == "fast" and provenance["method"] == "ggn_damped"
+    assert provenance["path"] == "fast" and provenance["method"] == "ggn_refined"
     assert result["hashes"]["models/served"]
     summary = json.loads((root / "data/split/summary.json").read_text())
     assert summary["n_forgotten"] == 5 + 3

@@ -54,13 +54,13 @@ def test_one_metrics_table_lists_every_method_and_the_study_covers_the_grid(work
     files = {path for rev in shown.values() for path in rev["data"]}
     assert files == {"metrics/headline.json"}  # `dvc metrics show`: one row of headline figures
     headline = json.loads((workspace / "metrics/headline.json").read_text())
-    assert headline["method"] == "ggn_damped" and headline["forgotten"] == 5 and headline["served"] == "fast"
+    assert headline["method"] == "ggn_refined" and headline["forgotten"] == 5 and headline["served"] == "fast"
     for method in TINY[("methods",)]:  # the details stay in per-method files
         assert json.loads((workspace / f"metrics/evaluate/{method}.json").read_text())["method"] == method
     table = (workspace / "metrics/methods.csv").read_text().splitlines()
     assert sorted(line.split(",")[0] for line in table[1:]) == sorted(TINY[("methods",)])
     results = (workspace / "study/results.csv").read_text().splitlines()
-    assert len(results) - 1 == 2 * 1 * 1 * 3  # (random + cluster) x fractions x seeds x methods
+    assert len(results) - 1 == 2 * 1 * 1 * len(TINY[("methods",)])  # (random + cluster) x fractions x seeds x methods
 
 
 def test_the_real_data_study_judges_every_event_and_its_gate_table_agrees(workspace):
@@ -69,13 +69,13 @@ def test_the_real_data_study_judges_every_event_and_its_gate_table_agrees(worksp
     from bayesunlearn.experiments.confusion import gate_confusion
 
     results = pd.read_csv(workspace / "study/real/results.csv", keep_default_na=False, na_values=[""])
-    # concrete: one random deletion and one segment, each with the three methods and one fine-tuning budget
-    assert sorted(set(results["mode"])) == ["random", "segment"] and len(results) == 2 * 4
+    # concrete: one random deletion and one segment, each with every method and one fine-tuning budget
+    assert sorted(set(results["mode"])) == ["random", "segment"] and len(results) == 2 * (len(TINY[("methods",)]) + 1)
     assert set(results["method"]) == set(TINY[("methods",)]) | {"finetune_5"}
     gated = results[results["method"] != "finetune_5"]
     assert set(gated["gate"]) <= {"pass", "fallback"} and (results[results["method"] == "finetune_5"]["gate"].isna()).all()
     confusion = json.loads((workspace / "study/real/confusion.json").read_text())
-    assert confusion == json.loads(json.dumps(gate_confusion(results, "ggn_damped")))
+    assert confusion == json.loads(json.dumps(gate_confusion(results, "ggn_refined")))
     timing = json.loads((workspace / "study/real/timing.json").read_text())
     assert set(timing["concrete"]) == set(TINY[("methods",)]) | {"finetune_5", "retrain"}
     for figure in ("gain.png", "predicted_vs_actual.png"):

@@ -90,7 +90,7 @@ def test_settings_refuse_a_study_without_the_production_method_and_clashing_base
 
     raw = settings._yaml_load((REPO / "params.yaml").read_text())
     raw["real_study"]["methods"] = ["ggn_newton"]
-    with pytest.raises(ConfigError, match="must include the production method 'ggn_damped'"):
+    with pytest.raises(ConfigError, match="must include the production method 'ggn_refined'"):
         settings.parse(raw)
     raw["real_study"]["methods"], raw["real_study"]["finetune_steps"] = [], [100, 100]
     with pytest.raises(ConfigError, match="lists a budget twice"):

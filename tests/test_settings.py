@@ -47,6 +47,8 @@ def changed(path: str, value) -> dict:
     ("model.hidden", [1_000_000_000_000], "layer widths from 1 to 10,000"),
     ("model.hidden", [0], "layer widths from 1 to 10,000"),
     ("ledger.retention_days", 10_000_000, "less than or equal to 36500"),
+    ("methods.ggn_refined.refine", -1, "greater than or equal to 0"),
+    ("methods.ggn_refined.refine", 10**9, "less than or equal to 100"),  # a billion gradient passes: refused
 ])
 def test_values_a_typo_or_an_attacker_could_give_are_refused(path, value, message):
     with pytest.raises(ConfigError, match=message) as info:
