@@ -109,7 +109,7 @@ def kronecker_factors(model: RegressionModel, theta: np.ndarray, x: np.ndarray, 
     for rows, f, layers in _layer_rows(model, theta, x):
         residual = model.error_scale * model.error(f, y[rows])
         for layer, (augmented, delta) in enumerate(layers):
-            inputs[layer] += augmented.T @ augmented if repeats == 1 else (augmented.T @ augmented) / repeats
+            inputs[layer] += (augmented.T @ augmented) / repeats
             weighted, scale = model.weigh(delta, f)
             sensitivities[layer] += scale * (weighted.T @ weighted)
             grads[layer] += augmented.T @ (residual[:, None] * delta)
