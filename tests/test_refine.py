@@ -41,7 +41,7 @@ def test_refining_an_exact_division_moves_nothing():
     refined, _ = refine(unlearned, x[~f], y[~f], 5)
     retrained, _ = blr.posterior(phi[~f], y[~f], model.prior_precision, model.noise_std)
     np.testing.assert_allclose(refined.mean, retrained, **TOL)
-    np.testing.assert_array_equal(refined.linearisation_point, refined.mean)
+    np.testing.assert_array_equal(refined.linearisation_point, mean)  # still linearised at θ*
 
 
 def test_the_first_refining_step_from_the_map_is_the_forgetting_step(logistic):

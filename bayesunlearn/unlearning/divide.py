@@ -16,7 +16,7 @@ What can go wrong, and what the options do about it:
   needed); "none" keeps the mean and only updates the precision.
 - The step falls short when the retained optimum lies beyond the quadratic
   model at θ*: `refine` = k continues the same iteration on the retained
-  records (`refine`, below) and linearises the network at the refined mean.
+  records (`refine`, below).
 - For the GGN, H_f = J_fᵀ W J_f (W = I/σ², or diag p(1 − p)) has rank |D_f|: when |D_f| < P and the
   covariance is stored, the downdate uses Woodbury in O(|D_f|·P²) and checks
   positive definiteness on the |D_f| × |D_f| capacitance matrix. With
@@ -165,13 +165,15 @@ def _forgotten_nll(posterior: GaussianPosterior, x, y, theta) -> float:
 def refine(posterior: GaussianPosterior, x_r: np.ndarray, y_r: np.ndarray, steps: int
            ) -> tuple[GaussianPosterior, int]:
     """Up to `steps` further Newton steps μ ← μ − Λ_r⁻¹ ∇L_r(μ) on the retained objective L_r; returns the
-    posterior linearised at the refined mean and the number of steps taken.
+    posterior with the refined mean and the number of steps taken.
 
     From θ*, where ∇L_r = −g_f, the first such step is the forgetting step itself, so this continues the
     iteration the division starts, with the retained gradient in place of the quadratic model of the
     forgotten records. Λ_r stays as the division left it (one gradient pass per step, no new curvature). A
-    step is halved until L_r decreases and refining stops at the first that cannot. Linearising at the
-    refined mean makes the served predictive use the network there, not its tangent at θ*.
+    step is halved until L_r decreases and refining stops at the first that cannot. The network stays
+    linearised at θ*, where Λ_r was computed: the predictive's variance J Σ Jᵀ needs the Jacobian that Λ_r
+    was built from (linearising at the refined mean instead made the toy data's served predictive
+    further from the retrains than the original's).
     """
     idx, mean = posterior.index, posterior.mean.copy()
     value, gradient = objective(posterior.model, mean, x_r, y_r)
@@ -187,4 +189,4 @@ def refine(posterior: GaussianPosterior, x_r: np.ndarray, y_r: np.ndarray, steps
         else:
             break
         mean, value, gradient, taken = mean + step, trial, trial_gradient, taken + 1
-    return posterior.with_updates(mean=mean, linearisation_point=mean.copy()), taken
+    return posterior.with_updates(mean=mean), taken
