@@ -136,7 +136,7 @@ def run_case(size: str, n: int, name: str, n_forget: int, repeats: int, thetas: 
     from bayesunlearn.posteriors.fit import FitSettings, fit_posterior
     from bayesunlearn.kinds import KINDS
     from bayesunlearn.unlearning.methods import apply
-    from bayesunlearn.unlearning.divide import forget
+    from bayesunlearn.unlearning.divide import forget, refine
 
     params, x, y, mask, model = _setup(size, n, n_forget)
     x_r, y_r, x_f, y_f = x[~mask], y[~mask], x[mask], y[mask]
@@ -163,7 +163,8 @@ def run_case(size: str, n: int, name: str, n_forget: int, repeats: int, thetas: 
     in_place = method.operator == "divide" and woodbury and p > IN_PLACE_MIN_PARAMS
     if method.operator == "divide":
         def run():
-            return forget(original if in_place else _copy(original), x_f, y_f, method, in_place=in_place)[0]
+            unlearned = forget(original if in_place else _copy(original), x_f, y_f, method, in_place=in_place)[0]
+            return refine(unlearned, x_r, y_r, method.refine)[0] if method.refine else unlearned
     else:
         def run():
             return apply(method, original, x_f, y_f)[0]

@@ -42,7 +42,7 @@ def main() -> None:
     results.update(method=name, posterior=chosen.posterior, operator=chosen.operator,
                    failed=int(report["status"] != "ok"),
                    **{k: report[k] for k in ("min_eig_precision", "n_negative_eigs", "repair", "step_length",
-                                             "kl_to_original", "effective_sample_size") if k in report})
+                                             "refine_steps", "kl_to_original", "effective_sample_size") if k in report})
     atomic.write_json(METRICS / "evaluate" / f"{name}.json", results)
 
     table = predictive_table({"original": original, "unlearned": unlearned, "retrained": retrains[0]},

@@ -2,8 +2,8 @@
 
 Usage: python -m stages.unlearn METHOD (a key of params.yaml `methods`).
 Reads the original posterior and the forgotten records; the retained records
-only for a method that refines on them (`refine` > 0, one gradient pass per
-step). Not retraining on them is what makes unlearning cheap. A method that fails
+only for a method that refines on them (`refine` > 0, about one gradient pass
+per step). Not retraining on them is what makes unlearning cheap. A method that fails
 (diverging EUBO, degenerate importance weights, refused repair) writes the
 original posterior unchanged and says so in metrics/unlearn/METHOD.json, so
 that downstream judges can fall back to retraining.

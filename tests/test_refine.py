@@ -29,8 +29,9 @@ def logistic(tf):
     return classifier_checks.logistic_problem()
 
 
-def test_refining_an_exact_division_moves_nothing():
-    """Bayesian linear regression: the division is the retrained posterior, so L_r is at its minimum."""
+def test_one_refining_step_from_any_mean_is_exact_on_linear_regression():
+    """Bayesian linear regression: L_r is quadratic with Hessian Λ_r, so one step lands on the retrained
+    mean from wherever the mean starts; from the division's (already exact) mean it stays put."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((60, 2))
     y = x @ np.array([0.7, -1.2]) + 0.1 * rng.standard_normal(60)
@@ -38,10 +39,27 @@ def test_refining_an_exact_division_moves_nothing():
     phi, f = np.hstack([x, np.ones((60, 1))]), classifier_checks.forget_mask(60, 9, seed=1)
     mean, _ = blr.posterior(phi, y, model.prior_precision, model.noise_std)
     unlearned, _ = forget(fit_laplace(model, mean, x, y), x[f], y[f])
-    refined, _ = refine(unlearned, x[~f], y[~f], 5)
     retrained, _ = blr.posterior(phi[~f], y[~f], model.prior_precision, model.noise_std)
-    np.testing.assert_allclose(refined.mean, retrained, **TOL)
-    np.testing.assert_array_equal(refined.linearisation_point, mean)  # still linearised at θ*
+    for start in (unlearned.mean, unlearned.mean + rng.standard_normal(3)):
+        refined, _ = refine(unlearned.with_updates(mean=start), x[~f], y[~f], 1)
+        np.testing.assert_allclose(refined.mean, retrained, **TOL)
+        np.testing.assert_array_equal(refined.linearisation_point, mean)  # still linearised at θ*
+
+
+def test_every_structure_solves_with_its_precision(tf):
+    """Λ⁻¹(Λv) = v for each storage refining uses: dense with and without Σ, Σ alone, diagonal, KFAC,
+    subnetwork and the last layer's block."""
+    from bayesunlearn.posteriors.matrices import CovarianceOnly, Dense
+
+    model, x, y, theta, _, _ = classifier_checks.classifier("bernoulli")
+    matrices = [fit_laplace(model, theta, x, y, kind).matrix
+                for kind in ("full_ggn", "diag_ggn", "kfac", "subnetwork", "last_layer")]
+    dense = matrices[0].precision()
+    matrices += [Dense(dense), CovarianceOnly(np.linalg.inv(dense))]
+    rng = np.random.default_rng(0)
+    for matrix in matrices:
+        v = rng.standard_normal(matrix.size)
+        np.testing.assert_allclose(matrix.solve(matrix.precision() @ v), v, rtol=1e-8, atol=1e-8)
 
 
 def test_the_first_refining_step_from_the_map_is_the_forgetting_step(logistic):
@@ -82,7 +100,7 @@ def test_refining_never_raises_the_retained_objective(classifier, seed, size, st
     unlearned, _ = apply(method, fit_laplace(model, theta, x, y), x[mask], y[mask])
     refined, taken = refine(unlearned, x[~mask], y[~mask], steps)
     before, after = (objective(model, p.mean, x[~mask], y[~mask])[0] for p in (unlearned, refined))
-    assert after <= before and taken <= steps
+    assert after <= before and min(steps, 1) <= taken <= steps  # −Λ_r⁻¹∇L_r descends: a first step is found
     assert (after < before) == (taken > 0)
     np.testing.assert_array_equal(refined.precision, unlearned.precision)  # Λ_r as the division left it
 
@@ -94,3 +112,16 @@ def test_a_refining_method_needs_the_retained_records(classifier):
         apply(method, fit_laplace(model, theta, x, y), x[mask], y[mask])
     _, report = apply(method, fit_laplace(model, theta, x, y), x[mask], y[mask], (x[~mask], y[~mask]))
     assert 0 <= report["refine_steps"] <= 2
+
+
+def test_refining_is_refused_on_a_variational_posterior():
+    from pathlib import Path
+
+    import yaml
+
+    from bayesunlearn.io import settings
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    raw["methods"]["vi_mf_divide"]["refine"] = 2
+    with pytest.raises(ConfigError, match="methods.vi_mf_divide.refine: refining takes Newton steps from a MAP"):
+        settings.parse(raw)

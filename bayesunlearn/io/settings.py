@@ -29,7 +29,7 @@ from bayesunlearn.io.sections import (
     VI, Audit, Divide, Evaluate, Gate, Laplace, Ledger, Method, MethodName, Model, Prepare, RealStudy, Retrain,
     Schedule, Section, Split, Study, Sweep, Train, VariationalUnlearning,
 )
-from bayesunlearn.kinds import KindName
+from bayesunlearn.kinds import KINDS, KindName
 
 PARAMS = Path("params.yaml")
 MAX_PARAMS_BYTES = 1_000_000
@@ -73,6 +73,9 @@ class Settings(Section):
             if method.posterior not in self.posteriors:
                 problems.append(f"methods.{name}.posterior: {method.posterior!r} is not fitted; add it to "
                                 f"`posteriors` ({self.posteriors})")
+            if isinstance(method, Divide) and method.refine and KINDS[method.posterior].family != "laplace":
+                problems.append(f"methods.{name}.refine: refining takes Newton steps from a MAP; the VI "
+                                f"posterior {method.posterior!r} is centred elsewhere (use refine: 0)")
         for section in ("study", "real_study", "sweep"):
             unknown = [m for m in getattr(self, section).methods if m not in self.methods]
             if unknown:

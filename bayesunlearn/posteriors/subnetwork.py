@@ -90,6 +90,11 @@ class Subnetwork(GaussianMatrix):
     def variance(self, jac: np.ndarray) -> np.ndarray:
         return self.block.variance(jac[:, self.indices]) + self.rest.variance(jac[:, self.complement])
 
+    def solve(self, v: np.ndarray) -> np.ndarray:
+        out = np.empty(self.size)
+        out[self.indices], out[self.complement] = self.block.solve(v[self.indices]), self.rest.solve(v[self.complement])
+        return out
+
     def copy(self) -> Subnetwork:
         return Subnetwork(self.indices.copy(), self.block.copy(), self.rest.copy())
 

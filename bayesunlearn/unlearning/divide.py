@@ -169,7 +169,7 @@ def refine(posterior: GaussianPosterior, x_r: np.ndarray, y_r: np.ndarray, steps
 
     From θ*, where ∇L_r = −g_f, the first such step is the forgetting step itself, so this continues the
     iteration the division starts, with the retained gradient in place of the quadratic model of the
-    forgotten records. Λ_r stays as the division left it (one gradient pass per step, no new curvature). A
+    forgotten records. Λ_r stays as the division left it (a gradient pass per trial step, no new curvature). A
     step is halved until L_r decreases and refining stops at the first that cannot. The network stays
     linearised at θ*, where Λ_r was computed: the predictive's variance J Σ Jᵀ needs the Jacobian that Λ_r
     was built from (linearising at the refined mean instead made the toy data's served predictive
