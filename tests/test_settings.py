@@ -49,6 +49,7 @@ def changed(path: str, value) -> dict:
     ("ledger.retention_days", 10_000_000, "less than or equal to 36500"),
     ("methods.ggn_refined.refine", -1, "greater than or equal to 0"),
     ("methods.ggn_refined.refine", 10**9, "less than or equal to 100"),  # a billion gradient passes: refused
+    ("methods.vi_mf_divide.refine", 2, "refine: refining takes Newton steps from a MAP"),  # VI: not at a MAP
 ])
 def test_values_a_typo_or_an_attacker_could_give_are_refused(path, value, message):
     with pytest.raises(ConfigError, match=message) as info:
