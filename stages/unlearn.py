@@ -11,7 +11,6 @@ that downstream judges can fall back to retraining.
 
 from bayesunlearn.io import atomic, datasets, store
 from bayesunlearn.errors import NotPositiveDefinite
-from bayesunlearn.io.sections import Divide
 
 from .common import METRICS, MODELS, SPLIT, one_argument, run, settings
 
@@ -24,8 +23,7 @@ def main() -> None:
 
     original = GaussianPosterior.load(MODELS / "original" / f"{chosen.posterior}.npz")
     x_f, y_f = datasets.arrays(store.load_table(SPLIT / "forgotten.csv"))
-    refines = isinstance(chosen, Divide) and chosen.refine > 0
-    retained = datasets.arrays(store.load_table(SPLIT / "retained.csv")) if refines else None
+    retained = datasets.arrays(store.load_table(SPLIT / "retained.csv")) if chosen.reads_retained else None
     try:
         unlearned, report = apply(chosen, original, x_f, y_f, retained)
     except NotPositiveDefinite as err:  # repair "refuse": a failed unlearning, not a broken pipeline

@@ -211,6 +211,11 @@ class Divide(DivideOptions):
     posterior: KindName
     operator: Literal["divide"]
 
+    @property
+    def reads_retained(self) -> bool:
+        """Refining steps on the retained objective: the method needs the retained records too."""
+        return self.refine > 0
+
 
 class VariationalOptions(Section):
     """EUBO or reverse-KL unlearning of a VI posterior with the adjusted likelihood (threshold λ)."""
@@ -232,6 +237,11 @@ class VariationalUnlearning(VariationalOptions):
 
     posterior: VIKindName
     operator: Literal["eubo", "reverse_kl"]
+
+    @property
+    def reads_retained(self) -> bool:
+        """The variational operators read the forgotten records only."""
+        return False
 
 
 Method = Annotated[Divide | VariationalUnlearning, Field(discriminator="operator")]

@@ -73,7 +73,7 @@ class Settings(Section):
             if method.posterior not in self.posteriors:
                 problems.append(f"methods.{name}.posterior: {method.posterior!r} is not fitted; add it to "
                                 f"`posteriors` ({self.posteriors})")
-            if isinstance(method, Divide) and method.refine and KINDS[method.posterior].family != "laplace":
+            if method.reads_retained and KINDS[method.posterior].family != "laplace":
                 problems.append(f"methods.{name}.refine: refining takes Newton steps from a MAP; the VI "
                                 f"posterior {method.posterior!r} is centred elsewhere (use refine: 0)")
         for section in ("study", "real_study", "sweep"):

@@ -237,9 +237,9 @@ class Dense(GaussianMatrix):
         return np.sum(half * half, axis=0)
 
     def solve(self, v: np.ndarray) -> np.ndarray:
-        if self.full_covariance is not None:
-            return self.full_covariance @ v
-        return scipy.linalg.cho_solve((self.cholesky(), True), v)
+        if self.full_covariance is None:  # by Cholesky, without forming Σ
+            return scipy.linalg.cho_solve((self.cholesky(), True), v)
+        return super().solve(v)
 
     def add(self, curvature, sign, rhs, floor, options, in_place=False) -> Update:
         woodbury = _try_woodbury(self.full_covariance, self.full_precision, curvature, sign, rhs, options, in_place)

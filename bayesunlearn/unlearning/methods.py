@@ -25,7 +25,7 @@ def apply(method: Method, original: GaussianPosterior, x_f: np.ndarray, y_f: np.
     if isinstance(method, Divide):
         posterior, report = forget(original, x_f, y_f, method)
         result = {"status": "ok", "reason": "", **report.to_dict()}
-        if method.refine:
+        if method.reads_retained:
             if retained is None:
                 raise ConfigError(f"refine: {method.refine} reads the retained records, and none were given")
             posterior, result["refine_steps"] = refine(posterior, *retained, method.refine)
