@@ -12,13 +12,18 @@ import re
 from pathlib import Path
 
 from bayesunlearn.experiments import report
-from bench import missed, real, scale_out
+from bench import missed, prior, real, scale_out
 from bench.summary import bench_block
 
 
 def missed_block() -> str:
     """The gate's misses on the real tables, examined (docs/bench.json "gate_missed", from `make bench`)."""
     return missed.block(json.loads(Path("docs/bench.json").read_text())["gate_missed"])
+
+
+def prior_block() -> str:
+    """The production method on `default` at other priors (docs/bench.json "gate_prior", from `make bench`)."""
+    return prior.block(json.loads(Path("docs/bench.json").read_text())["gate_prior"])
 
 
 def summary_block() -> str:
@@ -31,7 +36,8 @@ BLOCKS = {
     Path("docs/scale-out.md"): {"scale_out": scale_out.docs_block},
     Path("docs/methods.md"): {"methods": report.methods_block, "study": report.study_block,
                               "real_study": real.study_block, "gate_confusion": real.confusion_block,
-                              "gate_calibration": real.calibration_block, "gate_missed": missed_block},
+                              "gate_calibration": real.calibration_block, "gate_missed": missed_block,
+                              "gate_prior": prior_block},
     Path("docs/benchmark.md"): {"bench": bench_block},
 }
 

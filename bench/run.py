@@ -24,6 +24,8 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
   against the audit's truth (study/real/confusion.json);
 - "gate_missed": the study's fast-path events the audit finds harmful, rebuilt and
   polished to tell a step that fell short from retrains in another optimum (bench/missed.py);
+- "gate_prior": the production method on `default`'s study events at other prior
+  precisions: evidence, test fit and the gate against the audit (bench/prior.py);
 - "scale_out": the KFAC and subnetwork posteriors at ~100k and ~1M parameters and
   n up to 1M, their curvature fitted on 1 and 2 Dask workers, unlearning 50 and
   1,000 records against a cold retrain, peak memory per process (bench/scale_out.py);
@@ -37,7 +39,8 @@ Parts: methods (the keys model/random/cluster/methods), latency, scale, compute,
 dvc, real, scale_out. `--only scale compute` runs just those; a quick scale run:
 `python -m bench.run --only scale --sizes 150 2.5k --n-train 500 5000`.
 The full run takes about 30 minutes on 2 cores, most of it the 10k × 50k scale cell,
-plus the scale-out part.
+plus the scale-out part and, once the study's results exist, the real part's rebuilt
+events (gate_missed, gate_prior).
 """
 
 from __future__ import annotations
@@ -126,10 +129,11 @@ def main(argv: list[str] | None = None) -> None:
         for source in uci.SOURCES:
             report["real"].setdefault(source, {})["protocol"] = uci.protocol(source, args.uci_splits, params)
         if study:
-            from bench import missed
+            from bench import missed, prior
 
             report["gate_confusion"] = study["gate_confusion"]
             report["gate_missed"] = missed.examine(params)
+            report["gate_prior"] = prior.examine(params)
     if "scale_out" in parts:  # its own process: Dask's worker processes start from a module, not from here
         for key, module in (("scale_out", "bench.scale_out"), ("structure_quality", "bench.structures")):
             report[key] = json.loads(subprocess.run([sys.executable, "-m", module], stdout=subprocess.PIPE, text=True,
