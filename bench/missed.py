@@ -16,9 +16,9 @@ more candidates, each refitted (Laplace) at its mean:
 The local candidate tells three causes apart:
 - the step fell short: the local run reaches a posterior the audit accepts, so
   a longer local refinement serves a good one, at the local run's cost;
-- another optimum: the local run converges a detectable distance from the
-  retrains, so only retraining reaches them, and no signal computed around the
-  original's optimum (what the gate can afford) sees it;
+- another optimum: the local run converges to a posterior the audit still
+  finds poor, so only retraining reaches the retrains, and no signal computed
+  around the original's optimum (what the gate can afford) sees it;
 - local run unfinished: neither within LOCAL_ITERATIONS.
 Key "gate_missed" of `make bench`.
 """
@@ -133,8 +133,13 @@ def block(report: dict) -> str:
     short = frame[frame["cause"] == "step fell short"]
     if short.empty:
         return table
-    cost = short["local_cost"]
-    return table + (f"\n\nWhere the step fell short, the local run needed {short['local_iterations'].min():,}–"
-                    f"{short['local_iterations'].max():,} iterations to reach a posterior the audit accepts, "
-                    f"{cost.min():.1f}–{cost.max():.1f} times a retrain's time"
-                    + (" (longer than the retrain in every case)." if cost.min() > 1 else "."))
+    iterations, cost = short["local_iterations"], short["local_cost"]
+    return table + (f"\n\nWhere the step fell short, the local run needed {_span(iterations, ',')} iterations (counted "
+                    f"to within {report['check_every']}) to reach a posterior the audit accepts, {_span(cost, '.1f')} "
+                    "times a retrain's time" + (" (longer than the retrain in every case)." if cost.min() > 1 else "."))
+
+
+def _span(values, spec: str) -> str:
+    """'a–b', or 'a' when every value is the same."""
+    low, high = format(values.min(), spec), format(values.max(), spec)
+    return low if low == high else f"{low}–{high}"

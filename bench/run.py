@@ -23,7 +23,8 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
 - "gate_confusion": the gate's decisions on every event of the real-data study
   against the audit's truth (study/real/confusion.json);
 - "gate_missed": the study's fast-path events the audit finds harmful, rebuilt and
-  polished to tell a step that fell short from retrains in another optimum (bench/missed.py);
+  polished to tell a step that fell short from retrains in another optimum, or a local
+  run left unfinished (bench/missed.py);
 - "gate_prior": the production method on `default`'s study events at other prior
   precisions: evidence, test fit and the gate against the audit (bench/prior.py);
 - "scale_out": the KFAC and subnetwork posteriors at ~100k and ~1M parameters and

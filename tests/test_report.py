@@ -23,13 +23,18 @@ def test_generated_blocks_match_the_committed_results(path, name, monkeypatch):
 
 
 def test_the_prose_around_the_prior_table_holds():
-    """docs/methods.md says the evidence prefers the shipped prior and the test fit barely differs."""
+    """docs/methods.md says: a prior strong enough brings the step close to the retrains; among the priors tried
+    the evidence prefers the shipped one; the test fit barely differs."""
     import json
 
     from bayesunlearn.io import settings
 
     rows = json.loads((REPO / "docs/bench.json").read_text())["gate_prior"]["alphas"]
-    shipped = next(r for r in rows if r["prior_precision"] == settings.load(REPO / "params.yaml").model.prior_precision)
-    assert shipped["matches_study"]
+    alpha = settings.load(REPO / "params.yaml").model.prior_precision
+    shipped = next((r for r in rows if r["prior_precision"] == pytest.approx(alpha)), None)
+    assert shipped is not None and shipped["matches_study"]
     assert shipped["log_evidence"] == max(r["log_evidence"] for r in rows)
     assert all(abs(r["test_accuracy"] - shipped["test_accuracy"]) <= 0.01 for r in rows)
+    assert all(abs(r["test_nll"] - shipped["test_nll"]) <= 0.01 for r in rows)
+    strongest = max(rows, key=lambda r: r["prior_precision"])
+    assert strongest["prior_precision"] > alpha and strongest["median_gain"] < shipped["median_gain"] / 10
