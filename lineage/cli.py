@@ -112,6 +112,10 @@ def cmd_verify(args) -> int:
         print(f"note: {note}")
     for problem in report.problems:
         print(f"PROBLEM: {problem}")
+    if report.untrusted:
+        print(f"verify: FAILED: the ledger cannot be trusted ({len(report.problems)} problems); every other "
+              "command refuses it too")
+        return EXIT_LEDGER
     print("verify: " + ("passed" if report.ok else f"FAILED ({len(report.problems)} problems)"))
     return 0 if report.ok else EXIT_FAILED
 

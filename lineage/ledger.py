@@ -5,8 +5,12 @@ Each line is one event in canonical JSON (sorted keys, no spaces). Its
 field, and it carries the previous line's hash: editing, deleting, reordering
 or inserting a line breaks the chain, and without the key nobody can compute
 a valid hash for a forged line. Cutting lines off the end leaves a shorter
-valid chain, so the head (sequence number and hash of the last line) of each
-working copy is kept next to the key, outside the repository.
+valid chain: the committed history is the anchor against that (every committed
+version must be a prefix of the working ledger, see anchor.py), and the head
+(sequence number and hash of the last line) of each working copy, kept next to
+the key outside the repository, covers the lines not committed yet. The head is
+derived from the ledger: a working copy without one (a clone, a moved folder, a
+crash before the first head write) adopts a ledger that extends its history.
 
 The key lives outside the repository: in $UNLEARN_AUDIT_KEY (hex), or in the
 file `<audit home>/<repository id>/key` (mode 0600), created with the first
@@ -160,6 +164,11 @@ class Ledger:
         atomic.write_text(self.key_path, key.secret.hex() + "\n", mode=0o600)
         return key
 
+    def available_key(self) -> AuditKey | None:
+        """The key where there is one ($UNLEARN_AUDIT_KEY or the key file); None where there is none (a clone
+        on a machine without the secret)."""
+        return self.key() if os.environ.get(KEY_ENV) or os.path.lexists(self.key_path) else None
+
     def head(self) -> Head | None:
         if not os.path.lexists(self.head_path):
             return None
@@ -174,42 +183,61 @@ class Ledger:
                               "cut-off ledger cannot be detected. Restore it from a backup, or delete it to trust "
                               "the ledger as it is.") from None
 
-    def _write_head(self, seq: int, digest: str) -> None:
+    def write_head(self, seq: int, digest: str) -> None:
         self.local.mkdir(parents=True, exist_ok=True)
         atomic.write_text(self.head_path, json.dumps({"seq": seq, "hash": digest}) + "\n", mode=0o600)
 
     # --- reading ---------------------------------------------------------------------------
-    def lines(self) -> list[str]:
+    def text(self) -> str:
+        """The working ledger as it is on disk ('' when there is none)."""
         if not os.path.lexists(self.path):
-            return []
+            return ""
         try:
-            return read_text(self.path).splitlines()
+            return read_text(self.path)
         except (OSError, ValueError) as err:
             raise LedgerError(f"{self.path} cannot be read ({err}); restore it from git "
                               "(`git checkout -- audit/ledger.jsonl`).") from None
+
+    def lines(self) -> list[str]:
+        return self.text().splitlines()
 
     def parse(self, lines: list[str]) -> list[LedgerEntry]:
         """These lines as typed entries, unchecked: for `verify`, which reports the chain itself, and for
         readers without the key. Everything else reads `entries()`."""
         return [parse_line(line, f"{self.path}:{number}") for number, line in enumerate(lines, start=1)]
 
-    def check_chain(self, lines: list[str], require_head: bool = True,
-                    refusal: str = "nothing is read from a ledger that may be forged") -> None:
-        """Raise LedgerError unless `lines` form an intact chain under the key (see chain_problems)."""
-        problems = chain_problems(lines, self.key(), self.repository, self.head(), require_head)
-        if problems:
-            more = f" and {len(problems) - 1} more problems" if len(problems) > 1 else ""
-            raise LedgerError(f"{self.path} fails its chain check ({problems[0]}{more}); {refusal}. "
-                              "Run `deletions audit verify` and restore the ledger from git.")
+    def problems(self, text: str, allow_empty: bool = True) -> list[str]:
+        """Everything that makes this working ledger untrustworthy: its chain under the key and head, the
+        committed history it must extend (anchor.py), and, unless `allow_empty`, being missing or empty."""
+        from . import anchor  # anchor reads git through repo.py, which needs this module first
 
-    def entries(self, require_head: bool = True) -> list[LedgerEntry]:
-        """Every entry, from one read of the file whose chain checks out under the key: nothing acts on a
-        forged, edited, reordered or cut-off ledger. `require_head=False` accepts a working copy without
-        its head (a clone), where lines cut off the end cannot be told apart from lines never written."""
-        lines = self.lines()
-        if lines:
-            self.check_chain(lines, require_head)
-        return self.parse(lines)
+        lines = text.splitlines()
+        key = self.key() if lines else self.available_key()
+        found = chain_problems(lines, key, self.repository, self.head()) if key is not None and lines else []
+        found += anchor.problems(self.root, text.encode(), key)
+        if not lines and not found:
+            if self.head() is not None:
+                found.append(f"{LEDGER} is missing or empty, but this working copy wrote entries (its head is in "
+                             f"{self.head_path}): restore the ledger from git (`git checkout -- {LEDGER}`)")
+            elif not allow_empty:
+                found.append(f"{LEDGER} is missing or empty: nothing is recorded in this working copy, so nothing "
+                             "can be read from it (if entries were recorded elsewhere, pull or restore them from git)")
+        return found
+
+    def check(self, text: str, allow_empty: bool = True,
+              refusal: str = "nothing is read from a ledger that may be forged or cut off") -> None:
+        """Raise LedgerUntrusted unless the ledger passes every check of `problems`."""
+        found = self.problems(text, allow_empty)
+        if found:
+            raise LedgerUntrusted(self.path, found, refusal)
+
+    def entries(self, allow_empty: bool = False) -> list[LedgerEntry]:
+        """Every entry, from one read of a ledger that checks out (chain, key, head and committed history):
+        nothing acts on a forged, edited, reordered, cut-off or missing ledger. Readers refuse an empty one
+        too; writers (`allow_empty`) start it."""
+        text = self.text()
+        self.check(text, allow_empty)
+        return self.parse(text.splitlines())
 
     def check_repository(self) -> None:
         """Refuse a ledger copied from another repository: its events describe other data and commits."""
@@ -227,13 +255,14 @@ class Ledger:
 
         The whole file is rewritten to a temporary file and renamed, so a crash leaves the
         old ledger or the new one, never part of a run's entries. Appending to a ledger that
-        fails its chain check is refused: it would seal a forgery into the chain.
+        fails its checks is refused: it would seal a forgery, or a cut-off history, into the chain.
         """
         with self.locked():
             self.check_repository()
             key = self.key(create=True)
-            lines = self.lines()
-            self.check_chain(lines, refusal="refusing to append")
+            text = self.text()
+            self.check(text, refusal="refusing to append")
+            lines = text.splitlines()
             previous = loads(lines[-1])["entry_hash"] if lines else GENESIS
             sealed_lines, sealed = [], []
             for event in events:
@@ -244,8 +273,37 @@ class Ledger:
                 sealed.append(parse_line(line, "new entry"))  # a malformed event fails here, before writing
                 sealed_lines.append(line)
             atomic.write_text(self.path, "".join(line + "\n" for line in [*lines, *sealed_lines]))
-            self._write_head(sealed[-1].seq, sealed[-1].entry_hash)
+            self.write_head(sealed[-1].seq, sealed[-1].entry_hash)
             return sealed
+
+    def restore(self, text: str, head: Head | None) -> None:
+        """Put back a ledger and head read before an append whose commit was refused: nothing half-done."""
+        with self.locked():
+            atomic.write_text(self.path, text)
+            if head is None:
+                self.head_path.unlink(missing_ok=True)
+            else:
+                self.write_head(head.seq, head.hash)
+
+    def remove_temporaries(self) -> list[Path]:
+        """Temporary files of a ledger write that a kill interrupted (the ledger itself is old or new, never half)."""
+        leftovers = sorted(self.path.parent.glob(f".{self.path.name}.*.tmp"))
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return leftovers
+
+
+class LedgerUntrusted(LedgerError):
+    """The ledger fails a check: every command refuses to read it, with the same message."""
+
+    def __init__(self, path: Path, problems: list[str], refusal: str) -> None:
+        more = (f" (and {len(problems) - 1} more problems: `deletions audit verify` lists them)"
+                if len(problems) > 1 else "")
+        super().__init__(f"{path} cannot be trusted: {problems[0]}{more}; {refusal}.")
+        self.path, self.problems, self.refusal = path, problems, refusal
+
+    def __reduce__(self):  # picklable across processes (Prefect) despite the extra arguments
+        return type(self), (self.path, self.problems, self.refusal)
 
 
 def parse_line(line: str, where: str) -> LedgerEntry:
@@ -270,10 +328,9 @@ def repository_of(root: Path) -> str | None:
         return None
 
 
-def chain_problems(lines: list[str], key: AuditKey, repository: str, head: Head | None,
-                   require_head: bool = True) -> list[str]:
-    """Everything wrong with the chain of `lines`: damage, edits, forgeries, gaps, a cut-off end (the last
-    only against a head; without one, a problem unless `require_head` is False)."""
+def chain_problems(lines: list[str], key: AuditKey, repository: str, head: Head | None) -> list[str]:
+    """Everything wrong with the chain of `lines`: damage, edits, forgeries, gaps, and lines cut off after the
+    head's entry (a working copy without a head relies on the committed history alone: anchor.py)."""
     problems, previous = [], GENESIS
     for number, line in enumerate(lines):
         where = f"line {number + 1}"
@@ -312,9 +369,6 @@ def chain_problems(lines: list[str], key: AuditKey, repository: str, head: Head 
             where = "another entry there" if head.seq < len(lines) else "ends before it"
             problems.append(f"the last entry written here was {head.seq} ({head.hash[:12]}), but the ledger has "
                             f"{len(lines)} lines and {where}: lines were cut off the end or replaced")
-    elif lines and require_head:
-        problems.append("no ledger head for this working copy in the audit home: cannot tell whether lines were cut off the end (if the workspace moved, or "
-                        "this is another machine, copy its head file from where the entries were written)")
     return problems
 
 

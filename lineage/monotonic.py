@@ -10,6 +10,8 @@ With the audit key, record sets are compared as keyed hashes: every record a
 recorded request forgot must be forgotten by this split too (by any request) or
 be gone from the training data (a purge). Without the key (a clone without the
 secret) only request ids can be compared, so an absent request is an error.
+Either way the working ledger must extend every version committed to git
+(anchor.py): deleting or cutting the ledger in a copy of the folder is refused.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from pathlib import Path
 from bayesunlearn.errors import UserError
 from bayesunlearn.io.requests import DeletionRequest
 
+from . import anchor
 from .entries import Applied, Purge
-from .ledger import LEDGER, Ledger, LedgerError
+from .ledger import LEDGER, Ledger, LedgerError, LedgerUntrusted
 from .repo import repository_id
 
 
@@ -38,21 +41,24 @@ def check(root: Path, loaded: list[DeletionRequest], train_ids: list[str], reque
     # The repository from git, never from the ledger's own lines: an edited file must not pick its key.
     led = Ledger(root, repository_id(root))
     led.check_repository()
-    lines = led.lines()  # a link, FIFO or unreadable file is a LedgerError
-    if not lines:
-        if led.head() is not None:
-            raise LedgerError(f"{root / LEDGER} is missing or empty, but this working copy wrote ledger entries "
-                              f"(its head is in {led.head_path}); restore the ledger from git "
-                              "(`git checkout -- audit/ledger.jsonl`).")
-        return  # nothing recorded yet
+    text = led.text()  # a link, FIFO or unreadable file is a LedgerError
     try:
-        key = led.key()
+        key = led.available_key()
     except LedgerError:
         key = None
-    # With the key, only a ledger whose chain checks out is believed (a clone has no head: lines cut off
-    # its end go unseen there). Without it nothing can be checked: the lines are read as they are.
+    # With the key the whole ledger must check out (chain, head, committed history). Without it (a clone
+    # without the secret) the committed history still holds: a working ledger that is missing, shorter or
+    # different from any committed version is refused; its lines are then read as they are.
+    refusal = "split refused: forgetting recorded in the ledger cannot be checked against it"
     if key is not None:
-        led.check_chain(lines, require_head=False)
+        led.check(text, refusal=refusal)
+    else:
+        found = anchor.problems(root, text.encode(), None)
+        if found:
+            raise LedgerUntrusted(led.path, found, refusal)
+    lines = text.splitlines()
+    if not lines:
+        return  # nothing recorded yet, here or in git
     entries = led.parse(lines)
     archived = {a.request_id for e in entries if isinstance(e, Purge) for a in e.archived_requests}
     recorded = {e.request.request_id: e.request for e in entries

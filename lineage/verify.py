@@ -5,7 +5,9 @@ Four checks, each a list of problems (empty = passed):
 1. chain: every line is canonical JSON, a valid entry, sealed with this repository's key
    (an HMAC: a line forged or edited without the key fails), numbered and linked in order,
    and holding the entry of the head kept outside the repository (the ledger may be longer:
-   entries pulled from another clone);
+   entries pulled from another clone); the ledger extends every version committed to git on
+   this branch and its upstream, sealed with the key whose fingerprint the first committed
+   entry holds (anchor.py). The same checks guard every other reader, with the same message;
 2. completeness, both ways: every request in force (the split that dvc.lock records, and the
    request files) has exactly one entry, and every recorded request is in force or purged.
    An empty or missing ledger while requests are in force fails;
@@ -15,8 +17,9 @@ Four checks, each a list of problems (empty = passed):
    not problems. After a purge no table may hold a purged id and no request file may remain;
 4. workspace: dvc.lock and the files on disk match the last entry, and `dvc status --with-deps`
    finds the production chain up to date.
-What it cannot prove: that nobody with the key rewrote the chain (keep the key secret), or that
-the ledger and its head were not both deleted while no request was in force.
+What it cannot prove: that nobody with the key rewrote the chain and git history (keep the key
+secret; push the branch, whose upstream becomes a second anchor), or that the ledger and its
+head were deleted before their first commit.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from bayesunlearn.errors import UserError
 
 from . import events, repo
 from .entries import Applied, LedgerEntry, Purge
-from .ledger import Ledger, chain_problems
+from .ledger import Ledger
 
 SUBTRAHEND = "data/split/forgotten.csv"  # what unlearning divides out: holds unpurged forgotten records by design
 BASE_INPUTS = ("data/prepared/train.csv", "data/prepared/test.csv")  # the base model's data until a purge
@@ -42,6 +45,7 @@ BASE_INPUTS = ("data/prepared/train.csv", "data/prepared/test.csv")  # the base 
 class Report:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    untrusted: bool = False   # the ledger itself fails its checks: the exit code every reader gives it
 
     @property
     def ok(self) -> bool:
@@ -174,16 +178,18 @@ def _on_disk_problems(root: Path, path: str, md5: str) -> list[str]:
 def verify(root: Path) -> Report:
     root = Path(root).resolve()
     led: Ledger = events.ledger(root)
-    lines = led.lines()
+    text = led.text()
     report = Report()
-    if lines or led.key_path.exists() or led.head_path.exists():
-        key = led.key()
-        report.problems += chain_problems(lines, key, led.repository, led.head())
-        if report.problems:  # nothing below can be trusted on a broken chain
-            return report
-    entries = led.parse(lines)  # the lines whose chain was checked above
+    report.problems += led.problems(text)  # chain, key, head, committed history: what every reader checks
+    if report.problems:  # nothing below can be trusted on such a ledger
+        report.untrusted = True
+        return report
+    entries = led.parse(text.splitlines())  # the lines checked above
     if not entries:
         report.notes.append("the ledger is empty")
+    elif led.head() is None:
+        report.notes.append(f"no ledger head for this working copy in {led.head_path}: the ledger is checked "
+                            "against its committed history (the next entry written here creates the head)")
     report.problems += completeness_problems(root, entries)
     lock = repo.read_lock(root)
     if entries:

@@ -94,10 +94,10 @@ def test_a_forged_line_with_a_recomputed_plain_hash_and_head_is_caught(ledger):
     body = canonical({k: v for k, v in forged.items() if k != "entry_hash"})
     forged["entry_hash"] = hashlib.sha256(body.encode()).hexdigest()
     rewrite(ledger, [*lines, canonical(forged)])
-    ledger._write_head(forged["seq"], forged["entry_hash"])
+    ledger.write_head(forged["seq"], forged["entry_hash"])
     found = problems(ledger)
     assert found and all("line 5" in p for p in found), found
-    assert cli.main(["--repo", str(ledger.root), "audit", "verify"]) == cli.EXIT_FAILED
+    assert cli.main(["--repo", str(ledger.root), "audit", "verify"]) == cli.EXIT_LEDGER
 
 
 def test_a_deleted_line_is_caught(ledger):
@@ -116,11 +116,11 @@ def test_a_cut_off_last_line_is_caught_by_the_head(ledger):
 def test_a_ledger_longer_than_its_head_is_accepted(ledger):
     """Entries appended in another clone (pulled here), or a crash between the ledger and the head write."""
     entries = ledger.entries()
-    ledger._write_head(entries[1].seq, entries[1].entry_hash)  # this copy last wrote entry 1
+    ledger.write_head(entries[1].seq, entries[1].entry_hash)  # this copy last wrote entry 1
     assert problems(ledger) == [] and len(ledger.entries()) == 4
     ledger.append([event("req-0100", IDS, ledger.key())])
     assert ledger.head().seq == 4  # appending moves the head to the end again
-    ledger._write_head(entries[1].seq, "0" * 64)  # but a head that names another entry is still refused
+    ledger.write_head(entries[1].seq, "0" * 64)  # but a head that names another entry is still refused
     assert any("another entry there" in p for p in problems(ledger))
 
 
@@ -148,12 +148,12 @@ def test_appending_to_a_tampered_ledger_is_refused(ledger):
 
 
 @pytest.mark.parametrize("damage, code, message", [
-    ("half-cut line", cli.EXIT_FAILED, "line 4: not JSON (damaged or cut off)"),
+    ("half-cut line", cli.EXIT_LEDGER, "line 4: not JSON (damaged or cut off)"),
     ("non-hex key", cli.EXIT_LEDGER, "is not hexadecimal"),
     ("short key", cli.EXIT_LEDGER, "it needs at least 16"),
     ("non-JSON head", cli.EXIT_LEDGER, "ledger head"),
     ("binary ledger", cli.EXIT_LEDGER, "cannot be read"),
-    ("valid JSON, not an entry", cli.EXIT_FAILED, "line 2: not a ledger entry"),
+    ("valid JSON, not an entry", cli.EXIT_LEDGER, "line 2: not a ledger entry"),
 ])
 def test_every_damaged_file_gives_a_message_and_an_exit_code(ledger, capsys, damage, code, message):
     lines = ledger.lines()
@@ -188,7 +188,7 @@ def forge_without_the_key(ledger) -> None:
         entry["entry_hash"] = previous = hashlib.sha256(body.encode()).hexdigest()
         lines[number] = canonical(entry)
     rewrite(ledger, lines)
-    ledger._write_head(len(lines) - 1, previous)
+    ledger.write_head(len(lines) - 1, previous)
 
 
 @pytest.mark.parametrize("command", [["audit", "list"], ["audit", "show", "req-0001"],
@@ -200,7 +200,7 @@ def test_no_command_acts_on_a_forged_ledger(ledger, capsys, command):
     before = {p: p.read_bytes() for p in ledger.root.rglob("*") if p.is_file() and ".git" not in p.parts}
     assert cli.main(["--repo", str(ledger.root), *command]) == cli.EXIT_LEDGER
     captured = capsys.readouterr()
-    assert "fails its chain check" in captured.err and "FORGED-RUN" not in captured.out
+    assert "cannot be trusted" in captured.err and "FORGED-RUN" not in captured.out
     assert {p: p.read_bytes() for p in ledger.root.rglob("*") if p.is_file() and ".git" not in p.parts} == before
 
 
