@@ -1,8 +1,9 @@
 """Every applied request has exactly one ledger entry, whatever crashed; the ledger states only true facts.
 
-The intake flow is killed with SIGKILL (in a subprocess) at three points: after it moved a request into
-the requests folder, after the stages served it but before the ledger, and after the event's commit but
-before the ledger append. Each rerun completes the record, and `verify` passes. A stale git lock stops a
+The intake flow is killed with SIGKILL (in a subprocess) at four points: in the middle of moving a request
+(written to the requests folder, still in the inbox), after it moved a request into the requests folder, after
+the stages served it but before the ledger, and after the event's commit but before the ledger append (the
+ledger's own write points are killed in test_crash_points). Each rerun completes the record, and `verify` passes. A stale git lock stops a
 run before anything moves. Then `trace` is checked against the ground truth of which records each served
 posterior was fitted with, for requests forgotten together and apart.
 """
@@ -33,7 +34,14 @@ point = sys.argv[2]
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
-if point == "after-move":  # the request is in data/requests, no stage has run
+if point == "mid-move":  # the request is written to data/requests, its inbox file not yet removed
+    from lineage import inbox
+    real_write_new = inbox.atomic.write_new
+    def write_then_die(name, data, folder):
+        real_write_new(name, data, folder)
+        die()
+    inbox.atomic.write_new = write_then_die
+elif point == "after-move":  # the request is in data/requests, no stage has run
     real = workspace.Workspace.repro
     workspace.Workspace.repro = lambda self, stage: die() if stage == "split" else real(self, stage)
 elif point == "before-ledger":  # every stage ran and the new posterior is served
@@ -70,7 +78,8 @@ def workspace(prefect, tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("point, request_id, offset", [("after-move", "req-0005", 30),
+@pytest.mark.parametrize("point, request_id, offset", [("mid-move", "req-0004", 27),
+                                                       ("after-move", "req-0005", 30),
                                                        ("before-ledger", "req-0006", 33),
                                                        ("after-commit", "req-0007", 36)])
 def test_a_run_killed_anywhere_is_completed_by_the_next(workspace, point, request_id, offset, capsys):
@@ -85,6 +94,8 @@ def test_a_run_killed_anywhere_is_completed_by_the_next(workspace, point, reques
     result = process_deletion_requests(repo=str(root))
     assert recorded(root).count(request_id) == 1, recorded(root)
     assert result["ledger_entries"]  # the rerun wrote the entry the killed run could not
+    assert not list((root / "inbox").glob("*.json"))  # a half-done move is finished, not left pending
+    assert sh("git", "status", "--porcelain", "audit", "data/requests", cwd=root).stdout == ""
     assert cli.main(["--repo", str(root), "audit", "verify"]) == 0, capsys.readouterr().out
 
 
@@ -115,8 +126,8 @@ def test_verify_fails_when_the_ledger_and_its_head_are_deleted_while_requests_ar
     led.path.unlink()
     led.head_path.unlink()
     try:
-        assert cli.main(["--repo", str(root), "audit", "verify"]) == cli.EXIT_FAILED
-        assert "the ledger is empty or missing, but" in capsys.readouterr().out
+        assert cli.main(["--repo", str(root), "audit", "verify"]) == cli.EXIT_LEDGER
+        assert "does not extend the ledger committed in" in capsys.readouterr().out  # git history remembers
     finally:
         led.path.write_bytes(saved[0])
         led.head_path.write_bytes(saved[1])
