@@ -27,7 +27,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from bayesunlearn.io import contracts, datasets
 
-from lineage import events
+from lineage import events, inflight
 from lineage.repo import check_git_lock, commit
 
 from stages.verdict import VERDICT, AuditVerdict, sha256_of
@@ -67,9 +67,10 @@ METRICS = ("gain", "indistinguishability", "pred_kl_unlearned_retrained", "pred_
 @flow(name="audit_unlearning")
 def audit_unlearning(repo: str = ".") -> dict:
     workspace, logger = Workspace(Path(repo).resolve()), get_run_logger()
-    gate = workspace.settings().gate
+    params = workspace.settings()
+    gate = params.gate
     root, method = str(workspace.root), gate.method
-    with workspace.lock():
+    with workspace.lock(), inflight.claim(workspace.root, "the audit", params.ledger.commit):
         check_git_lock(workspace.root)
         # judge what is served: a run that died mid-way is finished and recorded first, as the intake would
         for stage in contracts.production_stages(method, gate.posterior):

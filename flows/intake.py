@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from bayesunlearn.io import contracts
-from lineage import events
+from lineage import events, inflight
 from lineage.inbox import Inbox, Verdict
 from lineage.repo import check_git_lock
 
@@ -127,9 +127,10 @@ def process_deletion_requests(repo: str = ".") -> dict:
     every applied request the ledger lacks, so a run killed at any point is completed by the next.
     """
     workspace, logger = Workspace(Path(repo).resolve()), get_run_logger()
-    gate = workspace.settings().gate  # a bad params.yaml fails here, before anything moves
+    params = workspace.settings()  # a bad params.yaml fails here, before anything moves
+    gate = params.gate
     root, stages = str(workspace.root), contracts.production_stages(gate.method, gate.posterior)
-    with workspace.lock():
+    with workspace.lock(), inflight.claim(workspace.root, "the intake", params.ledger.commit):
         check_git_lock(workspace.root)
         leftovers = record_leftovers(root)
         start = events.snapshot(workspace.root)

@@ -99,8 +99,8 @@ def request_files(root: Path, split: sections.Split | None = None) -> dict[str, 
 
 
 # Files whose content an event's entry states: read once when the event starts, unchanged when it is committed.
-WATCHED = (settings.PARAMS, "dvc.lock", str(LEDGER), "metrics/audit.json", contracts.GATE_REPORT,
-           contracts.PROVENANCE, contracts.SPLIT_SUMMARY)
+WATCHED = tuple(map(str, (settings.PARAMS, "dvc.lock", LEDGER, "metrics/audit.json", contracts.GATE_REPORT,
+                          contracts.PROVENANCE, contracts.SPLIT_SUMMARY)))
 
 
 def digests(root: Path, paths: list[str]) -> dict[str, str]:

@@ -36,7 +36,7 @@ def origin(tmp_path_factory) -> tuple[Path, str]:
 @pytest.fixture
 def clone(origin, tmp_path) -> Path:
     target = tmp_path / "checkout"
-    sh("git", "clone", "-q", str(origin[0]), str(target))
+    sh("git", "clone", "-q", str(origin[0]), str(target), cwd=tmp_path)
     return target
 
 

@@ -149,7 +149,7 @@ def test_an_audit_killed_before_it_recorded_is_completed_by_the_next_intake(pref
 
     import flows.audit
     from flows.intake import process_deletion_requests
-    from lineage import cli, events
+    from lineage import cli, events, inflight
 
     root = tiny_repo(tmp_path_factory.mktemp("killed-audit"))
     process_deletion_requests(repo=str(root))
@@ -177,6 +177,7 @@ def test_an_audit_killed_before_it_recorded_is_completed_by_the_next_intake(pref
 
     write_request(root, "req-0009", train_ids(root)[20:22])
     sh("dvc", "repro", "--single-item", "split", cwd=root)
+    (root / inflight.MARKER).write_text("the intake\n")  # what the killed run left
     verdict = flows.audit.audit_unlearning(repo=str(root))
     assert "req-0009" in verdict["requests"] and verdict["gate_missed_it"]
     entries = events.ledger(root).entries()
@@ -308,3 +309,26 @@ def test_a_stage_killed_mid_run_leaves_things_consistent_and_a_rerun_matches(pre
     assert (clean / "models/served/posterior.npz").read_bytes() == (root / "models/served/posterior.npz").read_bytes()
     assert sh("git", "status", "--short", cwd=root).returncode == 0
 
+
+
+def test_an_uncommitted_experiment_never_enters_the_deletion_record(served):
+    """An edit of params.yaml that no event made (as `dvc exp run -S` leaves it): the intake refuses before
+    anything moves, naming the file; once the change is committed on purpose, the next run records it."""
+    from flows.intake import process_deletion_requests
+    from lineage import inflight
+
+    root, _, _ = served
+    head = sh("git", "rev-parse", "HEAD", cwd=root).stdout
+    params = root / "params.yaml"
+    params.write_text(params.read_text().replace("retention_days:", "retention_days: 400 #", 1))
+    submit(root, "req-0010", train_ids(root)[40:42])
+    try:
+        with pytest.raises(inflight.ForeignChanges, match="params.yaml has uncommitted changes"):
+            process_deletion_requests(repo=str(root))
+        assert (root / "inbox/req-0010.json").exists() and not (root / "data/requests/req-0010.json").exists()
+        assert sh("git", "rev-parse", "HEAD", cwd=root).stdout == head and not (root / inflight.MARKER).exists()
+    finally:
+        sh("git", "checkout", "--", "params.yaml", cwd=root)
+    result = process_deletion_requests(repo=str(root))
+    assert result["requests"] == ["req-0010"] and not (root / inflight.MARKER).exists()
+    assert sh("git", "status", "--porcelain", "--untracked-files=no", cwd=root).stdout == ""

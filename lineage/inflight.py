@@ -1,0 +1,54 @@
+"""An event in flight: a run's claim on the uncommitted changes it makes to the files an event commits.
+
+An event commits dvc.lock, params.yaml, the metrics and the requests it applied, so that its commit
+reproduces it. Changes to those files that no event made — a `dvc exp run`, an edit, a manual
+`dvc repro` — must never enter the deletion record by accident. So a run (intake, audit) refuses to
+start while such changes are uncommitted and names them; it first leaves a marker in `.dvc/tmp/`
+(git never sees it) and removes it once its event is recorded. A marker that is still there when the
+next run starts belongs to a run that was killed or failed mid-way: its changes are that event's,
+and the next run finishes and records them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bayesunlearn.errors import UserError
+from bayesunlearn.io import atomic, settings
+
+from . import repo
+
+MARKER = Path(".dvc") / "tmp" / "unlearn-event-in-flight"
+
+
+class ForeignChanges(UserError):
+    """Uncommitted changes to files an event commits, made by something other than an event."""
+
+
+def foreign_changes(root: Path) -> list[str]:
+    """Tracked files an event would commit that have uncommitted changes no event in flight made."""
+    if os.path.lexists(root / MARKER):
+        return []  # a run stopped mid-way: its changes are its event's, finished by this run
+    owned = [*repo.EVENT_PATHS, settings.load(root / settings.PARAMS).split.requests_dir]
+    return [path for path in repo.dirty_paths(root)
+            if any(path == p or path.startswith(p.rstrip("/") + "/") for p in owned)]
+
+
+@contextmanager
+def claim(root: Path, what: str, commits: bool = True) -> Iterator[None]:
+    """Run an event: refuse foreign uncommitted changes, mark the event in flight, unmark it when it is done.
+    An exception leaves the mark: the next run finishes what this one started. Without commits
+    (`ledger.commit: false`) nothing is committed, so nothing is refused: entries list the dirty files."""
+    foreign = foreign_changes(root) if commits else []
+    if foreign:
+        shown = ", ".join(foreign[:6]) + (f" and {len(foreign) - 6} more" if len(foreign) > 6 else "")
+        raise ForeignChanges(f"{what} refused: {shown} {'has' if len(foreign) == 1 else 'have'} uncommitted changes "
+                             "that no deletion event made (an experiment, an edit, a manual `dvc repro`), and an "
+                             "event commits these files. Commit them (`git commit`), or put back the committed "
+                             "state (`git checkout -- FILES` and `dvc checkout`), then run again.")
+    atomic.write_text(root / MARKER, f"{what}\n")
+    yield
+    (root / MARKER).unlink(missing_ok=True)
