@@ -50,6 +50,16 @@ def test_a_file_gets_at_most_a_line_per_interval():
     assert len(lines) == 2 and lines[0].startswith("demo: 0 of 1000") and lines[1].startswith("demo: 1000 of 1000")
 
 
+def test_a_new_phase_is_a_line_at_once_with_the_current_count():
+    stream = io.StringIO()  # the default interval: only phases, the first and the last line show
+    bar = bars.progress(["a", "b", "c"], desc="bench", unit="part", stream=stream)
+    for part in bar:
+        bars.phase(bar, part)
+    lines = stream.getvalue().splitlines()
+    assert [re.match(r"bench: (\d) of 3 parts done, .*?(, \w)?$", line).groups() for line in lines] == [
+        ("0", None), ("0", ", a"), ("1", ", b"), ("2", ", c"), ("3", ", c")], lines
+
+
 def test_a_terminal_gets_tqdms_live_bar_unless_ci(monkeypatch):
     stream = Terminal()
     for _ in bars.progress(range(3), desc="demo", unit="batch", stream=stream):

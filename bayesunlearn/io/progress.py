@@ -34,24 +34,33 @@ def _plural(unit: str) -> str:
 
 
 class _Lines(tqdm):
-    """tqdm's counter and timing, written as whole lines rather than redrawn in place."""
+    """tqdm's counter and timing, written as whole lines rather than redrawn in place.
+
+    tqdm refreshes on every step here (its count stays current for `phase`); this class decides which
+    refreshes become lines: the first, a new phase, the last step, and otherwise one per `LINE_SECONDS`.
+    """
+
+    _last: tuple[float, object, float] | None = None  # (count, phase, time) of the last line
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
         if msg is not None:  # tqdm clears a finished inner bar with msg "": nothing to clear in a log
             return False
-        line = str(self)
-        if line != getattr(self, "_last_line", None):
-            self.fp.write(line + "\n")
-            self.fp.flush()
-            self._last_line = line
-            self._shown_n = self.n
+        now, last = self._time(), self._last
+        if (last is None or self.postfix != last[1] or self.n == self.total
+                or (self.n != last[0] and now - last[2] >= LINE_SECONDS)):
+            self._write(now)
         return True
+
+    def _write(self, now: float) -> None:
+        self.fp.write(str(self) + "\n")
+        self.fp.flush()
+        self._last = (self.n, self.postfix, now)
 
     def close(self) -> None:
         # the final count, unless it is already the last line (or nothing was shown: quicker than `delay`);
         # tqdm's own close then only clears (leave=False), which a log does not need
-        if not self.disable and hasattr(self, "_shown_n") and self._shown_n != self.n:
-            self.display()
+        if not self.disable and self._last is not None and self._last[0] != self.n:
+            self._write(self._time())
         super().close()
 
 
@@ -71,8 +80,8 @@ def progress(iterable: Iterable | None = None, desc: str = "", total: int | None
     count = f"{{n_fmt}} of {{total_fmt}}" if total is not None else "{n_fmt}"
     left = ", remaining {remaining}" if total is not None else ""
     line = f"{{desc}}: {count} {_plural(unit)} done, elapsed {{elapsed}}{left}{{postfix}}"
-    return _Lines(iterable, desc=desc, total=total, unit=unit, delay=delay, file=stream, mininterval=LINE_SECONDS,
-                  miniters=1, bar_format=line, ascii=True, leave=False, **kwargs)
+    return _Lines(iterable, desc=desc, total=total, unit=unit, delay=delay, file=stream, mininterval=0, miniters=1,
+                  bar_format=line, ascii=True, leave=False, **kwargs)
 
 
 def phase(bar: Bar, what: str) -> None:
