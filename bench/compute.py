@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -220,7 +219,7 @@ def downdate(size: str, n: int, n_forget: int) -> dict:
 
 def run_compute(quick: bool = False) -> dict:
     from bayesunlearn.model.tf import tf
-    from tqdm import tqdm
+    from bayesunlearn.io.progress import progress
 
     tf.config.experimental.enable_op_determinism()
     parts = {
@@ -230,7 +229,7 @@ def run_compute(quick: bool = False) -> dict:
         "ggn_accumulation": lambda: ggn_accumulation("2.5k", 20000),
         "downdate": lambda: [downdate("2.5k", 2000, 50)] + ([] if quick else [downdate("10k", 2000, 50)]),
     }
-    out = {name: fn() for name, fn in tqdm(parts.items(), desc="compute choices", unit="part", file=sys.stderr)}
+    out = {name: fn() for name, fn in progress(parts.items(), desc="compute choices", unit="part", total=len(parts))}
     return {**out, "load_average": os.getloadavg()[0]}  # the machine is shared: context for the timings
 
 

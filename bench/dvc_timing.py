@@ -95,10 +95,16 @@ def main_job(root: Path) -> dict:
 
 
 def measure(repeats: int = 3) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
+    from bayesunlearn.io.progress import advance, progress
+
+    with (tempfile.TemporaryDirectory() as tmp,
+          progress(total=3, desc="dvc timings", unit="clone", postfix="no-op repro") as bar):
         result = full_noop(clone(Path(tmp) / "noop"), repeats)
+        advance(bar, "incremental repro")
         result["dvc_incremental"] = incremental(clone(Path(tmp) / "incremental"), repeats)
+        advance(bar, "main job")
         result["main_job"] = main_job(clone(Path(tmp) / "main"))
+        bar.update()
     result["python_tf_startup_seconds"] = timed([sys.executable, "-c", "import tensorflow"], REPO)
     result["load_average"] = os.getloadavg()[0]  # the machine is shared: context for the timings
     return result

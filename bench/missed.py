@@ -33,6 +33,7 @@ import numpy as np
 
 from bayesunlearn.experiments import events
 from bayesunlearn.experiments.evaluation import compare
+from bayesunlearn.io.progress import progress
 from bayesunlearn.io.settings import Settings
 from bayesunlearn.model.likelihood import build_model, objective
 from bayesunlearn.model.training import fit_map
@@ -54,7 +55,7 @@ def examine(params: Settings) -> dict:
     chosen = params.method(method)
     setup = events.Setup({method: chosen}, params.train, FitSettings.of(params), params.train.seed,
                          params.retrain.seeds, params.gate, params.audit, [])
-    rows = []
+    rows, bar = [], progress(total=len(missed), desc="gate_missed", unit="event")
     for dataset, part in missed.groupby("dataset", sort=True):
         table = events.load_table(dataset, params.prepare, params.real_study.max_train_records)
         model = build_model(params.model.model_copy(update={"likelihood": table.likelihood}), table.x.shape[1],
@@ -64,6 +65,8 @@ def examine(params: Settings) -> dict:
         for row in part.itertuples(index=False):
             event = by_key[(row.mode, round(row.fraction, 12), row.seed)]
             rows.append(_examine_event(table, event, original, model, setup, chosen.posterior, row))
+            bar.update()
+    bar.close()
     counts = {cause.replace(" ", "_"): sum(r["cause"] == cause for r in rows) for cause in CAUSES}
     return {"method": method, "min_evidence": params.audit.min_evidence, "local_iterations": LOCAL_ITERATIONS,
             "check_every": CHECK_EVERY, "events": rows, **counts}

@@ -17,6 +17,7 @@ import pandas as pd
 
 from bayesunlearn.experiments import events
 from bayesunlearn.experiments.confusion import SMALL, confusion
+from bayesunlearn.io.progress import progress
 from bayesunlearn.io.settings import Settings
 from bayesunlearn.model.likelihood import build_model
 from bayesunlearn.posteriors.fit import FitSettings
@@ -38,7 +39,7 @@ def examine(params: Settings) -> dict:
     study = real.results()
     study = study[(study["dataset"] == DATASET) & (study["method"] == method)]
     rows = []
-    for alpha in sorted({*ALPHAS, params.model.prior_precision}):
+    for alpha in progress(sorted({*ALPHAS, params.model.prior_precision}), desc="gate_prior", unit="precision"):
         section = params.model.model_copy(update={"likelihood": table.likelihood, "prior_precision": alpha})
         originals = events.fit_originals(build_model(section, table.x.shape[1], table.classes), table, setup)
         original = originals[chosen.posterior]

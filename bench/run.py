@@ -94,51 +94,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--uci-splits", type=int, default=20, help="real: random 90/10 splits of the UCI protocol")
     parser.add_argument("--quick-compute", action="store_true", help="compute: skip the 10k-parameter downdate")
     args = parser.parse_args(argv)
-    parts = [p for p in args.only if not (p == "latency" and args.no_latency)]
+    from bayesunlearn.io.progress import phase, progress
+
+    parts = [p for p in PARTS if p in args.only and not (p == "latency" and args.no_latency)]
     out = Path(args.out)
-    report: dict = methods_report(args) if "methods" in parts else {}
-    if "latency" in parts:
-        import contextlib
-
-        from bench.latency import measure
-
-        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON alone
-            report["intake_latency"] = measure()
-    if "scale" in parts:
-        report.update(scale.run_scale(args.sizes, args.n_train, args.scale_methods, args.forget, args.steps,
-                                      args.repeats))
-        scale.plot_scale(report["scale"], out / "scale.png")
-    if "compute" in parts:
-        cmd = [sys.executable, "-m", "bench.compute"] + (["--quick"] if args.quick_compute else [])
-        report["compute"] = json.loads(subprocess.run(cmd, capture_output=False, stdout=subprocess.PIPE,
-                                                      text=True, check=True).stdout)
-    if "dvc" in parts:
-        from bench import dvc_timing
-
-        report.update(dvc_timing.measure(args.repeats))
-    if "real" in parts:
-        from bayesunlearn.io import settings as settings_module
-        from bench import uci
-
-        params = settings_module.load(args.params)
-        from bench import real
-
-        study = real.bench_keys() if real.available() else {}  # `dvc repro study/dvc.yaml:real_study`'s results
-        if not study:
-            print(f"bench: {real.ROOT} has no results; run `make study` for the real-data keys", file=sys.stderr)
-        report["real"] = study.get("real", {})
-        for source in uci.SOURCES:
-            report["real"].setdefault(source, {})["protocol"] = uci.protocol(source, args.uci_splits, params)
-        if study:
-            from bench import missed, prior
-
-            report["gate_confusion"] = study["gate_confusion"]
-            report["gate_missed"] = missed.examine(params)
-            report["gate_prior"] = prior.examine(params)
-    if "scale_out" in parts:  # its own process: Dask's worker processes start from a module, not from here
-        for key, module in (("scale_out", "bench.scale_out"), ("structure_quality", "bench.structures")):
-            report[key] = json.loads(subprocess.run([sys.executable, "-m", module], stdout=subprocess.PIPE, text=True,
-                                                    check=True).stdout)
+    report: dict = {}
+    bar = progress(parts, desc="bench", unit="part")  # on stderr: stdout carries the JSON alone
+    for part in bar:
+        phase(bar, part)
+        run_part(part, args, report, out)
     if "scale" in parts:
         report["targets"] = scale.targets(report["scale"], report.get("dvc_noop_seconds"))
     from bayesunlearn.io import atomic
@@ -149,13 +113,64 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(report, indent=2))
 
 
+def run_part(part: str, args: argparse.Namespace, report: dict, out: Path) -> None:
+    """One part of the benchmark, its keys added to `report`."""
+    from bench import scale
+
+    if part == "methods":
+        report.update(methods_report(args))
+    if part == "latency":
+        import contextlib
+
+        from bench.latency import measure
+
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON alone
+            report["intake_latency"] = measure()
+    if part == "scale":
+        report.update(scale.run_scale(args.sizes, args.n_train, args.scale_methods, args.forget, args.steps,
+                                      args.repeats))
+        scale.plot_scale(report["scale"], out / "scale.png")
+    if part == "compute":
+        cmd = [sys.executable, "-m", "bench.compute"] + (["--quick"] if args.quick_compute else [])
+        report["compute"] = json.loads(subprocess.run(cmd, capture_output=False, stdout=subprocess.PIPE,
+                                                      text=True, check=True).stdout)
+    if part == "dvc":
+        from bench import dvc_timing
+
+        report.update(dvc_timing.measure(args.repeats))
+    if part == "real":
+        real_part(args, report)
+    if part == "scale_out":  # its own process: Dask's worker processes start from a module, not from here
+        for key, module in (("scale_out", "bench.scale_out"), ("structure_quality", "bench.structures")):
+            report[key] = json.loads(subprocess.run([sys.executable, "-m", module], stdout=subprocess.PIPE, text=True,
+                                                    check=True).stdout)
+
+
+def real_part(args: argparse.Namespace, report: dict) -> None:
+    from bayesunlearn.io import settings as settings_module
+    from bench import real, uci
+
+    params = settings_module.load(args.params)
+    study = real.bench_keys() if real.available() else {}  # `dvc repro study/dvc.yaml:real_study`'s results
+    if not study:
+        print(f"bench: {real.ROOT} has no results; run `make study` for the real-data keys", file=sys.stderr)
+    report["real"] = study.get("real", {})
+    for source in uci.SOURCES:
+        report["real"].setdefault(source, {})["protocol"] = uci.protocol(source, args.uci_splits, params)
+    if study:
+        from bench import missed, prior
+
+        report["gate_confusion"] = study["gate_confusion"]
+        report["gate_missed"] = missed.examine(params)
+        report["gate_prior"] = prior.examine(params)
+
+
 def methods_report(args: argparse.Namespace) -> dict:
     """Every configured method on the default data, random and cluster deletion (the original benchmark)."""
     from bayesunlearn.model.tf import tf
 
     tf.config.experimental.enable_op_determinism()
-    from tqdm import tqdm
-
+    from bayesunlearn.io.progress import progress
     from bayesunlearn.io import datasets
     from bayesunlearn.io import settings as settings_module
     from bayesunlearn.experiments.evaluation import compare, time_unlearning_vs_retraining
@@ -187,8 +202,8 @@ def methods_report(args: argparse.Namespace) -> dict:
     for case, mask in forget_masks(x, args.fraction, seed).items():
         splits = Splits(x[~mask], y[~mask], x[mask], y[mask], x_test, y_test)
         maps = [fit_map(model, splits.x_retained, splits.y_retained, model.spec.init(seed + k), config)[0]
-                for k in tqdm(range(n_seeds), desc=f"{case}: retrain MAPs", unit="seed", file=sys.stderr)]
-        for name, method in tqdm(methods.items(), desc=f"{case}: methods", unit="method", file=sys.stderr):
+                for k in progress(range(n_seeds), desc=f"{case}: retrain MAPs", unit="seed")]
+        for name, method in progress(methods.items(), desc=f"{case}: methods", unit="method", total=len(methods)):
             retrains = [fit_posterior(method.posterior, model, t, splits.x_retained, splits.y_retained, settings)
                         for t in maps]
             original = originals[method.posterior]

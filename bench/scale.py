@@ -237,12 +237,12 @@ def run_scale(sizes: list[str], n_trains: list[int], methods: list[str], n_forge
     """Each cell's MAPs and Adam timing in one subprocess, then each method in its own."""
     import tempfile
 
-    from tqdm import tqdm
+    from bayesunlearn.io.progress import progress
 
     rows = []
     cases = [(s, n, m) for s in sizes for n in n_trains for m in [None, *methods]]
     with tempfile.TemporaryDirectory() as tmp:
-        for size, n, method in tqdm(cases, desc="scale cases", unit="case", file=sys.stderr):
+        for size, n, method in progress(cases, desc="scale cases", unit="case"):
             thetas = str(Path(tmp) / f"{size}-{n}.npz")
             common = ["--forget", str(n_forget), "--thetas", thetas]
             if method is None:

@@ -198,11 +198,12 @@ def plan(rows: list[dict], workers: tuple[int, ...] = (1, 2, 4, 8, 16)) -> dict:
 
 def run(cases=CASES) -> dict:
     from bayesunlearn.io import settings
+    from bayesunlearn.io.progress import progress
 
     params = settings.load()
     with tempfile.TemporaryDirectory() as tmp:
         rows = [case(network, n, Path(tmp), params.train.adam_steps, params.train.learning_rate)
-                for network, n in cases]
+                for network, n in progress(cases, desc="scale_out cases", unit="case")]
     return {"cases": rows, "targets": targets(rows), "plan_seconds": plan(rows)}
 
 

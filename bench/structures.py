@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -30,8 +29,7 @@ FRACTION = 0.1
 
 
 def run() -> dict:
-    from tqdm import tqdm
-
+    from bayesunlearn.io.progress import progress
     from bayesunlearn.experiments.evaluation import compare
     from bayesunlearn.experiments.grid import forget_mask
     from bayesunlearn.io import settings
@@ -61,9 +59,9 @@ def run() -> dict:
     for mode, mask in masks.items():
         splits = Splits(x[~mask], y[~mask], x[mask], y[mask], x_test, y_test)
         maps = [fit_map(model, splits.x_retained, splits.y_retained, model.spec.init(train.seed + k), train)[0]
-                for k in tqdm(range(SEEDS), desc=f"{mode}: retrain MAPs", file=sys.stderr)]
+                for k in progress(range(SEEDS), desc=f"{mode}: retrain MAPs", unit="seed")]
         rows = {}
-        for structure in tqdm(STRUCTURES, desc=f"{mode}: structures", file=sys.stderr):
+        for structure in progress(STRUCTURES, desc=f"{mode}: structures", unit="structure"):
             retrains = [fit_posterior(structure, model, t, splits.x_retained, splits.y_retained, fit) for t in maps]
             start = time.perf_counter()
             unlearned, report = forget(originals[structure], splits.x_forgotten, splits.y_forgotten,

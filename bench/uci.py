@@ -83,15 +83,14 @@ def run_split(x: np.ndarray, y: np.ndarray, seed: int, params) -> Split:
 
 def protocol(source: str, splits: int, params) -> dict:
     """Mean ± standard error of test RMSE and log-likelihood over `splits` random 90/10 splits."""
-    from tqdm import tqdm
-
     from bayesunlearn.io import datasets
+    from bayesunlearn.io.progress import progress
 
     frame = datasets.packaged(source)
     x, y = datasets.arrays(datasets.encode(frame, datasets.categories_of(frame, source)))
     start = time.perf_counter()
-    results = [run_split(x, y, seed, params) for seed in tqdm(range(splits), desc=f"UCI protocol on {source}",
-                                                                 unit="split")]
+    results = [run_split(x, y, seed, params) for seed in progress(range(splits), desc=f"UCI protocol on {source}",
+                                                                     unit="split")]
 
     def summary(values: list[float]) -> dict:
         values = np.asarray(values)

@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from bayesunlearn.io import contracts
+from bayesunlearn.io.progress import PATIENCE, progress
 from lineage import events, inflight
 from lineage.inbox import Inbox, Verdict
 from lineage.repo import check_git_lock
@@ -47,7 +48,7 @@ def triage_inbox(root: str) -> list[str]:
     inbox.check_folders()  # a linked or missing folder stops the run before anything moves
     existing, known = inbox.in_force(), inbox.known_ids()
     accepted = []
-    for path in inbox.pending():
+    for path in progress(inbox.pending(), desc="triage", unit="file", delay=PATIENCE):
         try:
             verdict = inbox.triage(path, existing, known)
             if verdict.kind == "accept":

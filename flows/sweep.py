@@ -40,6 +40,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from bayesunlearn.io import settings, store
 from bayesunlearn.errors import ConfigError
+from bayesunlearn.io.progress import progress
 from bayesunlearn.io.settings import Settings
 from bayesunlearn.experiments.sweep import SweepCell, SweepPlan, context_key
 from bayesunlearn.experiments.sweep import plan as sweep_plan
@@ -74,7 +75,8 @@ def sweep(repo: str = ".") -> dict:
     logger.info("%d cells (%d methods each) in %s", len(cells), len(grid.methods), folder)
     run = sweep_cell.with_options(retries=grid.retries, retry_delay_seconds=1)
     futures = [run.submit(str(root), config, cell, str(folder)) for cell in cells]
-    paths = [Path(future.result()) for future in futures]  # raises if a cell failed after its retries
+    # waited for in grid order (the table's row order); raises if a cell failed after its retries
+    paths = [Path(future.result()) for future in progress(futures, desc="sweep", unit="cell")]
     rows = [row for path in paths for row in read_cell(path)]
     _write_outputs(root, rows)
     _prune_other_keys(folder)

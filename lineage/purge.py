@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 from bayesunlearn.io import datasets, requests, settings, store
+from bayesunlearn.io import progress as bars
 from bayesunlearn.errors import UserError
 from bayesunlearn.io.sections import Prepare
 
@@ -172,23 +173,24 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
 
     restorable = [root / "params.yaml", root / raw_path, root / f"{raw_path}.dvc",
                   root / Path(raw_path).parent / ".gitignore", *request_files]
+    steps = bars.progress(total=4 + bool(remote), desc="purge", postfix=f"removing {len(record_ids)} records of "
+                          f"{len(due)} requests from the raw data ({raw_path})")  # on stderr; stdout: the result
     with _rollback_on_failure(root, restorable):
-        progress(f"removing {len(record_ids)} records of {len(due)} requests from the raw data ({raw_path})")
         store.save_table(root / raw_path, raw[~raw[datasets.ID].isin(record_ids)])
         _set_csv_source(root, raw_path, datasets.categorical_columns(raw), prepare)
         for path in request_files:
             path.unlink()
         if not git_tracked:
             repo.run(root, "dvc", "add", raw_path)
-        progress("re-running the production stages on what remains (new base model)")
+        bars.advance(steps, "re-running the production stages on what remains (new base model)")
         repo.run(root, "dvc", "repro", repo.production_stages(root)[-1])
         if remote:
-            progress(f"pushing to remote {remote!r}")
+            bars.advance(steps, f"pushing to remote {remote!r}")
             repo.run(root, "dvc", "push")
-    progress("dvc gc: workspace, cache" + (f" and remote {remote!r}" if remote else ""))
+    bars.advance(steps, "dvc gc: workspace, cache" + (f" and remote {remote!r}" if remote else ""))
     repo.run(root, "dvc", "gc", "--workspace", "--force", *(["--cloud"] if remote else []))
 
-    progress(f"scanning for {len(needles)} needles")
+    bars.advance(steps, f"scanning for {len(needles)} needles")
     areas = {"workspace": (scan.local_files(root, root, skip=[root / ".dvc" / "cache"] +
                                             ([Path(url)] if url and "://" not in url else [])))}
     areas["cache"] = scan.local_files(root, root / ".dvc" / "cache")
@@ -205,8 +207,10 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
         areas[f"extra:{Path(path).name}"] = scan.local_files(root, Path(path))
     searched, hits = {}, []
     for area, blobs in areas.items():
-        searched[area], found = scan.scan_bytes(blobs, needles, area)
+        searched[area], found = scan.scan_bytes(bars.progress(blobs, desc=f"scan {area}", unit="file"), needles, area)
         hits += found
+    steps.update()
+    steps.close()
 
     after = repo.current_artifacts(root)
     archived = [{"request_id": e.request.request_id, "n_records": e.request.n_records,

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from bayesunlearn.io import atomic, store
+from bayesunlearn.io.progress import advance, progress
 
 from .common import (
     METRICS,
@@ -37,6 +38,9 @@ def main() -> None:
         "retrain_*.npz"), key=lambda f: int(f.stem.split("_")[1]))]
     report = json.loads((METRICS / "unlearn" / f"{name}.json").read_text())
     splits = load_splits()
+    # the comparison, the plot, then a warm-up and `timing_repeats` timed calls of unlearning and of a retrain
+    bar = progress(total=2 + 2 * (max(1, p.timing_repeats) + 1), desc=f"evaluate {name}",
+                   postfix=f"comparing with {len(retrains)} retrains")
 
     results = compare(original, unlearned, retrains, splits)
     results.update(method=name, posterior=chosen.posterior, operator=chosen.operator,
@@ -45,6 +49,7 @@ def main() -> None:
                                              "refine_steps", "kl_to_original", "effective_sample_size") if k in report})
     atomic.write_json(METRICS / "evaluate" / f"{name}.json", results)
 
+    advance(bar, "predictive plot")
     table = predictive_table({"original": original, "unlearned": unlearned, "retrained": retrains[0]},
                              splits, p.plot_grid_points)
     store.save_table(PLOTS / "predictive" / f"{name}.csv", table)
@@ -52,9 +57,11 @@ def main() -> None:
     save_predictive_png(PLOTS / "predictive" / f"{name}.png", table, splits,
                         f"{name}: forgot {n_f} of {n_f + n_r} training records"
                         + (" (FAILED: original kept)" if results["failed"] else ""))
+    bar.update()
 
     timing = time_unlearning_vs_retraining(chosen, original, splits, settings().train.seed, settings().train,
-                                           FitSettings.of(settings()), p.timing_repeats)
+                                           FitSettings.of(settings()), p.timing_repeats, bar)
+    bar.close()
     atomic.write_json(METRICS / "timing" / f"{name}.json", timing)
     print(f"{name}: predictive KL to retrain: unlearned {results['pred_kl_unlearned_retrained']:.3g}, "
           f"original {results['pred_kl_original_retrained']:.3g}, floor {results['pred_kl_retrain_floor']:.3g}, "

@@ -16,7 +16,7 @@ against `retrain.seeds` retrains from scratch and by the gate. Writes under stud
 
 from pathlib import Path
 
-from tqdm import tqdm
+from bayesunlearn.io.progress import progress
 
 from .common import run, settings
 
@@ -43,7 +43,7 @@ def main() -> None:
         model = build_model(s.model.model_copy(update={"likelihood": table.likelihood}), table.x.shape[1],
                             table.classes)
         originals = events.fit_originals(model, table, setup)
-        for event in tqdm(events.events(table, p), desc=f"real study: {name}", unit="event"):
+        for event in progress(events.events(table, p), desc=f"real study: {name}", unit="event"):
             outcome = events.run_event(table, event, originals, setup)
             rows += outcome.rows
             if event.mode == plotted_mode and cases.get(name) is None:

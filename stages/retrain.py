@@ -5,9 +5,8 @@ use further seeds so that `evaluate` can measure the spread among retrains.
 Posteriors of each kind are fitted at these MAPs by `retrain_posterior@KIND`.
 """
 
-from tqdm import tqdm
-
 from bayesunlearn.io import atomic, datasets, store
+from bayesunlearn.io.progress import progress
 
 from .common import METRICS, MODELS, SPLIT, run, settings
 
@@ -22,7 +21,7 @@ def main() -> None:
     model = build_model(s.model, x.shape[1], datasets.n_classes(s.prepare))
     seed0, config = s.train.seed, s.train
     infos = {}
-    for k in tqdm(range(n_seeds), desc="retrain from scratch", unit="seed"):
+    for k in progress(range(n_seeds), desc="retrain from scratch", unit="seed"):
         theta, infos[f"seed_{seed0 + k}"] = fit_map(model, x, y, model.spec.init(seed0 + k), config)
         store.save_arrays(MODELS / "retrained" / "maps" / f"map_{k}.npz",
                           {"model": model.to_dict(), "seed": seed0 + k}, {"theta": theta})

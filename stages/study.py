@@ -7,8 +7,6 @@ every method when the largest configured fraction is forgotten as a cluster).
 
 from pathlib import Path
 
-from tqdm import tqdm
-
 from bayesunlearn.io import datasets, store
 
 from .common import MODELS, PREPARED, run, settings
@@ -33,7 +31,7 @@ def main() -> None:
     model = next(iter(originals.values())).model
     keep = ("cluster", max(p.fractions), p.seeds[0])
     results, kept = run_study(model, x, y, x_test, originals, methods, s.train, FitSettings.of(s), p.modes,
-                              p.fractions, p.seeds, s.train.seed, progress=tqdm, keep=keep)
+                              p.fractions, p.seeds, s.train.seed, keep=keep)
     summary = summarise(results)
     store.save_table(f"{OUT}/results.csv", results)
     store.save_table(f"{OUT}/summary.csv", summary)

@@ -12,9 +12,9 @@ import statistics
 import time
 from collections.abc import Callable
 
-
 import numpy as np
 
+from bayesunlearn.io.progress import Bar, phase, progress
 from bayesunlearn.numerics import metrics
 from bayesunlearn.posteriors.fit import FitSettings, fit_from_scratch
 from bayesunlearn.unlearning.methods import apply
@@ -90,22 +90,31 @@ def _ratio(a: float, b: float) -> float:
 
 
 def time_unlearning_vs_retraining(method: Method, original: GaussianPosterior, splits: Splits, seed: int,
-                                  train: Train, settings: FitSettings, repeats: int) -> dict:
-    """Wall time of unlearning and of a cold retrain of the same posterior kind, warm, side by side."""
+                                  train: Train, settings: FitSettings, repeats: int, bar: Bar | None = None) -> dict:
+    """Wall time of unlearning and of a cold retrain of the same posterior kind, warm, side by side.
+
+    `bar` (io.progress) counts the 2 × (repeats + 1) calls."""
     unlearn_seconds = time_warm(lambda: apply(method, original, splits.x_forgotten, splits.y_forgotten,
-                                              (splits.x_retained, splits.y_retained)), repeats)
+                                              (splits.x_retained, splits.y_retained)), repeats, bar,
+                                "timing unlearning")
     retrain_seconds = time_warm(lambda: fit_from_scratch(method.posterior, original.model, splits.x_retained,
-                                                         splits.y_retained, seed, train, settings), repeats)
+                                                         splits.y_retained, seed, train, settings), repeats, bar,
+                                "timing a retrain from scratch")
     return {"unlearn_seconds": unlearn_seconds, "retrain_seconds": retrain_seconds,
             "speedup": retrain_seconds / unlearn_seconds}
 
 
-def time_warm(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of `fn` over `repeats` calls after one untimed warm-up call."""
+def time_warm(fn: Callable[[], object], repeats: int, bar: Bar | None = None, what: str = "") -> float:
+    """Median wall time of `fn` over `repeats` calls after one untimed warm-up call; `bar` counts every call
+    (outside the timed span) under the phase `what`."""
+    bar = progress(disable=True) if bar is None else bar
+    phase(bar, what)
     fn()
     times = []
     for _ in range(max(1, repeats)):
+        bar.update()
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
+    bar.update()
     return float(statistics.median(times))

@@ -27,6 +27,7 @@ from bayesunlearn.experiments.evaluation import compare, time_warm
 from bayesunlearn.experiments.grid import forget_mask
 from bayesunlearn.io import datasets
 from bayesunlearn.io.datasets import Splits
+from bayesunlearn.io.progress import PATIENCE, progress
 from bayesunlearn.io.sections import Audit, Gate, Method, Prepare, RealStudy, Train
 from bayesunlearn.io.settings import LIKELIHOOD_OF
 from bayesunlearn.model.likelihood import RegressionModel
@@ -170,20 +171,30 @@ def splits_of(table: Table, event: Event) -> Splits:
 def run_event(table: Table, event: Event, originals: dict[str, GaussianPosterior], setup: Setup) -> Outcome:
     splits = splits_of(table, event)
     model = originals[BASE_KIND].model
-    maps = [fit_map(model, splits.x_retained, splits.y_retained, model.spec.init(setup.seed0 + k), setup.train)[0]
-            for k in range(setup.n_retrains)]
-    retrains = {kind: [fit_posterior(kind, model, theta, splits.x_retained, splits.y_retained, setup.fit)
-                       for theta in maps] for kind in setup.kinds}
-    rows, unlearned = [], {}
-    for name, method in setup.methods.items():
-        unlearned[name], report = attempt(method, originals[method.posterior], splits)
-        rows.append(judge(table, event, name, originals[method.posterior], unlearned[name], report,
-                          retrains[method.posterior], splits, setup))
-    for steps in setup.finetune_steps:
-        name = FINETUNE.format(steps=steps)
-        unlearned[name] = finetune(originals[BASE_KIND], splits.x_retained, splits.y_retained, setup.train, steps)
-        rows.append(judge(table, event, name, originals[BASE_KIND], unlearned[name], None,
-                          retrains[BASE_KIND], splits, setup))
+    n_steps = setup.n_retrains + len(setup.kinds) + len(setup.methods) + len(setup.finetune_steps)
+    with progress(total=n_steps, desc=f"{table.name}: {event.segment or event.mode} event", delay=PATIENCE) as bar:
+        maps = []
+        for k in range(setup.n_retrains):
+            maps.append(fit_map(model, splits.x_retained, splits.y_retained, model.spec.init(setup.seed0 + k),
+                                setup.train)[0])
+            bar.update()
+        retrains = {}
+        for kind in setup.kinds:
+            retrains[kind] = [fit_posterior(kind, model, theta, splits.x_retained, splits.y_retained, setup.fit)
+                              for theta in maps]
+            bar.update()
+        rows, unlearned = [], {}
+        for name, method in setup.methods.items():
+            unlearned[name], report = attempt(method, originals[method.posterior], splits)
+            rows.append(judge(table, event, name, originals[method.posterior], unlearned[name], report,
+                              retrains[method.posterior], splits, setup))
+            bar.update()
+        for steps in setup.finetune_steps:
+            name = FINETUNE.format(steps=steps)
+            unlearned[name] = finetune(originals[BASE_KIND], splits.x_retained, splits.y_retained, setup.train, steps)
+            rows.append(judge(table, event, name, originals[BASE_KIND], unlearned[name], None,
+                              retrains[BASE_KIND], splits, setup))
+            bar.update()
     return Outcome(rows, unlearned, {kind: posts[0] for kind, posts in retrains.items()}, splits)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bayesunlearn.experiments.evaluation import mean_predictive_kl
+from bayesunlearn.io.progress import progress
 from bayesunlearn.experiments.grid import MODES, Cell, forget_mask, study_grid, summarise  # noqa: F401  (MODES, summarise: public here too)
 from bayesunlearn.posteriors.fit import FitSettings, fit_posterior
 from bayesunlearn.unlearning.methods import apply
@@ -93,7 +94,7 @@ def study_cell(model: RegressionModel, problem: Problem, cell: Cell, originals: 
 def run_study(model: RegressionModel, x: np.ndarray, y: np.ndarray, x_test: np.ndarray,
               originals: dict, methods: dict[str, Method], train: Train, settings: FitSettings,
               modes: Iterable[str], fractions: Iterable[float], seeds: Iterable[int], seed0: int,
-              progress=lambda it, **_: it, keep: tuple | None = None) -> tuple[pd.DataFrame, dict]:
+              keep: tuple | None = None) -> tuple[pd.DataFrame, dict]:
     """One row per (mode, fraction, seed, method), and the posteriors of the `keep` case.
 
     `keep` = (mode, fraction, seed) names one case whose original, retrained and
@@ -101,7 +102,7 @@ def run_study(model: RegressionModel, x: np.ndarray, y: np.ndarray, x_test: np.n
     """
     problem = Problem(x, y, x_test, methods, train, settings, seed0)
     rows, kept = [], {}
-    for cell in progress(study_grid(modes, fractions, seeds), desc="study", unit="case"):
+    for cell in progress(study_grid(modes, fractions, seeds), desc="study", unit="cell"):
         cell_rows, cell_kept = study_cell(model, problem, cell, originals,
                                           keep=(cell.mode, cell.fraction, cell.seed) == keep)
         rows += cell_rows

@@ -13,10 +13,12 @@ half a GEMM's flops), so memory is one batch of J plus the result.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from bayesunlearn.io.progress import PATIENCE, progress
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.model.network import inputs_and_sensitivities, outputs, outputs_and_jacobians
 from bayesunlearn.numerics import dense
@@ -32,6 +34,12 @@ def row_batches(n: int, n_params: int) -> list[slice]:
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
+def _counted(batches: list[slice], what: str) -> Iterable[slice]:
+    """The batches, counted on stderr once the sum has run `PATIENCE` seconds (a large table); one batch is
+    not counted."""
+    return batches if len(batches) == 1 else progress(batches, desc=what, unit="batch", delay=PATIENCE)
+
+
 def data_curvature(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:
     """GGN H = Σ_i w_i J_iᵀJ_i and NLL gradient g = Jᵀ ∂ℓ/∂f, summed over the given records (H exactly
@@ -39,7 +47,7 @@ def data_curvature(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: 
     p = model.spec.n_params
     hessian, gradient = np.zeros((p, p), order="F"), np.zeros(p)
     with blas_for(p):
-        for rows in row_batches(len(x), p * model.spec.outputs):
+        for rows in _counted(row_batches(len(x), p * model.spec.outputs), "GGN over records"):
             f, jac = outputs_and_jacobians(model.spec, theta, x[rows])
             weighted, scale = model.weigh(jac, f)
             dense.rank_update(hessian, weighted.T, scale, mirror=False)
@@ -54,7 +62,8 @@ def restricted_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: 
     is linear in it."""
     size = len(range(*index.indices(model.spec.n_params)))
     total = (np.zeros(size) if diagonal else np.zeros((size, size)), np.zeros(size))
-    for number, rows in enumerate(row_batches(len(x), model.spec.n_params * model.spec.outputs)):
+    batches = row_batches(len(x), model.spec.n_params * model.spec.outputs)
+    for number, rows in enumerate(_counted(batches, "GGN block over records")):
         f, jac = outputs_and_jacobians(model.spec, theta, x[rows])
         jac = jac[:, index]
         grad = model.error_scale * (jac.T @ model.error(f, y[rows]))
@@ -68,7 +77,7 @@ def _layer_rows(model: RegressionModel, theta: np.ndarray, x: np.ndarray):
     """Per row batch: f, and per layer and output row ã (inputs with a 1 for the bias) and δ; no Jacobian
     is formed. `rows` are records; a network of K outputs gives each record K consecutive output rows."""
     width = sum(a + b + 1 for a, b in model.spec.shapes)
-    for rows in row_batches(len(x), width * model.spec.outputs):
+    for rows in _counted(row_batches(len(x), width * model.spec.outputs), "layer curvature over records"):
         f, layer_inputs, deltas = inputs_and_sensitivities(model.spec, theta, x[rows])
         yield rows, f, [(np.column_stack([h, np.ones(len(h))]), d) for h, d in zip(layer_inputs, deltas, strict=True)]
 
@@ -152,7 +161,7 @@ def selected_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, indic
     """The GGN block over the parameters `indices`: Σ_i J_iSᵀ W_i J_iS (S × S, exactly symmetric)."""
     block = np.zeros((len(indices), len(indices)), order="F")
     with blas_for(len(indices)):
-        for rows in row_batches(len(x), len(indices) * model.spec.outputs):
+        for rows in _counted(row_batches(len(x), len(indices) * model.spec.outputs), "GGN block over records"):
             weighted, scale = selected_factor(model, theta, x[rows], indices)
             dense.rank_update(block, weighted, scale, mirror=False)
     return dense.mirror_lower(block)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bayesunlearn.io import datasets
+from bayesunlearn.io.progress import progress
 from bayesunlearn.kinds import KINDS
 from bayesunlearn.model.curvature import KroneckerFactors
 from bayesunlearn.model.likelihood import RegressionModel
@@ -72,22 +73,23 @@ def sharded_curvature(kind: str, model: RegressionModel, theta: np.ndarray, shar
     after another in this process when there is none; reduced in shard order either way. A subnetwork
     takes two passes: the diagonal its weights are chosen by, then the block over them."""
     if KINDS[kind].storage != "subnetwork":
-        return _map_reduce(kind, model, theta, shards, client, None)
-    diagonal, _ = _map_reduce(kind, model, theta, shards, client, None)
+        return _map_reduce(kind, model, theta, shards, client, None, f"{kind} curvature")
+    diagonal, _ = _map_reduce(kind, model, theta, shards, client, None, f"{kind}: diagonal")
     indices = choose(diagonal, model.prior_precision, subnetwork_size)
-    return _map_reduce(kind, model, theta, shards, client, indices)
+    return _map_reduce(kind, model, theta, shards, client, indices, f"{kind}: block")
 
 
-def _map_reduce(kind, model, theta, shards, client, indices) -> DataTerm:
+def _map_reduce(kind, model, theta, shards, client, indices, desc: str) -> DataTerm:
     if client is None:
         parts: Iterator[DataTerm] = (shard_curvature(kind, model, theta, shard, indices) for shard in shards)
     else:
         n = len(shards)
         futures = client.map(shard_curvature, [kind] * n, [model] * n, [theta] * n, shards, [indices] * n, pure=False)
         parts = _in_order(futures)
-    total = next(parts)
-    for part in parts:
-        total = add(total, part)
+    with progress(parts, desc=desc, total=len(shards), unit="shard") as done:  # counted as they are added
+        total = None
+        for part in done:
+            total = part if total is None else add(total, part)
     return total
 
 
