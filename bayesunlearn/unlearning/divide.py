@@ -22,7 +22,7 @@ What can go wrong, and what the options do about it:
   positive definiteness on the |D_f| × |D_f| capacitance matrix. With
   `in_place=True` it overwrites the input's Σ (and Λ, unless the posterior is
   in covariance form) with rank-|D_f| GEMM updates: no new P × P matrices.
-The algebra of each storage (diagonal, dense, covariance-only, Kronecker) is the matrix
+The algebra of each storage (diagonal, dense, covariance-only, Kronecker, EK-FAC) is the matrix
 type's (posteriors/matrices.py); this module computes H_f and g_f and moves the mean.
 """
 
@@ -33,10 +33,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from bayesunlearn.io.sections import DivideOptions
-from bayesunlearn.model.curvature import diagonal_ggn, kronecker_factors, selected_factor, selected_jacobian
+from bayesunlearn.model.curvature import (diagonal_ggn, eigenbasis_sums, kronecker_factors, selected_factor,
+                                          selected_jacobian)
 from bayesunlearn.model.likelihood import objective
 from bayesunlearn.model.network import outputs, outputs_and_jacobians
 from bayesunlearn.numerics.threads import one_blas_thread
+from bayesunlearn.posteriors.ekfac import EigenKronecker
 from bayesunlearn.posteriors.kronecker import Kronecker
 from bayesunlearn.posteriors.laplace import data_curvature
 from bayesunlearn.posteriors.matrices import Curvature
@@ -85,7 +87,8 @@ def records_curvature(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray
                       ) -> Curvature:
     """H_f and g_f of the records at θ*, in the posterior's structure. A full GGN is kept as its
     rank-|D_f| factor J_fᵀ/σ or J_fᵀ√w (one Jacobian pass; the P × P matrix is formed only if needed). For KFAC,
-    H_f is the change of Λ when the records' factors are removed (sign −1) or added (+1); for a subnetwork,
+    H_f is the change of Λ when the records' factors are removed (sign −1) or added (+1); for EK-FAC, their
+    sums at the posterior's bases (positive semi-definite: the change of Λ, exactly); for a subnetwork,
     the GGN over its weights (as the factor J_Sᵀ/σ) and the diagonal over the rest."""
     kind = posterior.spec
     if kind.storage == "kronecker":
@@ -94,6 +97,11 @@ def records_curvature(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray
         own = Kronecker.of(factors, 0.0)  # the records' KFAC alone: A_f ⊗ G_f / n_f
         return Curvature(factors.gradient, structured=factors, model=own.apply,
                          operator=lambda v: sign * (changed.apply(v) - base.apply(v)))
+    if kind.storage == "ekfac":  # at the posterior's fixed bases: the records' own EK-FAC, A_f ⊗ G_f's analogue
+        sums = eigenbasis_sums(posterior.model, posterior.linearisation_point, x, y, posterior.matrix.left,
+                               posterior.matrix.right)
+        own = EigenKronecker.of(sums, 0.0)
+        return Curvature(sums.gradient, structured=sums, operator=own.apply)
     if kind.storage == "subnetwork":
         model, theta, indices = posterior.model, posterior.linearisation_point, posterior.matrix.indices
         diagonal, gradient = diagonal_ggn(model, theta, x, y)
