@@ -13,14 +13,13 @@ tangent and a backward pass (network.gauss_newton_product), in row batches.
 
 The precision stays the structure's: its Λ_new (the division's) preconditions CG, M⁻¹ = Λ_new⁻¹
 through the structure's `solve` (`cg_preconditioner: structure`), or nothing does (`none`). Which is
-faster depends on how well the structure's Λ_new matches the GGN's in every direction: where it
-overstates the curvature of a direction the data barely constrain (KFAC's Kronecker product spreads the
-data's curvature over the layer), M⁻¹Λ_new is worse conditioned than Λ_new itself, and the
-preconditioned CG takes more iterations, not fewer (docs/methods.md). CG stops when the residual
-‖b − Λ_new δ‖ (updated recursively) is at most `cg_tolerance`·‖b‖, or after `cg_iterations`
-iterations, and takes the last iterate either way. The cost, stated as it is: each iteration is one
-pass over D_new (about one gradient pass of the retained objective); H(μ − θ*) is one pass over the
-records themselves, and is skipped at μ = θ*.
+faster depends on how the spectrum of M⁻¹Λ_new clusters: a structure spreads the data's curvature
+over whole layers, and in the cases measured (docs/design.md) the preconditioned CG took more
+iterations than the plain one, not fewer. CG stops when the residual ‖b − Λ_new δ‖ (updated
+recursively) is at most `cg_tolerance`·‖b‖, or after `cg_iterations` iterations, and takes the last
+iterate either way. The cost, stated as it is: each iteration is one pass over D_new (about one
+gradient pass of the retained objective); H(μ − θ*) is one pass over the records themselves, and is
+skipped at μ = θ*.
 """
 
 from __future__ import annotations
