@@ -111,7 +111,7 @@ def records_curvature(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray
         own = Kronecker.of(factors, 0.0)  # the records' KFAC alone: A_f ⊗ G_f / n_f
         return Curvature(factors.gradient, structured=factors, model=own.apply,
                          operator=lambda v: sign * (changed.apply(v) - base.apply(v)))
-    if kind.storage == "ekfac":  # at the posterior's fixed bases: the records' own EK-FAC, A_f ⊗ G_f's analogue
+    if kind.storage == "ekfac":  # the records' own EK-FAC at the posterior's bases: exactly the change of Λ
         sums = eigenbasis_sums(posterior.model, posterior.linearisation_point, x, y, posterior.matrix.left,
                                posterior.matrix.right)
         own = EigenKronecker.of(sums, 0.0)
