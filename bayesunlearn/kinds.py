@@ -18,8 +18,9 @@ class Kind:
     family: Literal["laplace", "vi"]
     curvature: Literal["ggn", "hessian"]    # the data curvature its precision (and H_f) is made of
     covers: Literal["all", "last_layer"]    # the parameters the Gaussian is over; the rest stay at θ*
-    storage: Literal["dense", "diagonal", "kronecker", "subnetwork"]  # precision (or covariance) as a matrix,
-                                            # its diagonal, KFAC's per-layer factors, or a block plus a diagonal
+    storage: Literal["dense", "diagonal", "kronecker", "ekfac", "subnetwork"]  # precision (or covariance) as a
+                                            # matrix, its diagonal, KFAC's per-layer factors, EK-FAC's bases and
+                                            # eigenvalues, or a block plus a diagonal
     start: str | None = None                # VI: the Laplace kind its fit starts from and is whitened by
     vi_family: Literal["mean_field", "full"] | None = None
     covariance_form: bool = False           # large fits keep Σ only (positive definite by construction)
@@ -37,12 +38,13 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("diag_ggn", "laplace", "ggn", "all", "diagonal"),
     Kind("last_layer", "laplace", "ggn", "last_layer", "dense"),
     Kind("kfac", "laplace", "ggn", "all", "kronecker"),
+    Kind("ekfac", "laplace", "ggn", "all", "ekfac"),
     Kind("subnetwork", "laplace", "ggn", "all", "subnetwork", covariance_form=True),
     Kind("vi_mean_field", "vi", "ggn", "all", "diagonal", start="diag_ggn", vi_family="mean_field"),
     Kind("vi_full", "vi", "ggn", "all", "dense", start="full_ggn", vi_family="full"),
 )}
 
-KindName = Literal["full_ggn", "full_hessian", "diag_ggn", "last_layer", "kfac", "subnetwork",
+KindName = Literal["full_ggn", "full_hessian", "diag_ggn", "last_layer", "kfac", "ekfac", "subnetwork",
                    "vi_mean_field", "vi_full"]
 VIKindName = Literal["vi_mean_field", "vi_full"]
 LAPLACE_KINDS = tuple(name for name, kind in KINDS.items() if kind.family == "laplace")

@@ -1,6 +1,6 @@
 """DVC stage `fit_posterior@KIND`: the original posterior of one kind, at the full-data MAP.
 
-Usage: python -m stages.fit_posterior KIND   (full_ggn, full_hessian, diag_ggn, last_layer, kfac,
+Usage: python -m stages.fit_posterior KIND   (full_ggn, full_hessian, diag_ggn, last_layer, kfac, ekfac,
 subnetwork, vi_mean_field or vi_full). Depends on the full data only, never on deletion requests. With
 `laplace.shards` > 1 a Laplace kind's curvature is summed over row shards on Dask (posteriors/sharded.py).
 """

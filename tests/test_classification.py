@@ -103,7 +103,7 @@ def test_classifier_map_is_stationary_and_curvatures_agree(classifier):
     np.testing.assert_allclose(grad, tf_grad, rtol=1e-9, atol=1e-11)
 
 
-@pytest.mark.parametrize("kind", ["full_ggn", "diag_ggn", "last_layer", "kfac", "subnetwork"])
+@pytest.mark.parametrize("kind", ["full_ggn", "diag_ggn", "last_layer", "kfac", "ekfac", "subnetwork"])
 def test_forgetting_composes_and_relearning_restores(any_classifier, kind):
     model, x, y, theta, _, mask = any_classifier
     classifier_checks.composes_and_restores(model, x, y, theta, mask, kind)

@@ -48,12 +48,12 @@ def test_one_refining_step_from_any_mean_is_exact_on_linear_regression():
 
 def test_every_structure_solves_with_its_precision(tf):
     """Λ⁻¹(Λv) = v for each storage refining uses: dense with and without Σ, Σ alone, diagonal, KFAC,
-    subnetwork and the last layer's block."""
+    EK-FAC, subnetwork and the last layer's block."""
     from bayesunlearn.posteriors.matrices import CovarianceOnly, Dense
 
     model, x, y, theta, _, _ = classifier_checks.classifier("bernoulli")
     matrices = [fit_laplace(model, theta, x, y, kind).matrix
-                for kind in ("full_ggn", "diag_ggn", "kfac", "subnetwork", "last_layer")]
+                for kind in ("full_ggn", "diag_ggn", "kfac", "ekfac", "subnetwork", "last_layer")]
     dense = matrices[0].precision()
     matrices += [Dense(dense), CovarianceOnly(np.linalg.inv(dense))]
     rng = np.random.default_rng(0)

@@ -50,6 +50,10 @@ def changed(path: str, value) -> dict:
     ("methods.ggn_refined.refine", -1, "greater than or equal to 0"),
     ("methods.ggn_refined.refine", 10**9, "less than or equal to 100"),  # a billion gradient passes: refused
     ("methods.vi_mf_divide.refine", 2, "refine: refining takes Newton steps from a MAP"),  # VI: not at a MAP
+    ("methods.vi_mf_divide.mean_update", "cg", "mean_update: cg takes the GGN's Newton step at a MAP"),
+    ("methods.ggn_newton.mean_update", "conjugate", "'newton', 'damped', 'none' or 'cg'"),
+    ("methods.ggn_newton.cg_tolerance", 1.5, "less than 1"),
+    ("methods.ggn_newton.cg_iterations", 0, "greater than or equal to 1"),
 ])
 def test_values_a_typo_or_an_attacker_could_give_are_refused(path, value, message):
     with pytest.raises(ConfigError, match=message) as info:

@@ -12,14 +12,14 @@ import pytest
 
 from bayesunlearn.io import datasets, store
 from bayesunlearn.kinds import KINDS
-from bayesunlearn.model.curvature import KroneckerFactors
+from bayesunlearn.model.curvature import EigenbasisSums, KroneckerFactors, eigenbases
 from bayesunlearn.posteriors.subnetwork import SubnetworkCurvature, choose
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.model.network import MLPSpec
 from bayesunlearn.posteriors.laplace import data_curvature
 from bayesunlearn.posteriors.sharded import read_shard, sharded_curvature, shards_of
 
-KINDS_WITHOUT_TENSORFLOW = ("full_ggn", "diag_ggn", "last_layer", "kfac", "subnetwork")
+KINDS_WITHOUT_TENSORFLOW = ("full_ggn", "diag_ggn", "last_layer", "kfac", "ekfac", "subnetwork")
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,8 @@ def parts(term):
         return [*matrix.inputs, *matrix.sensitivities, np.array([matrix.count]), gradient]
     if isinstance(matrix, SubnetworkCurvature):
         return [matrix.indices, matrix.diagonal, matrix.block, gradient]
+    if isinstance(matrix, EigenbasisSums):
+        return [*matrix.left, *matrix.right, *matrix.sums, np.array([matrix.count]), gradient]
     return [matrix, gradient]
 
 
@@ -67,7 +69,14 @@ def test_the_sharded_sum_equals_the_one_process_sum(table, kind):
     whole = data_curvature(KINDS[kind], model, theta, x, y)
     if kind == "subnetwork":  # the weights of largest variance, chosen on the whole table's diagonal
         whole = data_curvature(KINDS[kind], model, theta, x, y, choose(whole[0], model.prior_precision, 30))
-    assert_relative(sharded_curvature(kind, model, theta, shards_of(path, len(x), 5), None, 30), whole, 1e-12)
+    sharded = sharded_curvature(kind, model, theta, shards_of(path, len(x), 5), None, 30)
+    if kind == "ekfac":  # the sums at the bases of the sharded KFAC factors (a rounding apart from the whole's)
+        factors = sharded_curvature("kfac", model, theta, shards_of(path, len(x), 5))[0]
+        bases = eigenbases(factors)
+        assert all(np.array_equal(a, b) for a, b in zip((*bases[0], *bases[1]), (*sharded[0].left, *sharded[0].right),
+                                                        strict=True))
+        whole = data_curvature(KINDS[kind], model, theta, x, y, bases=bases)
+    assert_relative(sharded, whole, 1e-12)
 
 
 def kill_once(marker: str):
@@ -94,7 +103,8 @@ def test_two_workers_give_the_same_bytes_and_survive_a_killed_worker(table, tmp_
 
     path, model, theta = table
     shards = shards_of(path, 301, 6)
-    local = {kind: sharded_curvature(kind, model, theta, shards) for kind in ("full_ggn", "kfac", "subnetwork")}
+    local = {kind: sharded_curvature(kind, model, theta, shards)
+             for kind in ("full_ggn", "kfac", "ekfac", "subnetwork")}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         for kind, expected in local.items():
@@ -118,7 +128,7 @@ def test_the_stage_sums_over_its_shards_in_process_without_a_cluster(table):
     config = settings.load()
     config = config.model_copy(update={"laplace": config.laplace.model_copy(update={"shards": 4}),
                                        "sweep": config.sweep.model_copy(update={"n_workers": 0, "address": None})})
-    for kind in ("kfac", "subnetwork"):
+    for kind in ("kfac", "ekfac", "subnetwork"):
         expected = sharded_curvature(kind, model, theta, shards_of(path, 301, 4), None, config.laplace.subnetwork_size)
         for a, e in zip(parts(_sharded(kind, model, theta, path, 301, config)), parts(expected), strict=True):
             assert np.array_equal(a, e)

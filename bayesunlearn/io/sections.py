@@ -198,11 +198,15 @@ class DivideOptions(Section):
     """How Gaussian division Λ_r = Λ − H_f handles an indefinite result and moves the mean."""
 
     repair: Literal["clip", "damp", "refuse"] = "refuse"
-    mean_update: Literal["newton", "damped", "none"] = "newton"
+    mean_update: Literal["newton", "damped", "none", "cg"] = "newton"  # cg: the full GGN's Newton step by
+                                             # conjugate gradients on the retained records (unlearning/newton_cg.py)
     eig_floor: PositiveFloat | None = None   # eigenvalue floor of the repairs; default: the prior precision
     trust_tolerance: PositiveFloat = 0.25    # |actual/predicted − 1| allowed for the damped step
     refine: Annotated[int, Field(ge=0, le=100)] = 0  # more Newton steps on the retained records (0: never read)
     woodbury: bool = True
+    cg_tolerance: Annotated[float, Field(gt=0, lt=1)] = 1e-6  # cg stops at a residual ≤ this × ‖rhs‖ ...
+    cg_iterations: Annotated[int, Field(ge=1, le=10_000)] = 100  # ... or after this many (one pass over D_r each)
+    cg_preconditioner: Literal["structure", "none"] = "structure"  # the posterior's own Λ_r, or none
 
 
 class Divide(DivideOptions):
@@ -213,8 +217,8 @@ class Divide(DivideOptions):
 
     @property
     def reads_retained(self) -> bool:
-        """Refining steps on the retained objective: the method needs the retained records too."""
-        return self.refine > 0
+        """Refining steps on the retained objective, or CG on their GGN: the method needs the retained records."""
+        return self.refine > 0 or self.mean_update == "cg"
 
 
 class VariationalOptions(Section):

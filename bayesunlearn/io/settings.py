@@ -73,9 +73,13 @@ class Settings(Section):
             if method.posterior not in self.posteriors:
                 problems.append(f"methods.{name}.posterior: {method.posterior!r} is not fitted; add it to "
                                 f"`posteriors` ({self.posteriors})")
-            if method.reads_retained and KINDS[method.posterior].family != "laplace":
+            at_map = KINDS[method.posterior].family == "laplace"
+            if isinstance(method, Divide) and method.refine and not at_map:
                 problems.append(f"methods.{name}.refine: refining takes Newton steps from a MAP; the VI "
                                 f"posterior {method.posterior!r} is centred elsewhere (use refine: 0)")
+            if isinstance(method, Divide) and method.mean_update == "cg" and not at_map:
+                problems.append(f"methods.{name}.mean_update: cg takes the GGN's Newton step at a MAP; the VI "
+                                f"posterior {method.posterior!r} is centred elsewhere (use newton, damped or none)")
         for section in ("study", "real_study", "sweep"):
             unknown = [m for m in getattr(self, section).methods if m not in self.methods]
             if unknown:

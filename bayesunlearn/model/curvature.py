@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 
 from bayesunlearn.io.progress import PATIENCE, progress
 from bayesunlearn.model.likelihood import RegressionModel
@@ -126,19 +127,68 @@ def kronecker_factors(model: RegressionModel, theta: np.ndarray, x: np.ndarray, 
     return KroneckerFactors(tuple(inputs), tuple(sensitivities), len(x), gradient)
 
 
+@dataclass(frozen=True)
+class EigenbasisSums:
+    """EK-FAC's data term over `count` records at fixed per-layer bases Q_A (`left`) and Q_G (`right`):
+    s_l = Σ_i Σ_o ((Q_Aᵀã_i) ⊗ (Q_Gᵀr_io))², r_io the weighted sensitivities of a record's output row (its
+    layer Jacobian row projected on the bases, squared), as (fan_in + 1, fan_out) per layer; and the records'
+    NLL gradient. Sums over records at fixed bases, so shards add and deletions subtract."""
+
+    left: tuple[np.ndarray, ...]
+    right: tuple[np.ndarray, ...]
+    sums: tuple[np.ndarray, ...]
+    count: int
+    gradient: np.ndarray
+
+    def plus(self, other: EigenbasisSums, sign: float = 1.0) -> EigenbasisSums:
+        """These records' sums with `other`'s added (sign +1) or removed (sign −1), at the same bases."""
+        if not all(np.array_equal(a, b) for a, b in zip((*self.left, *self.right), (*other.left, *other.right),
+                                                        strict=True)):
+            raise ValueError("EK-FAC sums add only at the same eigenbases")
+        return EigenbasisSums(self.left, self.right, tuple(s + sign * t for s, t in zip(self.sums, other.sums,
+                                                                                          strict=True)),
+                              self.count + int(sign) * other.count, self.gradient + sign * other.gradient)
+
+
+def eigenbases(factors: KroneckerFactors) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """KFAC's per-layer eigenbases (Q_A of A_l, Q_G of G_l): the bases EK-FAC keeps fixed."""
+    return (tuple(scipy.linalg.eigh(a)[1] for a in factors.inputs),
+            tuple(scipy.linalg.eigh(g)[1] for g in factors.sensitivities))
+
+
+def eigenbasis_sums(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray,
+                    left: tuple[np.ndarray, ...], right: tuple[np.ndarray, ...]) -> EigenbasisSums:
+    """EK-FAC's s_l at the bases and the NLL gradient: the diagonal of each GGN block in the rotated basis
+    (`_squares`), never a P-vector per record."""
+    sums, gradient = _squares(model, theta, x, y, left, right)
+    return EigenbasisSums(tuple(left), tuple(right), tuple(sums), len(x), np.concatenate([g.ravel() for g in gradient]))
+
+
 def diagonal_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """diag(Σ_i w_i J_iᵀJ_i) and the NLL gradient from each layer's ã and δ (J_i's layer part is ã_i ⊗ δ_i,
-    so its square is ã_i² ⊗ δ_i²): one (fan_in+1) × fan_out product per layer and batch, never a row of J."""
-    diagonal = [np.zeros((a + 1, b)) for a, b in model.spec.shapes]
+    """diag(Σ_i w_i J_iᵀJ_i) and the NLL gradient (`_squares` without a rotation)."""
+    diagonal, gradient = _squares(model, theta, x, y)
+    return np.concatenate([d.ravel() for d in diagonal]), np.concatenate([g.ravel() for g in gradient])
+
+
+def _squares(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray,
+             left: tuple[np.ndarray, ...] | None = None, right: tuple[np.ndarray, ...] | None = None
+             ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per layer the diagonal of its GGN block in the basis Q_A ⊗ Q_G (the parameters' own basis when the
+    bases are None), (fan_in+1, fan_out), and its NLL gradient. J_i's layer part is ã_i ⊗ r_i (r the
+    weighted sensitivities), so its projection is (Q_Aᵀã_i) ⊗ (Q_Gᵀr_i) and its square the outer product of
+    the two squares: one (fan_in+1) × fan_out product per layer and batch, never a row of J."""
+    squares = [np.zeros((a + 1, b)) for a, b in model.spec.shapes]
     gradient = [np.zeros((a + 1, b)) for a, b in model.spec.shapes]
     for rows, f, layers in _layer_rows(model, theta, x):
         residual = model.error_scale * model.error(f, y[rows])
         for layer, (augmented, delta) in enumerate(layers):
             weighted, scale = model.weigh(delta, f)
-            diagonal[layer] += scale * ((augmented * augmented).T @ (weighted * weighted))
+            inputs = augmented if left is None else augmented @ left[layer]
+            sensitivities = weighted if right is None else weighted @ right[layer]
+            squares[layer] += scale * ((inputs * inputs).T @ (sensitivities * sensitivities))
             gradient[layer] += augmented.T @ (residual[:, None] * delta)
-    return np.concatenate([d.ravel() for d in diagonal]), np.concatenate([g.ravel() for g in gradient])
+    return squares, gradient
 
 
 def selected_jacobian(model: RegressionModel, theta: np.ndarray, x: np.ndarray, indices: np.ndarray) -> np.ndarray:

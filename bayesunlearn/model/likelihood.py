@@ -108,6 +108,15 @@ class RegressionModel:
         weight = expit(f) * expit(-f)
         return rows * np.sqrt(weight).reshape((-1,) + (1,) * (rows.ndim - 1)), 1.0
 
+    def output_hessian_times(self, f: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """W u for the output rows' vector u: u/σ², p(1 − p)·u, or per record (diag(p) − ppᵀ) u."""
+        if self.gaussian:
+            return u * self.noise_std ** -2
+        if self.categorical:
+            p, blocks = softmax(self._logits(f), axis=1), self._logits(u)
+            return (p * (blocks - np.sum(p * blocks, axis=1, keepdims=True))).ravel()
+        return expit(f) * expit(-f) * u
+
     def loss(self, f: np.ndarray, y: np.ndarray) -> float:
         """Σ_i ℓ(f_i, y_i) up to a constant: Σ (y − f)²/2σ², Σ log(1 + e^f) − y f, or
         Σ log Σ_k e^(f_k) − f_y (exact for the two classifiers)."""

@@ -183,8 +183,33 @@ def outputs_and_vjp(spec: MLPSpec, theta: np.ndarray, x: np.ndarray, weights_of)
         return np.zeros(0), np.zeros(spec.n_params)
     f, inputs, pre, params = _forward(spec, theta, x)
     seed = np.asarray(weights_of(f), dtype=np.float64).reshape(len(x), spec.outputs)
+    return f, _pullback(spec, inputs, pre, params, seed)
+
+
+def _pullback(spec: MLPSpec, inputs, pre, params, seed: np.ndarray) -> np.ndarray:
+    """Jᵀv for the rows' seeds v (n, K), by one backward pass."""
     deltas = _backward(spec, inputs, pre, params, seed)
     parts = []
     for h, delta in zip(inputs, deltas, strict=True):
         parts += [(h.T @ delta).ravel(), delta.sum(axis=0)]
-    return f, np.concatenate(parts)
+    return np.concatenate(parts)
+
+
+def gauss_newton_product(spec: MLPSpec, theta: np.ndarray, x: np.ndarray, v: np.ndarray, middle) -> np.ndarray:
+    """Jᵀ M (J v) for the rows of x, with M u = middle(f, u) applied to the output rows' tangents u = Jv (n·K,):
+    one forward pass carrying the tangent (forward mode) and one backward pass, without forming J (memory
+    n × width). With M the likelihood's output Hessian this is the GGN times v."""
+    x = np.asarray(x, dtype=np.float64)
+    theta = np.asarray(theta, dtype=np.float64)
+    if len(x) == 0:
+        return np.zeros(spec.n_params)
+    f, inputs, pre, params = _forward(spec, theta, x)
+    derivative = ACTIVATIONS[spec.activation][1]
+    tangent = np.zeros_like(x)  # of the layer's input
+    for layer, ((w, _), (dw, db)) in enumerate(zip(params, layers(spec, np.asarray(v, dtype=np.float64)),
+                                                   strict=True)):
+        dz = tangent @ w + inputs[layer] @ dw + db
+        if layer < len(pre):
+            tangent = derivative(pre[layer], inputs[layer + 1]) * dz
+    seed = np.asarray(middle(f, dz.ravel()), dtype=np.float64).reshape(len(x), spec.outputs)
+    return _pullback(spec, inputs, pre, params, seed)

@@ -3,7 +3,8 @@
 Λ = (data-term curvature at θ*) + αI, restricted to the kind: full GGN, full
 exact Hessian, diagonal GGN, last layer (closed form: Bayesian linear
 regression on the last hidden layer's features, other weights fixed at θ*),
-KFAC (per-layer Kronecker factors, posteriors/kronecker.py), or a subnetwork
+KFAC (per-layer Kronecker factors, posteriors/kronecker.py), EK-FAC (KFAC's eigenbases with the
+eigenvalues refitted, posteriors/ekfac.py), or a subnetwork
 (dense over the weights of largest variance, diagonal elsewhere: posteriors/subnetwork.py).
 `data_curvature` is the one place that turns a kind into a curvature
 computation; the curvature code itself knows no kinds.
@@ -17,11 +18,12 @@ import scipy.optimize
 
 from bayesunlearn.errors import ConfigError, NotPositiveDefinite
 from bayesunlearn.model import curvature
-from bayesunlearn.model.curvature import KroneckerFactors
+from bayesunlearn.model.curvature import EigenbasisSums, KroneckerFactors
 from bayesunlearn.model.network import outputs
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.numerics import dense
 from bayesunlearn.kinds import KINDS, LAPLACE_KINDS, Kind
+from bayesunlearn.posteriors.ekfac import EigenKronecker
 from bayesunlearn.posteriors.kronecker import Kronecker
 from bayesunlearn.posteriors.matrices import CovarianceOnly, Dense, Diagonal, GaussianMatrix
 from bayesunlearn.posteriors.posterior import GaussianPosterior
@@ -30,15 +32,17 @@ from bayesunlearn.posteriors.subnetwork import Subnetwork, SubnetworkCurvature, 
 SUBNETWORK_SIZE = 64  # weights a subnetwork posterior covers densely, unless `laplace.subnetwork_size` says
 
 
-# The data term's curvature in a kind's structure (dense matrix, diagonal, or KFAC's factors) and its NLL
-# gradient: a sum over records (posteriors/sharded.py adds it up over shards of the table).
-DataTerm = tuple[np.ndarray | KroneckerFactors, np.ndarray]
+# The data term's curvature in a kind's structure (dense matrix, diagonal, KFAC's factors, EK-FAC's sums)
+# and its NLL gradient: a sum over records (posteriors/sharded.py adds it up over shards of the table).
+DataTerm = tuple[np.ndarray | KroneckerFactors | EigenbasisSums | SubnetworkCurvature, np.ndarray]
+Bases = tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]  # EK-FAC's (Q_A per layer, Q_G per layer)
 
 
 def data_curvature(kind: Kind, model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray,
-                   indices: np.ndarray | None = None) -> DataTerm:
+                   indices: np.ndarray | None = None, bases: Bases | None = None) -> DataTerm:
     """The data term's curvature in the kind's structure and its NLL gradient; for a subnetwork, over the
-    weights `indices` (without them, the diagonal GGN its weights are chosen by: subnetwork.choose)."""
+    weights `indices` (without them, the diagonal GGN its weights are chosen by: subnetwork.choose); for
+    EK-FAC, the sums at `bases` (without them, the KFAC factors its bases are chosen by: curvature.eigenbases)."""
     if kind.storage == "subnetwork":
         diagonal, gradient = curvature.diagonal_ggn(model, theta, x, y)
         if indices is None:
@@ -48,7 +52,10 @@ def data_curvature(kind: Kind, model: RegressionModel, theta: np.ndarray, x: np.
         from bayesunlearn.model.autodiff import nll_hessian  # second derivatives: TensorFlow
 
         return nll_hessian(model, theta, x, y)
-    if kind.storage == "kronecker":
+    if kind.storage == "ekfac" and bases is not None:
+        sums = curvature.eigenbasis_sums(model, theta, x, y, *bases)
+        return sums, sums.gradient
+    if kind.storage in ("kronecker", "ekfac"):
         factors = curvature.kronecker_factors(model, theta, x, y)
         return factors, factors.gradient
     if kind.storage == "dense" and kind.covers == "all":
@@ -69,7 +76,15 @@ def fit_laplace(model: RegressionModel, theta_map: np.ndarray, x: np.ndarray, y:
         indices = choose(diagonal, model.prior_precision, subnetwork_size)
         block = curvature.selected_ggn(model, theta_map, x, indices)
         data = SubnetworkCurvature(indices, diagonal, block=block), gradient
+    if data is None and spec.storage == "ekfac":  # KFAC's factors choose the bases the sums are taken in
+        factors = curvature.kronecker_factors(model, theta_map, x, y)
+        data = data_curvature(spec, model, theta_map, x, y, bases=curvature.eigenbases(factors))
     precision, _ = data if data is not None else data_curvature(spec, model, theta_map, x, y)
+    if spec.storage == "ekfac" and not isinstance(precision, EigenbasisSums):
+        raise ValueError("an EK-FAC fit needs the sums at its bases, not the first pass's KFAC factors")
+    if isinstance(precision, EigenbasisSums):
+        return GaussianPosterior(model, theta_map.copy(), EigenKronecker.of(precision, model.prior_precision),
+                                 theta_map.copy(), kind)
     if isinstance(precision, KroneckerFactors):
         return GaussianPosterior(model, theta_map.copy(), Kronecker.of(precision, model.prior_precision),
                                  theta_map.copy(), kind)
@@ -172,7 +187,7 @@ def optimize_hyperparameters(posterior: GaussianPosterior, x: np.ndarray, y: np.
     alpha, sigma = unpack(best.x)
     tuned = RegressionModel(m.spec, alpha, sigma, m.likelihood)
     scale = (m.noise_std / sigma) ** 2
-    if posterior.spec.storage == "kronecker":  # the factors hold the data term apart from the prior
+    if posterior.spec.storage in ("kronecker", "ekfac"):  # they hold the data term apart from the prior
         return posterior.with_updates(model=tuned, matrix=posterior.matrix.retuned(scale, alpha))
     if posterior.spec.storage == "subnetwork":  # block and rest alike: no P × P matrix
         sub = posterior.matrix

@@ -13,6 +13,7 @@ in kinds.py; no other code branches on storage.
   P × P matrix is 800 MB, keeping Λ next to Σ doubled the memory and the work
   of every downdate, and nothing on the serving path needs Λ.
 - Kronecker: KFAC's per-layer factors (posteriors/kronecker.py).
+- EigenKronecker: EK-FAC's per-layer eigenbases and refitted eigenvalues (posteriors/ekfac.py).
 - Subnetwork: a dense block over chosen weights and a diagonal for the rest (posteriors/subnetwork.py).
 """
 
@@ -72,7 +73,7 @@ class Update:
     n_negative: int   # eigenvalues ≤ 0 before repair (−1 when not computed)
     repair: str       # "none", or the repair applied
     damping: float    # δ added by "damp", or the floor used by "clip"
-    solver: str       # "dense", "woodbury", "diagonal" or "kronecker"
+    solver: str       # "dense", "woodbury", "diagonal", "kronecker" or "ekfac"
 
 
 class GaussianMatrix(ABC):
@@ -295,10 +296,12 @@ class CovarianceOnly(GaussianMatrix):
 def matrix_from_arrays(arrays: dict[str, np.ndarray], prior_precision: float) -> GaussianMatrix:
     """The matrix type that stored arrays describe: Kronecker factors, a subnetwork, a vector is a diagonal,
     Σ alone is covariance form."""
-    from bayesunlearn.posteriors import kronecker, subnetwork  # they build on this module
+    from bayesunlearn.posteriors import ekfac, kronecker, subnetwork  # they build on this module
 
     if f"{kronecker.PREFIX}count" in arrays:
         return kronecker.Kronecker.from_arrays(arrays, prior_precision)
+    if f"{ekfac.PREFIX}count" in arrays:
+        return ekfac.EigenKronecker.from_arrays(arrays, prior_precision)
     if f"{subnetwork.PREFIX}indices" in arrays:
         return subnetwork.Subnetwork.from_arrays(arrays)
     precision, covariance = arrays.get("precision"), arrays.get("covariance")

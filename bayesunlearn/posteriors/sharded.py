@@ -1,7 +1,7 @@
 """The curvature sum of a Laplace fit as a map-reduce over shards of the training table, on Dask.
 
 Every curvature a Laplace kind needs (full GGN, exact Hessian, diagonal, last-layer block, KFAC
-factors) and the NLL gradient is a sum over records. With `laplace.shards` = S > 1, the table's rows
+factors, EK-FAC's sums) and the NLL gradient is a sum over records. With `laplace.shards` = S > 1, the table's rows
 are cut into S contiguous shards; each task reads only its own rows of the DVC-tracked CSV and returns
 its partial sum, and the partial sums are added in shard order. The result therefore depends on S, not
 on how many workers ran, which worker ran which shard, or a worker lost mid-fit (Dask reruns the
@@ -23,9 +23,9 @@ import pandas as pd
 from bayesunlearn.io import datasets
 from bayesunlearn.io.progress import progress
 from bayesunlearn.kinds import KINDS
-from bayesunlearn.model.curvature import KroneckerFactors
+from bayesunlearn.model.curvature import EigenbasisSums, KroneckerFactors, eigenbases
 from bayesunlearn.model.likelihood import RegressionModel
-from bayesunlearn.posteriors.laplace import SUBNETWORK_SIZE, DataTerm, data_curvature
+from bayesunlearn.posteriors.laplace import SUBNETWORK_SIZE, Bases, DataTerm, data_curvature
 from bayesunlearn.posteriors.subnetwork import SubnetworkCurvature, choose
 
 
@@ -54,15 +54,15 @@ def read_shard(shard: Shard) -> tuple[np.ndarray, np.ndarray]:
 
 
 def shard_curvature(kind: str, model: RegressionModel, theta: np.ndarray, shard: Shard,
-                    indices: np.ndarray | None = None) -> DataTerm:
-    """One map task: the data term over one shard (a subnetwork's: over `indices`)."""
+                    indices: np.ndarray | None = None, bases: Bases | None = None) -> DataTerm:
+    """One map task: the data term over one shard (a subnetwork's: over `indices`; EK-FAC's: at `bases`)."""
     x, y = read_shard(shard)
-    return data_curvature(KINDS[kind], model, theta, x, y, indices)
+    return data_curvature(KINDS[kind], model, theta, x, y, indices, bases)
 
 
 def add(total: DataTerm, part: DataTerm) -> DataTerm:
     matrix, gradient = total
-    if isinstance(matrix, KroneckerFactors | SubnetworkCurvature):
+    if isinstance(matrix, KroneckerFactors | EigenbasisSums | SubnetworkCurvature):
         return matrix.plus(part[0]), gradient + part[1]
     return matrix + part[0], gradient + part[1]
 
@@ -71,20 +71,27 @@ def sharded_curvature(kind: str, model: RegressionModel, theta: np.ndarray, shar
                       client=None, subnetwork_size: int = SUBNETWORK_SIZE) -> DataTerm:
     """The data term of the whole table: shards mapped on `client` (a dask.distributed Client), or one
     after another in this process when there is none; reduced in shard order either way. A subnetwork
-    takes two passes: the diagonal its weights are chosen by, then the block over them."""
-    if KINDS[kind].storage != "subnetwork":
+    takes two passes: the diagonal its weights are chosen by, then the block over them; EK-FAC too: the
+    KFAC factors its bases are chosen by (in this process, from their sum), then the sums at them."""
+    storage = KINDS[kind].storage
+    if storage not in ("subnetwork", "ekfac"):
         return _map_reduce(kind, model, theta, shards, client, None, f"{kind} curvature")
-    diagonal, _ = _map_reduce(kind, model, theta, shards, client, None, f"{kind}: diagonal")
-    indices = choose(diagonal, model.prior_precision, subnetwork_size)
+    first, _ = _map_reduce(kind, model, theta, shards, client, None,
+                           f"{kind}: {'factors' if storage == 'ekfac' else 'diagonal'}")
+    if storage == "ekfac":
+        return _map_reduce(kind, model, theta, shards, client, None, f"{kind}: eigenbasis sums",
+                           eigenbases(first))
+    indices = choose(first, model.prior_precision, subnetwork_size)
     return _map_reduce(kind, model, theta, shards, client, indices, f"{kind}: block")
 
 
-def _map_reduce(kind, model, theta, shards, client, indices, desc: str) -> DataTerm:
+def _map_reduce(kind, model, theta, shards, client, indices, desc: str, bases=None) -> DataTerm:
     if client is None:
-        parts: Iterator[DataTerm] = (shard_curvature(kind, model, theta, shard, indices) for shard in shards)
+        parts: Iterator[DataTerm] = (shard_curvature(kind, model, theta, shard, indices, bases) for shard in shards)
     else:
         n = len(shards)
-        futures = client.map(shard_curvature, [kind] * n, [model] * n, [theta] * n, shards, [indices] * n, pure=False)
+        futures = client.map(shard_curvature, [kind] * n, [model] * n, [theta] * n, shards, [indices] * n,
+                             [bases] * n, pure=False)
         parts = _in_order(futures)
     with progress(parts, desc=desc, total=len(shards), unit="shard") as done:  # counted as they are added
         total = None

@@ -17,12 +17,15 @@ What can go wrong, and what the options do about it:
 - The step falls short when the retained optimum lies beyond the quadratic
   model at θ*: `refine` = k continues the same iteration on the retained
   records (`refine`, below).
+- The structure's step is only as good as its Λ_r: `mean_update` = "cg" takes the full GGN's
+  step instead, by conjugate gradients on GGN-vector products over the retained records,
+  preconditioned by the structure's Λ_r (newton_cg.py); the precision stays the structure's.
 - For the GGN, H_f = J_fᵀ W J_f (W = I/σ², or diag p(1 − p)) has rank |D_f|: when |D_f| < P and the
   covariance is stored, the downdate uses Woodbury in O(|D_f|·P²) and checks
   positive definiteness on the |D_f| × |D_f| capacitance matrix. With
   `in_place=True` it overwrites the input's Σ (and Λ, unless the posterior is
   in covariance form) with rank-|D_f| GEMM updates: no new P × P matrices.
-The algebra of each storage (diagonal, dense, covariance-only, Kronecker) is the matrix
+The algebra of each storage (diagonal, dense, covariance-only, Kronecker, EK-FAC) is the matrix
 type's (posteriors/matrices.py); this module computes H_f and g_f and moves the mean.
 """
 
@@ -32,16 +35,20 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from bayesunlearn.errors import ConfigError
 from bayesunlearn.io.sections import DivideOptions
-from bayesunlearn.model.curvature import diagonal_ggn, kronecker_factors, selected_factor, selected_jacobian
+from bayesunlearn.model.curvature import (diagonal_ggn, eigenbasis_sums, kronecker_factors, selected_factor,
+                                          selected_jacobian)
 from bayesunlearn.model.likelihood import objective
 from bayesunlearn.model.network import outputs, outputs_and_jacobians
 from bayesunlearn.numerics.threads import one_blas_thread
+from bayesunlearn.posteriors.ekfac import EigenKronecker
 from bayesunlearn.posteriors.kronecker import Kronecker
 from bayesunlearn.posteriors.laplace import data_curvature
 from bayesunlearn.posteriors.matrices import Curvature
 from bayesunlearn.posteriors.posterior import GaussianPosterior
 from bayesunlearn.posteriors.subnetwork import SubnetworkCurvature
+from bayesunlearn.unlearning import newton_cg
 
 
 @dataclass(frozen=True)
@@ -53,39 +60,49 @@ class UnlearningReport:
     damping: float                # δ added by "damp", or the floor used by "clip"
     step_length: float            # fraction of the Newton step taken
     step_norm: float              # ‖μ_r − μ‖
-    solver: str                   # "dense", "woodbury", "diagonal" or "kronecker"
+    solver: str                   # "dense", "woodbury", "diagonal", "kronecker" or "ekfac"
+    cg: newton_cg.Solution | None = None  # mean_update "cg": its iterations, residual and passes
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The report as flat numbers; the cg_ entries only for a CG step (other reports keep their keys)."""
+        out = {name: value for name, value in asdict(self).items() if name != "cg"}
+        return out if self.cg is None else {**out, **self.cg.report()}
 
 
 DEFAULT_OPTIONS = DivideOptions()
 
 
+Records = tuple[np.ndarray, np.ndarray]
+
+
 def forget(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
-           options: DivideOptions = DEFAULT_OPTIONS, in_place: bool = False
+           options: DivideOptions = DEFAULT_OPTIONS, in_place: bool = False, retained: Records | None = None
            ) -> tuple[GaussianPosterior, UnlearningReport]:
     """Remove the records (x, y) from `posterior`.
 
     in_place: the Woodbury downdate may overwrite `posterior`'s matrices (do not
     use `posterior` afterwards); other paths still copy.
+    retained: the records the posterior keeps, read only by mean_update "cg".
     """
     with one_blas_thread():  # the P × P products inside ask for all threads (numerics/threads.py)
-        return _combine(posterior, x, y, -1.0, options, in_place)
+        return _combine(posterior, x, y, -1.0, options, in_place, retained)
 
 
 def relearn(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray,
-            options: DivideOptions = DEFAULT_OPTIONS) -> tuple[GaussianPosterior, UnlearningReport]:
-    """The inverse of `forget`: multiply the linearised likelihood of (x, y) back in."""
+            options: DivideOptions = DEFAULT_OPTIONS, held: Records | None = None
+            ) -> tuple[GaussianPosterior, UnlearningReport]:
+    """The inverse of `forget`: multiply the linearised likelihood of (x, y) back in. held: every record the
+    posterior holds afterwards, (x, y) among them, read only by mean_update "cg"."""
     with one_blas_thread():
-        return _combine(posterior, x, y, +1.0, options)
+        return _combine(posterior, x, y, +1.0, options, held=held)
 
 
 def records_curvature(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray, sign: float = -1.0
                       ) -> Curvature:
     """H_f and g_f of the records at θ*, in the posterior's structure. A full GGN is kept as its
     rank-|D_f| factor J_fᵀ/σ or J_fᵀ√w (one Jacobian pass; the P × P matrix is formed only if needed). For KFAC,
-    H_f is the change of Λ when the records' factors are removed (sign −1) or added (+1); for a subnetwork,
+    H_f is the change of Λ when the records' factors are removed (sign −1) or added (+1); for EK-FAC, their
+    sums at the posterior's bases (positive semi-definite: the change of Λ, exactly); for a subnetwork,
     the GGN over its weights (as the factor J_Sᵀ/σ) and the diagonal over the rest."""
     kind = posterior.spec
     if kind.storage == "kronecker":
@@ -94,6 +111,11 @@ def records_curvature(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray
         own = Kronecker.of(factors, 0.0)  # the records' KFAC alone: A_f ⊗ G_f / n_f
         return Curvature(factors.gradient, structured=factors, model=own.apply,
                          operator=lambda v: sign * (changed.apply(v) - base.apply(v)))
+    if kind.storage == "ekfac":  # the records' own EK-FAC at the posterior's bases: exactly the change of Λ
+        sums = eigenbasis_sums(posterior.model, posterior.linearisation_point, x, y, posterior.matrix.left,
+                               posterior.matrix.right)
+        own = EigenKronecker.of(sums, 0.0)
+        return Curvature(sums.gradient, structured=sums, operator=own.apply)
     if kind.storage == "subnetwork":
         model, theta, indices = posterior.model, posterior.linearisation_point, posterior.matrix.indices
         diagonal, gradient = diagonal_ggn(model, theta, x, y)
@@ -116,22 +138,31 @@ def records_curvature(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray
 
 
 def _combine(posterior: GaussianPosterior, x: np.ndarray, y: np.ndarray, sign: float,
-             options: DivideOptions, in_place: bool = False) -> tuple[GaussianPosterior, UnlearningReport]:
+             options: DivideOptions, in_place: bool = False, held: Records | None = None
+             ) -> tuple[GaussianPosterior, UnlearningReport]:
     theta_star, idx = posterior.linearisation_point, posterior.index
+    if options.mean_update == "cg" and held is None:
+        raise ConfigError("mean_update: cg solves with the GGN of the records the posterior keeps, and none were "
+                          "given")
     curvature = records_curvature(posterior, x, y, sign)
     rhs = -sign * (curvature.apply((posterior.mean - theta_star)[idx]) + curvature.gradient)
     floor = posterior.model.prior_precision if options.eig_floor is None else options.eig_floor
     update = posterior.matrix.add(curvature, sign, rhs, floor, options, in_place)
-    step_length = 1.0
+    step, step_length, solution = update.step, 1.0, None
     if options.mean_update == "none":
         step_length = 0.0
     elif options.mean_update == "damped":
         step_length = _trusted_step_length(posterior, x, y, update.step, curvature, options.trust_tolerance)
+    elif options.mean_update == "cg":
+        preconditioner = update.matrix if options.cg_preconditioner == "structure" else None
+        solution = newton_cg.newton_step(posterior, x, curvature.gradient, sign, held[0], preconditioner,
+                                         options.cg_tolerance, options.cg_iterations)
+        step = solution.step
     full_step = np.zeros_like(posterior.mean)
-    full_step[idx] = step_length * update.step
+    full_step[idx] = step_length * step
     result = posterior.with_updates(mean=posterior.mean + full_step, matrix=update.matrix)
     return result, UnlearningReport(len(x), update.min_eig, update.n_negative, update.repair, update.damping,
-                                    step_length, float(np.linalg.norm(full_step)), update.solver)
+                                    step_length, float(np.linalg.norm(full_step)), update.solver, solution)
 
 
 def _trusted_step_length(posterior: GaussianPosterior, x, y, step, curvature: Curvature, tolerance: float

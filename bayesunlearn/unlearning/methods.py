@@ -21,13 +21,15 @@ def apply(method: Method, original: GaussianPosterior, x_f: np.ndarray, y_f: np.
           retained: Records | None = None) -> tuple[GaussianPosterior | None, dict]:
     """Remove the records (x_f, y_f) with `method`; a failed operator returns None and says why in its report.
 
-    `retained` (x_r, y_r) is read only by a method that refines on the retained records (`refine` > 0)."""
+    `retained` (x_r, y_r) is read only by a method that refines on the retained records (`refine` > 0) or
+    moves the mean by CG on their GGN (`mean_update: cg`)."""
     if isinstance(method, Divide):
-        posterior, report = forget(original, x_f, y_f, method)
+        if method.reads_retained and retained is None:
+            reader = f"refine: {method.refine}" if method.refine else f"mean_update: {method.mean_update}"
+            raise ConfigError(f"{reader} reads the retained records, and none were given")
+        posterior, report = forget(original, x_f, y_f, method, retained=retained)
         result = {"status": "ok", "reason": "", **report.to_dict()}
-        if method.reads_retained:
-            if retained is None:
-                raise ConfigError(f"refine: {method.refine} reads the retained records, and none were given")
+        if method.refine:
             posterior, result["refine_steps"] = refine(posterior, *retained, method.refine)
         return posterior, result
     from bayesunlearn.unlearning.variational import unlearn_vi  # TensorFlow: only for the VI operators
