@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from bayesunlearn.errors import ConfigError
+from bayesunlearn.errors import ConfigError, Exit
 from bayesunlearn.io import files
 from bayesunlearn.io.sections import (
     VI, Audit, Divide, Evaluate, Gate, Laplace, Ledger, Method, MethodName, Model, Prepare, RealStudy, Retrain,
@@ -278,12 +278,12 @@ def main(argv: list[str] | None = None) -> int:
         settings = load(args.path)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return Exit.INPUT
     if args.stamp is not None:
         atomic.write_text(args.stamp, STAMP_TEXT)
     print(f"{args.path}: valid ({len(settings.methods)} methods, {len(settings.posteriors)} posterior kinds, "
           f"production method {settings.gate.method})")
-    return 0
+    return Exit.OK
 
 
 if __name__ == "__main__":
