@@ -11,6 +11,7 @@ import json
 import re
 from pathlib import Path
 
+from bayesunlearn import exits
 from bayesunlearn.experiments import report
 from bench import missed, prior, real, scale_out
 from bench.summary import bench_block
@@ -39,6 +40,7 @@ BLOCKS = {
                               "gate_calibration": real.calibration_block, "gate_missed": missed_block,
                               "gate_prior": prior_block},
     Path("docs/benchmark.md"): {"bench": bench_block},
+    Path("docs/reliability.md"): {"exit_codes": exits.table},
 }
 
 

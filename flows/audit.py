@@ -25,6 +25,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from bayesunlearn import exits
 from bayesunlearn.io import contracts, datasets
 
 from lineage import events, inflight
@@ -32,9 +33,12 @@ from lineage.repo import check_git_lock, commit
 
 from stages.verdict import VERDICT, AuditVerdict, sha256_of
 
+from . import command
 from .intake import QUIET, dvc_stage, record_leftovers
 from .server import DEFAULT_PORT, local_server
 from .workspace import Workspace
+
+command.quiet_user_errors()  # here too: `make serve` runs the flows in processes of their own
 
 
 @task(**QUIET)
@@ -73,7 +77,7 @@ def audit_unlearning(repo: str = ".") -> dict:
     with workspace.lock(), inflight.claim(workspace.root, "the audit", params.ledger.commit):
         check_git_lock(workspace.root)
         # judge what is served: a run that died mid-way is finished and recorded first, as the intake would
-        for stage in contracts.production_stages(method, gate.posterior):
+        for stage in [contracts.CHECK_STAGE, *contracts.production_stages(method, gate.posterior)]:
             dvc_stage(root, stage)
         record_leftovers(root)
         for stage in ["retrain", f"retrain_posterior@{gate.posterior}", f"evaluate@{method}", "privacy"]:
@@ -116,14 +120,20 @@ def privacy_line(report: contracts.PrivacyReport) -> str:
             f"served posterior, {report.told_apart_retrain:.1%} under a fresh retrain.")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.audit", description=__doc__, epilog=exits.text(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", default=".", help="the DVC workspace (default: the current folder)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of the local Prefect server")
-    args = parser.parse_args()
-    with local_server(args.port):
-        print(json.dumps(audit_unlearning(repo=args.repo), indent=2))
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        command.preflight(args.repo)
+        with local_server(args.port):
+            print(json.dumps(audit_unlearning(repo=args.repo), indent=2))
+
+    return command.run(parser.prog, body)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

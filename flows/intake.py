@@ -18,14 +18,18 @@ from prefect import flow, get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
+from bayesunlearn import exits
 from bayesunlearn.io import contracts
 from bayesunlearn.io.progress import PATIENCE, progress
 from lineage import events, inflight
 from lineage.inbox import Inbox, Verdict
 from lineage.repo import check_git_lock
 
+from . import command
 from .server import DEFAULT_PORT, local_server
 from .workspace import StageFailed, Workspace
+
+command.quiet_user_errors()  # here too: `make serve` runs the flows in processes of their own
 
 # No task result is persisted or cached: nothing a task returns may outlive the run.
 QUIET = {"cache_policy": NONE, "persist_result": False}
@@ -133,6 +137,7 @@ def process_deletion_requests(repo: str = ".") -> dict:
     root, stages = str(workspace.root), contracts.production_stages(gate.method, gate.posterior)
     with workspace.lock(), inflight.claim(workspace.root, "the intake", params.ledger.commit):
         check_git_lock(workspace.root)
+        dvc_stage(root, contracts.CHECK_STAGE)  # upstream of every stage: the chain is up to date only after it
         leftovers = record_leftovers(root)
         start = events.snapshot(workspace.root)
         dvc_stage(root, "prepare")  # ids of the data must exist to validate against
@@ -154,14 +159,20 @@ def process_deletion_requests(repo: str = ".") -> dict:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.intake", description=__doc__, epilog=exits.text(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", default=".", help="the DVC workspace (default: the current folder)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of the local Prefect server")
-    args = parser.parse_args()
-    with local_server(args.port):
-        print(json.dumps(process_deletion_requests(repo=args.repo), indent=2))
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        command.preflight(args.repo)  # a bad params.yaml or a stale git lock: one line, before any server starts
+        with local_server(args.port):
+            print(json.dumps(process_deletion_requests(repo=args.repo), indent=2))
+
+    return command.run(parser.prog, body)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

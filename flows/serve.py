@@ -18,6 +18,9 @@ from pathlib import Path
 
 from prefect import serve
 
+from bayesunlearn import exits
+
+from . import command
 from .audit import audit_unlearning
 from .intake import process_deletion_requests
 from .server import DEFAULT_PORT, local_server
@@ -32,16 +35,20 @@ def deployments(repo: str) -> list:
             audit_unlearning.to_deployment("nightly-audit", cron=schedule.audit_cron, parameters={"repo": repo})]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m flows.serve", description=__doc__,
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.serve", description=__doc__, epilog=exits.text(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", default=".", help="the DVC workspace the flows work on")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of the local Prefect server")
-    args = parser.parse_args()
-    served = deployments(args.repo)  # a bad params.yaml fails here, before any server starts
-    with local_server(args.port):
-        serve(*served)
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        served = deployments(args.repo)  # a bad params.yaml fails here, before any server starts
+        with local_server(args.port):
+            serve(*served)
+
+    return command.run(parser.prog, body)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

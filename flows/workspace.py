@@ -9,13 +9,16 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from bayesunlearn.errors import Exit, UserError
 from bayesunlearn.io import atomic, settings
 from bayesunlearn.io.settings import Settings
 from lineage.repo import read_lock, tool_env
 
 
-class StageFailed(RuntimeError):
-    """A DVC stage exited non-zero; the message holds the tail of its output."""
+class StageFailed(UserError):
+    """A DVC stage exited non-zero; the message names the stage and its own error line (or DVC's last line)."""
+
+    exit_code = Exit.STAGE
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,9 @@ class Workspace:
         result = subprocess.run(["dvc", "repro", "--single-item", stage], cwd=self.root, env=tool_env(),
                                 capture_output=True, text=True)
         if result.returncode:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-5:])
-            raise StageFailed(f"dvc repro {stage} failed ({result.returncode}): {tail}")
+            lines = (result.stdout + result.stderr).strip().splitlines() or [f"exit code {result.returncode}"]
+            said = next((line for line in lines if line.startswith("error: ")), lines[-1])  # the stage's own line
+            raise StageFailed(f"dvc repro {stage} failed: {said}")
         return result.stdout
 
     def lock_hashes(self, paths: list[str]) -> dict[str, str]:

@@ -5,14 +5,7 @@
   deletions audit list|show|trace|verify|reproduce|record    read and check the deletion ledger
   deletions purge                     delete forgotten records for good (new epoch)
 
-Exit codes (for scripts):
-  0  done / check passed
-  1  a check failed (verify found problems, a damaged line among them; reproduce differed; purge scan found
-     the records)
-  2  bad input (a request file that breaks a rule, an unknown request or record id, bad params.yaml, bad arguments)
-  3  the ledger cannot be used (audit key missing or damaged, ledger from another repository, a chain that fails
-     its check: every command but verify refuses to read it; verify says what is wrong)
-  4  the event cannot be re-run (purged on purpose, or its commit is missing)
+Exit codes (for scripts) are listed at the end of this help (bayesunlearn/exits.py).
 """
 
 from __future__ import annotations
@@ -22,8 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+from bayesunlearn import exits
+from bayesunlearn.errors import Exit, RequestError, UserError
 from bayesunlearn.io import atomic
-from bayesunlearn.errors import RequestError, UserError
 
 from . import events, html
 from . import purge as purging
@@ -32,7 +26,8 @@ from .inbox import Inbox
 from .ledger import LedgerError
 from .reproduce import NotReproducible, find_event
 
-EXIT_FAILED, EXIT_INPUT, EXIT_LEDGER, EXIT_NOT_REPRODUCIBLE = 1, 2, 3, 4
+EXIT_FAILED, EXIT_INPUT, EXIT_LEDGER, EXIT_NOT_REPRODUCIBLE = (Exit.FAILED, Exit.INPUT, Exit.LEDGER,
+                                                              Exit.NOT_REPRODUCIBLE)
 
 
 # --- requests ----------------------------------------------------------------------------------
@@ -158,7 +153,7 @@ def cmd_purge(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="deletions", description=__doc__,
+    main = argparse.ArgumentParser(prog="deletions", description=__doc__, epilog=exits.text(),
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     main.add_argument("--repo", type=Path, default=Path("."), help="the project workspace (default: here)")
     commands = main.add_subparsers(dest="command", required=True)
@@ -230,15 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     args.repo = args.repo.resolve()
     try:
         return args.run(args)
-    except LedgerError as err:
-        print(f"deletions: ledger unusable: {err}", file=sys.stderr)
-        return EXIT_LEDGER
-    except NotReproducible as err:
-        print(f"deletions: not reproducible: {err}", file=sys.stderr)
-        return EXIT_NOT_REPRODUCIBLE
-    except UserError as err:
-        print(f"deletions: {err}", file=sys.stderr)
-        return EXIT_INPUT
+    except UserError as err:  # each error class names its exit code (bayesunlearn/exits.py)
+        kind = {LedgerError: "ledger unusable: ", NotReproducible: "not reproducible: "}
+        prefix = next((text for cls, text in kind.items() if isinstance(err, cls)), "")
+        print(f"deletions: {prefix}{err}", file=sys.stderr)
+        return err.exit_code
 
 
 if __name__ == "__main__":

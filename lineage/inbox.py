@@ -109,9 +109,7 @@ class Inbox:
             return sorted(self.folder / name for name in os.listdir(fd) if name.endswith(".json"))
 
     def known_ids(self) -> KnownIds:
-        prepared = self.root / "data" / "prepared"
-        return KnownIds(frozenset(datasets.record_ids(prepared / "train.csv")),
-                        frozenset(datasets.record_ids(prepared / "test.csv")))
+        return datasets.prepared_ids(self.root / "data" / "prepared")
 
     def in_force(self) -> list[DeletionRequest]:
         """The requests already in the requests folder (a damaged one there is the flow's failure, not the

@@ -35,7 +35,7 @@ from pathlib import Path
 from pydantic import TypeAdapter, ValidationError
 
 from bayesunlearn.io import atomic, files
-from bayesunlearn.errors import UserError
+from bayesunlearn.errors import Exit, UserError
 
 from .entries import Entry, LedgerEntry
 
@@ -50,6 +50,8 @@ _ENTRY = TypeAdapter(Entry)
 
 class LedgerError(UserError):
     """The ledger or its key cannot be used as they are: missing key, another repository's ledger, damage."""
+
+    exit_code = Exit.LEDGER
 
 
 def canonical(entry: dict) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from bayesunlearn.io import contracts, settings
-from bayesunlearn.errors import UserError
+from bayesunlearn.errors import Exit, UserError
 
 from .ledger import LedgerError
 
@@ -34,6 +34,14 @@ GIT_LOCK_STALE_SECONDS = 60.0
 
 class GitLocked(UserError):
     """A leftover .git/index.lock blocks the commit an event needs."""
+
+    exit_code = Exit.GIT
+
+
+class CommitRefused(UserError):
+    """git refused the commit an event needs (a hook, an identity or signing problem): git's reason and what to do."""
+
+    exit_code = Exit.GIT
 
 
 def tool_env() -> dict:
@@ -98,7 +106,9 @@ def commit(root: Path, paths: list[str], message: str) -> str:
             result = subprocess.run(["git", "commit", "-q", "-m", message, "--", *present], cwd=root,
                                     env={**tool_env(), **env}, capture_output=True, text=True)
             if result.returncode:
-                raise RuntimeError(f"git commit failed: {result.stderr.strip()}")
+                said = " ".join((result.stderr + result.stdout).split())[-300:] or f"exit code {result.returncode}"
+                raise CommitRefused(f"git refused to commit the event ({said}); fix what git names (a commit-msg or "
+                                    "pre-commit hook, the author identity, signing) and run again.")
     return head_commit(root)
 
 

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bayesunlearn.errors import UserError
+from bayesunlearn.errors import Exit, UserError
 
 from . import events, repo
 from .entries import Applied, LedgerEntry, Purge
@@ -23,6 +23,8 @@ from .entries import Applied, LedgerEntry, Purge
 
 class NotReproducible(UserError):
     """The event's inputs are gone on purpose (purged) or its revision is missing."""
+
+    exit_code = Exit.NOT_REPRODUCIBLE
 
 
 @dataclass(frozen=True)

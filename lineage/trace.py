@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bayesunlearn.io import datasets, requests
+from bayesunlearn.io import datasets
 from bayesunlearn.errors import UserError
 
 from . import events
@@ -36,7 +36,7 @@ class Version:
 @dataclass(frozen=True)
 class Trace:
     record_hash: str
-    where: str                    # "train", "test" or "unknown" in the prepared data
+    where: str                    # "train", "test" or "unknown" in the prepared data ("" if forgotten)
     forgotten_by: Applied | None  # the entry that applied the request naming it
     purged_by: Purge | None       # the purge that deleted it from the raw data
     versions: list[Version]
@@ -101,7 +101,7 @@ def trace(root: Path, record_id: str) -> Trace:
     forgotten = next((e for e in entries if isinstance(e, Applied) and digest in e.request.record_hashes), None)
     purged = next((e for e in entries if isinstance(e, Purge)
                    and any(digest in a.record_hashes for a in e.archived_requests)), None)
-    where = _where(root, record_id)
+    where = "" if forgotten is not None else _where(root, record_id)  # the ledger answers for a forgotten one
     if forgotten is None and where == "unknown":
         raise UnknownRecord(f"record id {record_id!r} is unknown: no deletion request in the ledger names it "
                             "and it is not in data/prepared. Check the id (ids look like 'rec-000012').")
@@ -109,6 +109,4 @@ def trace(root: Path, record_id: str) -> Trace:
 
 
 def _where(root: Path, record_id: str) -> str:
-    prepared = root / "data" / "prepared"
-    train, test = (datasets.record_ids(prepared / name) for name in ("train.csv", "test.csv"))
-    return requests.KnownIds(frozenset(train), frozenset(test)).where(record_id)
+    return datasets.prepared_ids(root / "data" / "prepared").where(record_id)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bayesunlearn.io import settings as settings_module
-from bayesunlearn.errors import ConfigError, UserError
+from bayesunlearn.errors import ConfigError, Exit, UserError
 from bayesunlearn.io.settings import Settings
 
 PREPARED = Path("data/prepared")
@@ -45,7 +45,7 @@ def kind_argument(usage: str) -> str:
 def one_argument(usage: str) -> str:
     if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
         print(usage, file=sys.stderr)
-        sys.exit(2)
+        sys.exit(Exit.INPUT)
     return sys.argv[1]
 
 
@@ -61,4 +61,4 @@ def run(main: Callable[[], None]) -> None:
         main()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(Exit.INPUT)

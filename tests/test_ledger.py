@@ -274,6 +274,10 @@ def test_the_key_can_come_from_the_environment(ledger, monkeypatch):
 def test_unknown_request_and_record_exit_with_code_2(ledger, capsys):
     assert cli.main(["--repo", str(ledger.root), "audit", "show", "req-9999"]) == cli.EXIT_INPUT
     assert "not in the ledger" in capsys.readouterr().err
+    prepared = ledger.root / "data" / "prepared"
+    prepared.mkdir(parents=True)
+    for name in ("train.csv", "test.csv"):
+        (prepared / name).write_text("record_id,x,y\nrec-000100,0.0,0.0\n")
     assert cli.main(["--repo", str(ledger.root), "audit", "trace", "rec-999999"]) == cli.EXIT_INPUT
     assert "is unknown" in capsys.readouterr().err
 

@@ -121,6 +121,61 @@ def test_a_deeply_nested_file_does_not_crash_the_process(tmp_path):
     assert result.returncode == 2 and "not valid YAML" in result.stderr, (result.returncode, result.stderr[-500:])
 
 
+SHIPPED = (REPO / "params.yaml").read_text()
+
+
+def _laughs(levels: int = 9) -> str:
+    lines = ["lol0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"lol{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return SHIPPED + "\n".join(lines) + "\n"
+
+
+# The hostile files of issue 28 (finding 4), each once reached DVC's parser before the project's check.
+HOSTILE = {
+    "nine nested aliases (billion laughs)": (_laughs(), "anchors and aliases"),
+    "69 KB nested list at prepare.seed": (SHIPPED.replace("  seed: 0\n", "  seed: " + "[" * 34_500 + "]" * 34_500
+                                                          + "\n", 1), "nested more than 16 levels"),
+    "66 KB nested block": (SHIPPED + "".join(" " * i + f"k{i}:\n" for i in range(350)) + " " * 350 + "x\n",
+                           "nested more than 16 levels"),
+    "prepare.test_fraction: 1.5": (SHIPPED.replace("test_fraction: 0.2", "test_fraction: 1.5", 1),
+                                   "prepare.test_fraction: Input should be less than 1"),
+    "split.requests_dir: /etc": (SHIPPED.replace("requests_dir: data/requests", "requests_dir: /etc", 1),
+                                 "split.requests_dir: '/etc' must be a relative path inside the workspace"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_each_hostile_params_file_is_refused_in_seconds_with_one_line(tmp_path, case):
+    """What `make repro`, the flows and the DVC `params` stage run first: exit 2, one line, no traceback."""
+    import time
+
+    text, message = HOSTILE[case]
+    assert text != SHIPPED and len(text) < settings.MAX_PARAMS_BYTES
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "bayesunlearn.io.settings", str(path)], capture_output=True,
+                            text=True, cwd=REPO, timeout=60)
+    elapsed = time.monotonic() - start
+    assert result.returncode == 2 and message in result.stderr, (result.returncode, result.stderr[-500:])
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert elapsed < 10, f"{case}: refused after {elapsed:.1f} s"
+
+
+def test_the_shipped_file_is_within_the_nesting_limit():
+    assert settings._yaml_load(SHIPPED)["prepare"]["two_clusters"]["clusters"][0] == [-2.0, -0.5]  # nests 5 deep
+
+
+def test_the_check_stamp_is_written_only_when_the_check_passes(tmp_path):
+    """The DVC `params` stage: its output is constant, so a valid change of params.yaml invalidates nothing."""
+    stamp, bad = tmp_path / "stamp.json", tmp_path / "bad.yaml"
+    assert settings.main([str(REPO / "params.yaml"), "--stamp", str(stamp)]) == 0
+    assert stamp.read_text() == settings.STAMP_TEXT
+    stamp.unlink()
+    bad.write_text(HOSTILE["prepare.test_fraction: 1.5"][0])
+    assert settings.main([str(bad), "--stamp", str(stamp)]) == 2 and not stamp.exists()
+
+
 def test_a_fifo_or_a_huge_file_is_refused_without_reading_it(tmp_path):
     import os
 

@@ -136,6 +136,11 @@ class Headline(Contract):
     mia_auc_retrained: float
 
 
+# The DVC stage that checks params.yaml, upstream of every other: it makes no artifact (its output is constant),
+# so it is no part of the production chain's recorded artifacts, but the flows run it first.
+CHECK_STAGE = "params"
+
+
 def production_stages(method: str, posterior: str) -> list[str]:
     """The stages the served posterior needs, in DAG order; never the reference retrains."""
     return ["prepare", "split", "train", f"fit_posterior@{posterior}", f"unlearn@{method}", "gate", "serve"]

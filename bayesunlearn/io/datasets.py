@@ -358,6 +358,19 @@ def record_ids(path: str | Path) -> list[str]:
     return store.read_ids(path)
 
 
+def prepared_ids(prepared: Path) -> requests.KnownIds:
+    """The record ids of the prepared data (data/prepared), which requests are judged against.
+
+    A missing table is an error that says how to restore it, never "no records" (which would judge every
+    valid request `unknown-record`).
+    """
+    for name in ("train.csv", "test.csv"):
+        if not (prepared / name).is_file():
+            raise DataError(f"{prepared / name} is missing (an output of the DVC stage `prepare`): restore it with "
+                            "`dvc checkout prepare` (or rebuild it with `dvc repro prepare`), then run again.")
+    return requests.KnownIds(*(frozenset(record_ids(prepared / name)) for name in ("train.csv", "test.csv")))
+
+
 @dataclass(frozen=True)
 class Splits:
     """Inputs and targets of the three evaluation sets (standardised)."""

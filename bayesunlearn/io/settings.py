@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from bayesunlearn.errors import ConfigError
+from bayesunlearn.errors import ConfigError, Exit
 from bayesunlearn.io import files
 from bayesunlearn.io.sections import (
     VI, Audit, Divide, Evaluate, Gate, Laplace, Ledger, Method, MethodName, Model, Prepare, RealStudy, Retrain,
@@ -33,6 +33,7 @@ from bayesunlearn.kinds import KINDS, KindName
 
 PARAMS = Path("params.yaml")
 MAX_PARAMS_BYTES = 1_000_000
+MAX_PARAMS_DEPTH = 16  # collections within collections; the shipped file nests 5 (prepare.two_clusters.clusters)
 LIKELIHOOD_OF = {"real": "gaussian", "binary": "bernoulli", "categorical": "categorical"}  # of each target kind
 
 
@@ -115,17 +116,27 @@ def _close(word: str, candidates: list[str]) -> str:
 
 # --- loading ----------------------------------------------------------------------------------
 def _yaml_load(text: str) -> Any:
-    """YAML 1.2, as DVC reads params.yaml (so `1e-6` is a number, `yes` a string); duplicate keys refused."""
+    """YAML 1.2, as DVC reads params.yaml (so `1e-6` is a number, `yes` a string); duplicate keys refused.
+
+    The event stream is checked before anything is built, and stops at the first problem: aliases expand
+    when validated (a 16 KB file of 2,000 references to a 2,000-item list took 26 s to refuse; 9 nested
+    levels of them hold 387 million strings), and deep nesting exhausts any recursive reader (it crashes
+    ruamel's C loader and DVC's; a 69 KB `[[[…]]]` is refused here in under a second)."""
     from ruamel.yaml import YAML
+    from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
 
-    from ruamel.yaml.events import AliasEvent
-
-    yaml = YAML(typ="safe", pure=True)  # the C loader crashes the process on deep nesting
-    loaded = yaml.load(text)  # first: deep nesting fails fast here (RecursionError), and slowly in parse()
-    # Aliases expand when validated: a 16 KB file of 2,000 references to a 2,000-item list took 26 s to refuse.
-    if any(isinstance(event, AliasEvent) or getattr(event, "anchor", None) for event in yaml.parse(text)):
-        raise ValueError("anchors and aliases (&name, *name) are not allowed in params.yaml")
-    return loaded
+    yaml = YAML(typ="safe", pure=True)  # pure Python: the C loader crashes the process on deep nesting
+    depth = 0
+    for event in yaml.parse(text):
+        if isinstance(event, AliasEvent) or getattr(event, "anchor", None):
+            raise ValueError("anchors and aliases (&name, *name) are not allowed in params.yaml")
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_PARAMS_DEPTH:
+                raise ValueError(f"nested more than {MAX_PARAMS_DEPTH} levels deep")
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+    return YAML(typ="safe", pure=True).load(text)
 
 
 METHOD_MODELS = {"divide": Divide, "eubo": VariationalUnlearning, "reverse_kl": VariationalUnlearning}
@@ -248,20 +259,35 @@ def update_params(path: str | Path, changes: dict[str, Any]) -> None:
     atomic.write_text(path, out.getvalue())
 
 
+# The `params` stage's output: constant, so a valid change of params.yaml invalidates no other stage.
+CHECK_STAMP = "metrics/params_check.json"
+STAMP_TEXT = '{"params.yaml": "checked by the params stage (python -m bayesunlearn.io.settings)"}\n'
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m bayesunlearn.io.settings [PATH]`: check params.yaml and say what is wrong."""
+    """`python -m bayesunlearn.io.settings [PATH] [--stamp FILE]`: check params.yaml and say what is wrong.
+
+    `--stamp` (the DVC `params` stage, upstream of every other stage) writes FILE when the check passes:
+    a failed check stops `dvc repro` before any stage deletes its outputs."""
+    import argparse
     import sys
 
-    args = sys.argv[1:] if argv is None else argv
-    path = Path(args[0]) if args else PARAMS
+    from bayesunlearn.io import atomic
+
+    parser = argparse.ArgumentParser(prog="python -m bayesunlearn.io.settings", description=main.__doc__)
+    parser.add_argument("path", nargs="?", type=Path, default=PARAMS, help="the file to check (default: params.yaml)")
+    parser.add_argument("--stamp", type=Path, help=f"write this file when the check passes (the stage: {CHECK_STAMP})")
+    args = parser.parse_args(argv)
     try:
-        settings = load(path)
+        settings = load(args.path)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{path}: valid ({len(settings.methods)} methods, {len(settings.posteriors)} posterior kinds, "
+        return Exit.INPUT
+    if args.stamp is not None:
+        atomic.write_text(args.stamp, STAMP_TEXT)
+    print(f"{args.path}: valid ({len(settings.methods)} methods, {len(settings.posteriors)} posterior kinds, "
           f"production method {settings.gate.method})")
-    return 0
+    return Exit.OK
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""What each exit code means: `deletions`, `python -m flows.intake|audit|serve`, `python -m
+bayesunlearn.io.settings` and the DVC stages exit with the codes of `bayesunlearn.errors.Exit` (each
+error class names its own, `exit_code`).
+
+The `--help` texts and docs/reliability.md's table are generated from MEANING (`python -m bench.docs`).
+Kept apart from the codes so that rewording a meaning is no code change for DVC (every stage depends on
+errors.py).
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from bayesunlearn.errors import Exit
+
+MEANING = {
+    Exit.OK: "done / check passed",
+    Exit.FAILED: "a check failed: `audit verify` found problems, `audit reproduce` differed, the purge scan found "
+                 "records",
+    Exit.INPUT: "bad input: a request file that breaks a rule, an unknown request or record id, a bad "
+                "`params.yaml`, a missing pipeline output (restore it with `dvc checkout`), bad arguments",
+    Exit.LEDGER: "the ledger cannot be used: audit key missing or damaged, ledger head damaged, ledger of another "
+                 "repository, a chain that fails its check",
+    Exit.NOT_REPRODUCIBLE: "the event cannot be re-run (purged on purpose, or its commit is missing)",
+    Exit.GIT: "git cannot commit the event: a stale `.git/index.lock`, or a hook refused the commit; nothing is "
+              "recorded until it can",
+    Exit.STAGE: "a pipeline stage failed: the run's requests are back in the inbox, the served posterior is "
+                "unchanged",
+}
+
+
+def table() -> str:
+    """MEANING as a markdown table (docs/reliability.md)."""
+    return "\n".join(["| code | meaning |", "|---|---|", *[f"| {code.value} | {MEANING[code]} |" for code in Exit]])
+
+
+def text() -> str:
+    """MEANING as plain text, for `--help`."""
+    return "Exit codes:\n" + "\n".join(textwrap.fill(MEANING[code], 100, initial_indent=f"  {code.value}  ",
+                                                       subsequent_indent="     ") for code in Exit)
