@@ -15,12 +15,15 @@ from bayesunlearn.errors import Exit
 
 MEANING = {
     Exit.OK: "done / check passed",
-    Exit.FAILED: "a check failed: `audit verify` found problems, `audit reproduce` differed, the purge scan found "
-                 "records",
+    Exit.FAILED: "a check failed: `audit verify` found problems (completeness, data, workspace), `audit "
+                 "reproduce` differed, the purge scan found records",
     Exit.INPUT: "bad input: a request file that breaks a rule, an unknown request or record id, a bad "
-                "`params.yaml`, a missing pipeline output (restore it with `dvc checkout`), bad arguments",
-    Exit.LEDGER: "the ledger cannot be used: audit key missing or damaged, ledger head damaged, ledger of another "
-                 "repository, a chain that fails its check",
+                "`params.yaml`, a missing pipeline output (restore it with `dvc checkout`), uncommitted changes that an "
+                "event would commit (commit or restore them first), bad arguments",
+    Exit.LEDGER: "the ledger cannot be used or trusted, for every command (`audit verify` included, which lists "
+                 "every problem): audit key missing, damaged or replaced, ledger head damaged, ledger of another "
+                 "repository, a ledger that is missing, empty, shorter than its committed history or fails its "
+                 "chain check",
     Exit.NOT_REPRODUCIBLE: "the event cannot be re-run (purged on purpose, or its commit is missing)",
     Exit.GIT: "git cannot commit the event: a stale `.git/index.lock`, or a hook refused the commit; nothing is "
               "recorded until it can",
