@@ -33,7 +33,7 @@ from lineage.repo import check_git_lock, commit
 from stages.verdict import VERDICT, AuditVerdict, sha256_of
 
 from .intake import QUIET, dvc_stage, record_leftovers
-from .server import DEFAULT_PORT, local_server
+from .server import DEFAULT_PORT, run_with_server
 from .workspace import Workspace
 
 
@@ -120,8 +120,7 @@ def main() -> None:
     parser.add_argument("--repo", default=".", help="the DVC workspace (default: the current folder)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of the local Prefect server")
     args = parser.parse_args()
-    with local_server(args.port):
-        print(json.dumps(audit_unlearning(repo=args.repo), indent=2))
+    run_with_server(args.port, lambda: print(json.dumps(audit_unlearning(repo=args.repo), indent=2)))
 
 
 if __name__ == "__main__":

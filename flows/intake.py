@@ -23,7 +23,7 @@ from lineage import events
 from lineage.inbox import Inbox, Verdict
 from lineage.repo import check_git_lock
 
-from .server import DEFAULT_PORT, local_server
+from .server import DEFAULT_PORT, run_with_server
 from .workspace import StageFailed, Workspace
 
 # No task result is persisted or cached: nothing a task returns may outlive the run.
@@ -157,8 +157,7 @@ def main() -> None:
     parser.add_argument("--repo", default=".", help="the DVC workspace (default: the current folder)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port of the local Prefect server")
     args = parser.parse_args()
-    with local_server(args.port):
-        print(json.dumps(process_deletion_requests(repo=args.repo), indent=2))
+    run_with_server(args.port, lambda: print(json.dumps(process_deletion_requests(repo=args.repo), indent=2)))
 
 
 if __name__ == "__main__":
