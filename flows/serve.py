@@ -140,8 +140,8 @@ def supervise(repo: str, port: int) -> int:
         return 1
     server = ("still serves other processes of this workspace" if healthy(f"http://127.0.0.1:{port}/api", 1.0)
               else "stopped")
-    print(f"stopped serving in {seconds:.1f} s: runs in progress cancelled, schedules paused; the Prefect server on "
-          f"port {port} {server}", flush=True)
+    print(f"stopped serving in {seconds:.1f} s (any run in progress cancelled, schedules paused); the Prefect server "
+          f"on port {port} {server}", flush=True)
     return 0
 
 
