@@ -54,7 +54,6 @@ def deployments(repo: str) -> list:
 
 def run_runner(repo: str, port: int) -> None:
     """The runner process: both deployments against the workspace's server, until SIGTERM."""
-    from prefect.logging.handlers import APILogWorker
     from prefect.runner import Runner
 
     class QuietRunner(Runner):
@@ -71,7 +70,6 @@ def run_runner(repo: str, port: int) -> None:
         names = ", ".join(f"{d.flow_name}/{d.name} ({d.schedules[0].schedule.cron})" for d in served)
         print(f"serving {names} with the Prefect server at http://127.0.0.1:{port} (UI); Ctrl-C stops", flush=True)
         asyncio.run(runner.start())
-        APILogWorker.drain_all(timeout=5)  # the runs' last logs reach the server before it stops
 
     def quit_before_serving(*_) -> None:  # until Runner.start installs its own SIGTERM handler
         raise SystemExit(0)

@@ -135,6 +135,7 @@ def local_server(port: int = DEFAULT_PORT, startup_timeout: float = 180.0) -> It
     Points this process and its children at it while in use. ServerUnavailable (one line, with the
     remedy) when it cannot start or the port serves another workspace.
     """
+    from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     home, url = prefect_home(), f"http://127.0.0.1:{port}/api"
@@ -165,6 +166,7 @@ def local_server(port: int = DEFAULT_PORT, startup_timeout: float = 180.0) -> It
         with temporary_settings({PREFECT_API_URL: url}):
             yield url
     finally:
+        APILogWorker.drain_all(timeout=5)  # this process's last logs reach the server while it is there
         if previous is None:
             os.environ.pop("PREFECT_API_URL", None)
         else:
