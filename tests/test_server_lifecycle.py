@@ -1,13 +1,15 @@
 """The workspace's Prefect server over its lifetime (flows/server.py, flows/serve.py): two first runs at the same
 instant share one server, a server of another workspace is refused, a user killed with SIGKILL leaves no server
-behind, and `make serve` stops on a terminal's Ctrl-C in one line, exit 0, with its run in progress cancelled and
-no process left. Each test starts a real server (10-60 s on a loaded machine); every wait is bounded.
+behind, a taken port is refused in one line, and `make serve` stops on a terminal's Ctrl-C in one line with its run
+in progress cancelled and no process left. The slow tests start a real server (10-60 s on a loaded machine); every
+wait is bounded.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +22,7 @@ import yaml
 from conftest import REPO, tiny_repo, train_ids, write_request
 from test_schedules import free_port, runs, wait_for
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow  # these start real Prefect servers
 
 
 def healthy(api: str) -> bool:
@@ -75,6 +77,7 @@ def two_users(tmp_path_factory):
             server.kill()
 
 
+@slow
 def test_two_first_runs_at_the_same_instant_share_one_server(two_users):
     home, port, users, logs = two_users
     outputs = [log.read_text() for log in logs]
@@ -84,6 +87,7 @@ def test_two_first_runs_at_the_same_instant_share_one_server(two_users):
     assert healthy(f"http://127.0.0.1:{port}/api")
 
 
+@slow
 def test_a_server_of_another_workspace_is_refused_in_one_line(two_users, tmp_path):
     from flows.server import EXIT_UNAVAILABLE
 
@@ -95,6 +99,7 @@ def test_a_server_of_another_workspace_is_refused_in_one_line(two_users, tmp_pat
     assert not server_processes(tmp_path / "other-home")
 
 
+@slow
 def test_the_server_stays_while_a_user_lives_and_goes_with_the_last_killed_one(two_users):
     home, port, users, _ = two_users
     servers = server_processes(home)
@@ -107,6 +112,22 @@ def test_the_server_stays_while_a_user_lives_and_goes_with_the_last_killed_one(t
     assert not gone(servers, 5), "the server outlived its last user by more than 5 s"
 
 
+def test_a_port_taken_by_another_program_is_refused_in_one_line(tmp_path):
+    from flows.server import EXIT_UNAVAILABLE
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "flows.server", "--port", str(port)], cwd=REPO,
+                             env=clean_env(tmp_path / "home"), capture_output=True, text=True, timeout=120)
+    assert out.returncode == EXIT_UNAVAILABLE
+    assert out.stderr.count("\n") == 1 and "taken by another program" in out.stderr and "--port" in out.stderr, \
+        out.stderr
+    assert not server_processes(tmp_path / "home")
+
+
+@slow
 def test_make_serve_stops_on_ctrl_c_with_its_run_cancelled_and_no_process_left(tmp_path):
     root = tiny_repo(tmp_path / "ws")
     params = yaml.safe_load((root / "params.yaml").read_text())
