@@ -251,6 +251,9 @@ def main() -> None:
         serve_home(args.serve_home, args.port)
         return
 
+    def interrupt(*_) -> None:
+        raise KeyboardInterrupt
+
     def wait() -> None:
         print(f"Prefect server of {prefect_home()} at http://127.0.0.1:{args.port} (API: /api); Ctrl-C stops it",
               flush=True)
@@ -259,6 +262,9 @@ def main() -> None:
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+    for signum in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (a background job)
+        signal.signal(signum, interrupt)
 
     run_with_server(args.port, wait)
 
