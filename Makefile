@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+READY := $(BIN)/activate
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -12,10 +13,19 @@ export PREFECT_HOME := $(CURDIR)/.prefect
 # DVC stage commands call `python`: make it the project's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 PREFECT_PORT ?= 4200
+# The flows find (or start) the workspace's own server; an activated environment's API address is for the CLI.
+unexport PREFECT_API_URL
 
 .PHONY: repro study test bench serve experiments venv lock clean-venv
 
-venv: $(STAMP)
+venv: $(READY)
+
+# Ready: the packages installed, and the activated environment's Prefect CLI pointed at the server `make serve`
+# runs (added once; the venv writes the script before the packages' stamp).
+$(READY): $(STAMP)
+	@grep -q '^export PREFECT_API_URL=' $@ || printf '%s\n' '# make venv: the Prefect CLI uses the server of `make serve`' \
+	  'export PREFECT_HOME="$(PREFECT_HOME)"' 'export PREFECT_API_URL="http://127.0.0.1:$(PREFECT_PORT)/api"' >> $@
+	@touch $@
 
 # Set-up output goes to stderr, so that `make bench` prints nothing but JSON on stdout.
 $(STAMP): requirements.lock pyproject.toml
@@ -26,34 +36,34 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $@
 
 # The main job: params checked, the production method's chain and its judgement, then the summary.
-repro: $(STAMP)
+repro: $(READY)
 	@$(BIN)/python -m bayesunlearn.io.settings
 	$(BIN)/dvc repro headline
 	@echo
 	@$(BIN)/python -m bayesunlearn.experiments.report
 
 # Every configured method, the comparison study, the real-data study and the sweep (about an hour on 2 cores).
-study: $(STAMP)
+study: $(READY)
 	@$(BIN)/python -m bayesunlearn.io.settings
 	$(BIN)/dvc repro
 	$(BIN)/dvc repro study/dvc.yaml
 
-test: $(STAMP)
+test: $(READY)
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(READY)
 	@$(BIN)/python -m bench.run
 
 # A local Prefect server (SQLite under .prefect/) and both deployments on their cron schedules.
-serve: $(STAMP)
+serve: $(READY)
 	$(BIN)/python -m flows.serve --port $(PREFECT_PORT)
 
 # The headline figures of every experiment, and only the params that differ between them.
-experiments: $(STAMP)
+experiments: $(READY)
 	$(BIN)/dvc exp show --no-pager --only-changed --drop '.*/.*' \
 	  --keep '^(served|gate|forgotten|gain|indistinguishability|test_rmse|test_accuracy|test_ece|mia_auc)$$'
 
-lock: $(STAMP)
+lock: $(READY)
 	{ echo "# The whole dependency tree, pinned (pip freeze of a clean install). Regenerate with: make lock"; \
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^bayesunlearn'; } > requirements.lock
 

@@ -17,6 +17,7 @@ class Exit(IntEnum):
     NOT_REPRODUCIBLE = 4
     GIT = 5
     STAGE = 6
+    SERVER = 7
 
 
 class UserError(ValueError):

@@ -29,6 +29,8 @@ MEANING = {
               "recorded until it can",
     Exit.STAGE: "a pipeline stage failed: the run's requests are back in the inbox, the served posterior is "
                 "unchanged",
+    Exit.SERVER: "the workspace's Prefect server cannot be had: it did not start, or the port serves another "
+                 "workspace or program (choose another with `--port` or `make serve PREFECT_PORT=N`)",
 }
 
 

@@ -121,11 +121,15 @@ def served(tmp_path_factory):
         assert process.poll() is None, log.read_text()[-3000:]
         yield root, api, env, home, process.pid
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGTERM)  # the serving process only: runner and server have their own sessions
         try:
-            process.wait(timeout=20)  # a run in flight may keep it busy; then it is killed
+            code = process.wait(timeout=40)  # it stops the runner (cancelling a run in flight), then the server
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+            code = None
+    assert code == 0 and log.read_text().strip().splitlines()[-1].startswith("stopped serving in"), \
+        log.read_text()[-3000:]
+    assert not healthy(api)
 
 
 def test_the_server_is_real_and_its_home_is_the_projects(served):
@@ -151,9 +155,9 @@ def test_a_manual_run_completes_and_a_killed_run_blocks_nothing(served):
     import psutil
 
     def flow_run_processes() -> list:
-        """The runner's children that are not the Prefect server: the processes of running flow runs."""
-        return [p for p in psutil.Process(serve_pid).children()
-                if "server" not in " ".join(p.cmdline()) and p.is_running()]
+        """The processes of running flow runs (the runner's children; the runner is the serving process's)."""
+        return [p for p in psutil.Process(serve_pid).children(recursive=True)
+                if "prefect.engine" in " ".join(p.cmdline()) and p.is_running()]
 
     def deployment_run() -> str:
         out = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", "process_deletion_requests/intake"],
