@@ -103,8 +103,8 @@ def main() -> None:
     try:
         Workspace(Path(args.repo).resolve()).settings()  # a bad params.yaml fails here, before any server starts
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        print(f"{parser.prog}: {' '.join(str(err).split())}", file=sys.stderr)
+        sys.exit(err.exit_code)
     sys.exit(supervise(args.repo, args.port))
 
 
