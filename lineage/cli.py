@@ -31,6 +31,7 @@ from .entries import Applied, Purge
 from .inbox import Inbox
 from .ledger import LedgerError
 from .reproduce import NotReproducible, find_event
+from .words import count
 
 EXIT_FAILED, EXIT_INPUT, EXIT_LEDGER, EXIT_NOT_REPRODUCIBLE = 1, 2, 3, 4
 
@@ -129,7 +130,8 @@ def cmd_reproduce(args) -> int:
         print(f"  identical  {path}  {md5}")
     for path, (recorded, got) in result.different.items():
         print(f"  DIFFERENT  {path}  recorded {recorded}, reproduced {got}")
-    print("bit-identical" if result.ok else f"{len(result.different)} artifacts differ")
+    n = len(result.different)
+    print("bit-identical" if result.ok else f"{count(n, 'artifact')} {'differs' if n == 1 else 'differ'}")
     return 0 if result.ok else EXIT_FAILED
 
 
@@ -138,7 +140,7 @@ def cmd_record(args) -> int:
     if not recorded:
         print("nothing to record: every applied request and the served posterior are already in the ledger")
     for e in recorded:
-        what = (f"{e.request.request_id} ({e.request.n_records} records" if isinstance(e, Applied)
+        what = (f"{e.request.request_id} ({count(e.request.n_records, 'record')}" if isinstance(e, Applied)
                 else f"of the served posterior ({e.served_path} path, no new request")
         print(f"entry {e.seq}: {e.event} {what}, gate {e.gate.decision})")
     return 0
@@ -150,8 +152,9 @@ def cmd_purge(args) -> int:
     if entry is None:
         return 0
     scan = entry.scan
-    print(f"purge entry {entry.seq} (epoch {entry.epoch}): {entry.n_records_removed} records removed; "
-          f"scan of {sum(scan['files_searched'].values())} files for {scan['needles']} needles: {scan['hits']} hits")
+    print(f"purge entry {entry.seq} (epoch {entry.epoch}): {count(entry.n_records_removed, 'record')} removed; "
+          f"scan of {count(sum(scan['files_searched'].values()), 'file')} for {count(scan['needles'], 'needle')}: "
+          f"{count(scan['hits'], 'hit')}")
     for hit in scan["where"]:
         print(f"  HIT {hit['area']}: {hit['file']} ({hit['kind']} of record {hit['record']})")
     return 0 if scan["hits"] == 0 else EXIT_FAILED
