@@ -1,10 +1,11 @@
-"""What a newcomer reads: every key of params.yaml explained where `dvc exp run -S` cannot strip it, and every
-experiment command in the docs aimed at the main job."""
+"""What a newcomer meets: every key of params.yaml explained where `dvc exp run -S` cannot strip it, every
+experiment command in the docs aimed at a target, and a clone whose `dvc pull` needs nothing of the study."""
 
 from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 
 import pytest
 from conftest import REPO
@@ -105,3 +106,17 @@ def test_every_dvc_exp_run_in_the_docs_targets_a_stage():
                         or target.startswith("study/dvc.yaml:") and target.split(":")[1] in study):
                     untargeted.append(f"{path.name}: {command}")
     assert not untargeted, untargeted
+
+
+def test_the_study_outputs_live_in_git_so_dvc_pull_needs_none_of_them():
+    """`dvc pull` skips outputs with `cache: false`; a cached study output that no remote holds (the study is
+    rarely pushed) made a fresh clone's pull fail."""
+    stages = YAML(typ="safe").load((REPO / "study/dvc.yaml").read_text())["stages"]
+    outs = {}
+    for stage in stages.values():
+        for out in stage["outs"]:
+            path, spec = next(iter(out.items())) if isinstance(out, dict) else (out, {})
+            outs[path] = (spec or {}).get("cache", True)
+    assert outs and [p for p, cached in outs.items() if cached] == []
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *outs], cwd=REPO, capture_output=True, text=True)
+    assert ignored.stdout.split() == [], "git ignores study outputs that should be committed"
