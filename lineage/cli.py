@@ -44,8 +44,8 @@ def cmd_request_check(args) -> int:
     for path in args.files:
         verdict = inbox.triage(path, existing, known)
         if verdict.kind == "accept":
-            print(f"{path}: ok: request {verdict.request_id} would forget {len(set(verdict.request.record_ids))} "
-                  "records")
+            print(f"{path}: ok: request {verdict.request_id} would forget "
+                  f"{count(len(set(verdict.request.record_ids)), 'record')}")
         else:
             print(f"{verdict.reason} [{verdict.rule}]")
             worst = EXIT_INPUT
@@ -114,10 +114,10 @@ def cmd_verify(args) -> int:
     for problem in report.problems:
         print(f"PROBLEM: {problem}")
     if report.untrusted:
-        print(f"verify: FAILED: the ledger cannot be trusted ({len(report.problems)} problems); every other "
+        print(f"verify: FAILED: the ledger cannot be trusted ({count(len(report.problems), 'problem')}); every other "
               "command refuses it too")
         return EXIT_LEDGER
-    print("verify: " + ("passed" if report.ok else f"FAILED ({len(report.problems)} problems)"))
+    print("verify: " + ("passed" if report.ok else f"FAILED ({count(len(report.problems), 'problem')})"))
     return 0 if report.ok else EXIT_FAILED
 
 

@@ -58,3 +58,28 @@ def test_the_audit_page_lists_allowed_repairs_in_words_and_judges_the_repair(tmp
     assert 'class="pass"' in row
     clipped = _row(html.event_page(_event(2, "clip", ["none", "damp"]), [], tmp_path), "repair")
     assert "<td>clip</td><td>none or damp</td>" in clipped and 'class="fail"' in clipped
+
+
+@pytest.mark.parametrize("ids, said", [(["rec-000002"], "would forget 1 record\n"),
+                                       (["rec-000002", "rec-000003"], "would forget 2 records\n")])
+def test_request_check_counts_the_records_in_words(tmp_path, capsys, ids, said):
+    """The quick start's first command, `deletions request check`, on a one-record request."""
+    import json
+    import shutil
+
+    import pandas as pd
+    from conftest import REPO, request_payload
+
+    from bayesunlearn.io import store
+    from lineage import cli
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    store.save_table(tmp_path / "data/prepared/train.csv",
+                     pd.DataFrame({"record_id": [f"rec-{i:06d}" for i in range(6)], "x": range(6), "y": range(6)}))
+    store.save_table(tmp_path / "data/prepared/test.csv", pd.DataFrame({"record_id": ["rec-000100"], "x": [0.5],
+                                                                        "y": [0.5]}))
+    (tmp_path / "data/requests").mkdir(parents=True)
+    request = tmp_path / "my-request.json"
+    request.write_text(json.dumps(request_payload("req-0002", ids)))
+    assert cli.main(["--repo", str(tmp_path), "request", "check", str(request)]) == 0
+    assert capsys.readouterr().out.endswith(said)
