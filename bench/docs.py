@@ -1,8 +1,12 @@
-"""The generated blocks of the docs: `python -m bench.docs` rewrites them from the committed results.
+"""The generated blocks of the docs: `python -m bench.docs` rewrites them from the results in the workspace.
 
 A block sits between `<!-- NAME:begin -->` and `<!-- NAME:end -->`; the docs
 quote generated tables and summaries instead of hand-typed numbers, and
-tests/test_report.py fails when a block is stale.
+tests/test_report.py fails when a block is stale. The renderers read the
+working tree as it is (params.yaml, metrics/, study/, docs/bench.json), committed
+or not: run it where those files are the results the docs should quote (after
+`dvc repro` and `make bench`, or a clean checkout of a commit), then commit the
+docs with them.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ def prior_block() -> str:
 
 
 def summary_block() -> str:
-    """The README's example of `make repro`'s summary, from the committed results (without timings)."""
+    """The README's example of `make repro`'s summary, from the workspace's results (without timings)."""
     return "```\n" + "\n".join(report.summary(Path("."), with_timing=False)) + "\n```"
 
 

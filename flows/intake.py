@@ -24,6 +24,7 @@ from bayesunlearn.io.progress import PATIENCE, progress
 from lineage import events, inflight
 from lineage.inbox import Inbox, Verdict
 from lineage.repo import check_git_lock
+from lineage.words import count
 
 from . import command
 from .server import DEFAULT_PORT, local_server
@@ -102,8 +103,8 @@ def publish(root: str, accepted: list[str], stages: list[str], ledger_entries: l
     hashes = workspace.lock_hashes(["data/split", f"models/unlearned/{gate.method}.npz", "models/served"])
     new_ids = [Path(p).stem for p in accepted]
     lines = [f"# Deletion run: {provenance.path} path",
-             f"New requests: {', '.join(new_ids) or 'none'}; in force: {len(summary.requests)} requests, "
-             f"{summary.n_forgotten} records forgotten, {summary.n_retained} retained.", "",
+             f"New requests: {', '.join(new_ids) or 'none'}; in force: {count(len(summary.requests), 'request')}, "
+             f"{count(summary.n_forgotten, 'record')} forgotten, {summary.n_retained} retained.", "",
              "| request | records |", "|---|---|",
              *[f"| {r.request_id} | {r.n_records} |" for r in summary.requests], "",
              f"**Gate ({gate.method}): {gate.decision}** — retained NLL change {gate.retained_nll_change:.3g}, "

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .ledger import LEDGER, MAX_LEDGER_BYTES, AuditKey, LedgerError, loads
 from .repo import run, tool_env
+from .words import count
 
 ZERO = "0" * 40
 
@@ -130,4 +131,4 @@ def _describe(lines: list[str]) -> str:
         except (ValueError, AttributeError, RecursionError):
             named.append("?")
     shown = ", ".join(map(str, named[:8])) + (f" and {len(named) - 8} more" if len(named) > 8 else "")
-    return f"{len(lines)} entries: {shown}"
+    return f"{count(len(lines), 'entry')}: {shown}"

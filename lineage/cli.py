@@ -25,6 +25,7 @@ from .entries import Applied, Purge
 from .inbox import Inbox
 from .ledger import LedgerError
 from .reproduce import NotReproducible, find_event
+from .words import count
 
 EXIT_FAILED, EXIT_INPUT, EXIT_LEDGER, EXIT_NOT_REPRODUCIBLE = (Exit.FAILED, Exit.INPUT, Exit.LEDGER,
                                                               Exit.NOT_REPRODUCIBLE)
@@ -38,8 +39,8 @@ def cmd_request_check(args) -> int:
     for path in args.files:
         verdict = inbox.triage(path, existing, known)
         if verdict.kind == "accept":
-            print(f"{path}: ok: request {verdict.request_id} would forget {len(set(verdict.request.record_ids))} "
-                  "records")
+            print(f"{path}: ok: request {verdict.request_id} would forget "
+                  f"{count(len(set(verdict.request.record_ids)), 'record')}")
         else:
             print(f"{verdict.reason} [{verdict.rule}]")
             worst = EXIT_INPUT
@@ -108,10 +109,10 @@ def cmd_verify(args) -> int:
     for problem in report.problems:
         print(f"PROBLEM: {problem}")
     if report.untrusted:
-        print(f"verify: FAILED: the ledger cannot be trusted ({len(report.problems)} problems); every other "
+        print(f"verify: FAILED: the ledger cannot be trusted ({count(len(report.problems), 'problem')}); every other "
               "command refuses it too")
         return EXIT_LEDGER
-    print("verify: " + ("passed" if report.ok else f"FAILED ({len(report.problems)} problems)"))
+    print("verify: " + ("passed" if report.ok else f"FAILED ({count(len(report.problems), 'problem')})"))
     return 0 if report.ok else EXIT_FAILED
 
 
@@ -124,7 +125,8 @@ def cmd_reproduce(args) -> int:
         print(f"  identical  {path}  {md5}")
     for path, (recorded, got) in result.different.items():
         print(f"  DIFFERENT  {path}  recorded {recorded}, reproduced {got}")
-    print("bit-identical" if result.ok else f"{len(result.different)} artifacts differ")
+    n = len(result.different)
+    print("bit-identical" if result.ok else f"{count(n, 'artifact')} {'differs' if n == 1 else 'differ'}")
     return 0 if result.ok else EXIT_FAILED
 
 
@@ -133,7 +135,7 @@ def cmd_record(args) -> int:
     if not recorded:
         print("nothing to record: every applied request and the served posterior are already in the ledger")
     for e in recorded:
-        what = (f"{e.request.request_id} ({e.request.n_records} records" if isinstance(e, Applied)
+        what = (f"{e.request.request_id} ({count(e.request.n_records, 'record')}" if isinstance(e, Applied)
                 else f"of the served posterior ({e.served_path} path, no new request")
         print(f"entry {e.seq}: {e.event} {what}, gate {e.gate.decision})")
     return 0
@@ -145,8 +147,9 @@ def cmd_purge(args) -> int:
     if entry is None:
         return 0
     scan = entry.scan
-    print(f"purge entry {entry.seq} (epoch {entry.epoch}): {entry.n_records_removed} records removed; "
-          f"scan of {sum(scan['files_searched'].values())} files for {scan['needles']} needles: {scan['hits']} hits")
+    print(f"purge entry {entry.seq} (epoch {entry.epoch}): {count(entry.n_records_removed, 'record')} removed; "
+          f"scan of {count(sum(scan['files_searched'].values()), 'file')} for {count(scan['needles'], 'needle')}: "
+          f"{count(scan['hits'], 'hit')}")
     for hit in scan["where"]:
         print(f"  HIT {hit['area']}: {hit['file']} ({hit['kind']} of record {hit['record']})")
     return 0 if scan["hits"] == 0 else EXIT_FAILED

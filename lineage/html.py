@@ -15,6 +15,7 @@ from jinja2 import Environment
 
 from . import repo
 from .entries import Applied, LedgerEntry, Purge
+from .words import count
 
 LINEAGE = [  # the production path, in order: (artifact, what it is)
     ("data/requests", "deletion requests in force"),
@@ -41,7 +42,7 @@ padding:.3rem .5rem;background:#f5f6fa}.changed{background:#fff4d6;border-color:
 <tr><td>applied</td><td>{{ e.applied_at }} (run {{ e.run_id }}{% if together %}, together with
 {{ together | join(", ") }}{% endif %})</td></tr>
 <tr><td>records forgotten</td><td>{{ e.request.n_records }}</td></tr>
-<tr><td>record ids</td><td>{{ e.request.record_hashes | length }} keyed hashes (never stored in clear)</td></tr>
+<tr><td>record ids</td><td>{{ e.request.record_hashes | length | count("keyed hash") }} (never stored in clear)</td></tr>
 <tr><td>method</td><td>{{ e.method }} on {{ e.posterior }}</td></tr>
 <tr><td>revision</td><td>{% if commit_url %}<a href="{{ commit_url }}"><code>{{ e.git_commit }}</code></a>
 {% else %}<code>{{ e.git_commit }}</code> (<code>git show {{ e.git_commit[:12] }}</code>){% endif %}</td></tr>
@@ -64,7 +65,9 @@ hashes remain verifiable.{% else %}Yes: <code>deletions audit reproduce {{ e.req
 {% endif %}</td></tr>{% endfor %}</table>
 </body></html>
 """
-_TEMPLATE = Environment(autoescape=True).from_string(PAGE)
+_ENV = Environment(autoescape=True)
+_ENV.filters["count"] = count
+_TEMPLATE = _ENV.from_string(PAGE)
 
 
 def _boxes(event: Applied) -> list[dict]:
@@ -91,9 +94,17 @@ def _signals(event: Applied) -> list[dict]:
         ok = None if limit is None else value is not None and value <= limit  # no limit: reported, not judged
         rows.append({"name": name, "value": f"{value:.4g}" if isinstance(value, float) else "–",
                      "limit": "reported only" if limit is None else f"≤ {limit}", "ok": ok})
-    rows.append({"name": "repair", "value": str(metrics.get("repair")), "limit": f"in {limits.get('allowed_repairs')}",
-                 "ok": None})
+    repair, allowed = metrics.get("repair"), limits.get("allowed_repairs")
+    rows.append({"name": "repair", "value": "–" if repair is None else str(repair),
+                 "limit": "–" if allowed is None else _either(allowed),
+                 "ok": None if repair is None or allowed is None else repair in allowed})
     return rows
+
+
+def _either(values: list) -> str:
+    """["none"] -> "none"; ["none", "clip", "damp"] -> "none, clip or damp" (not a Python list on the page)."""
+    words = [str(v) for v in values]
+    return " or ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words) or "nothing"
 
 
 def event_page(event: Applied, entries: list[LedgerEntry], root: Path) -> str:

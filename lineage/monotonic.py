@@ -27,6 +27,7 @@ from . import anchor
 from .entries import Applied, Purge
 from .ledger import LEDGER, Ledger, LedgerError, LedgerUntrusted
 from .repo import repository_id
+from .words import count
 
 
 class ForgettingUndone(UserError):
@@ -65,8 +66,9 @@ def check(root: Path, loaded: list[DeletionRequest], train_ids: list[str], reque
                 if isinstance(e, Applied) and e.request.request_id not in archived}
     present = {r.request_id: r for r in loaded}
     if key is None:
-        print(f"note: the audit key is not available here; checked the ids of the {len(recorded)} recorded "
-              "requests only, on a ledger whose chain cannot be checked", file=sys.stderr)
+        print("note: the audit key is not available here; checked the ids of the "
+              f"{count(len(recorded), 'recorded request')} only, on a ledger whose chain cannot be checked",
+              file=sys.stderr)
     missing, edited = [], []
     if key is None:
         missing = sorted(set(recorded) - set(present))

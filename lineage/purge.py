@@ -27,6 +27,7 @@ from bayesunlearn.io.sections import Prepare
 
 from . import events, repo, scan
 from .entries import Applied, LedgerEntry
+from .words import count
 
 RAW = "data/raw/records.csv"
 LEFTOVERS = [
@@ -173,8 +174,9 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
 
     restorable = [root / "params.yaml", root / raw_path, root / f"{raw_path}.dvc",
                   root / Path(raw_path).parent / ".gitignore", *request_files]
-    steps = bars.progress(total=4 + bool(remote), desc="purge", postfix=f"removing {len(record_ids)} records of "
-                          f"{len(due)} requests from the raw data ({raw_path})")  # on stderr; stdout: the result
+    steps = bars.progress(total=4 + bool(remote), desc="purge",  # on stderr; stdout: the result
+                          postfix=f"removing {count(len(record_ids), 'record')} of {count(len(due), 'request')} "
+                          f"from the raw data ({raw_path})")
     with _rollback_on_failure(root, restorable):
         store.save_table(root / raw_path, raw[~raw[datasets.ID].isin(record_ids)])
         _set_csv_source(root, raw_path, datasets.categorical_columns(raw), prepare)
@@ -190,7 +192,7 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
     bars.advance(steps, "dvc gc: workspace, cache" + (f" and remote {remote!r}" if remote else ""))
     repo.run(root, "dvc", "gc", "--workspace", "--force", *(["--cloud"] if remote else []))
 
-    bars.advance(steps, f"scanning for {len(needles)} needles")
+    bars.advance(steps, f"scanning for {count(len(needles), 'needle')}")
     areas = {"workspace": (scan.local_files(root, root, skip=[root / ".dvc" / "cache"] +
                                             ([Path(url)] if url and "://" not in url else [])))}
     areas["cache"] = scan.local_files(root, root / ".dvc" / "cache")
@@ -219,7 +221,8 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
                              if git_tracked else [])
     raw_files = [raw_path + ".dvc", str(Path(raw_path).parent / ".gitignore")]
     revision = repo.commit(root, repo.event_paths(root) + raw_files,
-                           f"purge: delete {len(record_ids)} forgotten records ({len(due)} requests), new epoch")
+                           f"purge: delete {count(len(record_ids), 'forgotten record')} "
+                           f"({count(len(due), 'request')}), new epoch")
     entry = {"event": "purge", "run_id": events.new_run_id(), "epoch": events.epoch(entries) + 1,
              "recorded_at": events.now(), "retention_days": retention, "archived_requests": archived,
              "n_records_removed": len(record_ids), "raw_data": raw_path,

@@ -36,6 +36,7 @@ from bayesunlearn.errors import UserError
 from . import events, repo
 from .entries import Applied, LedgerEntry, Purge
 from .ledger import Ledger
+from .words import count
 
 SUBTRAHEND = "data/split/forgotten.csv"  # what unlearning divides out: holds unpurged forgotten records by design
 BASE_INPUTS = ("data/prepared/train.csv", "data/prepared/test.csv")  # the base model's data until a purge
@@ -63,7 +64,8 @@ def completeness_problems(root: Path, entries: list[LedgerEntry]) -> list[str]:
         return [f"requests folder: {err}"]
     problems = []
     if applied and not entries:
-        problems.append(f"the ledger is empty or missing, but {len(applied)} requests are in force: every "
+        problems.append(f"the ledger is empty or missing, but {count(len(applied), 'request')} "
+                        f"{'is' if len(applied) == 1 else 'are'} in force: every "
                         "applied deletion must be recorded (run the intake flow or `deletions audit record`)")
     for request_id in sorted(applied - set(recorded)):
         problems.append(f"request {request_id} is applied but has no ledger entry (run the intake flow or "
@@ -110,7 +112,7 @@ def data_report(root: Path, key, entries: list[LedgerEntry], lock: dict) -> Repo
         hits = {key.hash_id(i) for i in datasets.record_ids(root / table)}
         bad_purged, unpurged = hits & purged, (hits & forgotten) - purged
         if bad_purged:
-            report.problems.append(f"{table}: holds {len(bad_purged)} records that were purged")
+            report.problems.append(f"{table}: holds {count(len(bad_purged), 'record')} that were purged")
         if not unpurged:
             continue
         if table == SUBTRAHEND:

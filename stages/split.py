@@ -11,6 +11,7 @@ from pathlib import Path
 from bayesunlearn.io import contracts, datasets, requests, store
 from bayesunlearn.io.datasets import ID
 from lineage import monotonic
+from lineage.words import count
 
 from .common import PREPARED, SPLIT, run, settings
 
@@ -35,7 +36,8 @@ def main() -> None:
                   for r in pending],
         n_retained=int((~is_forgotten).sum()), n_forgotten=int(is_forgotten.sum()),
     ).write(contracts.SPLIT_SUMMARY)
-    print(f"{len(pending)} requests: forgetting {int(is_forgotten.sum())} of {len(train)} training records")
+    print(f"{count(len(pending), 'request')}: forgetting {int(is_forgotten.sum())} of "
+          f"{count(len(train), 'training record')}")
 
 
 if __name__ == "__main__":
