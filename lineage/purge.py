@@ -6,7 +6,9 @@ data/raw/records.csv with ids and a fixed train/test column, tracked with
 `dvc add`), delete the request files (their ids stay in the ledger only as
 salted hashes), re-run the production stages so that the base model is
 retrained exactly on what remains (resetting the approximation error that
-unlearning accumulated), push, `dvc gc` workspace, cache and the default
+unlearning accumulated), delete the refused files in inbox/rejected/ that name
+a purged record (a pending inbox file that names one stops the purge before it
+starts: the intake triages it first), push, `dvc gc` workspace, cache and the default
 remote, and then search workspace, cache, remote and Prefect's storage byte by
 byte for the records. The result goes into a `purge` ledger entry, which also
 lists the events that can no longer be re-run.
@@ -26,6 +28,7 @@ from bayesunlearn.io.sections import Prepare
 
 from . import events, repo, scan
 from .entries import Applied, LedgerEntry
+from .inbox import Inbox
 
 RAW = "data/raw/records.csv"
 LEFTOVERS = [
@@ -158,6 +161,11 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
     for path in request_files:
         record_ids.update(requests.read_request(path, params.split.max_request_bytes).record_ids)
 
+    intake = Inbox(root)
+    if pending := intake.naming(intake.folder, record_ids):
+        raise UserError(f"inbox files {pending} name records this purge deletes; triage them first (run the "
+                        "intake: a refused file the purge then removes from inbox/rejected/), then purge again.")
+
     # Needles first: after the purge the values exist nowhere we could read them from.
     prepare = params.prepare
     frame, _ = datasets.load_source(prepare, root)
@@ -185,6 +193,8 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
         if remote:
             progress(f"pushing to remote {remote!r}")
             repo.run(root, "dvc", "push")
+    if refused := intake.forget(record_ids):
+        progress(f"removed {len(refused)} refused files naming purged records from inbox/rejected/ (with reasons)")
     progress("dvc gc: workspace, cache" + (f" and remote {remote!r}" if remote else ""))
     repo.run(root, "dvc", "gc", "--workspace", "--force", *(["--cloud"] if remote else []))
 
