@@ -33,3 +33,7 @@ def _avx2() -> bool:
 
 if "numpy" not in sys.modules and _avx2():
     os.environ.setdefault("OPENBLAS_CORETYPE", BLAS_KERNEL)
+
+from bayesunlearn.numerics import threads  # noqa: E402  (loads NumPy: after the kernel is chosen)
+
+threads.one_thread_by_default()  # a product's rounding depends on its thread count (numerics/threads.py)

@@ -41,7 +41,8 @@ def test_the_set_up_switches_determinism_on_and_onednn_off_and_prints_nothing():
     assert result.stderr == "", result.stderr  # no CUDA probes, no warnings
 
 
-BLAS_KERNEL = "import threadpoolctl\nprint([i['architecture'] for i in threadpoolctl.threadpool_info()])"
+BLAS_KERNEL = "import threadpoolctl\nprint(sorted({i['architecture'] for i in threadpoolctl.threadpool_info()}))"
+BLAS_THREADS = "print(sorted({i['num_threads'] for i in threadpoolctl.threadpool_info()}))"
 
 
 def without_a_chosen_kernel(code: str) -> list[str]:
@@ -52,17 +53,19 @@ def without_a_chosen_kernel(code: str) -> list[str]:
     return result.stdout.splitlines()
 
 
-def test_every_stage_and_flow_process_uses_the_avx2_blas_kernel_and_its_workers_inherit_it():
-    """OpenBLAS would pick an AVX-512 kernel on an AVX-512 host, which rounds products differently."""
+def test_every_stage_and_flow_process_uses_one_blas_kernel_and_thread_and_its_workers_the_kernel():
+    """OpenBLAS would pick an AVX-512 kernel on an AVX-512 host, and as many threads as the host has cores:
+    either changes a product's rounding. NumPy's and SciPy's OpenBLAS both."""
     import bayesunlearn
 
     pinned = str(["Haswell"]) if bayesunlearn._avx2() else None  # without AVX2 the library's own choice stands
     for package in ("stages", "flows"):
-        process, worker = without_a_chosen_kernel(
-            f"import {package}, subprocess, sys, numpy\n{BLAS_KERNEL}\n"
+        process, threads, worker = without_a_chosen_kernel(
+            f"import {package}, subprocess, sys, scipy.linalg\n{BLAS_KERNEL}\n{BLAS_THREADS}\n"
             f"subprocess.run([sys.executable, '-c', 'import numpy\\n' + {BLAS_KERNEL!r}])")
         assert process == worker  # a Dask worker rounds as the stage that started it
         assert pinned is None or process == pinned, process
+        assert threads == "[1]"  # blas_for raises it for P × P work only
     # NumPy loaded first: too late to pin, so nothing is set that a worker would take and the process not
     assert without_a_chosen_kernel("import numpy, bayesunlearn, os\nprint(os.environ.get('OPENBLAS_CORETYPE'))"
                                    ) == ["None"]
