@@ -165,6 +165,7 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
     if pending := intake.naming(intake.folder, record_ids):
         raise UserError(f"inbox files {pending} name records this purge deletes; triage them first (run the "
                         "intake: a refused file the purge then removes from inbox/rejected/), then purge again.")
+    intake.naming(intake.rejected, record_ids)  # a linked inbox/rejected/ stops the purge here, not half-way
 
     # Needles first: after the purge the values exist nowhere we could read them from.
     prepare = params.prepare
