@@ -34,6 +34,19 @@ def _avx2() -> bool:
 if "numpy" not in sys.modules and _avx2():
     os.environ.setdefault("OPENBLAS_CORETYPE", BLAS_KERNEL)
 
-from bayesunlearn.numerics import threads  # noqa: E402  (loads NumPy: after the kernel is chosen)
 
-threads.one_thread_by_default()  # a product's rounding depends on its thread count (numerics/threads.py)
+def _blas_set_up():
+    """The controller of NumPy's and SciPy's OpenBLAS and the thread count they started with; from here on
+    one thread, which numerics/threads.py raises for P × P work only: a product's rounding depends on its
+    thread count, and the count OpenBLAS starts with is the host's cores."""
+    import numpy  # noqa: F401  (both libraries load here, after the kernel is chosen)
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    threads = max((lib.num_threads for lib in controller.select(user_api="blas").lib_controllers), default=1)
+    controller.limit(limits=1, user_api="blas")  # never lifted
+    return controller, threads
+
+
+BLAS, BLAS_THREADS = _blas_set_up()
