@@ -11,6 +11,8 @@ project (.prefect/), also when the flows are started outside `make`.
 import os
 from pathlib import Path
 
+import bayesunlearn  # noqa: F401  (first: it pins the BLAS kernel before NumPy loads, for the sweep's cells)
+
 for _name, _value in {"DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                       "PREFECT_HOME": str(Path(__file__).resolve().parents[1] / ".prefect")}.items():
     os.environ.setdefault(_name, _value)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import TypeAdapter
-from threadpoolctl import threadpool_limits
 
 from bayesunlearn.io import atomic, datasets, store
 from bayesunlearn.io.sections import VI, Laplace, Method, Model, Train
 from bayesunlearn.io.settings import Settings
+from bayesunlearn.numerics.threads import one_thread_throughout
 from bayesunlearn.experiments.sweep import SweepCell, SweepPlan, hidden_label
 
 from stages.common import PREPARED
@@ -65,7 +65,7 @@ def compute_cell(root: Path, config: dict, cell: SweepCell, folder: Path) -> Pat
     problem = Problem(x, y, x_test, methods, train, fitting, train.seed)
     # One BLAS thread wherever the cell runs, so that its numbers cannot depend on the runner: Dask
     # workers start with OPENBLAS_NUM_THREADS=1, an in-process (serial) run would use every core.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_thread_throughout():
         originals = _originals(model, problem, folder / f"h{hidden_label(cell.hidden)}" / "originals")
         rows, _ = study_cell(model, problem, cell.cell, originals)
     label = {"hidden": hidden_label(cell.hidden), "n_params": model.spec.n_params}

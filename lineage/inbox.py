@@ -12,7 +12,8 @@ the check. The requests folder is never created (its absence is an error, not
 "nothing to forget"). Nothing is ever overwritten: a rejected name
 that is taken gets a number. An accepted request is stored as a new file
 holding exactly the bytes that were validated (never the submitter's file,
-which another hard link or an open handle could still change).
+which another hard link or an open handle could still change). A purge removes
+the refused files that name its records, reasons included (`Inbox.forget`).
 
 No Prefect here: the intake flow, the CLI and the tests share these functions.
 """
@@ -23,7 +24,9 @@ import errno
 import json
 import os
 import re
-from collections.abc import Iterator
+import shutil
+import stat
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -36,6 +39,7 @@ from bayesunlearn.io.requests import DeletionRequest, KnownIds
 from bayesunlearn.io.sections import Split
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+SIDECAR = ".reason.json"  # a rejected entry's reason is in `<its name>.reason.json` beside it
 
 
 @dataclass(frozen=True)
@@ -158,8 +162,35 @@ class Inbox:
         with self.opened(path.parent) as source, self.opened(self.rejected, create=True) as target:
             name = _free_name(target, path.name)
             atomic.move_new(source, path.name, target, name)
-            atomic.write_new(f"{name}.reason.json", json.dumps(note, indent=2, sort_keys=True).encode(), target)
+            atomic.write_new(f"{name}{SIDECAR}", json.dumps(note, indent=2, sort_keys=True).encode(), target)
         return self.rejected / name
+
+    # --- purging ------------------------------------------------------------------------------
+    def naming(self, folder: Path, record_ids: Collection[str]) -> list[str]:
+        """The entries of an intake folder whose bytes hold one of `record_ids` (regular files only: a link,
+        folder or FIFO is not read), in name order."""
+        if not os.path.lexists(folder):
+            return []
+        needles = [record_id.encode() for record_id in record_ids]
+        with self.opened(folder) as fd:
+            return [name for name in sorted(os.listdir(fd)) if any(n in _contents(fd, name) for n in needles)]
+
+    def forget(self, record_ids: Collection[str]) -> list[str]:
+        """Remove every refused entry of inbox/rejected/ that names one of `record_ids`, in itself or in its
+        reason, with its sidecar (a purge deletes the records' ids; a refused file is no record anything
+        reads). Returns the removed entries' names. A link, folder or FIFO is judged by its sidecar only."""
+        named = self.naming(self.rejected, record_ids)
+        if not named:
+            return []
+        with self.opened(self.rejected) as fd:
+            names = set(os.listdir(fd))
+            # a sidecar is `<entry>.reason.json` beside its entry; an entry may itself end in .reason.json
+            entries = {n.removesuffix(SIDECAR) if n.endswith(SIDECAR) and n.removesuffix(SIDECAR) in names else n
+                       for n in named}
+            for name in entries:
+                _remove(fd, name)
+                _remove(fd, f"{name}{SIDECAR}")
+        return sorted(entries)
 
     def return_to_inbox(self, applied: Path) -> Path:
         """Undo an acceptance after a failed run: the request is pending again."""
@@ -183,7 +214,7 @@ def _free_name(folder: int, name: str) -> str:
     safe = SAFE_NAME.sub("_", _printable(name))[:100].lstrip(".") or "request.json"
     stem, dot, suffix = safe.rpartition(".") if "." in safe else (safe, "", "")
     candidate, number = safe, 2
-    while _exists(folder, candidate) or _exists(folder, f"{candidate}.reason.json"):
+    while _exists(folder, candidate) or _exists(folder, f"{candidate}{SIDECAR}"):
         candidate = f"{stem}-{number}{dot}{suffix}" if dot else f"{safe}-{number}"
         number += 1
     return candidate
@@ -197,5 +228,30 @@ def _exists(folder: int, name: str) -> bool:
     return True
 
 
+def _contents(folder: int, name: str) -> bytes:
+    """A regular file's bytes; nothing for anything else (never blocks on a FIFO, never follows a link)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+    except OSError:
+        return b""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        with os.fdopen(os.dup(fd), "rb") as file:
+            return file.read()
+    finally:
+        os.close(fd)
+
+
+def _remove(folder: int, name: str) -> None:
+    try:
+        if stat.S_ISDIR(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
+            shutil.rmtree(name, dir_fd=folder)
+        else:
+            os.unlink(name, dir_fd=folder)
+    except FileNotFoundError:
+        pass
+
+
 def sidecar(rejected: Path) -> dict:
-    return json.loads(rejected.with_name(rejected.name + ".reason.json").read_text())
+    return json.loads(rejected.with_name(rejected.name + SIDECAR).read_text())

@@ -37,18 +37,24 @@ def foreign_changes(root: Path) -> list[str]:
             if any(path == p or path.startswith(p.rstrip("/") + "/") for p in owned)]
 
 
-@contextmanager
-def claim(root: Path, what: str, commits: bool = True) -> Iterator[None]:
-    """Run an event: refuse foreign uncommitted changes, mark the event in flight, unmark it when it is done.
-    An exception leaves the mark: the next run finishes what this one started. Without commits
-    (`ledger.commit: false`) nothing is committed, so nothing is refused: entries list the dirty files."""
-    foreign = foreign_changes(root) if commits else []
+def refuse_foreign(root: Path, what: str) -> None:
+    """Raise ForeignChanges, naming them, while files an event commits hold changes no event made."""
+    foreign = foreign_changes(root)
     if foreign:
         shown = ", ".join(foreign[:6]) + (f" and {len(foreign) - 6} more" if len(foreign) > 6 else "")
         raise ForeignChanges(f"{what} refused: {shown} {'has' if len(foreign) == 1 else 'have'} uncommitted changes "
                              "that no deletion event made (an experiment, an edit, a manual `dvc repro`), and an "
                              "event commits these files. Commit them (`git commit`), or put back the committed "
                              "state (`git checkout -- FILES` and `dvc checkout`), then run again.")
+
+
+@contextmanager
+def claim(root: Path, what: str, commits: bool = True) -> Iterator[None]:
+    """Run an event: refuse foreign uncommitted changes, mark the event in flight, unmark it when it is done.
+    An exception leaves the mark: the next run finishes what this one started. Without commits
+    (`ledger.commit: false`) nothing is committed, so nothing is refused: entries list the dirty files."""
+    if commits:
+        refuse_foreign(root, what)
     atomic.write_text(root / MARKER, f"{what}\n")
     yield
     (root / MARKER).unlink(missing_ok=True)

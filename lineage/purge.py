@@ -6,7 +6,9 @@ data/raw/records.csv with ids and a fixed train/test column, tracked with
 `dvc add`), delete the request files (their ids stay in the ledger only as
 salted hashes), re-run the production stages so that the base model is
 retrained exactly on what remains (resetting the approximation error that
-unlearning accumulated), push, `dvc gc` workspace, cache and the default
+unlearning accumulated), delete the refused files in inbox/rejected/ that name
+a purged record (a pending inbox file that names one stops the purge before it
+starts: the intake triages it first), push, `dvc gc` workspace, cache and the default
 remote, and then search workspace, cache, remote and Prefect's storage byte by
 byte for the records. The result goes into a `purge` ledger entry, which also
 lists the events that can no longer be re-run.
@@ -25,8 +27,9 @@ from bayesunlearn.io import progress as bars
 from bayesunlearn.errors import UserError
 from bayesunlearn.io.sections import Prepare
 
-from . import events, repo, scan
+from . import events, inflight, repo, scan
 from .entries import Applied, LedgerEntry
+from .inbox import Inbox
 from .words import count
 
 RAW = "data/raw/records.csv"
@@ -145,6 +148,8 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
     ledger = events.ledger(root)
     entries, key = ledger.entries(), ledger.key()  # the chain checks out before anything is deleted
     params = settings.load(root / settings.PARAMS)
+    if params.ledger.commit:
+        inflight.refuse_foreign(root, "the purge")  # its commit must hold the purge, and nothing else
     retention = params.ledger.retention_days
     due, waiting = eligible_requests(entries, retention, now or datetime.now(UTC))
     if not due:
@@ -159,6 +164,12 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
     record_ids = set()
     for path in request_files:
         record_ids.update(requests.read_request(path, params.split.max_request_bytes).record_ids)
+
+    intake = Inbox(root)
+    if pending := intake.naming(intake.folder, record_ids):
+        raise UserError(f"inbox files {pending} name records this purge deletes; triage them first (run the "
+                        "intake: a refused file the purge then removes from inbox/rejected/), then purge again.")
+    intake.naming(intake.rejected, record_ids)  # a linked inbox/rejected/ stops the purge here, not half-way
 
     # Needles first: after the purge the values exist nowhere we could read them from.
     prepare = params.prepare
@@ -189,6 +200,9 @@ def purge(root: Path, now: datetime | None = None, progress=print, scan_paths: l
         if remote:
             bars.advance(steps, f"pushing to remote {remote!r}")
             repo.run(root, "dvc", "push")
+    if refused := intake.forget(record_ids):
+        progress(f"removed {count(len(refused), 'refused file')} naming purged records from inbox/rejected/ "
+                 "(with their reasons)")
     bars.advance(steps, "dvc gc: workspace, cache" + (f" and remote {remote!r}" if remote else ""))
     repo.run(root, "dvc", "gc", "--workspace", "--force", *(["--cloud"] if remote else []))
 

@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import bayesunlearn  # noqa: F401  (before NumPy: the BLAS kernel the stages use, also in-process)
 import numpy as np
 import pytest
 import yaml

@@ -17,6 +17,7 @@ from conftest import sh, tiny_repo, write_request
 
 from bayesunlearn.io import datasets, store
 from lineage import cli, events
+from lineage.inbox import Inbox
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +132,17 @@ def test_purge_deletes_the_records_everywhere_and_verify_still_passes(cycle, cap
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
 
     database = Path(PREFECT_API_DATABASE_CONNECTION_URL.value().split("///", 1)[-1]).parent  # the test server's
+    # a file in the inbox naming a record to purge stops the purge before it starts; refused, it is removed
+    pending = write_request(root, "req-0003", [marker_id, "no-such-record"], folder="inbox")
+    assert unlearn(root, "purge") == cli.EXIT_INPUT and "triage them first" in capsys.readouterr().err
+    intake = Inbox(root)
+    verdict = intake.triage(pending, intake.in_force(), intake.known_ids())
+    assert verdict.rule == "unknown-record"
+    intake.reject(pending, verdict)
+    assert marker_id.encode() in (intake.rejected / pending.name).read_bytes()
     assert unlearn(root, "purge", "--scan", str(database)) == 0, capsys.readouterr()  # 0 = its scan found nothing
+    assert files_holding(root, [marker_id.encode()], ["inbox"]) == []
+    assert "removed 1 refused files naming purged records" in capsys.readouterr().out
     purge = events.ledger(root).entries()[-1]
     assert purge.event == "purge" and purge.scan["hits"] == 0 and purge.n_records_removed == 7
     assert {"workspace", "cache", "remote", f"extra:{database.name}"} <= set(purge.scan["files_searched"])

@@ -16,7 +16,7 @@ from bayesunlearn.model.curvature import EigenbasisSums, KroneckerFactors, eigen
 from bayesunlearn.posteriors.subnetwork import SubnetworkCurvature, choose
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.model.network import MLPSpec
-from bayesunlearn.posteriors.laplace import data_curvature
+from bayesunlearn.posteriors.laplace import data_curvature, fit_laplace
 from bayesunlearn.posteriors.sharded import read_shard, sharded_curvature, shards_of
 
 KINDS_WITHOUT_TENSORFLOW = ("full_ggn", "diag_ggn", "last_layer", "kfac", "ekfac", "subnetwork")
@@ -77,6 +77,37 @@ def test_the_sharded_sum_equals_the_one_process_sum(table, kind):
                                                         strict=True))
         whole = data_curvature(KINDS[kind], model, theta, x, y, bases=bases)
     assert_relative(sharded, whole, 1e-12)
+
+
+def tied_table(path: Path, seed: int) -> tuple[RegressionModel, np.ndarray, np.ndarray, np.ndarray]:
+    """A linear model whose weights on columns a and b have exactly equal GGN diagonals (b is a reversed:
+    the same squares, summed in another order) straddling a cut of 2: c's weight has the largest variance,
+    and one of a, b joins it. Rounding of the two sums decides their order unless the choice breaks ties."""
+    rng = np.random.default_rng(seed)
+    n = 301
+    a = rng.normal(0, 0.1, n)
+    frame = pd.DataFrame({datasets.ID: [f"r{i:04d}" for i in range(n)], "a": a, "b": a[::-1],
+                          "c": rng.normal(0, 0.05, n), datasets.TARGET: rng.normal(size=n)})
+    store.save_table(path, frame)
+    model = RegressionModel(MLPSpec(3, ()), prior_precision=1.0, noise_std=0.2)
+    x, y = datasets.arrays(store.load_table(path))
+    return model, rng.normal(0, 0.5, model.spec.n_params), x, y
+
+
+def test_the_sharded_subnetwork_chooses_the_serial_weights_when_diagonals_tie(tmp_path):
+    swapped = 0
+    for seed in range(8):
+        path = tmp_path / f"tied{seed}.csv"
+        model, theta, x, y = tied_table(path, seed)
+        serial = fit_laplace(model, theta, x, y, "subnetwork", subnetwork_size=2)
+        data = sharded_curvature("subnetwork", model, theta, shards_of(path, len(x), 2), None, 2)
+        sharded = fit_laplace(model, theta, x, y, "subnetwork", data, subnetwork_size=2)
+        whole = data_curvature(KINDS["subnetwork"], model, theta, x, y)[0][:2]
+        swapped += (np.sign(whole[0] - whole[1]) != np.sign(data[0].diagonal[0] - data[0].diagonal[1]))
+        assert serial.matrix.indices.tolist() == sharded.matrix.indices.tolist() == [0, 2]  # tie: lower index
+        covariance = serial.matrix.covariance()
+        assert np.abs(sharded.matrix.covariance() - covariance).max() <= 1e-12 * np.abs(covariance).max()
+    assert swapped  # the repro: rounding does order the tied pair differently in the two sums
 
 
 def kill_once(marker: str):

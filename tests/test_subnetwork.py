@@ -75,6 +75,10 @@ def test_forgetting_equals_the_fit_on_the_retained_records_and_composes(tmp_path
 def test_the_choice_is_deterministic_with_ties():
     assert choose(np.array([3.0, 1.0, 1.0, 2.0, 1.0]), 1.0, 2).tolist() == [1, 2]
     assert choose(np.ones(3), 1.0, 10).tolist() == [0, 1, 2]
+    # a rounding apart is a tie too (sums over shards differ so): the lower index, not the smaller value
+    assert choose(np.array([3.0, 1e-12, 0.0, 2.0]), 1.0, 1).tolist() == [1]
+    assert choose(np.array([3.0, 1e-6, 0.0, 2.0]), 1.0, 1).tolist() == [2]  # a real difference still counts
+    assert choose(np.array([0.0, 2.0, 5e-10, 1.0, 0.0]), 1.0, 2).tolist() == [0, 2]  # the band: 1 ± 1e-9
 
 
 def test_a_block_held_as_covariance_alone_forgets_like_the_dense_one():

@@ -1,4 +1,4 @@
-"""The deterministic TensorFlow set-up cannot be defeated by import order."""
+"""The deterministic TensorFlow and BLAS set-up cannot be defeated by import order."""
 
 from __future__ import annotations
 
@@ -39,6 +39,36 @@ def test_the_set_up_switches_determinism_on_and_onednn_off_and_prints_nothing():
                  "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], config.is_op_determinism_enabled())")
     assert result.returncode == 0 and result.stdout.split() == ["0", "True"]
     assert result.stderr == "", result.stderr  # no CUDA probes, no warnings
+
+
+BLAS_KERNEL = "import threadpoolctl\nprint(sorted({i['architecture'] for i in threadpoolctl.threadpool_info()}))"
+BLAS_THREADS = "print(sorted({i['num_threads'] for i in threadpoolctl.threadpool_info()}))"
+
+
+def without_a_chosen_kernel(code: str) -> list[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            env={**environment, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_every_stage_and_flow_process_uses_one_blas_kernel_and_thread_and_its_workers_the_kernel():
+    """OpenBLAS would pick an AVX-512 kernel on an AVX-512 host, and as many threads as the host has cores:
+    either changes a product's rounding. NumPy's and SciPy's OpenBLAS both."""
+    import bayesunlearn
+
+    pinned = str(["Haswell"]) if bayesunlearn._avx2() else None  # without AVX2 the library's own choice stands
+    for package in ("stages", "flows"):
+        process, threads, worker = without_a_chosen_kernel(
+            f"import {package}, subprocess, sys, scipy.linalg\n{BLAS_KERNEL}\n{BLAS_THREADS}\n"
+            f"subprocess.run([sys.executable, '-c', 'import numpy\\n' + {BLAS_KERNEL!r}])")
+        assert process == worker  # a Dask worker rounds as the stage that started it
+        assert pinned is None or process == pinned, process
+        assert threads == "[1]"  # blas_for raises it for P × P work only
+    # NumPy loaded first: too late to pin, so nothing is set that a worker would take and the process not
+    assert without_a_chosen_kernel("import numpy, bayesunlearn, os\nprint(os.environ.get('OPENBLAS_CORETYPE'))"
+                                   ) == ["None"]
 
 
 def test_the_numpy_network_equals_tensorflows(fitted):

@@ -261,3 +261,28 @@ def test_lock_serialises_workspace_users(tmp_path):
     for t in threads:
         t.join()
     assert order[0][0] == order[1][0] and order[2][0] == order[3][0]  # never interleaved
+
+
+def test_forgetting_records_removes_every_refused_entry_that_names_them_with_its_reason(inbox, tmp_path):
+    """What a purge does to inbox/rejected/: the records' ids leave it, refused files naming others stay."""
+    for name, ids in (("names.json", ["rec-000002", "rec-999999"]), ("other.json", ["rec-999998"]),
+                      ("x.reason.json", ["rec-000002", "rec-999997"])):
+        path = drop(inbox, name, request_payload("req-0002", ids))
+        inbox.reject(path, triage(inbox, path))  # unknown ids: the reasons name rec-999999, -8 and -7
+    outside = tmp_path / "outside.json"
+    outside.write_text("rec-999999")
+    (inbox.folder / "link.json").symlink_to(outside)
+    (inbox.folder / "folder.json").mkdir()
+    os.mkfifo(inbox.folder / "fifo.json")
+    for path in inbox.pending():
+        inbox.reject(path, triage(inbox, path))
+    (inbox.rejected / "folder.json.reason.json").write_text('{"reason": "names rec-999999"}')
+    assert "rec-999999" in sidecar(inbox.rejected / "names.json")["reason"]
+
+    assert inbox.forget({"rec-000002"}) == ["names.json", "x.reason.json"]  # by content, an entry's own name
+    assert inbox.forget({"rec-999999"}) == ["folder.json"]  # by its reason only: a link and a FIFO are not read
+    left = sorted(p.name for p in inbox.rejected.iterdir())
+    assert left == sorted(f"{n}{s}" for n in ("other.json", "link.json", "fifo.json") for s in ("", ".reason.json"))
+    assert not any(b"rec-000002" in p.read_bytes() for p in inbox.rejected.iterdir() if p.is_file()
+                   and not p.is_symlink() and not p.is_fifo())
+    assert outside.exists() and inbox.forget({"rec-000002"}) == []
