@@ -292,7 +292,7 @@ def _quality_lines(quality: dict) -> list[str]:
     lines = [f"**Quality at {quality['n_params']:,} parameters** ({quality['n']:,} records, "
              f"{quality['retrains']} retrains per structure; gain below 1 = forgetting helped, gain over the full "
              "GGN's above 1 = worse than the full GGN; CG to a relative residual of "
-             f"{quality.get('cg_tolerance', 0):.0e}; speedup = a retrain's measured time (MAP fit and the "
+             f"{quality.get('cg_tolerance', 0):g}; speedup = a retrain's measured time (MAP fit and the "
              "structure's fit on the retained records) over the forgetting's, in the same run):", "", _table(rows)]
     t = quality.get("targets")
     if t:
@@ -321,7 +321,7 @@ def _quality_row(deletion: str, name: str, q: dict) -> dict:
     return {"deletion": deletion, "structure": q.get("structure", name), "step": step, "gain": q["gain"],
             "gain over full GGN's": q["gain_over_full_ggn"], "indistinguishability": q["indistinguishability"],
             "CG passes": passes if q.get("cg_converged", True) else f"{passes} (not converged)",
-            "forget (s)": q["unlearn_seconds"], "speedup": _fmt(q["speedup"]) if "speedup" in q else "—",
+            "forget (s)": q["unlearn_seconds"], "speedup": f"{_fmt(q['speedup'])}×" if "speedup" in q else "—",
             "test RMSE (unlearned / retrained)": f"{q['test_rmse_unlearned']:.3g} / {q['test_rmse_retrained']:.3g}"}
 
 
