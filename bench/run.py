@@ -41,7 +41,8 @@ Parts: methods (the keys model/random/cluster/methods), latency, scale, compute,
 dvc, real, scale_out. `--only scale compute` runs just those; a quick scale run:
 `python -m bench.run --only scale --sizes 150 2.5k --n-train 500 5000`.
 The full run takes about 30 minutes on 2 cores, most of it the 10k × 50k scale cell,
-plus the scale-out part and, once the study's results exist, the real part's rebuilt
+plus the scale-out part (structure_quality's retrains alone take about 40 minutes) and, once the
+study's results exist, the real part's rebuilt
 events (gate_missed, gate_prior).
 """
 

@@ -12,7 +12,8 @@ and preconditioned by the structure (`NAME_cg_structure`), run to `CG_TOLERANCE`
 its unlearning time and the retrain time measured in the same run (a retrain MAP + the structure's fit
 on the retained records, medians over the seeds), so the speedup is of this machine, this run.
 `targets` judges the rows against issue 26's targets at 10k parameters.
-`python -m bench.structures` prints the JSON; `make bench` adds it as "structure_quality".
+`python -m bench.structures` prints the JSON; `make bench` adds it as "structure_quality". It takes
+about 40 minutes on 2 busy cores, most of it the four retrain MAPs and the full GGN's fits and rows.
 """
 
 from __future__ import annotations
