@@ -252,7 +252,6 @@ def readme_block(path: Path | None = None) -> str:
 
 def docs_block(path: Path | None = None) -> str:
     """Every case, the targets, the plan to N workers, and the quality of each structure at 10k parameters."""
-    from bench.structures import STRUCTURES as quality_order
     from bench.summary import _fmt, _table
 
     scale_out, quality = _measured(path)
@@ -279,18 +278,51 @@ def docs_block(path: Path | None = None) -> str:
              "each measured on 1 worker, for `laplace.shards` ≥ N; beside it the measured 2-worker fit):", "",
              _table(_plan_rows(scale_out), ".1f")]
     if quality:
-        lines += ["", f"**Quality at {quality['n_params']:,} parameters** ({quality['n']:,} records, "
-                  f"{quality['retrains']} retrains per structure; gain below 1 = forgetting helped, "
-                  "gain over the full GGN's above 1 = worse than the full GGN):", "",
-                  _table([{"deletion": f"{mode} ({quality[mode]['n_forgotten']} records)", "structure": s,
-                           "gain": q["gain"], "gain over full GGN's": q["gain_over_full_ggn"],
-                           "indistinguishability": q["indistinguishability"], "repair": q["repair"],
-                           "test RMSE (unlearned / retrained)":
-                               f"{q['test_rmse_unlearned']:.3g} / {q['test_rmse_retrained']:.3g}"}
-                          for mode in ("random", "segment") for s, q in
-                          sorted(((s, q) for s, q in quality[mode].items() if isinstance(q, dict)),
-                                 key=lambda item: quality_order.index(item[0]))])]
+        lines += ["", *_quality_lines(quality)]
     return "\n".join(lines)
+
+
+def _quality_lines(quality: dict) -> list[str]:
+    """The structure_quality table (bench/structures.py): every row of both deletions, then its targets."""
+    from bench.structures import variants
+    from bench.summary import _table
+
+    rows = [_quality_row(f"{mode} ({quality[mode]['n_forgotten']} records)", name, q)
+            for mode in ("random", "segment") for name in variants() if (q := quality[mode].get(name))]
+    lines = [f"**Quality at {quality['n_params']:,} parameters** ({quality['n']:,} records, "
+             f"{quality['retrains']} retrains per structure; gain below 1 = forgetting helped, gain over the full "
+             "GGN's above 1 = worse than the full GGN; CG to a relative residual of "
+             f"{quality.get('cg_tolerance', 0):g}; speedup = a retrain's measured time (MAP fit and the "
+             "structure's fit on the retained records) over the forgetting's, in the same run):", "", _table(rows)]
+    t = quality.get("targets")
+    if t:
+        best, newton, sub = (t["best_scalable_within_1_5x_full_ggn_10k"], t["best_newton_step_within_1_5x_full_ggn_10k"],
+                             t["subnetwork_at_least_last_layer_10k"])
+
+        def ratios(j: dict) -> str:
+            return " and ".join(f"{j[m]['gain_over_full_ggn']:.3g}× on {m}" for m in ("random", "segment"))
+
+        lines += ["", f"Targets: the best scalable row within {best['within']}× the full GGN's gain on both deletions: "
+                  f"`{best['row']}`, {ratios(best)} ({_met(best['met'])}); among Newton steps alone (no pass over "
+                  f"the retained records): `{newton['row']}`, {ratios(newton)} ({_met(newton['met'])}); the "
+                  f"subnetwork's Newton step at least as good as the last layer's on both: gain "
+                  f"{sub['random']['subnetwork']:.3g} against {sub['random']['last_layer']:.3g} (random), "
+                  f"{sub['segment']['subnetwork']:.3g} against {sub['segment']['last_layer']:.3g} (segment) "
+                  f"({_met(sub['met'])})."]
+    return lines
+
+
+def _quality_row(deletion: str, name: str, q: dict) -> dict:
+    from bench.summary import _fmt
+
+    step = {"newton": "Newton", "none": "CG", "structure": "CG, preconditioned"}[
+        q.get("cg_preconditioner", q.get("mean_update", "newton"))]
+    passes = q.get("cg_passes", "—")
+    return {"deletion": deletion, "structure": q.get("structure", name), "step": step, "gain": q["gain"],
+            "gain over full GGN's": q["gain_over_full_ggn"], "indistinguishability": q["indistinguishability"],
+            "CG passes": passes if q.get("cg_converged", True) else f"{passes} (not converged)",
+            "forget (s)": q["unlearn_seconds"], "speedup": f"{_fmt(q['speedup'])}×" if "speedup" in q else "—",
+            "test RMSE (unlearned / retrained)": f"{q['test_rmse_unlearned']:.3g} / {q['test_rmse_retrained']:.3g}"}
 
 
 def _plan_rows(scale_out: dict) -> list[dict]:
