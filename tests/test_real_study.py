@@ -14,6 +14,7 @@ from bayesunlearn.errors import DataError
 from bayesunlearn.experiments import events
 from bayesunlearn.experiments.confusion import MIN_SMALL_RANDOM_SHARE, confusion, gate_confusion
 from bayesunlearn.io import datasets
+from bayesunlearn.io.contracts import Convergence
 from bayesunlearn.io.sections import Audit, Divide, Gate, RealStudy, Train
 
 
@@ -142,6 +143,7 @@ def outcome(tf):
 
 
 def test_every_method_and_baseline_gets_one_row_judged_by_the_audit_and_the_gate(outcome):
+    from bayesunlearn.model.likelihood import objective
     from bayesunlearn.unlearning.gate import gate
     from bayesunlearn.unlearning.methods import apply
 
@@ -161,8 +163,11 @@ def test_every_method_and_baseline_gets_one_row_judged_by_the_audit_and_the_gate
     assert by_method["diag"]["gate_reasons"].startswith("retained records' NLL rose")
     s = result.splits
     unlearned, report = apply(setup.methods["newton"], originals["full_ggn"], s.x_forgotten, s.y_forgotten)
+    _, grad = objective(originals["full_ggn"].model, originals["full_ggn"].mean, table.x, table.y)
+    original_fit = Convergence(grad_norm=float(np.linalg.norm(grad)), grad_tolerance=setup.train.grad_tolerance)
+    assert original_fit.converged  # the gate judges the step, not a MAP that stopped short
     expected = gate("newton", originals["full_ggn"], unlearned, report, s.x_retained, s.y_retained, s.x_forgotten,
-                    s.y_forgotten, s.x_test, s.y_test, setup.gate)
+                    s.y_forgotten, s.x_test, s.y_test, setup.gate, original_fit)
     assert by_method["newton"]["gate"] == expected.decision
     assert by_method["newton"]["residual_ratio"] == expected.residual_ratio
     # the fit is reported in the target's own units
