@@ -2,9 +2,10 @@
 
 What was forgotten, which method served it and how the gate decided, and how
 close the served posterior is to retraining from scratch, judged against the
-spread among retrains, and whether the MAPs behind it converged (a retrain that
-did not is an unreliable reference). Deterministic (no timings), so `dvc.lock` can vouch for it;
-`python -m bayesunlearn.experiments.report` adds the timings.
+spread among retrains, and whether the MAPs behind it converged (a retrain
+that did not is an unreliable reference). Deterministic (no timings), so
+`dvc.lock` can vouch for it; `python -m bayesunlearn.experiments.report` adds
+the timings.
 """
 
 import json

@@ -126,7 +126,8 @@ def test_the_confusion_table_counts_gated_events_and_checks_both_targets():
 
 @pytest.fixture(scope="module")
 def outcome(tf):
-    """One random deletion on a small table: two methods and a fine-tuning baseline, judged by 2 retrains."""
+    """One random deletion on a small table: two methods and a fine-tuning baseline, judged by 2 retrains.
+    The original's MAP converges: the gate would refuse every step from one that did not."""
     from bayesunlearn.model.likelihood import RegressionModel
     from bayesunlearn.model.network import MLPSpec
     from bayesunlearn.posteriors.fit import FitSettings
@@ -134,9 +135,10 @@ def outcome(tf):
     table, _ = table_of(shops(120))
     setup = events.Setup({"newton": Divide(posterior="full_ggn", operator="divide"),
                           "diag": Divide(posterior="diag_ggn", operator="divide", repair="clip")},
-                         Train(adam_steps=1500, polish_iterations=50), FitSettings(), 0, 2,
+                         Train(adam_steps=1500, polish="newton", polish_iterations=200, grad_tolerance=1e-6),
+                         FitSettings(), 0, 2,
                          Gate(method="newton", posterior="full_ggn"), Audit(), [20])
-    model = RegressionModel(MLPSpec(table.x.shape[1], (6,)), prior_precision=1.0, noise_std=0.3)
+    model = RegressionModel(MLPSpec(table.x.shape[1], (10,)), prior_precision=1.0, noise_std=0.3)
     originals = events.fit_originals(model, table, setup)
     event = events.events(table, RealStudy(fractions=[0.1], seeds=[0], modes=["random"]))[0]
     return table, event, originals, setup, events.run_event(table, event, originals, setup)

@@ -1,11 +1,13 @@
 """MAP training: full-batch Adam to find a basin, then a second-order polish to ∇L(θ*) ≈ 0.
 
 The Laplace approximation and the Newton-step unlearning both assume θ* is a
-stationary point, so training ends with a polish in float64 and reports the
-final gradient norm instead of trusting a fixed step count. For networks small
-enough to hold a P × P matrix the polish is Levenberg–Marquardt on the GGN
-(the natural choice for these likelihoods: it converges in tens of steps
-where L-BFGS needed thousands here); larger networks use L-BFGS.
+mode, so training ends with a polish in float64 and reports the final gradient
+norm, against `train.grad_tolerance`, instead of trusting a fixed step count.
+For networks small enough to hold a P × P matrix the polish is
+Levenberg–Marquardt on the GGN (where L-BFGS needed thousands of steps here),
+by default (`newton`) continued on the exact Hessian, which converges where the
+GGN alone crawls (docs/methods.md, "Training to a mode"); larger networks use
+L-BFGS.
 """
 
 from __future__ import annotations
