@@ -138,7 +138,8 @@ def _levenberg_marquardt(curvatures: list, trial, theta, x, y, config: Train) ->
     near the mode it converges only linearly, and it cannot tell a saddle from a minimum. So `newton`
     moves to the exact Hessian after half the budget: its damping grows until H + λ·s·I is positive
     definite, which leads off a saddle, and near a minimum its steps converge quadratically. (Moving
-    at the first point where H is positive definite cost a Hessian per GGN step, 4-5× the time here.)"""
+    at the first point where H is positive definite, checked by a Hessian per GGN step, took several times
+    as long here.)"""
     damping = 1e-3
     curvature, later = curvatures[0], curvatures[1:]
     value, grad, matrix, scale = curvature(theta, x, y)
