@@ -13,8 +13,8 @@ SHORT = "did not converge (|grad| "
 
 
 def test_an_unconverged_original_is_reported_and_the_gate_falls_back(tmp_path):
-    """Ten Adam steps and no polish: train says so in one line, the gate refuses the fast path for that reason
-    alone, and the headline and the summary carry it."""
+    """Ten Adam steps and no polish: train says so in one line, the gate refuses the fast path for that reason,
+    and the headline and the summary carry it; the retrains and serve's refit, as short, say so too."""
     from bayesunlearn.experiments.report import summary
 
     root = tiny_repo(tmp_path, {("train", "adam_steps"): 10, ("train", "polish_iterations"): 0})
@@ -25,7 +25,10 @@ def test_an_unconverged_original_is_reported_and_the_gate_falls_back(tmp_path):
     problem = f"the original's MAP did not converge (|grad| {fit['grad_norm']:.3g} > tolerance 1e-06)"
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: {problem}"), trained.stdout + trained.stderr
 
-    sh("dvc", "repro", "headline", cwd=root)
+    rest = sh("dvc", "repro", "headline", cwd=root)
+    said = [line for line in (rest.stdout + rest.stderr).splitlines() if SHORT in line]
+    assert sum(line.startswith("warning: the retrain's MAP (seed ") for line in said) == 4  # retrain, headline
+    assert sum(line.startswith("warning: the refit's MAP did not converge") for line in said) == 1  # serve
     gate = json.loads((root / "metrics/gate.json").read_text())
     assert gate["decision"] == "fallback" and problem in gate["reasons"]
     assert gate["original_grad_norm"] == fit["grad_norm"]
