@@ -177,8 +177,8 @@ def run_event(table: Table, event: Event, originals: dict[str, GaussianPosterior
                        for theta in maps] for kind in setup.kinds}
     rows, unlearned = [], {}
     # the original's MAP is the base kind's mean; the full data are the retained and the forgotten records
-    original_fit = Convergence(grad_norm=float(np.linalg.norm(objective(model, originals[BASE_KIND].mean, table.x,
-                                                                        table.y)[1])),
+    _, original_grad = objective(model, originals[BASE_KIND].mean, table.x, table.y)
+    original_fit = Convergence(grad_norm=float(np.linalg.norm(original_grad)),
                                grad_tolerance=setup.train.grad_tolerance)
     for name, method in setup.methods.items():
         unlearned[name], report = attempt(method, originals[method.posterior], splits)
