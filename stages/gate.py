@@ -3,7 +3,8 @@
 Writes metrics/gate.json (contracts.GateReport): the decision ("pass" or
 "fallback"), its reasons and signals (the retained records' NLL change under the
 served predictive, membership AUC, the operator's own status and repair, and
-the gradient residual at the moved mean). Thresholds:
+the gradient residual at the moved mean, the original MAP's gradient norm from
+metrics/train.json: above train.grad_tolerance the decision is fallback). Thresholds:
 params.yaml `gate`. A poor verdict of the nightly audit on this very unlearned
 posterior (metrics/audit.json, stages/verdict.py) turns the decision to fallback.
 """
@@ -28,7 +29,7 @@ def main() -> None:
     report = json.loads((METRICS / "unlearn" / f"{thresholds.method}.json").read_text())
     s = load_splits()
     decision = gate(thresholds.method, original, unlearned, report, s.x_retained, s.y_retained, s.x_forgotten,
-                    s.y_forgotten, s.x_test, s.y_test, thresholds)
+                    s.y_forgotten, s.x_test, s.y_test, thresholds, contracts.TrainReport.read(contracts.TRAIN_REPORT))
     decision = honour(decision, AuditVerdict.read(VERDICT), unlearned_path)
     decision.write(contracts.GATE_REPORT)
     print(f"gate for {thresholds.method}: {'pass' if decision.passed else 'FALLBACK'} "

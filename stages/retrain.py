@@ -5,10 +5,12 @@ use further seeds so that `evaluate` can measure the spread among retrains.
 Posteriors of each kind are fitted at these MAPs by `retrain_posterior@KIND`.
 """
 
-from bayesunlearn.io import atomic, datasets, store
+import sys
+
+from bayesunlearn.io import contracts, datasets, store
 from bayesunlearn.io.progress import progress
 
-from .common import METRICS, MODELS, SPLIT, run, settings
+from .common import MODELS, SPLIT, run, settings
 
 
 def main() -> None:
@@ -25,7 +27,10 @@ def main() -> None:
         theta, infos[f"seed_{seed0 + k}"] = fit_map(model, x, y, model.spec.init(seed0 + k), config)
         store.save_arrays(MODELS / "retrained" / "maps" / f"map_{k}.npz",
                           {"model": model.to_dict(), "seed": seed0 + k}, {"theta": theta})
-    atomic.write_json(METRICS / "retrain.json", infos)
+    report = contracts.RetrainReport(fits={seed: contracts.MapFit(**info) for seed, info in infos.items()})
+    report.write(contracts.RETRAIN_REPORT)
+    for problem in report.problems():
+        print(f"warning: {problem}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ anywhere leaves the previously served posterior in place.
 """
 
 import shutil
+import sys
 
 from bayesunlearn.io import atomic, contracts
 
@@ -34,6 +35,8 @@ def main() -> None:
                                            settings().train.seed, settings().train, FitSettings.of(settings()))
         posterior.save(SERVED / "posterior.npz")
         path, source, grad_norm = "fallback", "refit from scratch on the retained data", info["grad_norm"]
+        if problem := contracts.MapFit(**info).problem("the refit's MAP"):
+            print(f"warning: {problem}", file=sys.stderr)
     contracts.Provenance(path=path, source=source, method=decision.method, posterior=chosen.posterior,
                          gate=decision.decision, gate_reasons=decision.reasons,
                          refit_grad_norm=grad_norm).write(contracts.PROVENANCE)

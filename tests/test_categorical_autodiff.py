@@ -123,8 +123,10 @@ def test_lm_step_solves_with_numpys_ggn(hidden, data, tf):
 
     model, theta = hidden
     x, y = data
-    _, _, lm_step = _compiled(model)
-    _, _, candidate, _ = lm_step(as_tensor(theta), as_tensor(x), as_tensor(y), tf.constant(0.0, tf.float64))
+    _, curvatures, trial = _compiled(model)
+    theta_t, x_t, y_t = as_tensor(theta), as_tensor(x), as_tensor(y)
+    _, grad, matrix, scale = curvatures["lm"][0](theta_t, x_t, y_t)
+    candidate, _ = trial(theta_t, grad, matrix, scale, tf.constant(0.0, tf.float64), x_t, y_t)
     ggn = data_curvature(model, theta, x, y)[0] + model.prior_precision * np.eye(model.spec.n_params)
     expected = theta - np.linalg.solve(ggn, objective(model, theta, x, y)[1])
     np.testing.assert_allclose(candidate.numpy(), expected, rtol=1e-8, atol=1e-10)

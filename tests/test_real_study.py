@@ -14,6 +14,7 @@ from bayesunlearn.errors import DataError
 from bayesunlearn.experiments import events
 from bayesunlearn.experiments.confusion import MIN_SMALL_RANDOM_SHARE, confusion, gate_confusion
 from bayesunlearn.io import datasets
+from bayesunlearn.io.contracts import Convergence
 from bayesunlearn.io.sections import Audit, Divide, Gate, RealStudy, Train
 
 
@@ -125,7 +126,8 @@ def test_the_confusion_table_counts_gated_events_and_checks_both_targets():
 
 @pytest.fixture(scope="module")
 def outcome(tf):
-    """One random deletion on a small table: two methods and a fine-tuning baseline, judged by 2 retrains."""
+    """One random deletion on a small table: two methods and a fine-tuning baseline, judged by 2 retrains.
+    The original's MAP converges: the gate would refuse every step from one that did not."""
     from bayesunlearn.model.likelihood import RegressionModel
     from bayesunlearn.model.network import MLPSpec
     from bayesunlearn.posteriors.fit import FitSettings
@@ -133,15 +135,17 @@ def outcome(tf):
     table, _ = table_of(shops(120))
     setup = events.Setup({"newton": Divide(posterior="full_ggn", operator="divide"),
                           "diag": Divide(posterior="diag_ggn", operator="divide", repair="clip")},
-                         Train(adam_steps=1500, polish_iterations=50), FitSettings(), 0, 2,
+                         Train(adam_steps=1500, polish="newton", polish_iterations=200, grad_tolerance=1e-6),
+                         FitSettings(), 0, 2,
                          Gate(method="newton", posterior="full_ggn"), Audit(), [20])
-    model = RegressionModel(MLPSpec(table.x.shape[1], (6,)), prior_precision=1.0, noise_std=0.3)
+    model = RegressionModel(MLPSpec(table.x.shape[1], (10,)), prior_precision=1.0, noise_std=0.3)
     originals = events.fit_originals(model, table, setup)
     event = events.events(table, RealStudy(fractions=[0.1], seeds=[0], modes=["random"]))[0]
     return table, event, originals, setup, events.run_event(table, event, originals, setup)
 
 
 def test_every_method_and_baseline_gets_one_row_judged_by_the_audit_and_the_gate(outcome):
+    from bayesunlearn.model.likelihood import objective
     from bayesunlearn.unlearning.gate import gate
     from bayesunlearn.unlearning.methods import apply
 
@@ -161,8 +165,11 @@ def test_every_method_and_baseline_gets_one_row_judged_by_the_audit_and_the_gate
     assert by_method["diag"]["gate_reasons"].startswith("retained records' NLL rose")
     s = result.splits
     unlearned, report = apply(setup.methods["newton"], originals["full_ggn"], s.x_forgotten, s.y_forgotten)
+    _, grad = objective(originals["full_ggn"].model, originals["full_ggn"].mean, table.x, table.y)
+    original_fit = Convergence(grad_norm=float(np.linalg.norm(grad)), grad_tolerance=setup.train.grad_tolerance)
+    assert original_fit.converged  # the gate judges the step, not a MAP that stopped short
     expected = gate("newton", originals["full_ggn"], unlearned, report, s.x_retained, s.y_retained, s.x_forgotten,
-                    s.y_forgotten, s.x_test, s.y_test, setup.gate)
+                    s.y_forgotten, s.x_test, s.y_test, setup.gate, original_fit)
     assert by_method["newton"]["gate"] == expected.decision
     assert by_method["newton"]["residual_ratio"] == expected.residual_ratio
     # the fit is reported in the target's own units

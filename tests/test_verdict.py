@@ -15,7 +15,7 @@ from stages.verdict import AuditVerdict, honour, sha256_of
 
 def decision(**changes) -> GateReport:
     base = dict(method="ggn_damped", decision="pass", passed=True, reasons=[], retained_nll_change=0.0,
-                residual_ratio=0.5, residual_unlearned=1.0, residual_original=2.0, mia_auc=0.5,
+                residual_ratio=0.5, residual_unlearned=1.0, residual_original=2.0, original_grad_norm=1e-7, mia_auc=0.5,
                 unlearn_status="ok", repair="none", n_forgotten=3)
     return GateReport(**(base | changes))
 

@@ -26,11 +26,12 @@ from bayesunlearn.errors import DataError, UserError
 from bayesunlearn.experiments.evaluation import compare, time_warm
 from bayesunlearn.experiments.grid import forget_mask
 from bayesunlearn.io import datasets
+from bayesunlearn.io.contracts import Convergence
 from bayesunlearn.io.datasets import Splits
 from bayesunlearn.io.progress import PATIENCE, progress
 from bayesunlearn.io.sections import Audit, Gate, Method, Prepare, RealStudy, Train
 from bayesunlearn.io.settings import LIKELIHOOD_OF
-from bayesunlearn.model.likelihood import RegressionModel
+from bayesunlearn.model.likelihood import RegressionModel, objective
 from bayesunlearn.model.training import fit_map
 from bayesunlearn.posteriors.fit import FitSettings, fit_from_scratch, fit_posterior
 from bayesunlearn.posteriors.posterior import GaussianPosterior
@@ -184,16 +185,20 @@ def run_event(table: Table, event: Event, originals: dict[str, GaussianPosterior
                               for theta in maps]
             bar.update()
         rows, unlearned = [], {}
+        # the original's MAP is the base kind's mean; the full data are the retained and the forgotten records
+        _, original_grad = objective(model, originals[BASE_KIND].mean, table.x, table.y)
+        original_fit = Convergence(grad_norm=float(np.linalg.norm(original_grad)),
+                                   grad_tolerance=setup.train.grad_tolerance)
         for name, method in setup.methods.items():
             unlearned[name], report = attempt(method, originals[method.posterior], splits)
             rows.append(judge(table, event, name, originals[method.posterior], unlearned[name], report,
-                              retrains[method.posterior], splits, setup))
+                              retrains[method.posterior], splits, setup, original_fit))
             bar.update()
         for steps in setup.finetune_steps:
             name = FINETUNE.format(steps=steps)
             unlearned[name] = finetune(originals[BASE_KIND], splits.x_retained, splits.y_retained, setup.train, steps)
             rows.append(judge(table, event, name, originals[BASE_KIND], unlearned[name], None,
-                              retrains[BASE_KIND], splits, setup))
+                              retrains[BASE_KIND], splits, setup, original_fit))
             bar.update()
     return Outcome(rows, unlearned, {kind: posts[0] for kind, posts in retrains.items()}, splits)
 
@@ -226,7 +231,8 @@ def attempt(method: Method, original: GaussianPosterior, splits: Splits) -> tupl
 
 
 def judge(table: Table, event: Event, name: str, original: GaussianPosterior, unlearned: GaussianPosterior | None,
-          report: dict | None, retrains: list[GaussianPosterior], splits: Splits, setup: Setup) -> dict:
+          report: dict | None, retrains: list[GaussianPosterior], splits: Splits, setup: Setup,
+          original_fit: Convergence) -> dict:
     """The row of one method on one event; `report` None marks a baseline the gate does not judge."""
     row = {"dataset": table.name, "mode": event.mode, "segment": event.segment, "fraction": event.fraction,
            "seed": event.seed, "method": name, "n_forgotten": int(event.mask.sum()),
@@ -249,7 +255,8 @@ def judge(table: Table, event: Event, name: str, original: GaussianPosterior, un
     row |= served_shift(original, unlearned, splits)
     if report is not None:
         decision = gate(name, original, unlearned, report, splits.x_retained, splits.y_retained,
-                        splits.x_forgotten, splits.y_forgotten, splits.x_test, splits.y_test, setup.gate)
+                        splits.x_forgotten, splits.y_forgotten, splits.x_test, splits.y_test, setup.gate,
+                        original_fit)
         row |= {"gate": decision.decision, "gate_reasons": "; ".join(decision.reasons),
                 "residual_ratio": decision.residual_ratio}
     return row

@@ -59,6 +59,8 @@ def summary(root: Path = Path("."), with_timing: bool = True) -> list[str]:
              f"{s.gate.max_retained_nll_change:g} nats, membership "
              f"AUC {'n/a' if gate.mia_auc is None else format(gate.mia_auc, '.2f')} ≤ {s.gate.max_mia_auc:g})"
              + ("" if gate.passed else f": {'; '.join(gate.reasons)}") + "."]
+    if head.unconverged:  # only then: a run whose MAPs all converged keeps the summary as it was
+        lines.append(f"Not converged: {'; '.join(head.unconverged)}.")
     timing_file = root / TIMING / f"{head.method}.json"
     if with_timing and timing_file.exists():
         timing = json.loads(timing_file.read_text())

@@ -21,6 +21,8 @@ SPLIT_SUMMARY = Path("data/split/summary.json")
 GATE_REPORT = Path("metrics/gate.json")
 PROVENANCE = Path("models/served/provenance.json")
 HEADLINE = Path("metrics/headline.json")
+TRAIN_REPORT = Path("metrics/train.json")
+RETRAIN_REPORT = Path("metrics/retrain.json")
 PRIVACY_REPORT = Path("metrics/privacy.json")
 
 T = TypeVar("T", bound="Contract")
@@ -71,6 +73,60 @@ class SplitSummary(Contract):
         return [r.request_id for r in self.requests]
 
 
+ORIGINAL_MAP = "the original's MAP"
+
+
+class Convergence(Contract):
+    """Where a MAP fit stopped: converged when |∇L| is within `train.grad_tolerance`."""
+
+    grad_norm: float
+    grad_tolerance: float
+
+    @property
+    def converged(self) -> bool:
+        return self.grad_norm <= self.grad_tolerance
+
+    def problem(self, fit: str) -> str | None:
+        """One line naming `fit` if it stopped short of the tolerance (the stages, the gate and the headline
+        all say it in these words); None if it converged."""
+        if self.converged:
+            return None
+        return f"{fit} did not converge (|grad| {self.grad_norm:.3g} > tolerance {self.grad_tolerance:g})"
+
+
+class MapFit(Convergence):
+    """How one MAP fit (model/training.fit_map) ended."""
+
+    objective: float
+    polish_iterations: int
+    polish_converged: bool
+
+
+class TrainReport(MapFit):
+    """metrics/train.json: the original's MAP."""
+
+    n_params: int
+    n_train: int
+
+    def original_problem(self) -> str | None:
+        return self.problem(ORIGINAL_MAP)
+
+
+class RetrainReport(Contract):
+    """metrics/retrain.json: the reference retrains' MAPs, by seed ("seed_0", ...)."""
+
+    fits: dict[str, MapFit]
+
+    def problems(self) -> list[str]:
+        """One line per retrain that stopped short: the reference it gives is unreliable."""
+        found = [fit.problem(f"the retrain's MAP ({seed.replace('_', ' ')})") for seed, fit in self.fits.items()]
+        return [f"{line}: an unreliable reference" for line in found if line]
+
+    @property
+    def max_grad_norm(self) -> float:
+        return max(fit.grad_norm for fit in self.fits.values())
+
+
 class GateReport(Contract):
     """metrics/gate.json: the gate's decision on the production method and the signals behind it."""
 
@@ -82,6 +138,7 @@ class GateReport(Contract):
     residual_ratio: float           # of the network at the moved mean (decides only if gate.max_residual_ratio is set)
     residual_unlearned: float
     residual_original: float
+    original_grad_norm: float       # |∇L| of the original's MAP on the full data; above train.grad_tolerance: fallback
     mia_auc: float | None
     unlearn_status: str
     repair: str
@@ -134,6 +191,9 @@ class Headline(Contract):
     test_ece_retrained: float | None = None
     mia_auc: float                 # membership AUC of forgotten vs unseen records; target: the retrain's
     mia_auc_retrained: float
+    original_grad_norm: float      # |∇L| at the original's MAP and the largest among the reference retrains';
+    reference_grad_norm: float     #   above train.grad_tolerance, `unconverged` names the fit
+    unconverged: list[str]         # one line per MAP that stopped short of the tolerance (empty: all converged)
 
 
 # The DVC stage that checks params.yaml, upstream of every other: it makes no artifact (its output is constant),

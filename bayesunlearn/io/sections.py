@@ -164,7 +164,7 @@ class Train(Section):
     seed: Seed = 0
     adam_steps: Annotated[int, Field(ge=0)] = 2000
     learning_rate: PositiveFloat = 0.01
-    polish: Literal["lm", "lbfgs", "none"] = "lm"
+    polish: Literal["lm", "newton", "lbfgs", "none"] = "lm"
     polish_iterations: Annotated[int, Field(ge=0)] = 200
     grad_tolerance: PositiveFloat = 1e-8
 

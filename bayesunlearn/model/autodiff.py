@@ -96,7 +96,7 @@ PFOR_MAX_PARAMS = 2000
 
 
 @functools.cache
-def _nll_hessian(model: RegressionModel):
+def nll_hessian_graph(model: RegressionModel):
     use_pfor = model.spec.n_params <= PFOR_MAX_PARAMS
 
     @tf.function(reduce_retracing=True)
@@ -120,5 +120,5 @@ def nll_hessian(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.
     if len(x) == 0:
         p = model.spec.n_params
         return np.zeros((p, p)), np.zeros(p)
-    hessian, grad = _nll_hessian(model)(as_tensor(theta), as_tensor(x), as_tensor(y))
+    hessian, grad = nll_hessian_graph(model)(as_tensor(theta), as_tensor(x), as_tensor(y))
     return np.array(hessian), grad.numpy()  # a writable copy: callers add the prior in place

@@ -15,6 +15,9 @@ served, the posterior's (linearised) predictive:
   records: high means the forgotten records still look like training data (it
   catches an operator that did nothing only where the original had memorised
   the records).
+An original whose MAP did not converge (|∇L| above `train.grad_tolerance`)
+is refused outright: the Laplace posterior and the Newton step both assume a
+mode, so none of the signals above vouch for a step taken from elsewhere.
 The gradient residual ‖∇L_r(μ_u)‖ / ‖∇L_r(μ)‖ of the network evaluated at the
 moved mean is always reported; it decides only when `max_residual_ratio` is set,
 for users who serve the network at the mean rather than the linearised
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayesunlearn.io.contracts import GateReport
+from bayesunlearn.io.contracts import ORIGINAL_MAP, Convergence, GateReport
 from bayesunlearn.io.sections import Gate
 from bayesunlearn.model.likelihood import objective
 from bayesunlearn.numerics import metrics
@@ -43,7 +46,7 @@ def retained_nll_change(original: GaussianPosterior, unlearned: GaussianPosterio
 
 def gate(method: str, original: GaussianPosterior, unlearned: GaussianPosterior, report: dict,
          x_r: np.ndarray, y_r: np.ndarray, x_f: np.ndarray, y_f: np.ndarray, x_test: np.ndarray,
-         y_test: np.ndarray, thresholds: Gate) -> GateReport:
+         y_test: np.ndarray, thresholds: Gate, original_fit: Convergence) -> GateReport:
     model = unlearned.model
     _, grad_u = objective(model, unlearned.mean, x_r, y_r)
     _, grad_o = objective(model, original.mean, x_r, y_r)
@@ -54,7 +57,7 @@ def gate(method: str, original: GaussianPosterior, unlearned: GaussianPosterior,
     if len(y_f):
         auc = metrics.membership_auc(unlearned.predictive_nll(x_f, y_f), unlearned.predictive_nll(x_test, y_test))
     status, repair = report.get("status", "ok"), report.get("repair", "none")
-    reasons = []
+    reasons = [problem] if (problem := original_fit.problem(ORIGINAL_MAP)) else []
     if status != "ok":
         reasons.append(f"unlearning failed: {report.get('reason', '')}")
     if repair not in thresholds.allowed_repairs:
@@ -68,5 +71,6 @@ def gate(method: str, original: GaussianPosterior, unlearned: GaussianPosterior,
         reasons.append(f"membership AUC {auc:.3g} > {thresholds.max_mia_auc:g}")
     return GateReport(method=method, decision="fallback" if reasons else "pass", passed=not reasons,
                       reasons=reasons, retained_nll_change=fit_change, residual_ratio=ratio,
-                      residual_unlearned=residual_u, residual_original=residual_o, mia_auc=auc,
+                      residual_unlearned=residual_u, residual_original=residual_o,
+                      original_grad_norm=original_fit.grad_norm, mia_auc=auc,
                       unlearn_status=status, repair=repair, n_forgotten=len(y_f))
