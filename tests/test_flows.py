@@ -313,7 +313,8 @@ def test_a_stage_killed_mid_run_leaves_things_consistent_and_a_rerun_matches(pre
 
 def test_an_uncommitted_experiment_never_enters_the_deletion_record(served):
     """An edit of params.yaml that no event made (as `dvc exp run -S` leaves it): the intake refuses before
-    anything moves, naming the file; once the change is committed on purpose, the next run records it."""
+    anything moves, naming the file. Refreshed outputs of committed inputs (`dvc repro headline`, as the quick
+    start runs it) are no such change: the next run commits them with its event."""
     from flows.intake import process_deletion_requests
     from lineage import inflight
 
@@ -329,6 +330,8 @@ def test_an_uncommitted_experiment_never_enters_the_deletion_record(served):
         assert sh("git", "rev-parse", "HEAD", cwd=root).stdout == head and not (root / inflight.MARKER).exists()
     finally:
         sh("git", "checkout", "--", "params.yaml", cwd=root)
+    sh("dvc", "repro", "headline", cwd=root)
+    assert "metrics/headline.json" in sh("git", "status", "--porcelain", cwd=root).stdout
     result = process_deletion_requests(repo=str(root))
     assert result["requests"] == ["req-0010"] and not (root / inflight.MARKER).exists()
     assert sh("git", "status", "--porcelain", "--untracked-files=no", cwd=root).stdout == ""
