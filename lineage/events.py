@@ -214,6 +214,7 @@ def record_pending(root: Path, start: Snapshot | None = None, commit: bool = Tru
         pending = [r for r in pending if r in only]
     if not pending and (only or not entries or state.artifacts == entries[-1].artifacts_after):
         return []
+    unchanged(root, state)  # an edit since the read would otherwise show as a stale chain below
     stale = repo.stale_stages(root)
     if stale:
         raise ChainNotCurrent(f"the production chain is not up to date (stages {', '.join(sorted(stale))}): its "
