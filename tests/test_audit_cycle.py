@@ -142,7 +142,7 @@ def test_purge_deletes_the_records_everywhere_and_verify_still_passes(cycle, cap
     assert marker_id.encode() in (intake.rejected / pending.name).read_bytes()
     assert unlearn(root, "purge", "--scan", str(database)) == 0, capsys.readouterr()  # 0 = its scan found nothing
     assert files_holding(root, [marker_id.encode()], ["inbox"]) == []
-    assert "removed 1 refused files naming purged records" in capsys.readouterr().out
+    assert "removed 1 refused file naming purged records" in capsys.readouterr().out
     purge = events.ledger(root).entries()[-1]
     assert purge.event == "purge" and purge.scan["hits"] == 0 and purge.n_records_removed == 7
     assert {"workspace", "cache", "remote", f"extra:{database.name}"} <= set(purge.scan["files_searched"])

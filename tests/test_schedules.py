@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, tiny_repo, train_ids, write_request
+from conftest import REPO, sh, tiny_repo, train_ids, write_request
 
 pytestmark = pytest.mark.slow
 
@@ -101,6 +101,7 @@ def served(tmp_path_factory):
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["schedule"]["intake_cron"] = "* * * * *"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git", "commit", "-qam", "intake every minute", cwd=root)  # an uncommitted params.yaml stops every intake
     port = free_port()
     home = tmp_path_factory.mktemp("prefect-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import REPO, tiny_repo, train_ids, write_request
+from conftest import REPO, sh, tiny_repo, train_ids, write_request
 from test_schedules import free_port, runs, wait_for
 
 slow = pytest.mark.slow  # these start real Prefect servers
@@ -133,6 +133,7 @@ def test_make_serve_stops_on_ctrl_c_with_its_run_cancelled_and_no_process_left(t
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["schedule"]["intake_cron"] = "0 0 1 1 *"  # no scheduled run during the test: only the manual one
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git", "commit", "-qam", "no scheduled intake", cwd=root)  # an uncommitted params.yaml stops every intake
     (root / ".venv").symlink_to(REPO / ".venv")
     write_request(root, "req-0002", train_ids(root)[10:12], folder="inbox")
     port, home, log = free_port(), root / ".prefect", tmp_path / "serve.log"
