@@ -22,7 +22,8 @@ ENV = {"DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER_ANALYTICS_E
 FALLBACK_IDENTITY = {"GIT_AUTHOR_NAME": "bayesunlearn", "GIT_AUTHOR_EMAIL": "unlearn@localhost",
                      "GIT_COMMITTER_NAME": "bayesunlearn", "GIT_COMMITTER_EMAIL": "unlearn@localhost"}
 # Files an event changes, besides the requests folder: committed with it so that its revision reproduces it.
-EVENT_PATHS = ["dvc.lock", "params.yaml", "data/raw", "metrics", ".gitignore", "data/.gitignore", "models/.gitignore"]
+EVENT_PATHS = ["dvc.lock", "params.yaml", "data/raw", "metrics", "plots", ".gitignore", "data/.gitignore",
+               "models/.gitignore"]
 
 
 def event_paths(root: Path) -> list[str]:
