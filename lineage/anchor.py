@@ -11,7 +11,6 @@ the key), so a replaced key is caught even when every line was resealed under it
 
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,9 +125,9 @@ def _describe(lines: list[str]) -> str:
     named = []
     for line in lines:
         try:
-            entry = json.loads(line)
+            entry = loads(line)
             named.append(entry.get("request", {}).get("request_id") or entry.get("event", "?"))
-        except (ValueError, AttributeError, RecursionError):
+        except (ValueError, AttributeError):
             named.append("?")
     shown = ", ".join(map(str, named[:8])) + (f" and {len(named) - 8} more" if len(named) > 8 else "")
     return f"{count(len(lines), 'entry')}: {shown}"
