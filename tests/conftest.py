@@ -122,10 +122,13 @@ def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess
     return result
 
 
-def tiny_repo(root: Path, extra: dict | None = None, before_prepare=None) -> Path:
+def tiny_repo(root: Path, extra: dict | None = None, before_prepare=None, seeded: bool = True) -> Path:
     """The repository's tracked files with the TINY config, `prepare` run and one example request.
 
     `before_prepare(root)` runs in the new git repository before `dvc repro prepare` (e.g. to add raw data).
+    `seeded`: the DVC cache starts as a copy of the session's seed repository's (`seed_cache`), so a stage
+    whose dependencies and params match a stage already run there is restored from DVC's run-cache instead of
+    rerun, as it would be in a user's workspace; tests that compare two independent computations pass False.
     """
     files = sh("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).stdout.split()
     for name in files:
@@ -146,6 +149,8 @@ def tiny_repo(root: Path, extra: dict | None = None, before_prepare=None) -> Pat
     sh("git", "init", "-q", cwd=root)
     if before_prepare is not None:
         before_prepare(root)
+    if seeded:
+        shutil.copytree(seed_cache(), root / ".dvc" / "cache", dirs_exist_ok=True)
     sh("dvc", "repro", "prepare", cwd=root)
     # the shipped example request names records of the default data: replace it with tiny-data ids
     for old in (root / "data/requests").glob("*.json"):
@@ -154,6 +159,20 @@ def tiny_repo(root: Path, extra: dict | None = None, before_prepare=None) -> Pat
     sh("git", "add", "-A", cwd=root)
     sh("git", "commit", "-qm", "tiny", cwd=root)
     return root
+
+
+_SEED: list[Path] = []
+
+
+def seed_cache() -> Path:
+    """The DVC cache of one tiny repository in which the main job (`dvc repro headline`) ran, built once per
+    session: the original's training and posterior fits, and the shipped request's unlearning, retrains and
+    evaluation, are then run once per session rather than once per test module."""
+    if not _SEED:
+        root = tiny_repo(Path(tempfile.mkdtemp(prefix="tiny-seed-")), seeded=False)
+        sh("dvc", "repro", "headline", cwd=root)
+        _SEED.append(root / ".dvc" / "cache")
+    return _SEED[0]
 
 
 def train_ids(root: Path) -> list[str]:
