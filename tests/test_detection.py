@@ -84,3 +84,10 @@ def test_for_binary_labels_the_normal_approximation_holds_to_about_a_point(n, p)
     gamma = (size - tail[c]) / null[c - 1]  # reject at k = c − 1 with this probability: exact size
     assert tail[c] + gamma * null[c - 1] == pytest.approx(size, rel=1e-9)
     assert abs(stats.binom.sf(c - 1, n, q) + gamma * alternative[c - 1] - power) < 0.015
+
+
+def test_a_size_above_the_default_power_is_refused_even_when_the_power_is_left_out():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="0.95 is below detection_size 0.99"):
+        Audit(detection_size=0.99)

@@ -61,6 +61,7 @@ def changed(path: str, value) -> dict:
     ("audit.detection_power", "0.95", "valid number"),
     ("audit.detection_power", float("nan"), "less than 1"),
     ("audit.detection_power", 0.01, "below detection_size 0.05"),
+    ("audit.detection_size", 0.99, "0.95 is below detection_size 0.99"),
 ])
 def test_values_a_typo_or_an_attacker_could_give_are_refused(path, value, message):
     with pytest.raises(ConfigError, match=message) as info:

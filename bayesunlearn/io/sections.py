@@ -267,7 +267,8 @@ class Audit(Section):
     shadow_retrains: Annotated[int, Field(ge=2, le=1000)] = 8   # K of the per-record membership test
     privacy_alpha: Fraction = 0.05    # its false-positive rate on a model that never saw the records
     detection_size: Fraction = 0.05   # a difference to the retrains is detectable by a likelihood-ratio test
-    detection_power: Fraction = 0.95  # of this size with this power (docs/methods.md)
+    # of this size with this power (docs/methods.md); checked against the size even when left out
+    detection_power: Annotated[float, Field(gt=0, lt=1, validate_default=True)] = 0.95
 
     @field_validator("detection_power")
     @classmethod
