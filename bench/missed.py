@@ -68,7 +68,7 @@ def examine(params: Settings) -> dict:
             bar.update()
     bar.close()
     counts = {cause.replace(" ", "_"): sum(r["cause"] == cause for r in rows) for cause in CAUSES}
-    return {"method": method, "min_evidence": params.audit.min_evidence, "local_iterations": LOCAL_ITERATIONS,
+    return {"method": method, "min_evidence": params.audit.detectable_nats, "local_iterations": LOCAL_ITERATIONS,
             "check_every": CHECK_EVERY, "events": rows, **counts}
 
 

@@ -27,8 +27,10 @@ def results(root: Path = ROOT) -> pd.DataFrame:
     return pd.read_csv(root / "results.csv", keep_default_na=False, na_values=[""])
 
 
-FIGURES = ("events", "median_gain", "median_indistinguishability", "harmed", "fast_path", "median_rmse_change",
-           "median_mia_auc_excess")  # columns of study/real/summary.csv (experiments/events.summarise)
+# columns of study/real/summary.csv (experiments/events.summarise)
+FIGURES = ("events", "median_gain", "median_indistinguishability", "harmed", "immaterial", "fast_path",
+           "median_rmse_change", "median_mia_auc_excess")
+COUNTS = ("events", "harmed", "immaterial", "fast_path")
 CLASSIFIER_FIT = {"median_accuracy_change": "median Δ test accuracy", "median_ece_change": "median Δ test ECE"}
 # a classifier's test fit (a binary or a multiclass table), in place of median_rmse_change
 
@@ -55,7 +57,7 @@ def bench_keys(root: Path = ROOT) -> dict:
     real: dict = {}
     for row in summary.itertuples(index=False):
         figures = {k: getattr(row, k) for k in figures_of(row.dataset, classifiers)}
-        figures = {k: int(v) if k in ("events", "harmed", "fast_path") else float(v) for k, v in figures.items()}
+        figures = {k: int(v) if k in COUNTS else float(v) for k, v in figures.items()}
         figures["seconds"] = timing.get(row.dataset, {}).get(row.method)
         if row.mode == "random":
             figures["median_gain_by_fraction"] = {f"{f:g}": float(g)
@@ -69,11 +71,13 @@ def bench_keys(root: Path = ROOT) -> dict:
 def study_block(root: Path = ROOT) -> str:
     """Per dataset, mode and method: median gain and indistinguishability, harmful events, events let through."""
     summary = pd.read_csv(root / "summary.csv")
-    summary["harmed"] = summary["harmed"].astype(int).astype(str) + "/" + summary["events"].astype(str)
+    for count in ("harmed", "immaterial"):
+        summary[count] = summary[count].astype(int).astype(str) + "/" + summary["events"].astype(str)
     summary["fast path"] = summary["fast_path"].astype(int).astype(str) + "/" + summary["events"].astype(str)
     summary.loc[summary["method"].str.startswith("finetune_"), "fast path"] = "no gate"
     columns = {"dataset": "dataset", "mode": "mode", "method": "method", "median_gain": "median gain",
-               "median_indistinguishability": "median indist.", "harmed": "harmed", "fast path": "fast path",
+               "median_indistinguishability": "median indist.", "harmed": "harmed", "immaterial": "immaterial",
+               "fast path": "fast path",
                "median_rmse_change": "median Δ test RMSE", "median_mia_auc_excess": "median MIA AUC − retrain's"}
     ordered = summary.sort_values(["dataset", "mode", "method"])
     fitted_as_classifier = ordered["dataset"].isin(classifier_datasets(summary))
@@ -86,17 +90,29 @@ def study_block(root: Path = ROOT) -> str:
 
 
 def confusion_block(root: Path = ROOT) -> str:
-    """The gate's decisions against the audit's truth: the production method, and every gated method pooled."""
+    """The gate's decisions against the audit's truth, under the former 1-nat threshold and the audit's test side
+    by side: the production method on each table and pooled, and every gated method pooled."""
     report = json.loads((root / "confusion.json").read_text())
+    criteria = report["criteria"]
+    former, test = criteria["former_threshold"], criteria["likelihood_ratio_test"]
+    labels = {"former_threshold": f"{former['detectable_nats']:g} nat (former)",
+              "likelihood_ratio_test": f"{test['detectable_nats']:.3g} nats (a = {test['detection_size']:g}, "
+                                       f"b = {test['detection_power']:g})"}
+    production = report["production_method"]
+    groups = [(f"{production} on {d}", lambda c, d=d: c["tables"][d]) for d in test["tables"]]
+    groups += [(f"{production} pooled", lambda c: c["pooled"]), ("every gated method", lambda c: c["all_methods"])]
     rows = []
-    for who, table in ((f"{report['production_method']} (served)", report["production"]),
-                       ("every gated method", report["all_methods"])):
-        rows.append({"events of": who, "fast path, helped": table["fast_path_helped"],
-                     "fast path, harmed": table["fast_path_harmed"], "fallback, helped": table["fallback_helped"],
-                     "fallback, harmed": table["fallback_harmed"],
-                     "random ≤ 10 % on the fast path": f"{table['small_random_fast_path']}/"
-                                                      f"{table['small_random_events']}",
-                     "targets met": "yes" if table["meets_targets"] else "no"})
+    for who, pick in groups:
+        for key, label in labels.items():
+            table = pick(criteria[key])
+            rows.append({"events of": who, "detectable from": label,
+                         **{f"{path}, {truth}": table[f"{key_of}_{truth}"] for path, key_of in
+                            (("fast path", "fast_path"), ("fallback", "fallback"))
+                            for truth in ("helped", "harmed", "immaterial")},
+                         "random ≤ 10 % on the fast path": f"{table['small_random_fast_path']}/"
+                                                          f"{table['small_random_events']}",
+                         "no harm on the fast path": "yes" if table["no_harm_on_fast_path"] else "no",
+                         "≥ 80 % of them on it": "yes" if table["small_random_on_fast_path"] else "no"})
     return markdown(pd.DataFrame(rows))
 
 

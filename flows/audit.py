@@ -4,7 +4,11 @@ Runs the reference retrains and the full evaluation of the production method
 (`dvc repro evaluate@METHOD`), then checks the gate's decision against it. A
 gate that passed while the audit finds the unlearned posterior worse than
 doing nothing (gain ≥ `audit.max_gain`) or far outside the retrain noise
-(indistinguishability > `audit.max_indistinguishability`) is reported loudly.
+(indistinguishability > `audit.max_indistinguishability`) by a difference a
+likelihood-ratio test of size `audit.detection_size` and power
+`audit.detection_power` detects is reported loudly. A deletion where neither the
+original nor the served posterior differs detectably from the retrain is
+reported as immaterial.
 The per-record membership test (`dvc repro privacy`) reports, beside it, the
 share of forgotten records still told apart under the served posterior and under
 a fresh retrain. The verdict is written to metrics/audit.json (stages/verdict.py),
@@ -53,13 +57,14 @@ def judge(root: str) -> AuditVerdict:
     if not test_ids:
         raise contracts.ContractError("data/prepared/test.csv has no records; run `dvc repro` first.")
     n_judged = summary.n_forgotten + len(test_ids)  # the inputs evaluate judges: test and forgotten records
-    poor = limits.problems(evaluation["gain"], evaluation["indistinguishability"],
-                           evaluation["pred_kl_unlearned_retrained"] * n_judged)
-    missed = gate.decision == "pass" and bool(poor)
+    evidence = {"evidence_nats": evaluation["pred_kl_unlearned_retrained"] * n_judged,
+                "original_evidence_nats": evaluation["pred_kl_original_retrained"] * n_judged}
+    audit, poor = limits.verdict(evaluation["gain"], evaluation["indistinguishability"], *evidence.values())
     verdict = AuditVerdict(
         method=method, unlearned_sha256=sha256_of(workspace.root / "models" / "unlearned" / f"{method}.npz"),
-        gate=gate.decision, audit="poor" if poor else "good", problems=poor, gate_missed_it=missed,
-        requests=summary.request_ids, **{k: float(evaluation[k]) for k in METRICS})
+        gate=gate.decision, audit=audit, problems=poor, gate_missed_it=gate.decision == "pass" and audit == "poor",
+        requests=summary.request_ids, **{k: float(evaluation[k]) for k in METRICS},
+        **{k: float(v) for k, v in evidence.items()}, detectable_nats=limits.detectable_nats)
     verdict.write(workspace.root / VERDICT)
     return verdict
 
@@ -93,7 +98,7 @@ def audit_unlearning(repo: str = ".") -> dict:
     create_markdown_artifact("\n".join([
         headline, "", f"Requests covered: {', '.join(verdict.requests) or 'none'}", "",
         "| metric | value |", "|---|---|", *[f"| {k} | {getattr(verdict, k):.4g} |" for k in METRICS],
-        "", privacy_line(privacy), "", "; ".join(verdict.problems),
+        "", evidence_line(verdict), "", privacy_line(privacy), "", "; ".join(verdict.problems),
         *(["", "The gate now honours the verdict: a refit from scratch is served in place of this posterior."]
           if verdict.gate_missed_it else [])]), key="unlearning-audit")
     (logger.error if verdict.gate_missed_it else logger.info)("audit %s; gate %s; %s", verdict.audit,
@@ -110,6 +115,16 @@ def record(root: str, verdict: AuditVerdict, with_commit: bool) -> None:
         commit(Path(root), ["dvc.lock", "metrics", "plots"], f"audit: {verdict.method} {verdict.audit} "
                     f"(gate {verdict.gate}, requests {', '.join(verdict.requests) or 'none'}){served}")
     events.record_pending(Path(root), commit=with_commit)
+
+
+def evidence_line(verdict: AuditVerdict) -> str:
+    """The audit's test in words: what an auditor could detect, and whether doing nothing was detectable."""
+    found = (f"Detectable difference: n × predictive KL to the retrain of {verdict.evidence_nats:.3g} nats "
+             f"(the original's: {verdict.original_evidence_nats:.3g}) against {verdict.detectable_nats:.3g} nats "
+             "needed by the audit's likelihood-ratio test.")
+    if verdict.audit == "immaterial":
+        found += " Doing nothing is already undetectable: the deletion is immaterial, neither helped nor harmed."
+    return found
 
 
 def privacy_line(report: contracts.PrivacyReport) -> str:

@@ -6,7 +6,8 @@ random deletions of every fraction and seed, and one segment per seed (a categor
 or a k-means cluster), every method and the fine-tuning baselines, each judged
 against `retrain.seeds` retrains from scratch and by the gate. Writes under study/real/:
 - results.csv (one row per event and method), summary.csv (medians per method and mode);
-- confusion.json: the gate's decisions against the audit's truth, and its targets;
+- confusion.json: the gate's decisions against the audit's truth, and its targets, per
+  table and pooled, by the audit's likelihood-ratio test and by the former 1-nat threshold;
 - gain.png (every event's gain by method, marked by the gate's decision) and
   predicted_vs_actual.png (the production method on the first segment event; a
   reliability diagram for a classifier);
@@ -53,7 +54,7 @@ def main() -> None:
     results = pd.DataFrame(rows)
     store.save_table(OUT / "results.csv", results)
     store.save_table(OUT / "summary.csv", events.summarise(results))
-    atomic.write_json(OUT / "confusion.json", gate_confusion(results, s.gate.method))
+    atomic.write_json(OUT / "confusion.json", gate_confusion(results, s.gate.method, s.audit))
     atomic.write_json(OUT / "timing.json", timing)
     event_plots.save_gain_by_method(OUT / "gain.png", results, s.audit.max_gain)
     event_plots.save_predicted_vs_actual(OUT / "predicted_vs_actual.png", [c for c in cases.values() if c])

@@ -32,7 +32,7 @@ class AuditVerdict(Contract):
     method: str
     unlearned_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  # the posterior judged (models/unlearned/METHOD.npz)
     gate: Literal["pass", "fallback"]     # the gate's decision when the audit ran
-    audit: Literal["good", "poor"]
+    audit: Literal["good", "poor", "immaterial"]  # immaterial: doing nothing is already undetectable
     problems: list[str]
     gate_missed_it: bool                  # the gate passed a posterior the audit finds poor (now refused)
     requests: list[str]
@@ -41,6 +41,12 @@ class AuditVerdict(Contract):
     pred_kl_unlearned_retrained: float
     pred_kl_original_retrained: float
     pred_kl_retrain_floor: float
+    # the audit's test (audit.detection_size, audit.detection_power): n × predictive KL to the retrain over the
+    # n judged inputs, of the served posterior and of the original, against the nats the test needs; absent
+    # from verdicts written before the test was stated
+    evidence_nats: float | None = None
+    original_evidence_nats: float | None = None
+    detectable_nats: float | None = None
 
     @classmethod
     def read(cls, path: str | Path) -> AuditVerdict:

@@ -103,13 +103,17 @@ def test_the_audit_reports_loudly_when_a_passed_gate_was_wrong_and_the_retrain_i
     root, _, _ = served
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["audit"]["max_gain"] = 1e-12  # nothing can meet this: the audit must call the pass a miss
+    params["audit"]["detection_power"] = params["audit"]["detection_size"]  # a test that detects any difference
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git", "commit", "-qam", "a stricter audit threshold", cwd=root)
     verdict = audit_unlearning(repo=str(root))
     assert verdict["gate"] == "pass" and verdict["audit"] == "poor" and verdict["gate_missed_it"]
     assert sh("git", "status", "--porcelain", cwd=root).stdout == ""  # retrains, metrics and verdict committed
     assert "req-0002" in verdict["requests"]
-    assert json.loads((root / "metrics/audit.json").read_text())["gate_missed_it"] is True
+    written = json.loads((root / "metrics/audit.json").read_text())
+    assert written["gate_missed_it"] is True and written["detectable_nats"] < 1e-12
+    assert written["evidence_nats"] == pytest.approx(written["pred_kl_unlearned_retrained"] * (
+        written["original_evidence_nats"] / written["pred_kl_original_retrained"]), rel=1e-12)
     # the gate honours the verdict on this very posterior: a refit from scratch is served in its place
     gate = json.loads((root / "metrics/gate.json").read_text())
     assert gate["decision"] == "fallback" and "the audit found this posterior poor" in gate["reasons"][-1]
@@ -155,6 +159,7 @@ def test_an_audit_killed_before_it_recorded_is_completed_by_the_next_intake(pref
     process_deletion_requests(repo=str(root))
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["audit"]["max_gain"] = 1e-12  # nothing can meet this: the audit refuses the served posterior
+    params["audit"]["detection_power"] = params["audit"]["detection_size"]  # a test that detects any difference
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git", "commit", "-qam", "a stricter audit threshold", cwd=root)
 

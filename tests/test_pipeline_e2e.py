@@ -67,6 +67,7 @@ def test_the_real_data_study_judges_every_event_and_its_gate_table_agrees(worksp
     import pandas as pd
 
     from bayesunlearn.experiments.confusion import gate_confusion
+    from bayesunlearn.io import settings
 
     results = pd.read_csv(workspace / "study/real/results.csv", keep_default_na=False, na_values=[""])
     # concrete: one random deletion and one segment, each with every method and one fine-tuning budget
@@ -75,7 +76,8 @@ def test_the_real_data_study_judges_every_event_and_its_gate_table_agrees(worksp
     gated = results[results["method"] != "finetune_5"]
     assert set(gated["gate"]) <= {"pass", "fallback"} and (results[results["method"] == "finetune_5"]["gate"].isna()).all()
     confusion = json.loads((workspace / "study/real/confusion.json").read_text())
-    assert confusion == json.loads(json.dumps(gate_confusion(results, "ggn_refined")))
+    audit = settings.load(workspace / "params.yaml").audit
+    assert confusion == json.loads(json.dumps(gate_confusion(results, "ggn_refined", audit)))
     timing = json.loads((workspace / "study/real/timing.json").read_text())
     assert set(timing["concrete"]) == set(TINY[("methods",)]) | {"finetune_5", "retrain"}
     for figure in ("gain.png", "predicted_vs_actual.png"):

@@ -79,10 +79,25 @@ def test_the_audit_calls_a_no_op_nan_and_anything_above_a_limit_poor():
     assert audit.problems(1.0, 3.0) == ["gain 1 ≥ 1"]  # gain 1: no better than doing nothing
     assert audit.problems(0.5, 10.5) == ["indistinguishability 10.5 > 10"]
     assert len(audit.problems(float("nan"), float("nan"))) == 2
-    # a ratio to a spread of ~1e-17 nats is huge, but 0.5 nats over the judged inputs is no detectable harm
-    assert audit.problems(0.2, 4.5e9, evidence=0.5) == []
-    assert audit.problems(0.2, 4.5e9, evidence=1.0) == ["indistinguishability 4.5e+09 > 10"]
-    assert audit.problems(1.2, 4.5e9, evidence=0.5) == ["gain 1.2 ≥ 1"]
+    # a ratio to a spread of ~1e-17 nats is huge, but a difference below what the test detects is no harm
+    below, above = 0.999 * audit.detectable_nats, audit.detectable_nats
+    assert audit.problems(0.2, 4.5e9, evidence=below) == []
+    assert audit.problems(0.2, 4.5e9, evidence=above) == ["indistinguishability 4.5e+09 > 10"]
+    assert audit.problems(1.2, 4.5e9, evidence=below) == ["gain 1.2 ≥ 1"]
+    assert audit.problems(0.2, 4.5e9, evidence=1.0, detectable=1.0) == ["indistinguishability 4.5e+09 > 10"]
+
+
+def test_a_deletion_doing_nothing_about_is_undetectable_is_immaterial_unless_the_step_makes_it_detectable():
+    audit = Audit()
+    limit = audit.detectable_nats
+    assert audit.verdict(1.5, 4.5e9, 0.9 * limit, 0.6 * limit) == ("immaterial", [])  # no test sees either
+    assert audit.verdict(0.5, 2.0, 0.5 * limit, 0.999 * limit) == ("immaterial", [])
+    # doing nothing was undetectable, the step made a detectable difference: harm (its gain is above 1)
+    assert audit.verdict(3.0, 4.5e9, 3 * limit, limit / 1.0001)[0] == "poor"
+    # doing nothing was detectable: helped or harmed as before
+    assert audit.verdict(0.5, 2.0, 0.5 * limit, limit) == ("good", [])
+    assert audit.verdict(0.5, 20.0, limit, 2 * limit) == ("poor", ["indistinguishability 20 > 10"])
+    assert audit.verdict(float("nan"), float("nan"), float("nan"), float("nan"))[0] == "poor"
 
 
 def test_settings_refuse_a_study_without_the_production_method_and_clashing_baselines():
@@ -103,25 +118,84 @@ def test_settings_refuse_a_study_without_the_production_method_and_clashing_base
 
 
 def rows(*cases: tuple[str, str, float, str, int]) -> pd.DataFrame:
-    return pd.DataFrame([{"method": m, "mode": mode, "fraction": f, "gate": g, "harmed": h}
-                         for m, mode, f, g, h in cases])
+    """h: 0 helped, 1 harmed, 2 immaterial."""
+    return pd.DataFrame([{"method": m, "mode": mode, "fraction": f, "gate": g, "harmed": int(h == 1),
+                          "immaterial": int(h == 2)} for m, mode, f, g, h in cases])
 
 
 def test_the_confusion_table_counts_gated_events_and_checks_both_targets():
     results = rows(("a", "random", 0.01, "pass", 0), ("a", "random", 0.1, "pass", 0),
                    ("a", "random", 0.1, "fallback", 1), ("a", "random", 0.2, "fallback", 0),
-                   ("a", "segment", 0.05, "pass", 1), ("finetune_5", "random", 0.01, "", 1))
+                   ("a", "segment", 0.05, "pass", 1), ("finetune_5", "random", 0.01, "", 1),
+                   ("a", "random", 0.05, "pass", 2), ("a", "segment", 0.05, "fallback", 2))
     table = confusion(results)
     assert (table.fast_path_helped, table.fast_path_harmed, table.fallback_helped, table.fallback_harmed) == (2, 1, 1, 1)
+    assert (table.fast_path_immaterial, table.fallback_immaterial) == (1, 1)
+    results = results.iloc[:6]
+    table = confusion(results)
     assert (table.small_random_events, table.small_random_fast_path) == (3, 2)
     assert not table.meets_targets  # a harmful segment took the fast path
     safe = confusion(results.iloc[:4])
     assert safe.fast_path_harmed == 0 and safe.small_random_share == pytest.approx(2 / 3)
     assert safe.meets_targets == (2 / 3 >= MIN_SMALL_RANDOM_SHARE)
     assert math.isnan(confusion(results.iloc[3:4]).small_random_share)
-    report = gate_confusion(results, "a")
-    assert set(report["methods"]) == {"a"}  # the baseline has no gate
-    assert report["production"] == report["all_methods"] == table.to_dict()
+    assert not table.no_harm_on_fast_path and not table.small_random_on_fast_path  # 2/3 < 80 %
+
+
+def judged_event(method: str, dataset: str, gate: str, gain: float, evidence: float, original: float,
+                 indistinguishability: float = 20.0, failed: int = 0, n: int = 250) -> dict:
+    """A gated random deletion of 5 % whose differences to the retrain are `evidence` and `original` nats."""
+    return {"dataset": dataset, "method": method, "mode": "random", "fraction": 0.05, "gate": gate,
+            "failed": failed, "gain": gain, "indistinguishability": indistinguishability, "n_judged": n,
+            "pred_kl_unlearned_retrained": evidence / n, "pred_kl_original_retrained": original / n}
+
+
+def test_the_gate_table_is_given_per_table_and_pooled_by_the_test_and_by_the_former_threshold():
+    from bayesunlearn.experiments.confusion import FORMER_NATS, rejudged
+
+    audit = Audit()
+    t = audit.detectable_nats
+    frame = pd.DataFrame([
+        judged_event("a", "x", "pass", 0.5, 2.0, 4.0),         # 1 nat: harmed; the test sees neither: immaterial
+        judged_event("a", "x", "pass", 0.5, 3 * t, 6 * t),     # detectable, far outside the retrains: harmed
+        judged_event("a", "y", "fallback", 0.1, 0.1 * t, t, indistinguishability=2.0),  # helped under both
+        judged_event("a", "y", "fallback", float("nan"), float("nan"), 2 * t, failed=1),  # failed: harmed
+        judged_event("b", "x", "pass", 0.9, 0.5, 0.55)])       # another method: only in the pooled rows
+    results = rejudged(frame, audit)
+    assert list(results["harmed"]) == [0, 1, 0, 1, 0] and list(results["immaterial"]) == [1, 0, 0, 0, 1]
+    assert list(rejudged(frame, audit, former=True)["harmed"]) == [1, 1, 0, 1, 0]
+    report = gate_confusion(results, "a", audit)
+    test, former = report["criteria"]["likelihood_ratio_test"], report["criteria"]["former_threshold"]
+    assert test["detectable_nats"] == t and former["detectable_nats"] == FORMER_NATS == 1.0
+    assert (test["detection_size"], test["detection_power"]) == (0.05, 0.95)
+    x_test, x_former = test["tables"]["x"], former["tables"]["x"]
+    assert (x_test["fast_path_harmed"], x_test["fast_path_immaterial"], x_test["no_harm_on_fast_path"]) == (1, 1, False)
+    assert (x_former["fast_path_harmed"], x_former["fast_path_immaterial"]) == (2, 0)
+    for criterion in (test, former):
+        y = criterion["tables"]["y"]
+        assert (y["fallback_helped"], y["fallback_harmed"], y["no_harm_on_fast_path"]) == (1, 1, True)
+        assert criterion["pooled"]["fast_path_harmed"] == criterion["tables"]["x"]["fast_path_harmed"]
+    assert test["all_methods"]["fast_path_immaterial"] == 2 and former["all_methods"]["fast_path_helped"] == 1
+    assert report["production"] == test["pooled"] and set(report["methods"]) == {"a", "b"}
+
+
+def test_the_committed_real_study_is_judged_by_the_audit_of_params_yaml():
+    """study/real/results.csv's verdicts and confusion.json are what the code makes of its measurements."""
+    import json
+
+    from bayesunlearn.experiments.confusion import rejudged
+    from bayesunlearn.io import settings
+    from bench import real
+
+    params = settings.load(REPO / "params.yaml")
+    results = real.results(REPO / "study/real")
+    again = rejudged(results, params.audit)
+    assert (again["harmed"] == results["harmed"]).all() and (again["immaterial"] == results["immaterial"]).all()
+    stored = json.loads((REPO / "study/real/confusion.json").read_text())
+    assert stored == json.loads(json.dumps(gate_confusion(results, params.gate.method, params.audit)))
+
+
+EVERY_DIFFERENCE = Audit(detection_size=0.05, detection_power=0.05)  # a test of power = size needs 0 nats
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +211,7 @@ def outcome(tf):
                           "diag": Divide(posterior="diag_ggn", operator="divide", repair="clip")},
                          Train(adam_steps=1500, polish="newton", polish_iterations=200, grad_tolerance=1e-6),
                          FitSettings(), 0, 2,
-                         Gate(method="newton", posterior="full_ggn"), Audit(), [20])
+                         Gate(method="newton", posterior="full_ggn"), EVERY_DIFFERENCE, [20])
     model = RegressionModel(MLPSpec(table.x.shape[1], (10,)), prior_precision=1.0, noise_std=0.3)
     originals = events.fit_originals(model, table, setup)
     event = events.events(table, RealStudy(fractions=[0.1], seeds=[0], modes=["random"]))[0]
@@ -153,8 +227,12 @@ def test_every_method_and_baseline_gets_one_row_judged_by_the_audit_and_the_gate
     by_method = {r["method"]: r for r in result.rows}
     assert list(by_method) == ["newton", "diag", "finetune_20"]
     for row in result.rows:
-        evidence = row["pred_kl_unlearned_retrained"] * (len(table.x_test) + row["n_forgotten"])
-        assert row["harmed"] == int(bool(setup.audit.problems(row["gain"], row["indistinguishability"], evidence)))
+        n_judged = len(table.x_test) + row["n_forgotten"]
+        verdict, _ = setup.audit.verdict(row["gain"], row["indistinguishability"],
+                                         row["pred_kl_unlearned_retrained"] * n_judged,
+                                         row["pred_kl_original_retrained"] * n_judged)
+        assert row["n_judged"] == n_judged and (row["harmed"], row["immaterial"]) == (verdict == "poor",
+                                                                                      verdict == "immaterial")
         assert row["gain"] == pytest.approx(row["pred_kl_unlearned_retrained"] / row["pred_kl_original_retrained"])
         assert row["n_forgotten"] == event.mask.sum() == 10
     assert by_method["finetune_20"]["gate"] == ""  # the baseline is not gated
@@ -163,6 +241,11 @@ def test_every_method_and_baseline_gets_one_row_judged_by_the_audit_and_the_gate
     assert by_method["newton"]["gain"] < 0.5 and by_method["newton"]["gate"] == "pass"
     assert by_method["diag"]["harmed"] == 1 and by_method["diag"]["gate"] == "fallback"
     assert by_method["diag"]["gate_reasons"].startswith("retained records' NLL rose")
+    # on 34 judged inputs, doing nothing is 0.15 nats from the retrain: the stated test calls the deletion immaterial
+    from bayesunlearn.experiments.confusion import rejudged
+
+    stated = rejudged(pd.DataFrame(result.rows), Audit())
+    assert (stated["immaterial"] == 1).all() and (stated["harmed"] == 0).all()
     s = result.splits
     unlearned, report = apply(setup.methods["newton"], originals["full_ggn"], s.x_forgotten, s.y_forgotten)
     _, grad = objective(originals["full_ggn"].model, originals["full_ggn"].mean, table.x, table.y)
@@ -216,7 +299,7 @@ def binary_outcome(tf):
                          likelihood="bernoulli")
     setup = events.Setup({"newton": Divide(posterior="full_ggn", operator="divide")},
                          Train(adam_steps=1500, polish_iterations=50), FitSettings(), 0, 2,
-                         Gate(method="newton", posterior="full_ggn"), Audit(), [20])
+                         Gate(method="newton", posterior="full_ggn"), EVERY_DIFFERENCE, [20])
     model = RegressionModel(MLPSpec(x.shape[1], (6,)), 1.0, 1.0, table.likelihood)
     originals = events.fit_originals(model, table, setup)
     event = events.events(table, RealStudy(fractions=[0.1], seeds=[0], modes=["random"]))[0]

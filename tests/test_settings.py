@@ -54,6 +54,14 @@ def changed(path: str, value) -> dict:
     ("methods.ggn_newton.mean_update", "conjugate", "'newton', 'damped', 'none' or 'cg'"),
     ("methods.ggn_newton.cg_tolerance", 1.5, "less than 1"),
     ("methods.ggn_newton.cg_iterations", 0, "greater than or equal to 1"),
+    ("audit.detection_size", 0.0, "greater than 0"),
+    ("audit.detection_size", 1.0, "less than 1"),
+    ("audit.detection_power", 1.0, "less than 1"),  # certainty needs infinite evidence
+    ("audit.detection_power", -0.5, "greater than 0"),
+    ("audit.detection_power", "0.95", "valid number"),
+    ("audit.detection_power", float("nan"), "less than 1"),
+    ("audit.detection_power", 0.01, "below detection_size 0.05"),
+    ("audit.detection_size", 0.99, "0.95 is below detection_size 0.99"),
 ])
 def test_values_a_typo_or_an_attacker_could_give_are_refused(path, value, message):
     with pytest.raises(ConfigError, match=message) as info:

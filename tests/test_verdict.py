@@ -62,7 +62,26 @@ def test_the_verdict_round_trips_through_its_file(tmp_path, posterior):
 
 
 def test_the_committed_verdict_is_valid():
-    AuditVerdict.read("metrics/audit.json")
+    AuditVerdict.read("metrics/audit.json")  # written before the audit's test was stated: its fields are optional
+
+
+def test_an_immaterial_verdict_keeps_the_pass_and_says_why(posterior):
+    from flows.audit import evidence_line
+
+    immaterial = verdict(sha256_of(posterior), audit="immaterial", problems=[], gate_missed_it=False,
+                         evidence_nats=0.4, original_evidence_nats=1.1, detectable_nats=5.41)
+    assert honour(decision(), immaterial, posterior) == decision()
+    line = evidence_line(immaterial)
+    assert "0.4 nats (the original's: 1.1) against 5.41 nats" in line and "immaterial" in line
+    assert "immaterial" not in evidence_line(immaterial.model_copy(update={"audit": "good"}))
+
+
+@pytest.mark.parametrize("key, value", [("evidence_nats", "5"), ("detectable_nats", [1.0])])
+def test_the_test_s_fields_are_numbers_when_present(tmp_path, posterior, key, value):
+    body = verdict(sha256_of(posterior)).model_dump() | {key: value}
+    (tmp_path / "audit.json").write_text(json.dumps(body))
+    with pytest.raises(ContractError, match=key):
+        AuditVerdict.read(tmp_path / "audit.json")
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(),

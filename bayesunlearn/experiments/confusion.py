@@ -2,9 +2,15 @@
 
 A harmful event (the audit calls the unlearned posterior poor, or the operator
 failed) must take the fallback; the fast path is worth having only when most
-small random deletions take it. Targets: no harmful event on the fast path, and
-at least `MIN_SMALL_RANDOM_SHARE` of random deletions of at most `SMALL` of the
-records on the fast path.
+small random deletions take it. An immaterial event (neither the original nor
+the unlearned posterior differs detectably from the retrains) is neither helped
+nor harmed. Targets: no harmful event on the fast path, and at least
+`MIN_SMALL_RANDOM_SHARE` of random deletions of at most `SMALL` of the records
+on the fast path, on every real table.
+
+The audit's criterion of a detectable difference is a likelihood-ratio test of
+stated size and power (sections.Audit); the table is also given under the former
+fixed threshold of `FORMER_NATS`, without immaterial events, so the change shows.
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from bayesunlearn.io.sections import Audit
+
 SMALL = 0.1
 MIN_SMALL_RANDOM_SHARE = 0.8
+FORMER_NATS = 1.0  # the audit's former fixed threshold (n × predictive KL), before the stated test
 
 
 @dataclass(frozen=True)
@@ -23,8 +32,10 @@ class Confusion:
 
     fast_path_helped: int
     fast_path_harmed: int
+    fast_path_immaterial: int
     fallback_helped: int
     fallback_harmed: int
+    fallback_immaterial: int
     small_random_events: int
     small_random_fast_path: int
 
@@ -33,26 +44,73 @@ class Confusion:
         return self.small_random_fast_path / self.small_random_events if self.small_random_events else float("nan")
 
     @property
+    def no_harm_on_fast_path(self) -> bool:
+        return self.fast_path_harmed == 0
+
+    @property
+    def small_random_on_fast_path(self) -> bool:
+        return self.small_random_share >= MIN_SMALL_RANDOM_SHARE
+
+    @property
     def meets_targets(self) -> bool:
-        return self.fast_path_harmed == 0 and self.small_random_share >= MIN_SMALL_RANDOM_SHARE
+        return self.no_harm_on_fast_path and self.small_random_on_fast_path
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"small_random_share": self.small_random_share, "meets_targets": self.meets_targets}
+        return asdict(self) | {"small_random_share": self.small_random_share, "meets_targets": self.meets_targets,
+                               "no_harm_on_fast_path": self.no_harm_on_fast_path,
+                               "small_random_on_fast_path": self.small_random_on_fast_path}
 
 
 def confusion(results: pd.DataFrame) -> Confusion:
     """Counts over the gated rows of `results` (fine-tuning baselines have no gate and are left out)."""
     rows = results[results["gate"].isin(["pass", "fallback"])]
-    fast, harmed = rows["gate"] == "pass", rows["harmed"] == 1
+    fast, harmed, immaterial = rows["gate"] == "pass", rows["harmed"] == 1, rows["immaterial"] == 1
+    helped = ~harmed & ~immaterial
     small = (rows["mode"] == "random") & (rows["fraction"] <= SMALL)
-    return Confusion(int((fast & ~harmed).sum()), int((fast & harmed).sum()), int((~fast & ~harmed).sum()),
-                     int((~fast & harmed).sum()), int(small.sum()), int((small & fast).sum()))
+    return Confusion(fast_path_helped=int((fast & helped).sum()), fast_path_harmed=int((fast & harmed).sum()),
+                     fast_path_immaterial=int((fast & immaterial).sum()),
+                     fallback_helped=int((~fast & helped).sum()), fallback_harmed=int((~fast & harmed).sum()),
+                     fallback_immaterial=int((~fast & immaterial).sum()),
+                     small_random_events=int(small.sum()), small_random_fast_path=int((small & fast).sum()))
 
 
-def gate_confusion(results: pd.DataFrame, production: str) -> dict:
-    """The production method's table (what is served), every gated method pooled, and each method's."""
+def rejudged(results: pd.DataFrame, audit: Audit, former: bool = False) -> pd.DataFrame:
+    """`results` with `harmed` and `immaterial` judged again from its columns (the evidence is
+    pred_kl_*_retrained × n_judged): by the audit's test (Audit.verdict, what the study writes) or, `former`,
+    by the fixed threshold of FORMER_NATS with no immaterial events. A failed operator is harmful under both."""
+    harmed, immaterial = [], []
+    for row in results.itertuples(index=False):
+        evidence = row.pred_kl_unlearned_retrained * row.n_judged
+        if row.failed:
+            verdict = "poor"
+        elif former:
+            verdict = "poor" if audit.problems(row.gain, row.indistinguishability, evidence, FORMER_NATS) else "good"
+        else:
+            verdict, _ = audit.verdict(row.gain, row.indistinguishability, evidence,
+                                       row.pred_kl_original_retrained * row.n_judged)
+        harmed.append(int(verdict == "poor"))
+        immaterial.append(int(verdict == "immaterial"))
+    return results.assign(harmed=harmed, immaterial=immaterial)
+
+
+def by_table(results: pd.DataFrame, production: str) -> dict:
+    """The production method's table on each real table and pooled, and every gated method pooled."""
+    mine = results[results["method"] == production]
+    return {"tables": {d: confusion(part).to_dict() for d, part in mine.groupby("dataset", sort=True)},
+            "pooled": confusion(mine).to_dict(), "all_methods": confusion(results).to_dict()}
+
+
+def gate_confusion(results: pd.DataFrame, production: str, audit: Audit) -> dict:
+    """The production method's table (what is served), every gated method pooled, and each method's, by the
+    results' own verdicts; and under "criteria" the production method per table and pooled by the audit's test
+    and by the former threshold side by side."""
     per_method = {m: confusion(part).to_dict() for m, part in results.groupby("method", sort=True)
                   if part["gate"].isin(["pass", "fallback"]).any()}
+    criteria = {"likelihood_ratio_test": {"detection_size": audit.detection_size,
+                                          "detection_power": audit.detection_power,
+                                          "detectable_nats": audit.detectable_nats, **by_table(results, production)},
+                "former_threshold": {"detectable_nats": FORMER_NATS,
+                                     **by_table(rejudged(results, audit, former=True), production)}}
     return {"production_method": production,
             "production": confusion(results[results["method"] == production]).to_dict(),
-            "all_methods": confusion(results).to_dict(), "methods": per_method}
+            "all_methods": confusion(results).to_dict(), "methods": per_method, "criteria": criteria}

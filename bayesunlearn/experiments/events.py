@@ -6,7 +6,8 @@ categorical columns, else every record of one k-means cluster of the
 standardised inputs. For every event and method:
 - the audit's truth, from `retrain.seeds` retrains from scratch: gain and
   indistinguishability (evaluation.compare), harmful when the operator failed
-  or the audit calls the result poor (sections.Audit.problems);
+  or the audit calls the result poor, immaterial when neither the original nor
+  the result differs detectably from the retrains (sections.Audit.verdict);
 - the gate's decision, from the signals it has in production (gate.gate);
 - the fit: test RMSE and NLL in the target's units (a binary target: accuracy,
   NLL and expected calibration error), and the membership AUC of the unlearned,
@@ -234,15 +235,17 @@ def judge(table: Table, event: Event, name: str, original: GaussianPosterior, un
           report: dict | None, retrains: list[GaussianPosterior], splits: Splits, setup: Setup,
           original_fit: Convergence) -> dict:
     """The row of one method on one event; `report` None marks a baseline the gate does not judge."""
+    n_judged = len(splits.x_test) + len(splits.x_forgotten)  # the inputs compare judges: test and forgotten
     row = {"dataset": table.name, "mode": event.mode, "segment": event.segment, "fraction": event.fraction,
-           "seed": event.seed, "method": name, "n_forgotten": int(event.mask.sum()),
-           "failed": int(unlearned is None), "harmed": 1, "gate": "" if report is None else "fallback",
-           "gate_reasons": "", "residual_ratio": np.nan}
+           "seed": event.seed, "method": name, "n_forgotten": int(event.mask.sum()), "n_judged": n_judged,
+           "failed": int(unlearned is None), "harmed": 1, "immaterial": 0,
+           "gate": "" if report is None else "fallback", "gate_reasons": "", "residual_ratio": np.nan}
     if unlearned is None:
         return row | {"gate_reasons": f"unlearning failed: {report.get('reason', '')}"}
     c = compare(original, unlearned, retrains, splits, parameter_space=False)
-    evidence = c["pred_kl_unlearned_retrained"] * (len(splits.x_test) + len(splits.x_forgotten))
-    row["harmed"] = int(bool(setup.audit.problems(c["gain"], c["indistinguishability"], evidence)))
+    verdict, _ = setup.audit.verdict(c["gain"], c["indistinguishability"], c["pred_kl_unlearned_retrained"] * n_judged,
+                                     c["pred_kl_original_retrained"] * n_judged)
+    row["harmed"], row["immaterial"] = int(verdict == "poor"), int(verdict == "immaterial")
     row |= {k: c[k] for k in ("gain", "indistinguishability", "pred_kl_unlearned_retrained",
                               "pred_kl_original_retrained", "pred_kl_retrain_floor")}
     for who in ("original", "unlearned", "retrained"):  # the fit, in the target's own units
@@ -287,5 +290,6 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     grouped = rows.groupby(["dataset", "method", "mode"], sort=True)
     return grouped.agg(events=("gain", "size"), median_gain=("gain", "median"),
                        median_indistinguishability=("indistinguishability", "median"),
-                       harmed=("harmed", "sum"), fast_path=("fast_path", "sum"), **rmse,
+                       harmed=("harmed", "sum"), immaterial=("immaterial", "sum"), fast_path=("fast_path", "sum"),
+                       **rmse,
                        median_mia_auc_excess=("mia_auc_excess", "median"), **classifier).reset_index()

@@ -266,20 +266,53 @@ class Audit(Section):
     max_indistinguishability: PositiveFloat = 10.0
     shadow_retrains: Annotated[int, Field(ge=2, le=1000)] = 8   # K of the per-record membership test
     privacy_alpha: Fraction = 0.05    # its false-positive rate on a model that never saw the records
-    min_evidence: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0  # nats; 0 judges every difference
+    detection_size: Fraction = 0.05   # a difference to the retrains is detectable by a likelihood-ratio test
+    # of this size with this power (docs/methods.md); checked against the size even when left out
+    detection_power: Annotated[float, Field(gt=0, lt=1, validate_default=True)] = 0.95
 
-    def problems(self, gain: float, indistinguishability: float, evidence: float = float("inf")) -> list[str]:
+    @field_validator("detection_power")
+    @classmethod
+    def _power(cls, value: float, info: ValidationInfo) -> float:
+        size = info.data.get("detection_size")
+        if size is not None and value < size:
+            raise ValueError(f"{value:g} is below detection_size {size:g}: a test that rejects at random with "
+                             "probability a already has power a")
+        return value
+
+    @property
+    def detectable_nats(self) -> float:
+        """n × predictive KL (nats) a test of detection_size needs for detection_power (0 when they are equal)."""
+        from bayesunlearn.numerics.metrics import detection_threshold
+
+        return detection_threshold(self.detection_size, self.detection_power)
+
+    def problems(self, gain: float, indistinguishability: float, evidence: float = float("inf"),
+                 detectable: float | None = None) -> list[str]:
         """The audit's verdict on an unlearned posterior: empty when good, else why it is poor: no better than
         doing nothing (gain ≥ max_gain: a no-op has gain 1), or far outside the spread among retrains
         (indistinguishability > max_indistinguishability) by a difference one could detect. `evidence` is the
         predictive KL to the retrain summed over the judged inputs (n × mean KL: the expected log-likelihood
-        ratio of one label per input); below `min_evidence` nats no test on those inputs tells the two apart,
-        which matters where retrains agree to rounding (a near-convex classifier: the spread among them is
-        ~1e-17 nats, and any ratio to it is huge). NaN counts as poor."""
+        ratio of one label per input); below `detectable` nats (default: detectable_nats) no test on those
+        inputs tells the two apart at the stated error rates, which matters where retrains agree to rounding (a
+        near-convex classifier: the spread among them is ~1e-17 nats, and any ratio to it is huge). NaN counts
+        as poor."""
+        limit = self.detectable_nats if detectable is None else detectable
         found = [] if gain < self.max_gain else [f"gain {gain:.3g} ≥ {self.max_gain:g}"]
-        if not indistinguishability <= self.max_indistinguishability and not evidence < self.min_evidence:
+        if not indistinguishability <= self.max_indistinguishability and not evidence < limit:
             found.append(f"indistinguishability {indistinguishability:.3g} > {self.max_indistinguishability:g}")
         return found
+
+    def verdict(self, gain: float, indistinguishability: float, evidence: float, original_evidence: float
+                ) -> tuple[Literal["good", "poor", "immaterial"], list[str]]:
+        """`problems`, and "immaterial" when neither the original (doing nothing) nor the unlearned posterior
+        differs detectably from the retrains (`original_evidence`: the original's n × predictive KL): the
+        deletion changed nothing a test could see, so forgetting can neither help nor harm. A step that makes a
+        difference detectable where doing nothing left none is poor (its gain exceeds 1)."""
+        limit = self.detectable_nats
+        if evidence < limit and original_evidence < limit:
+            return "immaterial", []
+        found = self.problems(gain, indistinguishability, evidence, limit)
+        return ("poor" if found else "good"), found
 
 
 class Ledger(Section):
