@@ -48,8 +48,9 @@ study: $(READY)
 	$(BIN)/dvc repro
 	$(BIN)/dvc repro study/dvc.yaml
 
+# Two processes, one test file each at a time: end-to-end files wait on DVC, git and Prefect as much as they compute.
 test: $(READY)
-	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra -n 2 --dist loadfile $(PYTEST_ARGS)
 
 bench: $(READY)
 	@$(BIN)/python -m bench.run

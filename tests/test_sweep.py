@@ -72,20 +72,25 @@ def cell_files(root: Path) -> list[Path]:
     return sorted((root / "sweep" / "cells").glob("*/h*/*.json"))
 
 
+def serial_table(swept: Path) -> str:
+    """results.csv of `python -m flows.sweep --serial`: the cells one by one in a new process, as a user runs
+    it (not in the test process, whose TensorFlow and BLAS have served hundreds of other tests)."""
+    shutil.rmtree(swept / "sweep" / "cells", ignore_errors=True)
+    result = sh("python", "-m", "flows.sweep", "--serial", cwd=swept)  # PREFECT_API_URL: the caller's test server
+    assert '"cells": 6' in result.stdout and '"rows": 12' in result.stdout and len(cell_files(swept)) == 6
+    return (swept / "sweep" / "results.csv").read_text()
+
+
 @pytest.mark.slow
 def test_dask_sweep_through_dvc_equals_serial_execution(prefect, swept, monkeypatch):
     from prefect.settings import PREFECT_API_URL
 
-    from flows.sweep import run_sweep
-
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())  # the flows report to the test server
     start = time.perf_counter()
-    serial = run_sweep(str(swept), serial=True)
+    expected = serial_table(swept)
     serial_seconds = time.perf_counter() - start
-    expected = (swept / "sweep" / "results.csv").read_text()
-    assert serial["cells"] == 6 and serial["rows"] == 12 and len(cell_files(swept)) == 6
 
     shutil.rmtree(swept / "sweep" / "cells")  # nothing to resume: the cluster computes every cell
-    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())  # the stage's flow reports to the test server
     start = time.perf_counter()
     sh("dvc", "repro", "study/dvc.yaml:sweep", cwd=swept)  # a local cluster of sweep.n_workers = 2 processes
     print(f"sweep of 6 cells: serial {serial_seconds:.1f} s, dvc repro on 2 Dask workers "
@@ -175,14 +180,12 @@ def test_a_killed_workers_cell_is_run_again(prefect, swept, monkeypatch, tmp_pat
 
     from flows.sweep import run_sweep
 
-    shutil.rmtree(swept / "sweep" / "cells")  # earlier tests leave doctored cells behind
-    run_sweep(str(swept), serial=True)
-    expected = (swept / "sweep" / "results.csv").read_text()
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    expected = serial_table(swept)  # earlier tests leave doctored cells behind: all computed anew
     shutil.rmtree(swept / "sweep" / "cells")
     marker, preload = tmp_path / "kill-once", tmp_path / "kill_once.py"
     marker.write_text("")
     preload.write_text(KILL_ONCE.format(marker=str(marker), cell="h16/cluster-0.1-s0"))
-    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
     with dask.config.set({"distributed.worker.preload": [str(preload)]}):  # the nanny hands it to each worker
         result = run_sweep(str(swept), n_workers=2)
     assert (tmp_path / "killed").exists() and not marker.exists()  # a worker died in the middle of that cell
