@@ -30,17 +30,30 @@ import yaml
 
 from bench.latency import copy_repo
 
-SOURCES = ("two_clusters", "default")  # the default data, and ISLR `default` (binary, 10,000 rows)
+SOURCES = ("two_clusters",)  # measured by `make bench`; `window(SOURCE)` measures any other
 LIKELIHOOD = {"default": "bernoulli", "penguins": "categorical"}  # other tables: gaussian
+# ISLR `default` (binary, 10,000 rows, 8,000 for training): the window on two_clusters (200 training records) takes
+# about 4.5 minutes on 2 shared cores, most of it the audit's retrains; one retrain of `default` takes about 5 times
+# two_clusters' on the real-data study's 1,000-record subsample, and the pipeline fits the full 8,000.
+NOT_MEASURED = {"default": "not measured: the audit's reference and shadow retrains on the full 8,000 training "
+                           "records (one retrain about 5 times two_clusters' already at the study's 1,000-record "
+                           "subsample) put one run far beyond the bench's budget of about 10 minutes per case on "
+                           "2 shared cores"}
 
 
 def measure(sources: tuple[str, ...] = SOURCES) -> dict:
-    """The window with `audit.after_intake` on, per source, and the bound with it off."""
-    on = {source: window(source) for source in sources}
+    """The window with `audit.after_intake` on, per source (NOT_MEASURED says why not on the others), and the bound
+    with it off."""
+    return report({source: window(source) for source in sources})
+
+
+def report(measured: dict[str, dict]) -> dict:
+    """The "exposure_window" key from the measured windows: the NOT_MEASURED tables' reasons, the bound when off."""
+    on = {**measured, **{k: v for k, v in NOT_MEASURED.items() if k not in measured}}
     audit_cron = yaml.safe_load(Path("params.yaml").read_text())["schedule"]["audit_cron"]
-    longest_audit = max(case["audit_seconds"] for case in on.values())
-    off = {"audit_cron": audit_cron, "longest_wait_seconds": longest_gap(audit_cron),
-           "bound_seconds": longest_gap(audit_cron) + longest_audit,
+    wait = longest_gap(audit_cron)
+    off = {"audit_cron": audit_cron, "longest_wait_seconds": wait,
+           "bound_seconds": wait + max(case["audit_seconds"] for case in measured.values()),
            "bound": "not measured: until the next audit_cron run has finished (its longest gap between two runs, "
                     "plus one audit: the longest audit_seconds measured with after_intake on)"}
     return {"after_intake_on": on, "after_intake_off": off,
@@ -85,7 +98,8 @@ def window(source: str) -> dict:
     serves = [at for stage, at in marks if stage == "serve"]
     audit = result.get("audit") or {}
     return {"served_first": result["served"], "verdict": audit.get("audit"),
-            "gate_missed_it": audit.get("gate_missed_it"), "served_after": served_now, "to_fast_path_served_seconds": serves[0] - start,
+            "gate_missed_it": audit.get("gate_missed_it"), "served_after": served_now,
+            "to_fast_path_served_seconds": serves[0] - start,
             "to_verdict_seconds": verdict_at - start, "to_refit_served_seconds": serves[-1] - start,
             "run_seconds": end - start, "audit_seconds": end - serves[0]}
 
@@ -129,16 +143,16 @@ def longest_gap(cron: str, runs: int = 2000) -> float:
 def block(report: dict) -> str:
     """The docs' statement of the window, for both settings, from docs/bench.json "exposure_window"."""
     on, off = report["after_intake_on"], report["after_intake_off"]
-    rows = ["| data | fast path served | verdict | refit served |", "|---|---|---|---|"]
-    for source, case in on.items():
-        if isinstance(case, str):
-            rows.append(f"| {source} | {case} | | |")
-        else:
-            marks = [case[k] for k in ("to_fast_path_served_seconds", "to_verdict_seconds", "to_refit_served_seconds")]
-            rows.append(f"| {source} | " + " | ".join(f"{s:.0f} s" for s in marks) + " |")
-    return ("\n".join(rows) + "\n\nWith `audit.after_intake: false` (the default) the window is not measured but "
-            f"bounded: until the next `schedule.audit_cron` run (`{off['audit_cron']}`) has finished, at most "
-            f"{off['longest_wait_seconds'] / 3600:.0f} h plus one audit.")
+    keys = ("to_fast_path_served_seconds", "to_verdict_seconds", "to_refit_served_seconds")
+    rows = ["| data (`audit.after_intake: true`) | fast path served | audit verdict | refit served |",
+            "|---|---|---|---|"]
+    rows += [f"| {source} | " + " | ".join(f"{case[k]:.0f} s" for k in keys) + " |"
+             for source, case in on.items() if isinstance(case, dict)]
+    notes = [f"`{source}`: {reason}." for source, reason in on.items() if isinstance(reason, str)]
+    return "\n".join([*rows, "", "Seconds from the request file in the inbox, in one intake run. " + " ".join(notes),
+                      "", "With `audit.after_intake: false` (the default) the window is not measured but bounded: "
+                      f"until the next `schedule.audit_cron` run (`{off['audit_cron']}`) has finished, at most "
+                      f"{off['longest_wait_seconds'] / 3600:.0f} h plus one audit."])
 
 
 if __name__ == "__main__":
