@@ -174,7 +174,7 @@ class AuditAfterIntakeFailed(UserError):
 def audit_after_intake(root: str) -> dict:
     """`audit.after_intake`: the audit as a subflow, once the intake's lock is released, so a fast-path posterior
     it rejects is replaced by a refit now rather than at the next audit_cron. Its failure is reported, never undoes
-    the event: the next audit (this option's or the cron's) judges the same posterior again."""
+    the event: the next audit (this option's or the cron's) judges what is served then."""
     from .audit import audit_unlearning  # here: flows.audit imports this module's tasks
 
     try:
@@ -183,7 +183,7 @@ def audit_after_intake(root: str) -> dict:
         get_run_logger().error("the audit after the intake failed: %s", err)
         raise AuditAfterIntakeFailed(f"the intake's event is served and recorded, but the audit right after it "
                                      f"failed: {' '.join(str(err).split()) or type(err).__name__}; the next audit "
-                                     "judges the same posterior") from err
+                                     "judges what is served then") from err
 
 
 def main(argv: list[str] | None = None) -> int:

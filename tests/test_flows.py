@@ -405,5 +405,7 @@ def test_audit_after_intake_replaces_a_poor_fast_path_posterior_in_the_same_run(
     last = events.ledger(root).entries()[-1]  # the intake's event stands: served, recorded, committed
     assert (last.event, last.request.request_id, last.served_path) == ("applied", "req-0022", "fast")
     assert served_path() == "fast"
-    assert (root / "data/requests/req-0022.json").exists() and not (root / inflight.MARKER).exists()
+    assert (root / "data/requests/req-0022.json").exists()
+    # the intake's claim is released with its event; the failed audit's stays, for the next run to finish
+    assert (root / inflight.MARKER).read_text() == "the audit\n"
     assert sh("git", "status", "--porcelain", "--untracked-files=no", cwd=root).stdout == ""
