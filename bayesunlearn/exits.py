@@ -28,7 +28,8 @@ MEANING = {
     Exit.GIT: "git cannot commit the event: a stale `.git/index.lock`, or a hook refused the commit; nothing is "
               "recorded until it can",
     Exit.STAGE: "a pipeline stage failed: the run's requests are back in the inbox, the served posterior is "
-                "unchanged",
+                "unchanged; or the audit right after an intake (`audit.after_intake`) failed: the intake's event "
+                "stays served and recorded, and the next audit judges what is served then",
     Exit.SERVER: "the workspace's Prefect server cannot be had: it did not start, or the port serves another "
                  "workspace or program (choose another with `--port` or `make serve PREFECT_PORT=N`)",
 }

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bayesunlearn import exits
 from bayesunlearn.experiments import report
-from bench import missed, prior, real, scale_out
+from bench import missed, prior, real, scale_out, window
 from bench.summary import bench_block
 
 
@@ -31,6 +31,11 @@ def prior_block() -> str:
     return prior.block(json.loads(Path("docs/bench.json").read_text())["gate_prior"])
 
 
+def window_block() -> str:
+    """The exposure window with and without `audit.after_intake` (docs/bench.json "exposure_window")."""
+    return window.block(json.loads(Path("docs/bench.json").read_text())["exposure_window"])
+
+
 def summary_block() -> str:
     """The README's example of `make repro`'s summary, from the workspace's results (without timings)."""
     return "```\n" + "\n".join(report.summary(Path("."), with_timing=False)) + "\n```"
@@ -42,7 +47,7 @@ BLOCKS = {
     Path("docs/methods.md"): {"methods": report.methods_block, "study": report.study_block,
                               "real_study": real.study_block, "gate_confusion": real.confusion_block,
                               "gate_calibration": real.calibration_block, "gate_missed": missed_block,
-                              "gate_prior": prior_block},
+                              "gate_prior": prior_block, "exposure_window": window_block},
     Path("docs/benchmark.md"): {"bench": bench_block},
     Path("docs/reliability.md"): {"exit_codes": exits.table},
 }

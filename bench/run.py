@@ -8,6 +8,9 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
   practitioner tries first, Adam from θ* on the retained records within the default
   method's unlearning time and ten times it (bench/finetune.py);
 - "intake_latency": request file in the inbox → new served posterior (bench/latency.py).
+- "exposure_window": with `audit.after_intake` on, request in the inbox → fast path served →
+  audit verdict → refit served, on the default data; with it off, the bound set by
+  `schedule.audit_cron` (bench/window.py).
 - "scale": unlearning vs a cold retrain per method for networks of ~150, 2.5k
   and 10k parameters × n = 500, 5k, 50k, a fixed 50 records forgotten, with
   peak memory per case (bench/scale.py; plot bench/results/scale.png);
@@ -37,7 +40,7 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
 of the right input cluster. Timings are medians of warm repeats in this one
 process, so ratios are fair on a noisy machine.
 
-Parts: methods (the keys model/random/cluster/methods), latency, scale, compute,
+Parts: methods (the keys model/random/cluster/methods), latency, window, scale, compute,
 dvc, real, scale_out. `--only scale compute` runs just those; a quick scale run:
 `python -m bench.run --only scale --sizes 150 2.5k --n-train 500 5000`.
 The full run takes about 30 minutes on 2 cores, most of it the 10k × 50k scale cell,
@@ -73,7 +76,7 @@ def forget_masks(x: np.ndarray, fraction: float, seed: int) -> dict[str, np.ndar
     return {"random": forget_mask(x, "random", fraction, seed), "cluster": x[:, 0] > 0}
 
 
-PARTS = ("methods", "latency", "scale", "compute", "dvc", "real", "scale_out")
+PARTS = ("methods", "latency", "window", "scale", "compute", "dvc", "real", "scale_out")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -130,6 +133,13 @@ def run_part(part: str, args: argparse.Namespace, report: dict, out: Path) -> No
 
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON alone
             report["intake_latency"] = measure()
+    if part == "window":
+        import contextlib
+
+        from bench import window
+
+        with contextlib.redirect_stdout(sys.stderr):
+            report["exposure_window"] = window.measure()
     if part == "scale":
         report.update(scale.run_scale(args.sizes, args.n_train, args.scale_methods, args.forget, args.steps,
                                       args.repeats))

@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from bayesunlearn import exits
+from bayesunlearn.errors import Exit, UserError
 from bayesunlearn.io import contracts
 from bayesunlearn.io.progress import PATIENCE, progress
 from lineage import events, inflight
@@ -131,6 +132,8 @@ def process_deletion_requests(repo: str = ".") -> dict:
     run before any request moves. If a stage fails, the requests of this run go back to the inbox
     and the served posterior stays as it was; the next run picks them up again. Every run records
     every applied request the ledger lacks, so a run killed at any point is completed by the next.
+    With `audit.after_intake`, a run that served something new on the fast path then runs the audit
+    (`audit_unlearning`, as a subflow) and returns its verdict under "audit".
     """
     workspace, logger = Workspace(Path(repo).resolve()), get_run_logger()
     params = workspace.settings()  # a bad params.yaml fails here, before anything moves
@@ -157,7 +160,30 @@ def process_deletion_requests(repo: str = ".") -> dict:
         result = publish(root, accepted, stages, entries)
     logger.info("served the %s posterior; gate %s; new requests %s", result["served"], result["gate"],
                 result["requests"])
+    if params.audit.after_intake and result["served"] == "fast" and entries:
+        result["audit"] = audit_after_intake(root)
     return result
+
+
+class AuditAfterIntakeFailed(UserError):
+    """The audit right after an intake run failed; the intake's event stays committed and recorded."""
+
+    exit_code = Exit.STAGE
+
+
+def audit_after_intake(root: str) -> dict:
+    """`audit.after_intake`: the audit as a subflow, once the intake's lock is released, so a fast-path posterior
+    it rejects is replaced by a refit now rather than at the next audit_cron. Its failure is reported, never undoes
+    the event: the next audit (this option's or the cron's) judges what is served then."""
+    from .audit import audit_unlearning  # here: flows.audit imports this module's tasks
+
+    try:
+        return audit_unlearning(repo=root)
+    except Exception as err:  # noqa: BLE001 - any failure of the audit, reported as one
+        get_run_logger().error("the audit after the intake failed: %s", err)
+        raise AuditAfterIntakeFailed(f"the intake's event is served and recorded, but the audit right after it "
+                                     f"failed: {' '.join(str(err).split()) or type(err).__name__}; the next audit "
+                                     "judges what is served then") from err
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -340,3 +340,72 @@ def test_an_uncommitted_experiment_never_enters_the_deletion_record(served):
     result = process_deletion_requests(repo=str(root))
     assert result["requests"] == ["req-0010"] and not (root / inflight.MARKER).exists()
     assert sh("git", "status", "--porcelain", "--untracked-files=no", cwd=root).stdout == ""
+
+
+def test_audit_after_intake_replaces_a_poor_fast_path_posterior_in_the_same_run(served, monkeypatch, capsys):
+    """`audit.after_intake`: off, an intake stops at the fast path; on, the same run audits it and serves the refit
+    when the audit rejects it; a failing audit leaves the intake's event committed, in one line and exit code 6."""
+    import yaml
+
+    import flows.audit
+    from bayesunlearn.errors import Exit
+    from flows import command
+    from flows.intake import process_deletion_requests
+    from flows.workspace import StageFailed
+    from lineage import events, inflight
+
+    root, _, _ = served
+    ids = train_ids(root)
+
+    def configure(after_intake: bool) -> None:
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        # nothing can meet max_gain 1e-12 with a test that detects any difference: the audit rejects every posterior
+        params["audit"].update(max_gain=1e-12, detection_power=params["audit"]["detection_size"],
+                               after_intake=after_intake)
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        sh("git", "commit", "-qam", f"audit.after_intake {after_intake}", cwd=root)
+
+    def served_path() -> str:
+        return json.loads((root / "models/served/provenance.json").read_text())["path"]
+
+    configure(False)
+    verdict_before = (root / "metrics/audit.json").read_bytes()
+    submit(root, "req-0020", ids[34:36])
+    off = process_deletion_requests(repo=str(root))
+    assert off["served"] == "fast" and off["requests"] == ["req-0020"] and "audit" not in off
+    assert (root / "metrics/audit.json").read_bytes() == verdict_before and served_path() == "fast"
+    assert events.ledger(root).entries()[-1].event == "applied"
+
+    configure(True)
+    submit(root, "req-0021", ids[36:38])
+    on = process_deletion_requests(repo=str(root))
+    assert on["served"] == "fast" and on["requests"] == ["req-0021"]  # what the intake itself served
+    verdict = on["audit"]  # the audit of that posterior, in the same run
+    assert verdict["gate"] == "pass" and verdict["audit"] == "poor" and verdict["gate_missed_it"]
+    assert "req-0021" in verdict["requests"] and served_path() == "fallback"  # the refit replaced it
+    applied, revised = events.ledger(root).entries()[-2:]
+    assert (applied.event, applied.served_path, revised.event, revised.served_path) == (
+        "applied", "fast", "revised", "fallback")
+    assert sh("git", "status", "--porcelain", "--untracked-files=no", cwd=root).stdout == ""
+
+    real = flows.audit.dvc_stage
+
+    def failing(at: str, stage: str) -> None:
+        if stage == "retrain":
+            raise StageFailed("dvc repro retrain failed: error: the machine ran out of memory")
+        real(at, stage)
+
+    monkeypatch.setattr(flows.audit, "dvc_stage", failing)
+    submit(root, "req-0022", ids[38:40])
+    capsys.readouterr()
+    code = command.run("python -m flows.intake", lambda: process_deletion_requests(repo=str(root)))
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("python -m flows.intake:")]
+    assert code == Exit.STAGE and len(said) == 1 and "the audit right after it failed" in said[0]
+    assert "dvc repro retrain failed" in said[0]
+    last = events.ledger(root).entries()[-1]  # the intake's event stands: served, recorded, committed
+    assert (last.event, last.request.request_id, last.served_path) == ("applied", "req-0022", "fast")
+    assert served_path() == "fast"
+    assert (root / "data/requests/req-0022.json").exists()
+    # the intake's claim is released with its event; the failed audit's stays, for the next run to finish
+    assert (root / inflight.MARKER).read_text() == "the audit\n"
+    assert sh("git", "status", "--porcelain", "--untracked-files=no", cwd=root).stdout == ""

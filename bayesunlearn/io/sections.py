@@ -269,6 +269,9 @@ class Audit(Section):
     detection_size: Fraction = 0.05   # a difference to the retrains is detectable by a likelihood-ratio test
     # of this size with this power (docs/methods.md); checked against the size even when left out
     detection_power: Annotated[float, Field(gt=0, lt=1, validate_default=True)] = 0.95
+    # an intake run that served the fast path runs the audit right after (flows/intake.py): a posterior the
+    # audit rejects is replaced within one audit's time, not at the next audit_cron
+    after_intake: bool = False
 
     @field_validator("detection_power")
     @classmethod
