@@ -86,10 +86,12 @@ def choose(name: str, widths: tuple[int, ...] = WIDTHS) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("tables", nargs="*", choices=list(PRESETS), default=list(PRESETS))
+    parser.add_argument("tables", nargs="*", help=f"of {', '.join(PRESETS)} (default: every table)")
     parser.add_argument("--widths", nargs="+", type=int, default=list(WIDTHS), help="hidden units compared")
     args = parser.parse_args(argv)
-    print(json.dumps([choose(name, tuple(args.widths)) for name in args.tables], indent=2))
+    if unknown := [name for name in args.tables if name not in PRESETS]:
+        parser.error(f"no preset for {unknown}; the tables are {list(PRESETS)}")
+    print(json.dumps([choose(name, tuple(args.widths)) for name in args.tables or PRESETS], indent=2))
 
 
 if __name__ == "__main__":

@@ -111,9 +111,11 @@ def measure(tables: list[str], report: dict | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("tables", nargs="*", choices=list(PRESETS), default=list(PRESETS))
+    parser.add_argument("tables", nargs="*", help=f"of {', '.join(PRESETS)} (default: every table)")
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.tables), indent=2))
+    if unknown := [name for name in args.tables if name not in PRESETS]:
+        parser.error(f"no preset for {unknown}; the tables are {list(PRESETS)}")
+    print(json.dumps(measure(args.tables or list(PRESETS)), indent=2))
 
 
 if __name__ == "__main__":
