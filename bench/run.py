@@ -46,7 +46,8 @@ dvc, real, experiments (experiment_tables), scale_out. `--only scale compute` ru
 The full run takes about 30 minutes on 2 cores, most of it the 10k × 50k scale cell,
 plus the scale-out part (structure_quality's retrains alone take about 40 minutes) and, once the
 study's results exist, the real part's rebuilt
-events (gate_missed, gate_prior).
+events (gate_missed, gate_prior), and the experiments part, one fresh workspace per shipped table
+(docs/bench.json "experiment_tables" has each one's seconds).
 """
 
 from __future__ import annotations

@@ -75,3 +75,30 @@ def test_a_subsample_is_seeded_keeps_the_row_order_and_leaves_a_small_part_alone
     assert len(drawn) == 10 and list(drawn.y) == sorted(drawn.y) and list(drawn.index) == list(range(10))
     assert drawn.equals(datasets.subsample(part, 10, seed=3)) and not drawn.equals(datasets.subsample(part, 10, 4))
     assert datasets.subsample(part, 50, seed=3) is part and datasets.subsample(part, None, seed=3) is part
+
+
+def test_the_bench_reads_an_experiments_results_in_the_targets_units(tmp_path):
+    """`make bench`'s experiment_tables: RMSE times the target's spread, log-likelihood shifted by its log, and
+    convergence counted over the original and every retrain."""
+    import json
+    import math
+
+    from bench import experiment_tables, run
+
+    files = {
+        "metrics/headline.json": {"method": "m", "served": "fast", "gate": "pass", "forgotten": 8, "gain": 0.5,
+                                  "indistinguishability": 1.0, "test_rmse": 0.5, "unconverged": []},
+        "metrics/train.json": {"n_params": 37, "polish_converged": True, "grad_norm": 1e-7, "grad_tolerance": 1e-6},
+        "metrics/retrain.json": {"fits": {"seed_0": {"polish_converged": False, "grad_norm": 2e-6}}},
+        "data/prepared/scaling.json": {"n_train": 10, "n_test": 5, "target_std": 4.0},
+        "metrics/evaluate/m.json": {"test_rmse_unlearned": 0.5, "test_rmse_retrained": 0.25,
+                                    "test_nll_unlearned": 1.0, "test_nll_retrained": 2.0},
+    }
+    for name, content in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(json.dumps(content))
+    result = experiment_tables.results(tmp_path)
+    assert result["test_rmse_unlearned"] == 2.0 and result["test_rmse_retrained"] == 1.0
+    assert result["test_log_likelihood_unlearned"] == pytest.approx(-1.0 - math.log(4.0))
+    assert result["original_converged"] and not result["retrains_converged"]
+    assert run.PARTS.index("real") < run.PARTS.index("experiments")  # the UCI figures exist when it runs
