@@ -1,6 +1,6 @@
 """`make bench` key `experiment_tables`: the main job's experiment on each shipped table, from a fresh workspace.
 
-Per table of bench/presets.py: the repository's committed files copied into a temporary folder with a git
+Per table of bench/presets.py: the repository's tracked files copied into a temporary folder with a git
 repository of its own (DVC's cache empty, no dvc.lock, the table not yet prepared), then the docs' command,
 `dvc exp run headline -S <preset>`, timed. Reported: wall seconds, the stages run, the machine's load
 average before and after, and from the experiment's results the served path and method, the gate's verdict,
@@ -33,7 +33,7 @@ GENERATED = ("metrics/", "study/", "plots/", "sweep/", "audit/")  # results, not
 
 
 def workspace(root: Path) -> Path:
-    """The committed files as a new git repository: results left out (but the audit verdict the gate reads)."""
+    """The tracked files as a new git repository: results left out (but the audit verdict the gate reads)."""
     files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for name in files:
         result = name.startswith(GENERATED) and not name.endswith("dvc.yaml") and name != "metrics/audit.json"
