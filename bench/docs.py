@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bayesunlearn import exits
 from bayesunlearn.experiments import report
-from bench import missed, prior, real, scale_out, window
+from bench import experiment_tables, missed, presets, prior, real, scale_out, window
 from bench.summary import bench_block
 
 
@@ -47,7 +47,8 @@ BLOCKS = {
     Path("docs/methods.md"): {"methods": report.methods_block, "study": report.study_block,
                               "real_study": real.study_block, "gate_confusion": real.confusion_block,
                               "gate_calibration": real.calibration_block, "gate_missed": missed_block,
-                              "gate_prior": prior_block, "exposure_window": window_block},
+                              "gate_prior": prior_block, "exposure_window": window_block,
+                              "presets": presets.block, "experiment_tables": experiment_tables.block},
     Path("docs/benchmark.md"): {"bench": bench_block},
     Path("docs/reliability.md"): {"exit_codes": exits.table},
 }

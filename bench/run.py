@@ -33,6 +33,9 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
 - "scale_out": the KFAC and subnetwork posteriors at ~100k and ~1M parameters and
   n up to 1M, their curvature fitted on 1 and 2 Dask workers, unlearning 50 and
   1,000 records against a cold retrain, peak memory per process (bench/scale_out.py);
+- "experiment_tables": per shipped table, the docs' `dvc exp run headline -S <preset>` from a fresh
+  workspace: wall time, stages run, the served method, the gate's verdict, convergence and the test
+  figures beside the UCI protocol's (bench/experiment_tables.py, presets in bench/presets.py);
 - "structure_quality": each structure's forgetting (Newton step, and the Hessian-free CG step) against
   the full GGN's on the 10k-parameter network, random and segment deletions, with its targets, which
   also join "targets" (bench/structures.py).
@@ -41,12 +44,13 @@ of the right input cluster. Timings are medians of warm repeats in this one
 process, so ratios are fair on a noisy machine.
 
 Parts: methods (the keys model/random/cluster/methods), latency, window, scale, compute,
-dvc, real, scale_out. `--only scale compute` runs just those; a quick scale run:
+dvc, real, experiments (experiment_tables), scale_out. `--only scale compute` runs just those; a quick scale run:
 `python -m bench.run --only scale --sizes 150 2.5k --n-train 500 5000`.
 The full run takes about 30 minutes on 2 cores, most of it the 10k × 50k scale cell,
 plus the scale-out part (structure_quality's retrains alone take about 40 minutes) and, once the
 study's results exist, the real part's rebuilt
-events (gate_missed, gate_prior).
+events (gate_missed, gate_prior), and the experiments part, one fresh workspace per shipped table
+(docs/bench.json "experiment_tables" has each one's seconds).
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ def forget_masks(x: np.ndarray, fraction: float, seed: int) -> dict[str, np.ndar
     return {"random": forget_mask(x, "random", fraction, seed), "cluster": x[:, 0] > 0}
 
 
-PARTS = ("methods", "latency", "window", "scale", "compute", "dvc", "real", "scale_out")
+PARTS = ("methods", "latency", "window", "scale", "compute", "dvc", "real", "experiments", "scale_out")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -154,6 +158,10 @@ def run_part(part: str, args: argparse.Namespace, report: dict, out: Path) -> No
         report.update(dvc_timing.measure(args.repeats))
     if part == "real":
         real_part(args, report)
+    if part == "experiments":  # after `real`: its UCI protocol figures go beside the tables'
+        from bench import experiment_tables
+
+        report["experiment_tables"] = experiment_tables.measure(list(experiment_tables.PRESETS), report)
     if part == "scale_out":  # its own process: Dask's worker processes start from a module, not from here
         for key, module in (("scale_out", "bench.scale_out"), ("structure_quality", "bench.structures")):
             report[key] = json.loads(subprocess.run([sys.executable, "-m", module], stdout=subprocess.PIPE, text=True,

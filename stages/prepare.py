@@ -1,4 +1,5 @@
-"""DVC stage `prepare`: make or load the data, assign record ids, fix the test split, standardise."""
+"""DVC stage `prepare`: make or load the data, assign record ids, fix the test split, standardise, and
+subsample a large table to `prepare.max_records` rows per part."""
 
 from bayesunlearn.io import atomic, datasets, store
 
@@ -10,6 +11,7 @@ def main() -> None:
     frame, origin = datasets.load_source(p)
     train, test, scaling = datasets.prepare(frame, p.test_fraction, p.seed, origin, p.target_kind,
                                             datasets.class_labels(p))
+    train, test = (datasets.subsample(part, p.max_records, p.seed) for part in (train, test))
     store.save_table(PREPARED / "train.csv", train)
     store.save_table(PREPARED / "test.csv", test)
     atomic.write_json(PREPARED / "scaling.json", {**scaling.to_dict(), "source": p.source,

@@ -73,8 +73,7 @@ def load_table(name: str, prepare: Prepare, max_records: int) -> Table:
     kind = source.target_kind
     train, test, scaling = datasets.prepare(datasets.packaged(name), prepare.test_fraction, prepare.seed, name, kind,
                                             datasets.class_labels(source))
-    train, test = (part.sample(n=max_records, random_state=prepare.seed).sort_index()
-                   if len(part) > max_records else part for part in (train, test))
+    train, test = (datasets.subsample(part, max_records, prepare.seed) for part in (train, test))
     (x, y), (x_test, y_test) = datasets.arrays(train), datasets.arrays(test)
     return Table(name, x, y, x_test, y_test, scaling.features, scaling.categories, scaling.target_mean,
                  scaling.target_std, LIKELIHOOD_OF[kind], datasets.n_classes(source))

@@ -344,6 +344,13 @@ def prepare(frame: pd.DataFrame, test_fraction: float, seed: int, origin: str, t
     return standardise(encode(train, categories), encode(test, categories), categories, target, classes)
 
 
+def subsample(part: pd.DataFrame, max_records: int | None, seed: int) -> pd.DataFrame:
+    """At most `max_records` rows of a prepared part, drawn with `seed`, kept in their order (None: every row)."""
+    if max_records is None or len(part) <= max_records:
+        return part
+    return part.sample(n=max_records, random_state=seed).sort_index().reset_index(drop=True)
+
+
 def record_ids(path: str | Path) -> list[str]:
     """The record ids of a table, exactly as written (ids only: the values are never read).
 

@@ -112,6 +112,8 @@ class Prepare(Section):
     test_fraction: Fraction
     two_clusters: TwoClusters
     csv: CsvSource = CsvSource()
+    # a seeded subsample of larger training and test parts, each at most this many rows (null: every row)
+    max_records: PositiveInt | None = None
 
     @property
     def target_kind(self) -> str:
