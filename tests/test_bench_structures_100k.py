@@ -27,7 +27,7 @@ def test_the_recommended_row_meets_the_targets_only_on_every_count():
     judged = good["recommended_within_targets_100k"]
     assert (judged["row"], judged["met"], judged["median_gain_random"], judged["max_gain"]) == \
         ("last_layer", True, 0.3, 0.9)
-    assert good["rows_100k"] == {name: name == "last_layer" for name in ROWS}  # every other row: gain 5
+    assert judged["every_row"] == {name: name == "last_layer" for name in ROWS}  # every other row: gain 5
     segment_harmed = targets(record({"last_layer": [0.1, 0.2, 0.3, 1.0]}, {"last_layer": 0.5}))
     assert not segment_harmed["recommended_within_targets_100k"]["met"]
     assert not segment_harmed["recommended_within_targets_100k"]["no_event_gain_1_or_more"]
@@ -80,4 +80,5 @@ def test_a_tiny_run_measures_every_row_against_retrains_that_ran():
                                                                         rel=1e-6)
     judged = out["targets"]["recommended_within_targets_100k"]
     assert judged["row"] == "last_layer" and judged == {**judged, **out["summary"]["last_layer"]}
+    assert judged["every_row"]["last_layer"] == judged["met"]
     assert judged["median_gain_random"] == out["events"][0]["rows"]["last_layer"]["gain"]
