@@ -45,7 +45,7 @@ dvc, real, scale_out. `--only scale compute` runs just those; a quick scale run:
 `python -m bench.run --only scale --sizes 150 2.5k --n-train 500 5000`.
 The full run takes about 30 minutes on 2 cores, most of it the 10k × 50k scale cell,
 plus the scale-out part (structure_quality's retrains alone take about 40 minutes, structure_quality_100k's
-about 30) and, once the
+about 60 on a loaded machine) and, once the
 study's results exist, the real part's rebuilt
 events (gate_missed, gate_prior).
 """

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.structures_100k import STRUCTURES, Size, events, run, setup, summary, targets
+from bench.structures_100k import RECOMMENDED, STRUCTURES, Size, events, run, setup, summary, targets
 from bench.structures import variants
 
 TINY = Size(hidden=(4, 4), n_train=150, n_judged=40, fractions=(0.05,), retrains=2, adam_steps=50,
@@ -14,7 +14,7 @@ ROWS = list(variants(STRUCTURES, STRUCTURES, ()))
 def record(gains: dict[str, list[float]], seconds: dict[str, float]) -> dict:
     """A structure_quality_100k record: three random events then a segment, these gains and unlearning times."""
     modes = ["random", "random", "random", "segment"]
-    out = {"recommended": "last_layer", "events": [
+    out = {"recommended": RECOMMENDED, "events": [
         {"mode": mode, "rows": {name: {"gain": gains.get(name, [5.0] * 4)[i], "unlearn_seconds": seconds.get(name, 1.0),
                                        "retrain_seconds": 100.0, "speedup": 100.0 / seconds.get(name, 1.0)}
                                 for name in ROWS}} for i, mode in enumerate(modes)]}
@@ -23,17 +23,17 @@ def record(gains: dict[str, list[float]], seconds: dict[str, float]) -> dict:
 
 
 def test_the_recommended_row_meets_the_targets_only_on_every_count():
-    good = targets(record({"last_layer": [0.1, 0.3, 0.9, 0.5]}, {"last_layer": 0.5}))
+    good = targets(record({RECOMMENDED: [0.1, 0.3, 0.9, 0.5]}, {RECOMMENDED: 0.5}))
     judged = good["recommended_within_targets_100k"]
     assert (judged["row"], judged["met"], judged["median_gain_random"], judged["max_gain"]) == \
-        ("last_layer", True, 0.3, 0.9)
-    assert judged["every_row"] == {name: name == "last_layer" for name in ROWS}  # every other row: gain 5
-    segment_harmed = targets(record({"last_layer": [0.1, 0.2, 0.3, 1.0]}, {"last_layer": 0.5}))
+        (RECOMMENDED, True, 0.3, 0.9)
+    assert judged["every_row"] == {name: name == RECOMMENDED for name in ROWS}  # every other row: gain 5
+    segment_harmed = targets(record({RECOMMENDED: [0.1, 0.2, 0.3, 1.0]}, {RECOMMENDED: 0.5}))
     assert not segment_harmed["recommended_within_targets_100k"]["met"]
     assert not segment_harmed["recommended_within_targets_100k"]["no_event_gain_1_or_more"]
-    median_too_high = targets(record({"last_layer": [0.1, 0.31, 0.9, 0.2]}, {"last_layer": 0.5}))
+    median_too_high = targets(record({RECOMMENDED: [0.1, 0.31, 0.9, 0.2]}, {RECOMMENDED: 0.5}))
     assert not median_too_high["recommended_within_targets_100k"]["median_gain_random_at_most_0_3"]
-    too_slow = targets(record({"last_layer": [0.1] * 4}, {"last_layer": 1.01}))["recommended_within_targets_100k"]
+    too_slow = targets(record({RECOMMENDED: [0.1] * 4}, {RECOMMENDED: 1.01}))["recommended_within_targets_100k"]
     assert (too_slow["met"], too_slow["at_least_100x_faster_than_measured_retrain"]) == (False, False)
 
 
@@ -79,6 +79,6 @@ def test_a_tiny_run_measures_every_row_against_retrains_that_ran():
         assert rows["kfac_cg"]["test_rmse_unlearned"] == pytest.approx(rows["ekfac_cg"]["test_rmse_unlearned"],
                                                                         rel=1e-6)
     judged = out["targets"]["recommended_within_targets_100k"]
-    assert judged["row"] == "last_layer" and judged == {**judged, **out["summary"]["last_layer"]}
-    assert judged["every_row"]["last_layer"] == judged["met"]
-    assert judged["median_gain_random"] == out["events"][0]["rows"]["last_layer"]["gain"]
+    assert judged["row"] == RECOMMENDED and judged == {**judged, **out["summary"][RECOMMENDED]}
+    assert judged["every_row"][RECOMMENDED] == judged["met"]
+    assert judged["median_gain_random"] == out["events"][0]["rows"][RECOMMENDED]["gain"]
