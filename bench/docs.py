@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bayesunlearn import exits
 from bayesunlearn.experiments import report
-from bench import experiment_tables, missed, presets, prior, real, scale_out, window
+from bench import experiment_tables, missed, presets, prior, real, scale_out, structures_100k, window
 from bench.summary import bench_block
 
 
@@ -43,7 +43,8 @@ def summary_block() -> str:
 
 BLOCKS = {
     Path("README.md"): {"summary": summary_block, "scale_out_readme": scale_out.readme_block},
-    Path("docs/scale-out.md"): {"scale_out": scale_out.docs_block},
+    Path("docs/scale-out.md"): {"scale_out": scale_out.docs_block,
+                                "structure_quality_100k": structures_100k.docs_block},
     Path("docs/methods.md"): {"methods": report.methods_block, "study": report.study_block,
                               "real_study": real.study_block, "gate_confusion": real.confusion_block,
                               "gate_calibration": real.calibration_block, "gate_missed": missed_block,

@@ -38,7 +38,10 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
   figures beside the UCI protocol's (bench/experiment_tables.py, presets in bench/presets.py);
 - "structure_quality": each structure's forgetting (Newton step, and the Hessian-free CG step) against
   the full GGN's on the 10k-parameter network, random and segment deletions, with its targets, which
-  also join "targets" (bench/structures.py).
+  also join "targets" (bench/structures.py);
+- "structure_quality_100k": kfac, ekfac and the last layer (Newton and CG steps) at ~100k parameters on a
+  subsample of diamonds, random and segment deletions against retrains that are run (a reduced, stated
+  training budget), with its targets, which also join "targets" (bench/structures_100k.py).
 `random` forgets 10 % of the training records at random, `cluster` every record
 of the right input cluster. Timings are medians of warm repeats in this one
 process, so ratios are fair on a noisy machine.
@@ -47,7 +50,8 @@ Parts: methods (the keys model/random/cluster/methods), latency, window, scale, 
 dvc, real, experiments (experiment_tables), scale_out. `--only scale compute` runs just those; a quick scale run:
 `python -m bench.run --only scale --sizes 150 2.5k --n-train 500 5000`.
 The full run takes about 30 minutes on 2 cores, most of it the 10k × 50k scale cell,
-plus the scale-out part (structure_quality's retrains alone take about 40 minutes) and, once the
+plus the scale-out part (structure_quality's retrains alone take about 40 minutes, structure_quality_100k's
+about 60 on a loaded machine) and, once the
 study's results exist, the real part's rebuilt
 events (gate_missed, gate_prior), and the experiments part, one fresh workspace per shipped table
 (docs/bench.json "experiment_tables" has each one's seconds).
@@ -114,8 +118,9 @@ def main(argv: list[str] | None = None) -> None:
         run_part(part, args, report, out)
     if "scale" in parts:
         report["targets"] = scale.targets(report["scale"], report.get("dvc_noop_seconds"))
-    if "structure_quality" in report:  # issue 26's targets at 10k parameters, beside the others
-        report.setdefault("targets", {}).update(report["structure_quality"]["targets"])
+    for key in ("structure_quality", "structure_quality_100k"):  # issue 26's targets at 10k and ~100k parameters
+        if key in report:
+            report.setdefault("targets", {}).update(report[key]["targets"])
     from bayesunlearn.io import atomic
 
     atomic.write_json(out / "bench.json", report)
@@ -163,7 +168,8 @@ def run_part(part: str, args: argparse.Namespace, report: dict, out: Path) -> No
 
         report["experiment_tables"] = experiment_tables.measure(list(experiment_tables.PRESETS), report)
     if part == "scale_out":  # its own process: Dask's worker processes start from a module, not from here
-        for key, module in (("scale_out", "bench.scale_out"), ("structure_quality", "bench.structures")):
+        for key, module in (("scale_out", "bench.scale_out"), ("structure_quality", "bench.structures"),
+                            ("structure_quality_100k", "bench.structures_100k")):
             report[key] = json.loads(subprocess.run([sys.executable, "-m", module], stdout=subprocess.PIPE, text=True,
                                                     check=True).stdout)
 

@@ -22,6 +22,7 @@ import json
 import os
 import statistics
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,27 +42,90 @@ WITHIN = 1.5   # the target: the best scalable row's gain at most this × the fu
 MODES = ("random", "segment")
 
 
-def variants() -> dict[str, tuple[str, dict]]:
+def variants(structures: tuple[str, ...] = STRUCTURES, cg: tuple[str, ...] = CG_STRUCTURES,
+             preconditioned: tuple[str, ...] = CG_PRECONDITIONED) -> dict[str, tuple[str, dict]]:
     """Row name → (structure, divide options): the Newton step of every structure, then the CG steps."""
-    rows = {s: (s, {"mean_update": "newton"}) for s in STRUCTURES}
-    rows |= {f"{s}_cg": (s, {"mean_update": "cg", "cg_preconditioner": "none"}) for s in CG_STRUCTURES}
+    rows = {s: (s, {"mean_update": "newton"}) for s in structures}
+    rows |= {f"{s}_cg": (s, {"mean_update": "cg", "cg_preconditioner": "none"}) for s in cg}
     rows |= {f"{s}_cg_structure": (s, {"mean_update": "cg", "cg_preconditioner": "structure"})
-             for s in CG_PRECONDITIONED}
+             for s in preconditioned}
     return rows
+
+
+@dataclass(frozen=True)
+class Retrains:
+    """Retrains from scratch on the retained records: their MAPs' fit reports and times, and per structure the
+    posteriors fitted around them and those fits' times."""
+
+    maps: list[dict]
+    map_seconds: list[float]
+    posteriors: dict[str, list]
+    fit_seconds: dict[str, list[float]]
+
+    def seconds(self, structure: str) -> float:
+        """A retrain of `structure`, measured: the median MAP plus the median fit of the structure."""
+        return statistics.median(self.map_seconds) + statistics.median(self.fit_seconds[structure])
+
+
+def retrain(model, retained: tuple[np.ndarray, np.ndarray], train, seeds: int, structures: tuple[str, ...], fit,
+            what: str) -> Retrains:
+    """`seeds` retrains (initialisations train.seed + k, the original's first) with the original's training
+    settings, each timed, and every structure's posterior around each."""
+    from bayesunlearn.io.progress import progress
+    from bayesunlearn.model.training import fit_map
+    from bayesunlearn.posteriors.fit import fit_posterior
+
+    maps, infos, map_seconds = [], [], []
+    for k in progress(range(seeds), desc=f"{what}: retrain MAPs", unit="seed"):
+        start = time.perf_counter()
+        theta, info = fit_map(model, *retained, model.spec.init(train.seed + k), train)
+        map_seconds.append(time.perf_counter() - start)
+        maps.append(theta)
+        infos.append(info)
+    posteriors: dict[str, list] = {s: [] for s in structures}
+    fit_seconds: dict[str, list[float]] = {s: [] for s in structures}
+    for structure in structures:
+        for theta in maps:
+            start = time.perf_counter()
+            posteriors[structure].append(fit_posterior(structure, model, theta, *retained, fit))
+            fit_seconds[structure].append(time.perf_counter() - start)
+    return Retrains(infos, map_seconds, posteriors, fit_seconds)
+
+
+def row(original, structure: str, options: dict, splits, retrains: list, retrain_seconds: float,
+        judged=None, cg_tolerance: float = CG_TOLERANCE, cg_iterations: int = CG_ITERATIONS) -> dict:
+    """Forget `splits`' forgotten records from `original` (a Laplace posterior of `structure`) with these divide
+    options (CG: to `cg_tolerance` or `cg_iterations`); judged (gain, indistinguishability) against the
+    retrains of the same structure on `judged` (default: `splits`; a subsample of its test and retained rows
+    keeps the predictives cheap on large networks) and timed against `retrain_seconds`."""
+    from bayesunlearn.experiments.evaluation import compare
+    from bayesunlearn.io.sections import DivideOptions
+    from bayesunlearn.unlearning.divide import forget
+
+    divide = DivideOptions(repair="clip", cg_tolerance=cg_tolerance, cg_iterations=cg_iterations, **options)
+    retained = (splits.x_retained, splits.y_retained)
+    start = time.perf_counter()
+    unlearned, report = forget(original, splits.x_forgotten, splits.y_forgotten, divide, retained=retained)
+    seconds = time.perf_counter() - start
+    result = compare(original, unlearned, retrains, judged or splits, parameter_space=False)
+    cg = {k: v for k, v in report.to_dict().items() if k.startswith("cg_")}
+    return {"structure": structure, **options, **cg, "gain": result["gain"],
+            "indistinguishability": result["indistinguishability"], "unlearn_seconds": seconds,
+            "retrain_seconds": retrain_seconds, "speedup": retrain_seconds / seconds,
+            "repair": report.repair, "test_rmse_unlearned": result["test_rmse_unlearned"],
+            "test_rmse_retrained": result["test_rmse_retrained"]}
 
 
 def run() -> dict:
     from bayesunlearn.io.progress import progress
-    from bayesunlearn.experiments.evaluation import compare
     from bayesunlearn.experiments.grid import forget_mask
     from bayesunlearn.io import settings
     from bayesunlearn.io.datasets import Splits
-    from bayesunlearn.io.sections import DivideOptions, Laplace
+    from bayesunlearn.io.sections import Laplace
     from bench import regression_model
     from bayesunlearn.model.tf import tf
     from bayesunlearn.model.training import fit_map
     from bayesunlearn.posteriors.fit import FitSettings, fit_posterior
-    from bayesunlearn.unlearning.divide import forget
     from bench.scale import cell_data
 
     tf.config.experimental.enable_op_determinism()
@@ -81,37 +145,14 @@ def run() -> dict:
     masks = {"random": forget_mask(x, "random", FRACTION, 0), "segment": forget_mask(x, "cluster", FRACTION, 0)}
     for mode, mask in masks.items():
         splits = Splits(x[~mask], y[~mask], x[mask], y[mask], x_test, y_test)
-        retained = (splits.x_retained, splits.y_retained)
-        maps, map_seconds = [], []
-        for k in progress(range(SEEDS), desc=f"{mode}: retrain MAPs", unit="seed"):
-            start = time.perf_counter()
-            maps.append(fit_map(model, *retained, model.spec.init(train.seed + k), train)[0])
-            map_seconds.append(time.perf_counter() - start)
-        retrains, fit_seconds = {}, {}
-        for structure in STRUCTURES:
-            retrains[structure], fit_seconds[structure] = [], []
-            for t in maps:
-                start = time.perf_counter()
-                retrains[structure].append(fit_posterior(structure, model, t, *retained, fit))
-                fit_seconds[structure].append(time.perf_counter() - start)
-        rows = {}
-        for name, (structure, options) in progress(variants().items(), desc=f"{mode}: structures", unit="row"):
-            divide = DivideOptions(repair="clip", cg_tolerance=CG_TOLERANCE, cg_iterations=CG_ITERATIONS, **options)
-            start = time.perf_counter()
-            unlearned, report = forget(originals[structure], splits.x_forgotten, splits.y_forgotten, divide,
-                                       retained=retained)
-            seconds = time.perf_counter() - start
-            result = compare(originals[structure], unlearned, retrains[structure], splits, parameter_space=False)
-            retrain_seconds = statistics.median(map_seconds) + statistics.median(fit_seconds[structure])
-            cg = {k: v for k, v in report.to_dict().items() if k.startswith("cg_")}
-            rows[name] = {"structure": structure, **options, **cg, "gain": result["gain"],
-                          "indistinguishability": result["indistinguishability"], "unlearn_seconds": seconds,
-                          "retrain_seconds": retrain_seconds, "speedup": retrain_seconds / seconds,
-                          "repair": report.repair, "test_rmse_unlearned": result["test_rmse_unlearned"],
-                          "test_rmse_retrained": result["test_rmse_retrained"]}
-        for row in rows.values():
-            row["gain_over_full_ggn"] = row["gain"] / rows["full_ggn"]["gain"]
-        out[mode] = {"n_forgotten": int(mask.sum()), "retrain_map_seconds": map_seconds, **rows}
+        done = retrain(model, (splits.x_retained, splits.y_retained), train, SEEDS, STRUCTURES, fit, mode)
+        rows = {name: row(originals[structure], structure, options, splits, done.posteriors[structure],
+                          done.seconds(structure))
+                for name, (structure, options) in progress(variants().items(), desc=f"{mode}: structures",
+                                                           unit="row")}
+        for measured in rows.values():
+            measured["gain_over_full_ggn"] = measured["gain"] / rows["full_ggn"]["gain"]
+        out[mode] = {"n_forgotten": int(mask.sum()), "retrain_map_seconds": done.map_seconds, **rows}
     out["load_average_end"] = os.getloadavg()[0]
     out["targets"] = targets(out)
     return out
