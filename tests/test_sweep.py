@@ -103,11 +103,13 @@ def test_dask_sweep_through_dvc_equals_serial_execution(prefect, swept, monkeypa
 
 
 @pytest.mark.slow
-def test_a_rerun_reuses_finished_cells_and_ignores_partial_writes(prefect, swept):
-    from flows.sweep import run_sweep
+def test_a_rerun_reuses_finished_cells_and_ignores_partial_writes(prefect, swept, monkeypatch):
+    from prefect.settings import PREFECT_API_URL
+
     from flows.sweep_cells import read_cell
 
-    run_sweep(str(swept), serial=True)
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    sh("python", "-m", "flows.sweep", "--serial", cwd=swept)  # a new process, as the tables it is compared with
     before = (swept / "sweep" / "results.csv").read_text()
     files = cell_files(swept)
     lost, kept = files[0], files[1]
@@ -116,7 +118,7 @@ def test_a_rerun_reuses_finished_cells_and_ignores_partial_writes(prefect, swept
     doctored = kept.read_text().replace('"ggn_newton"', '"ggn_newton_reused"')
     kept.write_text(doctored)
 
-    run_sweep(str(swept), serial=True)
+    sh("python", "-m", "flows.sweep", "--serial", cwd=swept)
     assert kept.read_text() == doctored  # a finished cell is never recomputed
     after = (swept / "sweep" / "results.csv").read_text()
     assert "ggn_newton_reused" in after

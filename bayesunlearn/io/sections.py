@@ -263,6 +263,16 @@ class Gate(Section):
     allowed_repairs: list[Literal["none", "clip", "damp"]] = ["none"]
 
 
+def detection_threshold(size: float, power: float) -> float:
+    """The expected log-likelihood ratio n · KL (nats) at which a likelihood-ratio test of `size` has `power`:
+    (z₁₋ₐ + z_b)² / 2 (docs/methods.md, "Detectable differences"). The test's statistic is approximately
+    normal with mean ±n · KL and variance 2n · KL under the two hypotheses (exactly so for a shift between two
+    Gaussians of one variance)."""
+    from scipy.stats import norm
+
+    return float((norm.isf(size) + norm.ppf(power)) ** 2 / 2.0)  # isf: z₁₋ₐ without rounding 1 − a
+
+
 class Audit(Section):
     max_gain: PositiveFloat = 1.0
     max_indistinguishability: PositiveFloat = 10.0
@@ -287,8 +297,6 @@ class Audit(Section):
     @property
     def detectable_nats(self) -> float:
         """n × predictive KL (nats) a test of detection_size needs for detection_power (0 when they are equal)."""
-        from bayesunlearn.numerics.metrics import detection_threshold
-
         return detection_threshold(self.detection_size, self.detection_power)
 
     def problems(self, gain: float, indistinguishability: float, evidence: float = float("inf"),
