@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from bayesunlearn.io.sections import Audit, detection_threshold
+from bayesunlearn.io.detection import detection_threshold
+from bayesunlearn.io.sections import Audit
 from bayesunlearn.numerics.metrics import predictive_kl
 
 SIZES_AND_POWERS = [(0.05, 0.95), (0.01, 0.99), (0.05, 0.8), (0.1, 0.9), (0.2, 0.5), (1e-6, 0.999)]

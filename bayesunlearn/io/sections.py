@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from bayesunlearn.kinds import KindName, VIKindName
+from bayesunlearn.io.detection import detection_threshold
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -261,16 +262,6 @@ class Gate(Section):
     max_residual_ratio: PositiveFloat | None = None  # of the network at the moved mean; None = not a criterion
     max_mia_auc: Annotated[float, Field(gt=0, le=1)] = 0.65
     allowed_repairs: list[Literal["none", "clip", "damp"]] = ["none"]
-
-
-def detection_threshold(size: float, power: float) -> float:
-    """The expected log-likelihood ratio n · KL (nats) at which a likelihood-ratio test of `size` has `power`:
-    (z₁₋ₐ + z_b)² / 2 (docs/methods.md, "Detectable differences"). The test's statistic is approximately
-    normal with mean ±n · KL and variance 2n · KL under the two hypotheses (exactly so for a shift between two
-    Gaussians of one variance)."""
-    from scipy.stats import norm
-
-    return float((norm.isf(size) + norm.ppf(power)) ** 2 / 2.0)  # isf: z₁₋ₐ without rounding 1 − a
 
 
 class Audit(Section):
