@@ -2,8 +2,9 @@
 
 Usage: python -m stages.evaluate METHOD
 Writes deterministic metrics (metrics/evaluate/METHOD.json, tracked by DVC),
-the predictive plot, and wall-clock timings (metrics/timing/METHOD.json,
-listed as metrics but kept out of dvc.lock because no two runs time alike).
+the predictive plot, and wall-clock timings (metrics/timing/METHOD.json, and a
+copy filed under the results' md5 for `make experiments`; both kept out of
+dvc.lock and git because no two runs time alike).
 """
 
 import json
@@ -28,6 +29,7 @@ def main() -> None:
     chosen = settings().method(name)
     from bayesunlearn.posteriors.fit import FitSettings
     from bayesunlearn.experiments.evaluation import compare, time_unlearning_vs_retraining
+    from bayesunlearn.experiments import timings
     from bayesunlearn.experiments.plots import predictive_table, save_predictive_png
     from bayesunlearn.posteriors.posterior import GaussianPosterior
 
@@ -63,6 +65,7 @@ def main() -> None:
                                            FitSettings.of(settings()), p.timing_repeats, bar)
     bar.close()
     atomic.write_json(METRICS / "timing" / f"{name}.json", timing)
+    timings.record(METRICS / "evaluate" / f"{name}.json", timing)  # found again by `make experiments`
     print(f"{name}: predictive KL to retrain: unlearned {results['pred_kl_unlearned_retrained']:.3g}, "
           f"original {results['pred_kl_original_retrained']:.3g}, floor {results['pred_kl_retrain_floor']:.3g}, "
           f"gain {results['gain']:.3g}; speedup {timing['speedup']:.0f}x")
