@@ -92,3 +92,34 @@ def test_a_size_above_the_default_power_is_refused_even_when_the_power_is_left_o
 
     with pytest.raises(ValidationError, match="0.95 is below detection_size 0.99"):
         Audit(detection_size=0.99)
+
+
+@pytest.mark.parametrize("n, rate, size", [(1, 0.05, 0.05), (8, 0.05, 0.05), (40, 0.1, 0.01), (200, 0.05, 0.05),
+                                           (1000, 0.3, 0.2)])
+def test_the_membership_bound_is_the_exact_binomial_quantile(n, rate, size):
+    from math import comb
+
+    from bayesunlearn.io.detection import membership_bound
+
+    def tail(k: int) -> float:  # P(X > k), X ~ Binomial(n, rate), summed exactly
+        return sum(comb(n, j) * rate ** j * (1 - rate) ** (n - j) for j in range(k + 1, n + 1))
+
+    bound = membership_bound(n, rate, size)
+    assert tail(bound) <= size * (1 + 1e-12)  # a count above it is rarer than `size` under a retrain
+    assert bound == 0 or tail(bound - 1) > size  # and it is the smallest such count
+
+
+def test_a_posterior_that_tells_forgotten_records_apart_is_poor_even_when_the_predictive_is_immaterial():
+    from bayesunlearn.io.detection import membership_problem
+
+    audit, n = Audit(), 40  # α = 0.05, size 0.05: Binomial(40, 0.05) exceeds 4 with probability 0.048
+    assert membership_problem(n, 4 / n, 0.0, audit.privacy_alpha, audit.detection_size) is None
+    problem = membership_problem(n, 5 / n, 0.0, audit.privacy_alpha, audit.detection_size)
+    assert problem.startswith("membership: 5 of 40 forgotten records told apart, above the 4")
+    # a retrain that itself tells 10 % apart raises the bar: the test compares with what a retrain shows
+    assert membership_problem(n, 5 / n, 0.1, audit.privacy_alpha, audit.detection_size) is None
+    assert membership_problem(0, None, None, audit.privacy_alpha, audit.detection_size) is None
+    limit = audit.detectable_nats
+    assert audit.verdict(0.5, 2.0, 0.1 * limit, 0.1 * limit, membership=problem) == ("poor", [problem])
+    assert audit.verdict(0.5, 2.0, 0.5 * limit, limit, membership=problem) == ("poor", [problem])
+    assert audit.verdict(0.5, 2.0, 0.5 * limit, limit) == ("good", [])

@@ -298,24 +298,25 @@ class Audit(Section):
         predictive KL to the retrain summed over the judged inputs (n × mean KL: the expected log-likelihood
         ratio of one label per input); below `detectable` nats (default: detectable_nats) no test on those
         inputs tells the two apart at the stated error rates, which matters where retrains agree to rounding (a
-        near-convex classifier: the spread among them is ~1e-17 nats, and any ratio to it is huge). NaN counts
-        as poor."""
+        near-convex classifier: the spread among them is ~1e-17 nats, any ratio to it huge). NaN is poor."""
         limit = self.detectable_nats if detectable is None else detectable
         found = [] if gain < self.max_gain else [f"gain {gain:.3g} ≥ {self.max_gain:g}"]
         if not indistinguishability <= self.max_indistinguishability and not evidence < limit:
             found.append(f"indistinguishability {indistinguishability:.3g} > {self.max_indistinguishability:g}")
         return found
 
-    def verdict(self, gain: float, indistinguishability: float, evidence: float, original_evidence: float
-                ) -> tuple[Literal["good", "poor", "immaterial"], list[str]]:
+    def verdict(self, gain: float, indistinguishability: float, evidence: float, original_evidence: float,
+                membership: str | None = None) -> tuple[Literal["good", "poor", "immaterial"], list[str]]:
         """`problems`, and "immaterial" when neither the original (doing nothing) nor the unlearned posterior
         differs detectably from the retrains (`original_evidence`: the original's n × predictive KL): the
         deletion changed nothing a test could see, so forgetting can neither help nor harm. A step that makes a
-        difference detectable where doing nothing left none is poor (its gain exceeds 1)."""
+        difference detectable where doing nothing left none is poor (its gain exceeds 1), as is a `membership`
+        problem (detection.membership_problem: forgotten records stand out) whatever the predictive says."""
         limit = self.detectable_nats
+        leaks = [membership] if membership else []
         if evidence < limit and original_evidence < limit:
-            return "immaterial", []
-        found = self.problems(gain, indistinguishability, evidence, limit)
+            return ("poor", leaks) if leaks else ("immaterial", [])
+        found = self.problems(gain, indistinguishability, evidence, limit) + leaks
         return ("poor" if found else "good"), found
 
 
