@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bayesunlearn import exits
 from bayesunlearn.experiments import report
-from bench import experiment_tables, missed, presets, prior, real, scale_out, structures_100k, window
+from bench import dvc_timing, experiment_tables, missed, presets, prior, real, scale_out, structures_100k, window
 from bench.summary import bench_block
 
 
@@ -36,13 +36,18 @@ def window_block() -> str:
     return window.block(json.loads(Path("docs/bench.json").read_text())["exposure_window"])
 
 
+def every_method_block() -> str:
+    """The README's line on untargeted `dvc repro` (docs/bench.json "every_method" and "main_job")."""
+    return dvc_timing.readme_block(json.loads(Path("docs/bench.json").read_text()))
+
+
 def summary_block() -> str:
     """The README's example of `make repro`'s summary, from the workspace's results (without timings)."""
     return "```\n" + "\n".join(report.summary(Path("."), with_timing=False)) + "\n```"
 
 
 BLOCKS = {
-    Path("README.md"): {"summary": summary_block, "scale_out_readme": scale_out.readme_block},
+    Path("README.md"): {"summary": summary_block, "every_method": every_method_block, "scale_out_readme": scale_out.readme_block},
     Path("docs/scale-out.md"): {"scale_out": scale_out.docs_block,
                                 "structure_quality_100k": structures_100k.docs_block},
     Path("docs/methods.md"): {"methods": report.methods_block, "study": report.study_block,
@@ -56,7 +61,8 @@ BLOCKS = {
 
 
 def block_pattern(name: str) -> re.Pattern:
-    return re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.S)
+    # the end marker may be indented (a block inside a list item keeps the item's indentation)
+    return re.compile(rf"(<!-- {name}:begin -->\n)(?:.*?\n)?([ \t]*<!-- {name}:end -->)", re.S)
 
 
 def update(root: Path = Path(".")) -> None:

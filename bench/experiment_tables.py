@@ -63,6 +63,10 @@ def results(root: Path) -> dict:
            "retrains_converged": all(f["polish_converged"] for f in fits),
            "retrain_grad_norms": [f["grad_norm"] for f in fits], "grad_tolerance": train["grad_tolerance"],
            "unconverged": headline["unconverged"]}
+    timing = root / f"metrics/timing/{headline['method']}.json"  # evaluate's side-by-side wall times
+    if timing.is_file():
+        seconds = json.loads(timing.read_text())
+        out |= {"unlearn_seconds": seconds["unlearn_seconds"], "retrain_seconds": seconds["retrain_seconds"]}
     if headline.get("test_rmse") is not None:  # a real target: standardised units → the target's own
         std = scaling["target_std"]
         for who in ("unlearned", "retrained"):
@@ -136,6 +140,8 @@ def block() -> str:
             "table": name, "train × P": f"{r['n_train']:,} × {r['n_params']:,}",
             "seconds": f"{r['seconds']:.0f}", "stages": str(r["stages_run"]),
             "load": f"{r['load_average_before'][0]:.1f}",
+            **({"unlearn / retrain s": f"{r['unlearn_seconds']:.2g} / {r['retrain_seconds']:.2g}"}
+               if "unlearn_seconds" in r else {}),  # runs before the bench read them show no column
             "served": f"{r['served']} ({r['method']}), gate {r['gate']}",
             "MAPs at tolerance": f"{at_tolerance} of {len(norms)} (largest ‖∇L‖ {max(norms):.1e}, "
                                  f"tolerance {r['grad_tolerance']:.0e})",
