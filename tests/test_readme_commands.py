@@ -181,7 +181,7 @@ def workspace(tmp_path_factory) -> tuple[Path, int]:
     packages are the project's (bin/ and lib/ linked to them) with the stock activate script; `make venv` adds
     the Prefect settings, for this workspace's Prefect home and a free port."""
     root = tiny_repo(tmp_path_factory.mktemp("readme") / "ws")
-    venv, real = root / ".venv", REPO / ".venv"
+    venv, real = root / ".venv", Path(sys.prefix)  # the environment running the tests (`make test`: .venv)
     (venv / "bin").mkdir(parents=True)
     for name in ("lib", "lib64", "include", "share"):
         if (real / name).exists():
