@@ -52,11 +52,11 @@ SKIPPED: dict[str, Skip] = {
                                                    check='make -n test PYTEST_ARGS="-m \'not slow\'"'),
     "make study": Skip("long, not measured: every method, both studies and the sweep", check="make -n study"),
     "make bench": Skip("long, not measured as a whole: the benchmark", check="make -n bench"),
-    "dvc repro": Skip("long, not measured: every configured method (58 stages), each with timed retrains",
-                      check="dvc dag"),
+    "dvc repro": Skip("long: every configured method, each with timed retrains, from a fresh clone",
+                      bench=("every_method", "seconds"), check="dvc dag"),
     "dvc repro --force": Skip("long, not measured: every stage of `dvc repro` rerun", check="dvc dag"),
-    "dvc exp run": Skip("long, not measured: without a target, every configured method as `dvc repro`",
-                        check="dvc dag"),
+    "dvc exp run": Skip("long: without a target, every configured method as `dvc repro`",
+                        bench=("every_method", "seconds"), check="dvc dag"),
     "dvc exp run headline -S model.prior_precision=2.0": Skip(
         "long: the main job with every stage after `split`'s inputs rerun; not measured itself (the main job from "
         "nothing, `make repro` in a fresh clone, is bench `main_job`)", bench=("main_job", "seconds")),
