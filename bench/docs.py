@@ -17,7 +17,8 @@ from pathlib import Path
 
 from bayesunlearn import exits
 from bayesunlearn.experiments import report
-from bench import dvc_timing, experiment_tables, missed, presets, prior, real, scale_out, structures_100k, window
+from bench import (classifiers, dvc_timing, experiment_tables, missed, presets, prior, real, scale_out, structures_100k,
+                   window)
 from bench.summary import bench_block
 
 
@@ -29,6 +30,11 @@ def missed_block() -> str:
 def prior_block() -> str:
     """The production method on `default` at other priors (docs/bench.json "gate_prior", from `make bench`)."""
     return prior.block(json.loads(Path("docs/bench.json").read_text())["gate_prior"])
+
+
+def classifiers_block() -> str:
+    """Forgetting on the classification tables against fine-tuning (docs/bench.json "classifier_forgetting")."""
+    return classifiers.block(json.loads(Path("docs/bench.json").read_text())[classifiers.KEY])
 
 
 def window_block() -> str:
@@ -54,6 +60,7 @@ BLOCKS = {
                               "real_study": real.study_block, "gate_confusion": real.confusion_block,
                               "gate_calibration": real.calibration_block, "gate_missed": missed_block,
                               "gate_prior": prior_block, "exposure_window": window_block,
+                              "classifier_forgetting": classifiers_block,
                               "presets": presets.block, "experiment_tables": experiment_tables.block},
     Path("docs/benchmark.md"): {"bench": bench_block},
     Path("docs/reliability.md"): {"exit_codes": exits.table},

@@ -30,6 +30,9 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
   run left unfinished (bench/missed.py);
 - "gate_prior": the production method on `default`'s study events at other prior
   precisions: evidence, test fit and the gate against the audit (bench/prior.py);
+- "classifier_forgetting": on the classification tables' random deletions, the production method, the
+  same refined to a mode of the retained objective (`refine_tolerance`) and fine-tuning in the same wall
+  time, against the retrains (bench/classifiers.py);
 - "scale_out": the KFAC and subnetwork posteriors at ~100k and ~1M parameters and
   n up to 1M, their curvature fitted on 1 and 2 Dask workers, unlearning 50 and
   1,000 records against a cold retrain, peak memory per process (bench/scale_out.py);
@@ -191,6 +194,9 @@ def real_part(args: argparse.Namespace, report: dict) -> None:
         report["gate_confusion"] = study["gate_confusion"]
         report["gate_missed"] = missed.examine(params)
         report["gate_prior"] = prior.examine(params)
+    from bench import classifiers
+
+    report[classifiers.KEY] = classifiers.measure(params_path=args.params)
 
 
 def methods_report(args: argparse.Namespace) -> dict:

@@ -18,7 +18,7 @@ from bayesunlearn.io.sections import Divide
 from bayesunlearn.model.likelihood import RegressionModel, objective
 from bayesunlearn.model.network import MLPSpec
 from bayesunlearn.posteriors.laplace import fit_laplace
-from bayesunlearn.unlearning.divide import forget, refine
+from bayesunlearn.unlearning.divide import forget, refine, refine_to_mode
 from bayesunlearn.unlearning.methods import apply
 
 TOL = dict(rtol=1e-9, atol=1e-9)
@@ -115,3 +115,74 @@ def test_a_refining_method_needs_the_retained_records(classifier):
     _, report = apply(method, original, x[mask], y[mask], (x[~mask], y[~mask]))
     assert 0 <= report["refine_steps"] <= 2
 
+
+
+# --- refine_tolerance: Newton steps to a mode of L_r, then the Laplace refitted there --------------------------
+def test_refining_to_a_tolerance_reaches_the_retrained_map_and_refits_its_ggn(logistic):
+    """Logistic regression: the refined mean is the retrained MAP (closed form) to the tolerance, and the
+    precision is the retained records' GGN at that mean, Φᵀ diag(p(1 − p)) Φ + αI, linearised there."""
+    model, x, y, phi, mask, theta_star = logistic
+    unlearned, _ = forget(fit_laplace(model, theta_star, x, y, "full_ggn"), x[mask], y[mask])
+    refitted, refinement = refine_to_mode(unlearned, x[~mask], y[~mask], 100, 1e-6)
+    retrained = classifier_checks.logistic_map(phi[~mask], y[~mask], model.prior_precision)
+    assert refinement.converged and refinement.grad_norm <= 1e-6
+    # L_r is α-strongly convex, so ‖μ − θ_r‖ ≤ ‖∇L_r(μ)‖ / α
+    assert np.linalg.norm(refitted.mean - retrained) <= refinement.grad_norm / model.prior_precision
+    np.testing.assert_array_equal(refitted.linearisation_point, refitted.mean)
+    p = 1.0 / (1.0 + np.exp(-phi[~mask] @ refitted.mean))
+    ggn = phi[~mask].T @ (phi[~mask] * (p * (1 - p))[:, None]) + model.prior_precision * np.eye(phi.shape[1])
+    np.testing.assert_allclose(refitted.dense_precision(), ggn, rtol=1e-10, atol=1e-10)
+
+
+def test_refining_to_a_tolerance_lands_where_levenberg_marquardt_does(classifier):
+    """On a nonlinear classifier: the mode training's second-order polish reaches from the same start, to what
+    the tolerance allows, and the precision is the posterior refitted there."""
+    from bayesunlearn.io.sections import Train
+    from bayesunlearn.model.training import fit_map
+
+    model, x, y, mask, original = classifier
+    method = Divide(posterior="full_ggn", operator="divide", mean_update="damped")
+    unlearned, _ = apply(method, original, x[mask], y[mask])
+    refitted, refinement = refine_to_mode(unlearned, x[~mask], y[~mask], 200, 1e-6)
+    polished, info = fit_map(model, x[~mask], y[~mask], unlearned.mean,
+                             Train(adam_steps=0, polish="lm", polish_iterations=500, grad_tolerance=1e-6))
+    assert refinement.converged and info["polish_converged"] and 1 <= refinement.steps < 200
+    assert np.linalg.norm(objective(model, refitted.mean, x[~mask], y[~mask])[1]) == refinement.grad_norm <= 1e-6
+    # two points with ‖∇L_r‖ ≤ 1e-6 near a mode whose Hessian's smallest eigenvalue is λ: about 2e-6 / λ apart
+    hessian = fit_laplace(model, refitted.mean, x[~mask], y[~mask], "full_hessian").dense_precision()
+    smallest = np.linalg.eigvalsh(hessian)[0]
+    assert smallest > 0 and np.linalg.norm(refitted.mean - polished) <= 1.1 * 2e-6 / smallest
+    expected = fit_laplace(model, refitted.mean, x[~mask], y[~mask], "full_ggn")
+    np.testing.assert_allclose(refitted.dense_precision(), expected.dense_precision(), rtol=1e-12, atol=1e-12)
+
+
+def test_refining_counts_its_passes_and_says_when_the_budget_ran_out(classifier, monkeypatch):
+    """Every objective-and-gradient evaluation on the retained records is a pass, and the refit one more; a
+    budget too small for the tolerance still refits, and reports that the mean did not converge."""
+    from bayesunlearn.unlearning import divide
+
+    model, x, y, mask, original = classifier
+    unlearned, _ = apply(Divide(posterior="full_ggn", operator="divide", mean_update="none"), original,
+                         x[mask], y[mask])
+    calls = []
+    counted = divide.objective
+    monkeypatch.setattr(divide, "objective", lambda *args: calls.append(1) or counted(*args))
+    full, done = refine_to_mode(unlearned, x[~mask], y[~mask], 200, 1e-6)
+    assert done.converged and done.passes == len(calls) + 1 and done.steps + 1 <= len(calls)
+    calls.clear()
+    short, cut = refine_to_mode(unlearned, x[~mask], y[~mask], 1, 1e-6)
+    assert cut.steps == 1 and not cut.converged and cut.grad_norm > 1e-6 and cut.passes == len(calls) + 1
+    assert cut.report() == {"refine_steps": 1, "refine_passes": cut.passes, "refine_grad_norm": cut.grad_norm,
+                            "refine_converged": False}
+    np.testing.assert_array_equal(short.linearisation_point, short.mean)  # refitted all the same
+
+
+def test_a_method_refining_to_a_tolerance_reports_it_and_needs_a_budget(classifier):
+    _, x, y, mask, original = classifier
+    method = Divide(posterior="full_ggn", operator="divide", refine=100, refine_tolerance=1e-6)
+    posterior, report = apply(method, original, x[mask], y[mask], (x[~mask], y[~mask]))
+    assert report["refine_converged"] and report["refine_grad_norm"] <= 1e-6
+    assert report["refine_passes"] > report["refine_steps"] >= 1
+    np.testing.assert_array_equal(posterior.linearisation_point, posterior.mean)
+    with pytest.raises(ValueError, match="set refine to at least 1"):
+        Divide(posterior="full_ggn", operator="divide", refine_tolerance=1e-6)

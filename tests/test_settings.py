@@ -48,7 +48,8 @@ def changed(path: str, value) -> dict:
     ("model.hidden", [0], "layer widths from 1 to 10,000"),
     ("ledger.retention_days", 10_000_000, "less than or equal to 36500"),
     ("methods.ggn_refined.refine", -1, "greater than or equal to 0"),
-    ("methods.ggn_refined.refine", 10**9, "less than or equal to 100"),  # a billion gradient passes: refused
+    ("methods.ggn_refined.refine", 10**9, "less than or equal to 1000"),  # a billion gradient passes: refused
+    ("methods.ggn_newton.refine_tolerance", 1.0e-6, "set refine to at least 1"),  # a tolerance without a budget
     ("methods.vi_mf_divide.refine", 2, "refine: refining takes Newton steps from a MAP"),  # VI: not at a MAP
     ("methods.vi_mf_divide.mean_update", "cg", "mean_update: cg takes the GGN's Newton step at a MAP"),
     ("methods.ggn_newton.mean_update", "conjugate", "'newton', 'damped', 'none' or 'cg'"),

@@ -7,33 +7,18 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from bayesunlearn.kinds import KindName, VIKindName
 from bayesunlearn.io.detection import detection_threshold
+from bayesunlearn.io.workspace_paths import inside_workspace
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
-
-
-RESERVED = (".git", ".dvc", "inbox", "audit")  # folders with a job of their own: no setting may point into them
-
-
-def _inside_workspace(value: str) -> str:
-    parts = value.split("/")
-    if (not value or PurePosixPath(value).is_absolute() or "\\" in value or any(p in ("", ".", "..") for p in parts)
-            or any(not c.isprintable() for c in value)):
-        raise ValueError(f"{value!r} must be a relative path inside the workspace (no '.', '..', empty or "
-                         "non-printable parts, not absolute)")
-    if parts[0] in RESERVED:
-        raise ValueError(f"{value!r} lies inside {parts[0]}/, which belongs to "
-                         f"{'git' if parts[0] == '.git' else 'DVC' if parts[0] == '.dvc' else 'the intake and audit'}")
-    return value
 
 
 MethodName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]  # names DVC stages and files
@@ -80,7 +65,7 @@ class CsvSource(Section):
     # categorical: the target's labels in order (label i becomes class i); checked even when left out
     classes: Annotated[list[Label] | None, Field(validate_default=True)] = None
 
-    _path = field_validator("path")(classmethod(lambda cls, v: _inside_workspace(v)))
+    _path = field_validator("path")(classmethod(lambda cls, v: inside_workspace(v)))
 
     @field_validator("classes")
     @classmethod
@@ -134,7 +119,7 @@ class Split(Section):
     @classmethod
     def _requests_folder(cls, value: str) -> str:
         """A folder of its own under data/ (versioned with the data; not a stage's output or the raw data)."""
-        _inside_workspace(value)
+        inside_workspace(value)
         if not value.startswith("data/") or value.split("/")[1] in ("prepared", "split", "raw"):
             raise ValueError(f"{value!r} must be a folder of its own under data/ (not data/prepared, data/split "
                              "or data/raw)")
@@ -205,11 +190,19 @@ class DivideOptions(Section):
                                              # conjugate gradients on the retained records (unlearning/newton_cg.py)
     eig_floor: PositiveFloat | None = None   # eigenvalue floor of the repairs; default: the prior precision
     trust_tolerance: PositiveFloat = 0.25    # |actual/predicted − 1| allowed for the damped step
-    refine: Annotated[int, Field(ge=0, le=100)] = 0  # more Newton steps on the retained records (0: never read)
+    refine: Annotated[int, Field(ge=0, le=1000)] = 0  # more Newton steps on the retained records (0: never read)
+    refine_tolerance: PositiveFloat | None = None  # refine until ‖∇L_r‖ ≤ this, then refit the Laplace there
     woodbury: bool = True
     cg_tolerance: Annotated[float, Field(gt=0, lt=1)] = 1e-6  # cg stops at a residual ≤ this × ‖rhs‖ ...
     cg_iterations: Annotated[int, Field(ge=1, le=10_000)] = 100  # ... or after this many (one pass over D_r each)
     cg_preconditioner: Literal["structure", "none"] = "structure"  # the posterior's own Λ_r, or none
+
+    @field_validator("refine_tolerance")
+    @classmethod
+    def _budget(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and not info.data.get("refine"):
+            raise ValueError("refining to a tolerance needs a budget of Newton steps: set refine to at least 1")
+        return value
 
 
 class Divide(DivideOptions):

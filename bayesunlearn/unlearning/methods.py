@@ -12,7 +12,7 @@ import numpy as np
 from bayesunlearn.errors import ConfigError
 from bayesunlearn.io.sections import Divide, Method
 from bayesunlearn.posteriors.posterior import GaussianPosterior
-from bayesunlearn.unlearning.divide import forget, refine
+from bayesunlearn.unlearning.divide import forget, refine, refine_to_mode
 
 Records = tuple[np.ndarray, np.ndarray]
 
@@ -29,7 +29,10 @@ def apply(method: Method, original: GaussianPosterior, x_f: np.ndarray, y_f: np.
             raise ConfigError(f"{reader} reads the retained records, and none were given")
         posterior, report = forget(original, x_f, y_f, method, retained=retained)
         result = {"status": "ok", "reason": "", **report.to_dict()}
-        if method.refine:
+        if method.refine_tolerance is not None:
+            posterior, refinement = refine_to_mode(posterior, *retained, method.refine, method.refine_tolerance)
+            result |= refinement.report()
+        elif method.refine:
             posterior, result["refine_steps"] = refine(posterior, *retained, method.refine)
         return posterior, result
     from bayesunlearn.unlearning.variational import unlearn_vi  # TensorFlow: only for the VI operators
