@@ -53,7 +53,8 @@ def summary_block() -> str:
 
 
 BLOCKS = {
-    Path("README.md"): {"summary": summary_block, "every_method": every_method_block, "scale_out_readme": scale_out.readme_block},
+    Path("README.md"): {"summary": summary_block, "every_method": every_method_block,
+                        "scale_out_readme": scale_out.readme_block},
     Path("docs/scale-out.md"): {"scale_out": scale_out.docs_block,
                                 "structure_quality_100k": structures_100k.docs_block},
     Path("docs/methods.md"): {"methods": report.methods_block, "study": report.study_block,
