@@ -140,7 +140,7 @@ def block() -> str:
             "table": name, "train × P": f"{r['n_train']:,} × {r['n_params']:,}",
             "seconds": f"{r['seconds']:.0f}", "stages": str(r["stages_run"]),
             "load": f"{r['load_average_before'][0]:.1f}",
-            **({"unlearn / retrain s": f"{r['unlearn_seconds']:.2g} / {r['retrain_seconds']:.2g}"}
+            **({"unlearn / retrain s": f"{r['unlearn_seconds']:.3g} / {r['retrain_seconds']:.3g}"}
                if "unlearn_seconds" in r else {}),  # runs before the bench read them show no column
             "served": f"{r['served']} ({r['method']}), gate {r['gate']}",
             "MAPs at tolerance": f"{at_tolerance} of {len(norms)} (largest ‖∇L‖ {max(norms):.1e}, "
