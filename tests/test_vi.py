@@ -167,3 +167,52 @@ def test_chunked_log_likelihood_matches_one_shot(fitted, monkeypatch):
         chunked = value_and_gradient(fn)
         for a, b in zip(chunked, one_shot, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def wide(tf):
+    """Bayesian linear regression with 201 parameters whose posteriors are all diagonal, so that the mean-field
+    family holds them exactly: the inputs are columns of a Hadamard matrix (orthogonal, zero-sum), the forgotten
+    records a weaker copy of the retained ones with targets shifted by 1."""
+    import scipy.linalg
+
+    from bayesunlearn.model.likelihood import RegressionModel
+    from bayesunlearn.model.network import MLPSpec
+    from bayesunlearn.posteriors.matrices import Diagonal
+    from bayesunlearn.posteriors.posterior import GaussianPosterior
+
+    h = scipy.linalg.hadamard(256)[:, 1:201].astype(float)
+    x = np.vstack([h, 0.25 * h])
+    w = np.random.default_rng(5).standard_normal(200) * 0.1
+    y = x @ w + np.random.default_rng(6).standard_normal(512)
+    forget = np.arange(512) >= 256
+    y[forget] += 1.0
+    model = RegressionModel(MLPSpec(200, ()), prior_precision=1.0, noise_std=1.0)
+    phi = np.hstack([x, np.ones((512, 1))])
+
+    def exact(mask):
+        mean, precision = blr.posterior(phi[mask], y[mask], model.prior_precision, model.noise_std)
+        assert np.allclose(precision, np.diag(np.diag(precision)))  # the mean-field family is exact here
+        return GaussianPosterior(model, mean, Diagonal(np.diag(precision)), mean.copy(), "vi_mean_field")
+
+    return x, y, forget, exact(np.ones(512, dtype=bool)), exact(~forget)
+
+
+def test_the_adjusted_likelihood_keeps_q_s_typical_set_in_201_dimensions(wide):
+    """λ = 1e-33 as a share of q's mass: the adjusted likelihood is p(D_f | θ) on q's typical samples, so the EUBO
+    moves q to the retrained posterior. (As the density ratio q(θ) ≥ λ·max q, every sample of q had
+    ½‖z‖² ≈ 100 > −log λ = 76: the EUBO was KL(q_u ‖ q) alone and returned q unchanged.)"""
+    from bayesunlearn.io.sections import VariationalOptions
+    from bayesunlearn.unlearning.variational import unlearn_vi
+
+    x, y, f, original, retrained = wide
+    q_u, report = unlearn_vi(original, x[f], y[f], VariationalOptions(operator="eubo", threshold=1e-33, steps=2000,
+                                                                      learning_rate=0.01, samples=16))
+    assert report.status == "ok", report.reason
+
+    def kl_to_retrained(post):
+        return metrics.gaussian_kl(retrained.mean, retrained.dense_precision(), post.mean, post.dense_precision())
+
+    start, kl = kl_to_retrained(original), kl_to_retrained(q_u)
+    assert start > 5.0 and kl < 0.1 * start, (kl, start)
+

@@ -6,9 +6,14 @@ Every operator starts from the original q(θ) and reads only the forgotten data.
   self-normalised; for a Gaussian q_u the maximiser is the weighted mean and
   covariance, computed here in closed form.
 - Gaussian division: `unlearn.forget` on q's natural parameters (GGN of D_f at q's mean).
-The adjusted likelihood p̃ equals p(D_f | θ) where q(θ) ≥ λ·max q and 1 elsewhere
-(λ = `threshold`; 0 switches the safeguard off). For a Gaussian q the region is
-½‖B⁻¹(θ − m)‖² ≤ −log λ, i.e. a ball in q's whitened coordinates.
+The adjusted likelihood p̃ equals p(D_f | θ) inside q's highest-density region
+holding 1 − λ of its mass and 1 elsewhere (λ = `threshold`; 0 switches the
+safeguard off). For a Gaussian q over P parameters the region is the ball
+‖B⁻¹(θ − m)‖² ≤ χ²_P quantile(1 − λ) in q's whitened coordinates. The paper's
+region q(θ) ≥ λ·max q (radius² −2 log λ) is the same in a few dimensions but
+excludes q's whole typical set (radius² ≈ P) once P > −2 log λ: at λ = 1e-33 and
+501 parameters no sample of q fell inside, so the EUBO was KL(q_u ‖ q) alone and
+never moved, and the reverse-KL weights were uniform.
 
 From an approximate q the EUBO can run away (a probe here: objective −6·10⁷
 within 500 steps, forgotten-set RMSE 166). The loop is run in chunks and
@@ -23,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import scipy.special
+import scipy.stats
 
 from bayesunlearn.model.tf import tf
 from bayesunlearn.model.autodiff import as_tensor
@@ -66,8 +72,9 @@ def unlearn_vi(q: GaussianPosterior, x_f: np.ndarray, y_f: np.ndarray, config: V
     return _reverse_kl(q, x_f, y_f, config)
 
 
-def _log_radius(threshold: float) -> float:
-    return float("inf") if threshold == 0 else -np.log(threshold)
+def _log_radius(threshold: float, n_params: int) -> float:
+    """Half the squared whitened radius of q's region holding 1 − `threshold` of its mass."""
+    return float("inf") if threshold == 0 else float(scipy.stats.chi2.isf(threshold, n_params)) / 2
 
 
 @functools.cache
@@ -79,7 +86,7 @@ def _eubo_chunk(model: RegressionModel, family: str, samples: int, seed: int, lo
         def adjusted_log_likelihood(params, eps):
             """Σ_f log p̃(D_f | θ) per sample: the likelihood only inside q's high-density region."""
             q_u = surrogate(family, base_loc, base_scale, *params)
-            z = whitened(family, params, eps)  # q(θ)/max q = exp(−½‖z‖²)
+            z = whitened(family, params, eps)  # in q's whitened coordinates
             inside = tf.stop_gradient(tf.cast(0.5 * tf.reduce_sum(z * z, axis=1) <= log_radius, tf.float64))
             return inside * mc_log_likelihood(model, q_u.bijector.forward(eps), x, y), q_u
 
@@ -109,7 +116,7 @@ def _eubo(q: GaussianPosterior, x_f, y_f, config: VariationalOptions):
     base_loc, base_scale = (as_tensor(v) for v in whitening(q, family))
     raw0 = initial_raw(family, len(q.mean))
     params = (tf.zeros_like(base_loc), raw0)
-    run = _eubo_chunk(q.model, family, config.samples, config.seed, _log_radius(config.threshold))
+    run = _eubo_chunk(q.model, family, config.samples, config.seed, _log_radius(config.threshold, len(q.mean)))
     state = (tf.constant(0), tuple(tf.zeros_like(p) for p in params), tuple(tf.zeros_like(p) for p in params))
     report = VIUnlearnReport("eubo")
     x, y = as_tensor(x_f), as_tensor(y_f)
@@ -155,7 +162,7 @@ def _reverse_kl(q: GaussianPosterior, x_f, y_f, config: VariationalOptions):
     base_loc, base_scale = whitening(q, family)
     white = ((thetas.numpy() - base_loc) / base_scale if family == "mean_field"
              else np.linalg.solve(base_scale, (thetas.numpy() - base_loc).T).T)
-    inside = 0.5 * np.sum(white**2, axis=1) <= _log_radius(config.threshold)
+    inside = 0.5 * np.sum(white**2, axis=1) <= _log_radius(config.threshold, len(q.mean))
     log_w = np.where(inside, nll, 0.0)              # log 1/p̃(D_f | θ_s)
     w = np.exp(log_w - scipy.special.logsumexp(log_w))
     report.effective_sample_size = float(1.0 / np.sum(w**2))
