@@ -60,13 +60,13 @@ serve: $(READY)
 	$(BIN)/python -m flows.serve --port $(PREFECT_PORT)
 
 # One row per experiment: its table, the headline figures (metrics/headline.json) and the other params that differ;
-# then each experiment's unlearn and retrain seconds (not versioned: bayesunlearn/experiments/timings.py).
+# then each experiment's unlearn and retrain seconds (not versioned: flows/experiments.py).
 # SHOWN are always columns; HIDDEN are the headline's other keys and the stages' dependencies (paths, `lineage`).
 SHOWN := prepare\.source|method|served|gate|forgotten|gain|indistinguishability|test_rmse|test_accuracy|mia_auc
 HIDDEN := Created|.*/.*|params\.yaml|lineage|requests|retained|.*_retrained|test_ece|.*_grad_norm|unconverged
 experiments: $(READY)
 	$(BIN)/dvc exp show --no-pager --only-changed --drop '^($(HIDDEN))$$' --keep '^($(SHOWN))$$'
-	@$(BIN)/python -m bayesunlearn.experiments.timings
+	@$(BIN)/python -m flows.experiments
 
 lock: $(READY)
 	{ echo "# The whole dependency tree, pinned (pip freeze of a clean install). Regenerate with: make lock"; \

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bayesunlearn.experiments import timings
+from flows import experiments
 
 
 def git(root: Path, *args: str) -> str:
@@ -48,27 +49,27 @@ def workspace(tmp_path, monkeypatch):
 
 def test_each_experiment_finds_the_times_filed_under_its_own_results(workspace):
     root, baseline = workspace
-    found = {t.experiment: t for t in timings.experiments(root)}
-    assert found["workspace"] == timings.Times("workspace", "two_clusters", "ggn_refined", 0.01, 2.0)
-    assert found[baseline] == timings.Times(baseline, "two_clusters", "ggn_refined", 0.01, 2.0)
-    assert found["bushy-exp"] == timings.Times("bushy-exp", "concrete", "ggn_refined", None, None)
-    assert found["queued-exp"] == timings.Times("queued-exp", None, None, None, None)
+    found = {t.experiment: t for t in experiments.experiments(root)}
+    assert found["workspace"] == experiments.Times("workspace", "two_clusters", "ggn_refined", 0.01, 2.0)
+    assert found[baseline] == experiments.Times(baseline, "two_clusters", "ggn_refined", 0.01, 2.0)
+    assert found["bushy-exp"] == experiments.Times("bushy-exp", "concrete", "ggn_refined", None, None)
+    assert found["queued-exp"] == experiments.Times("queued-exp", None, None, None, None)
 
 
 def test_other_results_never_borrow_a_time(workspace):
     root, _ = workspace
     (root / "metrics/evaluate/ggn_refined.json").write_text(json.dumps({"gain": 0.51}))  # a rerun, not yet timed
-    workspace_row = timings.experiments(root)[0]
+    workspace_row = experiments.experiments(root)[0]
     assert workspace_row.unlearn_seconds is None and workspace_row.retrain_seconds is None
 
 
 def test_the_table_shows_a_dash_where_nothing_was_filed(workspace, capsys):
     root, _ = workspace
-    assert timings.main(["--repo", str(root)]) == 0
+    assert experiments.main(["--repo", str(root)]) == 0
     out = capsys.readouterr().out
     assert "bushy-exp" in out and "concrete" in out and "0.01" in out and "—" in out
 
 
 def test_a_folder_without_experiments_is_one_clear_line(tmp_path, capsys):
-    assert timings.main(["--repo", str(tmp_path)]) == 2
+    assert experiments.main(["--repo", str(tmp_path)]) == 2
     assert capsys.readouterr().out.startswith(f"error: {tmp_path}: DVC cannot list experiments here")
