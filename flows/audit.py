@@ -13,8 +13,8 @@ The per-record membership test (`dvc repro privacy`) reports the share of
 forgotten records still told apart under the served posterior and under a fresh
 retrain; when the served posterior is the unlearned one and tells more apart
 than a retrain would at level `audit.detection_size` (a binomial test), the
-verdict is poor whatever the predictive says. The verdict is written to metrics/audit.json (stages/verdict.py),
-naming the posterior it judged. When the gate passed a posterior the audit finds
+verdict is poor whatever the predictive says. The verdict is written to
+metrics/audit.json (stages/verdict.py), naming the posterior it judged. When the gate passed a posterior the audit finds
 poor, the gate honours the verdict: the flow reruns `gate` and `serve`, which
 serves a refit from scratch in its place, and the headline and the membership
 test of the newly served posterior, and records the change in the ledger (a
@@ -33,6 +33,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from bayesunlearn import exits
 from bayesunlearn.io import contracts, datasets, detection
+from bayesunlearn.io.settings import Settings
 
 from lineage import events, inflight
 from lineage.repo import check_git_lock, commit
@@ -62,7 +63,7 @@ def judge(root: str) -> AuditVerdict:
     evidence = {"evidence_nats": evaluation["pred_kl_unlearned_retrained"] * n_judged,
                 "original_evidence_nats": evaluation["pred_kl_original_retrained"] * n_judged}
     audit, poor = limits.verdict(evaluation["gain"], evaluation["indistinguishability"], *evidence.values(),
-                                 membership=membership(workspace))
+                                 membership=membership(workspace.root, s))
     verdict = AuditVerdict(
         method=method, unlearned_sha256=sha256_of(workspace.root / "models" / "unlearned" / f"{method}.npz"),
         gate=gate.decision, audit=audit, problems=poor, gate_missed_it=gate.decision == "pass" and audit == "poor",
@@ -72,14 +73,13 @@ def judge(root: str) -> AuditVerdict:
     return verdict
 
 
-def membership(workspace: Workspace) -> str | None:
+def membership(root: Path, s: Settings) -> str | None:
     """The per-record membership test's objection to the unlearned posterior, when it is the one served (the
     privacy stage tests what is served; a refit served in its place is not the posterior judged)."""
-    s = workspace.settings()
-    provenance = contracts.Provenance.read(workspace.root / contracts.PROVENANCE)
+    provenance = contracts.Provenance.read(root / contracts.PROVENANCE)
     if provenance.path != "fast" or provenance.method != s.gate.method:
         return None
-    report = contracts.PrivacyReport.read(workspace.root / contracts.PRIVACY_REPORT)
+    report = contracts.PrivacyReport.read(root / contracts.PRIVACY_REPORT)
     return detection.membership_problem(report.n_forgotten, report.told_apart_served, report.told_apart_retrain,
                                         s.audit.privacy_alpha, s.audit.detection_size)
 

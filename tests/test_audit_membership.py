@@ -33,9 +33,9 @@ def test_records_that_stand_out_under_the_served_unlearned_posterior_are_an_obje
     from flows.workspace import Workspace
 
     write_report(workspace, 1 / 8, 1 / 8)  # as many as the retrain: no objection
-    assert membership(Workspace(workspace)) is None
+    assert membership(workspace, Workspace(workspace).settings()) is None
     write_report(workspace, 4 / 8, 0.0)  # Binomial(8, 0.05) exceeds 2 with probability 0.006
-    assert membership(Workspace(workspace)).startswith("membership: 4 of 8 forgotten records told apart")
+    assert membership(workspace, Workspace(workspace).settings()).startswith("membership: 4 of 8 forgotten records told apart")
 
 
 def test_a_refit_served_in_its_place_is_not_the_posterior_judged(workspace):
@@ -45,4 +45,4 @@ def test_a_refit_served_in_its_place_is_not_the_posterior_judged(workspace):
     write_report(workspace, 4 / 8, 0.0)
     provenance = workspace / "models/served/provenance.json"
     provenance.write_text(provenance.read_text().replace('"fast"', '"fallback"'))
-    assert membership(Workspace(workspace)) is None
+    assert membership(workspace, Workspace(workspace).settings()) is None
