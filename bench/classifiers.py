@@ -78,17 +78,13 @@ def _untimed(setup):
 def _event(table, event, originals, setup) -> dict:
     from bayesunlearn.experiments import events
     from bayesunlearn.experiments.evaluation import compare, time_warm
-    from bayesunlearn.model.training import fit_map
-    from bayesunlearn.posteriors.fit import fit_posterior
+    from bayesunlearn.experiments.privacy import shadows
     from bench import finetune
 
     splits = events.splits_of(table, event)
-    x_r, y_r = splits.x_retained, splits.y_retained
     original = originals[events.BASE_KIND]
-    model = original.model
-    retrains = [fit_posterior(events.BASE_KIND, model, fit_map(model, x_r, y_r, model.spec.init(setup.seed0 + k),
-                                                               setup.train)[0], x_r, y_r, setup.fit)
-                for k in range(setup.n_retrains)]
+    retrains = shadows(events.BASE_KIND, original.model, splits.x_retained, splits.y_retained,
+                       range(setup.seed0, setup.seed0 + setup.n_retrains), setup.train, setup.fit)
     row: dict = {"fraction": event.fraction, "seed": event.seed, "n_forgotten": int(event.mask.sum())}
 
     def judged(name: str, posterior, seconds: float, passes: int, **extra) -> None:

@@ -58,8 +58,9 @@ def bench_block(path: Path = BENCH) -> str:
             rows.append({"what": "`make repro` from a fresh clone (nothing cached)",
                          "seconds": bench["main_job"]["seconds"]})
         if "every_method" in bench:
-            rows.append({"what": f"untargeted `dvc repro` from a fresh clone ({bench['every_method']['stages_run']} stages)",
-                         "seconds": bench["every_method"]["seconds"]})
+            every = bench["every_method"]
+            rows.append({"what": f"untargeted `dvc repro` from a fresh clone ({every['stages_run']} stages)",
+                         "seconds": every["seconds"]})
         if "intake_latency" in bench:
             latency = bench["intake_latency"]
             rows += [{"what": "intake: inbox file → served posterior (server running)",

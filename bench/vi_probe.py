@@ -31,6 +31,7 @@ def probe(source: str, fraction: float, seed: int, params) -> dict:
     from bayesunlearn.posteriors.fit import FitSettings
     from bayesunlearn.posteriors.laplace import fit_laplace
     from bayesunlearn.unlearning.methods import apply
+    from bayesunlearn.unlearning.variational import half_sq_radius
 
     methods = {name: m for name, m in params.chosen_methods(params.real_study.methods).items()
                if m.posterior.startswith("vi_")}
@@ -63,7 +64,7 @@ def probe(source: str, fraction: float, seed: int, params) -> dict:
         row: dict = {}
         if isinstance(method, VariationalUnlearning) and method.threshold > 0:
             row["inside_density_region"] = float(np.mean(half_sq <= -np.log(method.threshold)))
-            row["inside_mass_region"] = float(np.mean(half_sq <= scipy.stats.chi2.isf(method.threshold, n_params) / 2))
+            row["inside_mass_region"] = float(np.mean(half_sq <= half_sq_radius(method.threshold, n_params)))
         q_u, report = apply(method, q, table.x[f], table.y[f], (table.x[~f], table.y[~f]))
         row |= {k: report.get(k) for k in ("status", "reason", "kl_to_original", "effective_sample_size")
                 if k in report}

@@ -72,13 +72,13 @@ def unlearn_vi(q: GaussianPosterior, x_f: np.ndarray, y_f: np.ndarray, config: V
     return _reverse_kl(q, x_f, y_f, config)
 
 
-def _log_radius(threshold: float, n_params: int) -> float:
+def half_sq_radius(threshold: float, n_params: int) -> float:
     """Half the squared whitened radius of q's region holding 1 − `threshold` of its mass."""
     return float("inf") if threshold == 0 else float(scipy.stats.chi2.isf(threshold, n_params)) / 2
 
 
 @functools.cache
-def _eubo_chunk(model: RegressionModel, family: str, samples: int, seed: int, log_radius: float):
+def _eubo_chunk(model: RegressionModel, family: str, samples: int, seed: int, limit: float):
     @tf.function(jit_compile=True)
     def run(base_loc, base_scale, raw0, x, y, params, state, steps, lr):
         q = surrogate(family, base_loc, base_scale, tf.zeros_like(base_loc), raw0)
@@ -87,7 +87,7 @@ def _eubo_chunk(model: RegressionModel, family: str, samples: int, seed: int, lo
             """Σ_f log p̃(D_f | θ) per sample: the likelihood only inside q's high-density region."""
             q_u = surrogate(family, base_loc, base_scale, *params)
             z = whitened(family, params, eps)  # in q's whitened coordinates
-            inside = tf.stop_gradient(tf.cast(0.5 * tf.reduce_sum(z * z, axis=1) <= log_radius, tf.float64))
+            inside = tf.stop_gradient(tf.cast(0.5 * tf.reduce_sum(z * z, axis=1) <= limit, tf.float64))
             return inside * mc_log_likelihood(model, q_u.bijector.forward(eps), x, y), q_u
 
         def eubo(i, params):
@@ -116,7 +116,7 @@ def _eubo(q: GaussianPosterior, x_f, y_f, config: VariationalOptions):
     base_loc, base_scale = (as_tensor(v) for v in whitening(q, family))
     raw0 = initial_raw(family, len(q.mean))
     params = (tf.zeros_like(base_loc), raw0)
-    run = _eubo_chunk(q.model, family, config.samples, config.seed, _log_radius(config.threshold, len(q.mean)))
+    run = _eubo_chunk(q.model, family, config.samples, config.seed, half_sq_radius(config.threshold, len(q.mean)))
     state = (tf.constant(0), tuple(tf.zeros_like(p) for p in params), tuple(tf.zeros_like(p) for p in params))
     report = VIUnlearnReport("eubo")
     x, y = as_tensor(x_f), as_tensor(y_f)
@@ -162,7 +162,7 @@ def _reverse_kl(q: GaussianPosterior, x_f, y_f, config: VariationalOptions):
     base_loc, base_scale = whitening(q, family)
     white = ((thetas.numpy() - base_loc) / base_scale if family == "mean_field"
              else np.linalg.solve(base_scale, (thetas.numpy() - base_loc).T).T)
-    inside = 0.5 * np.sum(white**2, axis=1) <= _log_radius(config.threshold, len(q.mean))
+    inside = 0.5 * np.sum(white**2, axis=1) <= half_sq_radius(config.threshold, len(q.mean))
     log_w = np.where(inside, nll, 0.0)              # log 1/p̃(D_f | θ_s)
     w = np.exp(log_w - scipy.special.logsumexp(log_w))
     report.effective_sample_size = float(1.0 / np.sum(w**2))
