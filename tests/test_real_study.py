@@ -13,7 +13,7 @@ from conftest import REPO
 from bayesunlearn.errors import DataError
 from bayesunlearn.experiments import events
 from bayesunlearn.experiments.confusion import MIN_SMALL_RANDOM_SHARE, confusion, gate_confusion
-from bayesunlearn.io import datasets
+from bayesunlearn.io import datasets, detection
 from bayesunlearn.io.contracts import Convergence
 from bayesunlearn.io.sections import Audit, Divide, Gate, RealStudy, Train
 
@@ -143,11 +143,14 @@ def test_the_confusion_table_counts_gated_events_and_checks_both_targets():
 
 
 def judged_event(method: str, dataset: str, gate: str, gain: float, evidence: float, original: float,
-                 indistinguishability: float = 20.0, failed: int = 0, n: int = 250) -> dict:
-    """A gated random deletion of 5 % whose differences to the retrain are `evidence` and `original` nats."""
+                 indistinguishability: float = 20.0, failed: int = 0, n: int = 250, objection: int = 0,
+                 harmed_predictive: int = 0) -> dict:
+    """A gated random deletion of 5 % whose differences to the retrain are `evidence` and `original` nats;
+    `objection`: the per-record membership test objects."""
     return {"dataset": dataset, "method": method, "mode": "random", "fraction": 0.05, "gate": gate,
             "failed": failed, "gain": gain, "indistinguishability": indistinguishability, "n_judged": n,
-            "pred_kl_unlearned_retrained": evidence / n, "pred_kl_original_retrained": original / n}
+            "pred_kl_unlearned_retrained": evidence / n, "pred_kl_original_retrained": original / n,
+            "membership_objection": objection, "harmed_predictive": harmed_predictive}
 
 
 def test_the_gate_table_is_given_per_table_and_pooled_by_the_test_and_by_the_former_threshold():
@@ -160,10 +163,11 @@ def test_the_gate_table_is_given_per_table_and_pooled_by_the_test_and_by_the_for
         judged_event("a", "x", "pass", 0.5, 3 * t, 6 * t),     # detectable, far outside the retrains: harmed
         judged_event("a", "y", "fallback", 0.1, 0.1 * t, t, indistinguishability=2.0),  # helped under both
         judged_event("a", "y", "fallback", float("nan"), float("nan"), 2 * t, failed=1),  # failed: harmed
-        judged_event("b", "x", "pass", 0.9, 0.5, 0.55)])       # another method: only in the pooled rows
+        judged_event("b", "x", "pass", 0.9, 0.5, 0.55),        # another method: only in the pooled rows
+        judged_event("b", "x", "pass", 0.9, 0.5, 0.55, objection=1)])  # immaterial, but records stand out
     results = rejudged(frame, audit)
-    assert list(results["harmed"]) == [0, 1, 0, 1, 0] and list(results["immaterial"]) == [1, 0, 0, 0, 1]
-    assert list(rejudged(frame, audit, former=True)["harmed"]) == [1, 1, 0, 1, 0]
+    assert list(results["harmed"]) == [0, 1, 0, 1, 0, 1] and list(results["immaterial"]) == [1, 0, 0, 0, 1, 0]
+    assert list(rejudged(frame, audit, former=True)["harmed"]) == [1, 1, 0, 1, 0, 0]  # no membership test then
     report = gate_confusion(results, "a", audit)
     test, former = report["criteria"]["likelihood_ratio_test"], report["criteria"]["former_threshold"]
     assert test["detectable_nats"] == t and former["detectable_nats"] == FORMER_NATS == 1.0
@@ -175,8 +179,15 @@ def test_the_gate_table_is_given_per_table_and_pooled_by_the_test_and_by_the_for
         y = criterion["tables"]["y"]
         assert (y["fallback_helped"], y["fallback_harmed"], y["no_harm_on_fast_path"]) == (1, 1, True)
         assert criterion["pooled"]["fast_path_harmed"] == criterion["tables"]["x"]["fast_path_harmed"]
-    assert test["all_methods"]["fast_path_immaterial"] == 2 and former["all_methods"]["fast_path_helped"] == 1
+    assert test["all_methods"]["fast_path_immaterial"] == 2 and former["all_methods"]["fast_path_helped"] == 2
+    assert test["all_methods"]["fast_path_harmed"] == 2
     assert report["production"] == test["pooled"] and set(report["methods"]) == {"a", "b"}
+    # what the membership test adds: one event of method b, harmful by it alone, on the fast path
+    assert report["membership"]["pooled"] == {"events": 4, "objected": 0, "added": 0, "added_on_fast_path": 0}
+    assert report["membership"]["all_methods"] == {"events": 6, "objected": 1, "added": 1, "added_on_fast_path": 1}
+    both = rejudged(pd.DataFrame([judged_event("a", "x", "pass", 2.0, 3 * t, t, objection=1, harmed_predictive=1)]),
+                    audit)
+    assert gate_confusion(both, "a", audit)["membership"]["pooled"]["added"] == 0  # harmful already
 
 
 def test_the_committed_real_study_is_judged_by_the_audit_of_params_yaml():
@@ -228,11 +239,16 @@ def test_every_method_and_baseline_gets_one_row_judged_by_the_audit_and_the_gate
     assert list(by_method) == ["newton", "diag", "finetune_20"]
     for row in result.rows:
         n_judged = len(table.x_test) + row["n_forgotten"]
-        verdict, _ = setup.audit.verdict(row["gain"], row["indistinguishability"],
-                                         row["pred_kl_unlearned_retrained"] * n_judged,
-                                         row["pred_kl_original_retrained"] * n_judged)
+        objection = detection.membership_problem(row["n_forgotten"], row["told_apart_unlearned"],
+                                                 row["told_apart_retrained"], setup.audit.privacy_alpha,
+                                                 setup.audit.detection_size, row["told_apart_unseen"])
+        evidence = (row["gain"], row["indistinguishability"], row["pred_kl_unlearned_retrained"] * n_judged,
+                    row["pred_kl_original_retrained"] * n_judged)
+        verdict, _ = setup.audit.verdict(*evidence, membership=objection)
         assert row["n_judged"] == n_judged and (row["harmed"], row["immaterial"]) == (verdict == "poor",
                                                                                       verdict == "immaterial")
+        assert row["membership_objection"] == (objection is not None)
+        assert row["harmed_predictive"] == (setup.audit.verdict(*evidence)[0] == "poor")
         assert row["gain"] == pytest.approx(row["pred_kl_unlearned_retrained"] / row["pred_kl_original_retrained"])
         assert row["n_forgotten"] == event.mask.sum() == 10
     assert by_method["finetune_20"]["gate"] == ""  # the baseline is not gated
@@ -261,6 +277,26 @@ def test_every_method_and_baseline_gets_one_row_judged_by_the_audit_and_the_gate
     assert by_method["newton"]["test_rmse_retrained"] == pytest.approx(rmse, rel=1e-12)
     summary = events.summarise(pd.DataFrame(result.rows))
     assert set(summary["method"]) == {"newton", "diag", "finetune_20"} and (summary["events"] == 1).all()
+
+
+def test_the_per_record_test_uses_the_event_retrains_as_shadows_and_one_more_retrain_as_the_reference(outcome):
+    """The shares in each row are the ones the test computes by hand: shadows from seeds 0 and 1, the reference
+    from seed 2, the unlearned posterior judged against the same shadows."""
+    from bayesunlearn.experiments import privacy
+
+    table, event, originals, setup, result = outcome
+    s, model = result.splits, originals["full_ggn"].model
+    fitted = privacy.shadows("full_ggn", model, s.x_retained, s.y_retained, range(3), setup.train, setup.fit)
+    test = privacy.RecordTest.of(fitted[:2], s.x_forgotten, s.y_forgotten, setup.audit.privacy_alpha)
+    rows = {r["method"]: r for r in result.rows}
+    assert rows["newton"]["told_apart_retrained"] == test.share(fitted[2])
+    assert rows["newton"]["told_apart_unlearned"] == test.share(result.unlearned["newton"])
+    unseen = privacy.RecordTest.of(fitted[:2], s.x_test, s.y_test, setup.audit.privacy_alpha)
+    assert rows["newton"]["told_apart_unseen"] == unseen.share(result.unlearned["newton"])
+    assert rows["finetune_20"]["told_apart_unlearned"] == test.share(result.unlearned["finetune_20"])
+    assert 0 <= rows["diag"]["told_apart_unlearned"] <= 1  # judged against diagonal shadows of its own kind
+    # the original, which saw the forgotten records, stands out on more of them than the reference retrain
+    assert test.share(originals["full_ggn"]) > rows["newton"]["told_apart_retrained"]
 
 
 def test_timing_covers_every_method_the_baselines_and_a_cold_retrain(outcome):

@@ -9,8 +9,10 @@ nor harmed. Targets: no harmful event on the fast path, and at least
 on the fast path, on every real table.
 
 The audit's criterion of a detectable difference is a likelihood-ratio test of
-stated size and power (sections.Audit); the table is also given under the former
-fixed threshold of `FORMER_NATS`, without immaterial events, so the change shows.
+stated size and power (sections.Audit), joined by the per-record membership test
+(an objection makes an event harmful); the table is also given under the former
+fixed threshold of `FORMER_NATS`, without immaterial events or the membership
+test, so the change shows.
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ def confusion(results: pd.DataFrame) -> Confusion:
 
 def rejudged(results: pd.DataFrame, audit: Audit, former: bool = False) -> pd.DataFrame:
     """`results` with `harmed` and `immaterial` judged again from its columns (the evidence is
-    pred_kl_*_retrained × n_judged): by the audit's test (Audit.verdict, what the study writes) or, `former`,
-    by the fixed threshold of FORMER_NATS with no immaterial events. A failed operator is harmful under both."""
+    pred_kl_*_retrained × n_judged): by the audit's test and the membership objection (Audit.verdict, what the
+    study writes) or, `former`, by the fixed threshold of FORMER_NATS with no immaterial events and no membership
+    test. A failed operator is harmful under both."""
     harmed, immaterial = [], []
     for row in results.itertuples(index=False):
         evidence = row.pred_kl_unlearned_retrained * row.n_judged
@@ -86,8 +89,9 @@ def rejudged(results: pd.DataFrame, audit: Audit, former: bool = False) -> pd.Da
         elif former:
             verdict = "poor" if audit.problems(row.gain, row.indistinguishability, evidence, FORMER_NATS) else "good"
         else:
+            objection = "membership" if row.membership_objection else None
             verdict, _ = audit.verdict(row.gain, row.indistinguishability, evidence,
-                                       row.pred_kl_original_retrained * row.n_judged)
+                                       row.pred_kl_original_retrained * row.n_judged, membership=objection)
         harmed.append(int(verdict == "poor"))
         immaterial.append(int(verdict == "immaterial"))
     return results.assign(harmed=harmed, immaterial=immaterial)
@@ -100,10 +104,22 @@ def by_table(results: pd.DataFrame, production: str) -> dict:
             "pooled": confusion(mine).to_dict(), "all_methods": confusion(results).to_dict()}
 
 
+def membership_counts(results: pd.DataFrame) -> dict:
+    """Gated events the membership test objects to, and those it alone makes harmful (the predictive criterion
+    finds them good or immaterial), on the fast path and in all."""
+    rows = results[results["gate"].isin(["pass", "fallback"])]
+    objected = rows["membership_objection"] == 1
+    added = objected & (rows["harmed_predictive"] == 0)
+    fast = rows["gate"] == "pass"
+    return {"events": len(rows), "objected": int(objected.sum()), "added": int(added.sum()),
+            "added_on_fast_path": int((added & fast).sum())}
+
+
 def gate_confusion(results: pd.DataFrame, production: str, audit: Audit) -> dict:
     """The production method's table (what is served), every gated method pooled, and each method's, by the
     results' own verdicts; and under "criteria" the production method per table and pooled by the audit's test
-    and by the former threshold side by side."""
+    and by the former threshold side by side; under "membership" what the per-record test adds, for the
+    production method per table and pooled and for every gated method pooled."""
     per_method = {m: confusion(part).to_dict() for m, part in results.groupby("method", sort=True)
                   if part["gate"].isin(["pass", "fallback"]).any()}
     criteria = {"likelihood_ratio_test": {"detection_size": audit.detection_size,
@@ -111,6 +127,10 @@ def gate_confusion(results: pd.DataFrame, production: str, audit: Audit) -> dict
                                           "detectable_nats": audit.detectable_nats, **by_table(results, production)},
                 "former_threshold": {"detectable_nats": FORMER_NATS,
                                      **by_table(rejudged(results, audit, former=True), production)}}
+    mine = results[results["method"] == production]
+    membership = {"tables": {d: membership_counts(part) for d, part in mine.groupby("dataset", sort=True)},
+                  "pooled": membership_counts(mine), "all_methods": membership_counts(results)}
     return {"production_method": production,
             "production": confusion(results[results["method"] == production]).to_dict(),
-            "all_methods": confusion(results).to_dict(), "methods": per_method, "criteria": criteria}
+            "all_methods": confusion(results).to_dict(), "methods": per_method, "criteria": criteria,
+            "membership": membership}

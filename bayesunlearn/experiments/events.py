@@ -11,7 +11,13 @@ standardised inputs. For every event and method:
 - the gate's decision, from the signals it has in production (gate.gate);
 - the fit: test RMSE and NLL in the target's units (a binary target: accuracy,
   NLL and expected calibration error), and the membership AUC of the unlearned,
-  original and retrained posteriors.
+  original and retrained posteriors;
+- the per-record membership test (experiments/privacy.py) with the retrains as
+  its shadows: the share of forgotten records it tells apart under the unlearned
+  posterior, under one more retrain the shadows do not include (the reference),
+  and the share of unseen (test) records it tells apart under the unlearned
+  posterior; more than those shares allow (detection.membership_problem) is an
+  objection that makes the event harmful whatever the predictive says.
 Fine-tuning (unlearning.finetune) runs beside the methods as the baseline a
 practitioner tries first; the gate does not judge it.
 """
@@ -26,7 +32,8 @@ import pandas as pd
 from bayesunlearn.errors import DataError, UserError
 from bayesunlearn.experiments.evaluation import compare, time_warm
 from bayesunlearn.experiments.grid import forget_mask
-from bayesunlearn.io import datasets
+from bayesunlearn.experiments.privacy import RecordTest
+from bayesunlearn.io import datasets, detection
 from bayesunlearn.io.contracts import Convergence
 from bayesunlearn.io.datasets import Splits
 from bayesunlearn.io.progress import PATIENCE, progress
@@ -155,6 +162,33 @@ def fit_originals(model: RegressionModel, table: Table, setup: Setup) -> dict[st
 
 
 @dataclass(frozen=True)
+class Membership:
+    """The per-record membership test of one event for one posterior kind: the event's retrains as its shadows,
+    and the share it tells apart under a fresh retrain the shadows do not include."""
+
+    test: RecordTest         # on the forgotten records
+    unseen: RecordTest       # on the test records, which no model saw
+    reference_share: float
+
+
+def memberships(model: RegressionModel, splits: Splits, retrains: dict[str, list[GaussianPosterior]],
+                setup: Setup) -> dict[str, Membership | None]:
+    """Per kind, the test of the event (None: fewer than the 2 retrains the test needs as shadows). The
+    reference retrain starts from the seed after the shadows'."""
+    if setup.n_retrains < 2:
+        return dict.fromkeys(retrains)
+    x_r, y_r = splits.x_retained, splits.y_retained
+    theta = fit_map(model, x_r, y_r, model.spec.init(setup.seed0 + setup.n_retrains), setup.train)[0]
+    out = {}
+    for kind, shadows in retrains.items():
+        alpha = setup.audit.privacy_alpha
+        test = RecordTest.of(shadows, splits.x_forgotten, splits.y_forgotten, alpha)
+        unseen = RecordTest.of(shadows, splits.x_test, splits.y_test, alpha)
+        out[kind] = Membership(test, unseen, test.share(fit_posterior(kind, model, theta, x_r, y_r, setup.fit)))
+    return out
+
+
+@dataclass(frozen=True)
 class Outcome:
     """One row per method and fine-tuning budget; the posteriors behind them (None: the operator failed)."""
 
@@ -172,7 +206,7 @@ def splits_of(table: Table, event: Event) -> Splits:
 def run_event(table: Table, event: Event, originals: dict[str, GaussianPosterior], setup: Setup) -> Outcome:
     splits = splits_of(table, event)
     model = originals[BASE_KIND].model
-    n_steps = setup.n_retrains + len(setup.kinds) + len(setup.methods) + len(setup.finetune_steps)
+    n_steps = setup.n_retrains + len(setup.kinds) + 1 + len(setup.methods) + len(setup.finetune_steps)
     with progress(total=n_steps, desc=f"{table.name}: {event.segment or event.mode} event", delay=PATIENCE) as bar:
         maps = []
         for k in range(setup.n_retrains):
@@ -184,6 +218,8 @@ def run_event(table: Table, event: Event, originals: dict[str, GaussianPosterior
             retrains[kind] = [fit_posterior(kind, model, theta, splits.x_retained, splits.y_retained, setup.fit)
                               for theta in maps]
             bar.update()
+        membership = memberships(model, splits, retrains, setup)
+        bar.update()
         rows, unlearned = [], {}
         # the original's MAP is the base kind's mean; the full data are the retained and the forgotten records
         _, original_grad = objective(model, originals[BASE_KIND].mean, table.x, table.y)
@@ -192,13 +228,13 @@ def run_event(table: Table, event: Event, originals: dict[str, GaussianPosterior
         for name, method in setup.methods.items():
             unlearned[name], report = attempt(method, originals[method.posterior], splits)
             rows.append(judge(table, event, name, originals[method.posterior], unlearned[name], report,
-                              retrains[method.posterior], splits, setup, original_fit))
+                              retrains[method.posterior], membership[method.posterior], splits, setup, original_fit))
             bar.update()
         for steps in setup.finetune_steps:
             name = FINETUNE.format(steps=steps)
             unlearned[name] = finetune(originals[BASE_KIND], splits.x_retained, splits.y_retained, setup.train, steps)
             rows.append(judge(table, event, name, originals[BASE_KIND], unlearned[name], None,
-                              retrains[BASE_KIND], splits, setup, original_fit))
+                              retrains[BASE_KIND], membership[BASE_KIND], splits, setup, original_fit))
             bar.update()
     return Outcome(rows, unlearned, {kind: posts[0] for kind, posts in retrains.items()}, splits)
 
@@ -231,20 +267,33 @@ def attempt(method: Method, original: GaussianPosterior, splits: Splits) -> tupl
 
 
 def judge(table: Table, event: Event, name: str, original: GaussianPosterior, unlearned: GaussianPosterior | None,
-          report: dict | None, retrains: list[GaussianPosterior], splits: Splits, setup: Setup,
-          original_fit: Convergence) -> dict:
+          report: dict | None, retrains: list[GaussianPosterior], membership: Membership | None, splits: Splits,
+          setup: Setup, original_fit: Convergence) -> dict:
     """The row of one method on one event; `report` None marks a baseline the gate does not judge."""
     n_judged = len(splits.x_test) + len(splits.x_forgotten)  # the inputs compare judges: test and forgotten
     row = {"dataset": table.name, "mode": event.mode, "segment": event.segment, "fraction": event.fraction,
            "seed": event.seed, "method": name, "n_forgotten": int(event.mask.sum()), "n_judged": n_judged,
-           "failed": int(unlearned is None), "harmed": 1, "immaterial": 0,
+           "failed": int(unlearned is None), "harmed": 1, "harmed_predictive": 1, "immaterial": 0,
+           "told_apart_unlearned": np.nan, "told_apart_unseen": np.nan, "told_apart_retrained": np.nan,
+           "membership_objection": 0,
            "gate": "" if report is None else "fallback", "gate_reasons": "", "residual_ratio": np.nan}
     if unlearned is None:
         return row | {"gate_reasons": f"unlearning failed: {report.get('reason', '')}"}
     c = compare(original, unlearned, retrains, splits, parameter_space=False)
-    verdict, _ = setup.audit.verdict(c["gain"], c["indistinguishability"], c["pred_kl_unlearned_retrained"] * n_judged,
-                                     c["pred_kl_original_retrained"] * n_judged)
+    evidence = (c["gain"], c["indistinguishability"], c["pred_kl_unlearned_retrained"] * n_judged,
+                c["pred_kl_original_retrained"] * n_judged)
+    objection = None
+    if membership is not None:
+        row["told_apart_unlearned"] = membership.test.share(unlearned)
+        row["told_apart_unseen"] = membership.unseen.share(unlearned)
+        row["told_apart_retrained"] = membership.reference_share
+        objection = detection.membership_problem(len(splits.x_forgotten), row["told_apart_unlearned"],
+                                                 membership.reference_share, membership.test.alpha,
+                                                 setup.audit.detection_size, row["told_apart_unseen"])
+    verdict, _ = setup.audit.verdict(*evidence, membership=objection)
+    predictive, _ = setup.audit.verdict(*evidence)
     row["harmed"], row["immaterial"] = int(verdict == "poor"), int(verdict == "immaterial")
+    row["harmed_predictive"], row["membership_objection"] = int(predictive == "poor"), int(objection is not None)
     row |= {k: c[k] for k in ("gain", "indistinguishability", "pred_kl_unlearned_retrained",
                               "pred_kl_original_retrained", "pred_kl_retrain_floor")}
     for who in ("original", "unlearned", "retrained"):  # the fit, in the target's own units
@@ -289,6 +338,7 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     grouped = rows.groupby(["dataset", "method", "mode"], sort=True)
     return grouped.agg(events=("gain", "size"), median_gain=("gain", "median"),
                        median_indistinguishability=("indistinguishability", "median"),
-                       harmed=("harmed", "sum"), immaterial=("immaterial", "sum"), fast_path=("fast_path", "sum"),
+                       harmed=("harmed", "sum"), membership_objections=("membership_objection", "sum"),
+                       immaterial=("immaterial", "sum"), fast_path=("fast_path", "sum"),
                        **rmse,
                        median_mia_auc_excess=("mia_auc_excess", "median"), **classifier).reset_index()

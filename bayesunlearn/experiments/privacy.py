@@ -16,6 +16,7 @@ the figure to compare with: about α.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.stats
@@ -40,6 +41,24 @@ def told_apart(shadow_losses: np.ndarray, losses: np.ndarray, alpha: float) -> n
     mean, sd = shadow_losses.mean(axis=0), shadow_losses.std(axis=0, ddof=1)
     bound = mean - scipy.stats.t.ppf(1 - alpha, k - 1) * sd * np.sqrt(1 + 1 / k)
     return losses < bound
+
+
+@dataclass(frozen=True, eq=False)
+class RecordTest:
+    """The per-record test of one deletion: the forgotten records and their losses under K shadow retrains."""
+
+    x: np.ndarray
+    y: np.ndarray
+    shadow_losses: np.ndarray  # (K, n_forgotten)
+    alpha: float
+
+    @classmethod
+    def of(cls, shadow_posteriors: list[GaussianPosterior], x: np.ndarray, y: np.ndarray, alpha: float) -> RecordTest:
+        return cls(x, y, np.stack([record_losses(p, x, y) for p in shadow_posteriors]), alpha)
+
+    def share(self, posterior: GaussianPosterior) -> float:
+        """The share of the forgotten records the test tells apart under `posterior`."""
+        return float(np.mean(told_apart(self.shadow_losses, record_losses(posterior, self.x, self.y), self.alpha)))
 
 
 def shadows(kind: str, model: RegressionModel, x_r: np.ndarray, y_r: np.ndarray, seeds: Iterable[int],
