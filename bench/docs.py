@@ -59,6 +59,7 @@ BLOCKS = {
                                 "structure_quality_100k": structures_100k.docs_block},
     Path("docs/methods.md"): {"methods": report.methods_block, "study": report.study_block,
                               "real_study": real.study_block, "gate_confusion": real.confusion_block,
+                              "gate_membership": real.membership_block,
                               "gate_calibration": real.calibration_block, "gate_missed": missed_block,
                               "gate_prior": prior_block, "exposure_window": window_block,
                               "classifier_forgetting": classifiers_block,

@@ -51,7 +51,8 @@ def examine(params: Settings) -> dict:
     retrains' optimum each sits in the retained objective (nats), and the local run's cost."""
     results = real.results()
     method = params.gate.method
-    missed = results[(results["method"] == method) & (results["gate"] == "pass") & (results["harmed"] == 1)]
+    # harmful by the predictive criterion (a membership objection alone is not what a longer run could mend)
+    missed = results[(results["method"] == method) & (results["gate"] == "pass") & (results["harmed_predictive"] == 1)]
     chosen = params.method(method)
     setup = events.Setup({method: chosen}, params.train, FitSettings.of(params), params.train.seed,
                          params.retrain.seeds, params.gate, params.audit, [])

@@ -28,9 +28,9 @@ def results(root: Path = ROOT) -> pd.DataFrame:
 
 
 # columns of study/real/summary.csv (experiments/events.summarise)
-FIGURES = ("events", "median_gain", "median_indistinguishability", "harmed", "immaterial", "fast_path",
-           "median_rmse_change", "median_mia_auc_excess")
-COUNTS = ("events", "harmed", "immaterial", "fast_path")
+FIGURES = ("events", "median_gain", "median_indistinguishability", "harmed", "membership_objections", "immaterial",
+           "fast_path", "median_rmse_change", "median_mia_auc_excess")
+COUNTS = ("events", "harmed", "membership_objections", "immaterial", "fast_path")
 CLASSIFIER_FIT = {"median_accuracy_change": "median Δ test accuracy", "median_ece_change": "median Δ test ECE"}
 # a classifier's test fit (a binary or a multiclass table), in place of median_rmse_change
 
@@ -69,14 +69,16 @@ def bench_keys(root: Path = ROOT) -> dict:
 
 
 def study_block(root: Path = ROOT) -> str:
-    """Per dataset, mode and method: median gain and indistinguishability, harmful events, events let through."""
+    """Per dataset, mode and method: median gain and indistinguishability, harmful events (and those the per-record
+    membership test objects to), immaterial events, events let through."""
     summary = pd.read_csv(root / "summary.csv")
-    for count in ("harmed", "immaterial"):
+    for count in ("harmed", "membership_objections", "immaterial"):
         summary[count] = summary[count].astype(int).astype(str) + "/" + summary["events"].astype(str)
     summary["fast path"] = summary["fast_path"].astype(int).astype(str) + "/" + summary["events"].astype(str)
     summary.loc[summary["method"].str.startswith("finetune_"), "fast path"] = "no gate"
     columns = {"dataset": "dataset", "mode": "mode", "method": "method", "median_gain": "median gain",
-               "median_indistinguishability": "median indist.", "harmed": "harmed", "immaterial": "immaterial",
+               "median_indistinguishability": "median indist.", "harmed": "harmed",
+               "membership_objections": "membership", "immaterial": "immaterial",
                "fast path": "fast path",
                "median_rmse_change": "median Δ test RMSE", "median_mia_auc_excess": "median MIA AUC − retrain's"}
     ordered = summary.sort_values(["dataset", "mode", "method"])
@@ -114,6 +116,18 @@ def confusion_block(root: Path = ROOT) -> str:
                          "no harm on the fast path": "yes" if table["no_harm_on_fast_path"] else "no",
                          "≥ 80 % of them on it": "yes" if table["small_random_on_fast_path"] else "no"})
     return markdown(pd.DataFrame(rows))
+
+
+def membership_block(root: Path = ROOT) -> str:
+    """What the per-record membership test adds to the harm criterion: gated events it objects to, and those it
+    alone makes harmful, for the production method per table and pooled and for every gated method pooled."""
+    report = json.loads((root / "confusion.json").read_text())
+    production, counts = report["production_method"], report["membership"]
+    groups = [(f"{production} on {d}", c) for d, c in counts["tables"].items()]
+    groups += [(f"{production} pooled", counts["pooled"]), ("every gated method", counts["all_methods"])]
+    return markdown(pd.DataFrame([{"events of": who, "events": c["events"], "objected to": c["objected"],
+                                   "harmful by it alone": c["added"], "of them on the fast path": c["added_on_fast_path"]}
+                                  for who, c in groups]))
 
 
 def calibration_block(root: Path = ROOT, old_limit: float = 5.0) -> str:

@@ -81,7 +81,7 @@ def membership(root: Path, s: Settings) -> str | None:
         return None
     report = contracts.PrivacyReport.read(root / contracts.PRIVACY_REPORT)
     return detection.membership_problem(report.n_forgotten, report.told_apart_served, report.told_apart_retrain,
-                                        s.audit.privacy_alpha, s.audit.detection_size, report.told_apart_unseen)
+                                        s.audit.privacy_alpha, s.audit.detection_size)
 
 
 METRICS = ("gain", "indistinguishability", "pred_kl_unlearned_retrained", "pred_kl_original_retrained",

@@ -5,9 +5,11 @@ likelihood, a multiclass one with the categorical, the others with the Gaussian)
 random deletions of every fraction and seed, and one segment per seed (a category,
 or a k-means cluster), every method and the fine-tuning baselines, each judged
 against `retrain.seeds` retrains from scratch and by the gate. Writes under study/real/:
-- results.csv (one row per event and method), summary.csv (medians per method and mode);
+- results.csv (one row per event and method, with the per-record membership test's shares
+  and objection), summary.csv (medians per method and mode);
 - confusion.json: the gate's decisions against the audit's truth, and its targets, per
-  table and pooled, by the audit's likelihood-ratio test and by the former 1-nat threshold;
+  table and pooled, by the audit's likelihood-ratio test with and without the membership
+  test and by the former 1-nat threshold, and what the membership test adds;
 - gain.png (every event's gain by method, marked by the gate's decision) and
   predicted_vs_actual.png (the production method on the first segment event; a
   reliability diagram for a classifier);

@@ -119,11 +119,6 @@ def test_a_posterior_that_tells_forgotten_records_apart_is_poor_even_when_the_pr
     # a retrain that itself tells 10 % apart raises the bar: the test compares with what a retrain shows
     assert membership_problem(n, 5 / n, 0.1, audit.privacy_alpha, audit.detection_size) is None
     assert membership_problem(0, None, None, audit.privacy_alpha, audit.detection_size) is None
-    # a posterior that tells unseen records apart as often (it differs from the retrains everywhere, by however
-    # little) shows no membership: only an excess over the unseen records' share counts
-    assert membership_problem(n, 20 / n, 0.0, audit.privacy_alpha, audit.detection_size, 0.5) is None
-    leak = membership_problem(n, 28 / n, 0.0, audit.privacy_alpha, audit.detection_size, 0.5)
-    assert leak is not None and "unseen records: 50.0%" in leak  # Binomial(40, ½) exceeds 25 with p = 0.040
     limit = audit.detectable_nats
     assert audit.verdict(0.5, 2.0, 0.1 * limit, 0.1 * limit, membership=problem) == ("poor", [problem])
     assert audit.verdict(0.5, 2.0, 0.5 * limit, limit, membership=problem) == ("poor", [problem])

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from bayesunlearn.io import detection
 from bayesunlearn.io.sections import Audit
 
 SMALL = 0.1
@@ -76,11 +77,12 @@ def confusion(results: pd.DataFrame) -> Confusion:
                      small_random_events=int(small.sum()), small_random_fast_path=int((small & fast).sum()))
 
 
-def rejudged(results: pd.DataFrame, audit: Audit, former: bool = False) -> pd.DataFrame:
+def rejudged(results: pd.DataFrame, audit: Audit, former: bool = False, membership: bool = True) -> pd.DataFrame:
     """`results` with `harmed` and `immaterial` judged again from its columns (the evidence is
-    pred_kl_*_retrained × n_judged): by the audit's test and the membership objection (Audit.verdict, what the
-    study writes) or, `former`, by the fixed threshold of FORMER_NATS with no immaterial events and no membership
-    test. A failed operator is harmful under both."""
+    pred_kl_*_retrained × n_judged; the membership objection comes from the told_apart_* shares): by the audit's
+    test, with the membership objection (Audit.verdict, what the study writes) or without it (`membership`
+    False), or, `former`, by the fixed threshold of FORMER_NATS with no immaterial events and no membership
+    test. A failed operator is harmful under every criterion."""
     harmed, immaterial = [], []
     for row in results.itertuples(index=False):
         evidence = row.pred_kl_unlearned_retrained * row.n_judged
@@ -89,12 +91,20 @@ def rejudged(results: pd.DataFrame, audit: Audit, former: bool = False) -> pd.Da
         elif former:
             verdict = "poor" if audit.problems(row.gain, row.indistinguishability, evidence, FORMER_NATS) else "good"
         else:
-            objection = "membership" if row.membership_objection else None
+            objection = objection_of(row, audit) if membership else None
             verdict, _ = audit.verdict(row.gain, row.indistinguishability, evidence,
                                        row.pred_kl_original_retrained * row.n_judged, membership=objection)
         harmed.append(int(verdict == "poor"))
         immaterial.append(int(verdict == "immaterial"))
     return results.assign(harmed=harmed, immaterial=immaterial)
+
+
+def objection_of(row, audit: Audit) -> str | None:
+    """The per-record membership test's objection to a study row, from its shares (none where it did not run)."""
+    if pd.isna(row.told_apart_unlearned) or pd.isna(row.told_apart_retrained):
+        return None
+    return detection.membership_problem(int(row.n_forgotten), float(row.told_apart_unlearned),
+                                        float(row.told_apart_retrained), audit.privacy_alpha, audit.detection_size)
 
 
 def by_table(results: pd.DataFrame, production: str) -> dict:
@@ -105,26 +115,32 @@ def by_table(results: pd.DataFrame, production: str) -> dict:
 
 
 def membership_counts(results: pd.DataFrame) -> dict:
-    """Gated events the membership test objects to, and those it alone makes harmful (the predictive criterion
-    finds them good or immaterial), on the fast path and in all."""
+    """Gated events the membership test ran on, those where it had power (it objects to the original, which saw
+    the records), those it objects to, and those it alone makes harmful (the predictive criterion finds them
+    good or immaterial), in all and on the fast path."""
     rows = results[results["gate"].isin(["pass", "fallback"])]
+    tested = rows["told_apart_unlearned"].notna()
     objected = rows["membership_objection"] == 1
     added = objected & (rows["harmed_predictive"] == 0)
     fast = rows["gate"] == "pass"
-    return {"events": len(rows), "objected": int(objected.sum()), "added": int(added.sum()),
+    return {"events": len(rows), "tested": int(tested.sum()), "with_power": int((rows["membership_power"] == 1).sum()),
+            "objected": int(objected.sum()), "added": int(added.sum()),
             "added_on_fast_path": int((added & fast).sum())}
 
 
 def gate_confusion(results: pd.DataFrame, production: str, audit: Audit) -> dict:
     """The production method's table (what is served), every gated method pooled, and each method's, by the
     results' own verdicts; and under "criteria" the production method per table and pooled by the audit's test
-    and by the former threshold side by side; under "membership" what the per-record test adds, for the
-    production method per table and pooled and for every gated method pooled."""
+    with and without the per-record membership test and by the former threshold side by side; under
+    "membership" what the per-record test adds, for the production method per table and pooled and for every
+    gated method pooled."""
     per_method = {m: confusion(part).to_dict() for m, part in results.groupby("method", sort=True)
                   if part["gate"].isin(["pass", "fallback"]).any()}
-    criteria = {"likelihood_ratio_test": {"detection_size": audit.detection_size,
-                                          "detection_power": audit.detection_power,
-                                          "detectable_nats": audit.detectable_nats, **by_table(results, production)},
+    stated = {"detection_size": audit.detection_size, "detection_power": audit.detection_power,
+              "detectable_nats": audit.detectable_nats}
+    criteria = {"likelihood_ratio_test_and_membership": {**stated, "privacy_alpha": audit.privacy_alpha,
+                                                         **by_table(results, production)},
+                "likelihood_ratio_test": {**stated, **by_table(rejudged(results, audit, membership=False), production)},
                 "former_threshold": {"detectable_nats": FORMER_NATS,
                                      **by_table(rejudged(results, audit, former=True), production)}}
     mine = results[results["method"] == production]

@@ -14,10 +14,11 @@ standardised inputs. For every event and method:
   original and retrained posteriors;
 - the per-record membership test (experiments/privacy.py) with the retrains as
   its shadows: the share of forgotten records it tells apart under the unlearned
-  posterior, under one more retrain the shadows do not include (the reference),
-  and the share of unseen (test) records it tells apart under the unlearned
-  posterior; more than those shares allow (detection.membership_problem) is an
-  objection that makes the event harmful whatever the predictive says.
+  posterior and under one more retrain the shadows do not include (the
+  reference); more than the reference's share allows (detection.membership_problem)
+  is an objection that makes the event harmful whatever the predictive says. The
+  same objection against the original, which saw the records, is the positive
+  control: where it is absent the test had no power on the event.
 Fine-tuning (unlearning.finetune) runs beside the methods as the baseline a
 practitioner tries first; the gate does not judge it.
 """
@@ -166,13 +167,13 @@ class Membership:
     """The per-record membership test of one event for one posterior kind: the event's retrains as its shadows,
     and the share it tells apart under a fresh retrain the shadows do not include."""
 
-    test: RecordTest         # on the forgotten records
-    unseen: RecordTest       # on the test records, which no model saw
+    test: RecordTest
     reference_share: float
+    original_share: float    # the positive control: the share under the original, which saw the records
 
 
 def memberships(model: RegressionModel, splits: Splits, retrains: dict[str, list[GaussianPosterior]],
-                setup: Setup) -> dict[str, Membership | None]:
+                originals: dict[str, GaussianPosterior], setup: Setup) -> dict[str, Membership | None]:
     """Per kind, the test of the event (None: fewer than the 2 retrains the test needs as shadows). The
     reference retrain starts from the seed after the shadows'."""
     if setup.n_retrains < 2:
@@ -181,10 +182,9 @@ def memberships(model: RegressionModel, splits: Splits, retrains: dict[str, list
     theta = fit_map(model, x_r, y_r, model.spec.init(setup.seed0 + setup.n_retrains), setup.train)[0]
     out = {}
     for kind, shadows in retrains.items():
-        alpha = setup.audit.privacy_alpha
-        test = RecordTest.of(shadows, splits.x_forgotten, splits.y_forgotten, alpha)
-        unseen = RecordTest.of(shadows, splits.x_test, splits.y_test, alpha)
-        out[kind] = Membership(test, unseen, test.share(fit_posterior(kind, model, theta, x_r, y_r, setup.fit)))
+        test = RecordTest.of(shadows, splits.x_forgotten, splits.y_forgotten, setup.audit.privacy_alpha)
+        reference = fit_posterior(kind, model, theta, x_r, y_r, setup.fit)
+        out[kind] = Membership(test, test.share(reference), test.share(originals[kind]))
     return out
 
 
@@ -194,7 +194,7 @@ class Outcome:
 
     rows: list[dict]
     unlearned: dict[str, GaussianPosterior | None]
-    retrained: dict[str, GaussianPosterior]  # the reference retrain of each kind
+    retrained: dict[str, GaussianPosterior]  # the first retrain of each kind (the plots' reference)
     splits: Splits
 
 
@@ -218,7 +218,7 @@ def run_event(table: Table, event: Event, originals: dict[str, GaussianPosterior
             retrains[kind] = [fit_posterior(kind, model, theta, splits.x_retained, splits.y_retained, setup.fit)
                               for theta in maps]
             bar.update()
-        membership = memberships(model, splits, retrains, setup)
+        membership = memberships(model, splits, retrains, originals, setup)
         bar.update()
         rows, unlearned = [], {}
         # the original's MAP is the base kind's mean; the full data are the retained and the forgotten records
@@ -274,8 +274,8 @@ def judge(table: Table, event: Event, name: str, original: GaussianPosterior, un
     row = {"dataset": table.name, "mode": event.mode, "segment": event.segment, "fraction": event.fraction,
            "seed": event.seed, "method": name, "n_forgotten": int(event.mask.sum()), "n_judged": n_judged,
            "failed": int(unlearned is None), "harmed": 1, "harmed_predictive": 1, "immaterial": 0,
-           "told_apart_unlearned": np.nan, "told_apart_unseen": np.nan, "told_apart_retrained": np.nan,
-           "membership_objection": 0,
+           "told_apart_unlearned": np.nan, "told_apart_retrained": np.nan, "told_apart_original": np.nan,
+           "membership_objection": 0, "membership_power": 0, "shadow_loss_spread": np.nan,
            "gate": "" if report is None else "fallback", "gate_reasons": "", "residual_ratio": np.nan}
     if unlearned is None:
         return row | {"gate_reasons": f"unlearning failed: {report.get('reason', '')}"}
@@ -285,11 +285,12 @@ def judge(table: Table, event: Event, name: str, original: GaussianPosterior, un
     objection = None
     if membership is not None:
         row["told_apart_unlearned"] = membership.test.share(unlearned)
-        row["told_apart_unseen"] = membership.unseen.share(unlearned)
         row["told_apart_retrained"] = membership.reference_share
-        objection = detection.membership_problem(len(splits.x_forgotten), row["told_apart_unlearned"],
-                                                 membership.reference_share, membership.test.alpha,
-                                                 setup.audit.detection_size, row["told_apart_unseen"])
+        row["told_apart_original"] = membership.original_share
+        row["shadow_loss_spread"] = membership.test.spread
+        objection = membership_objection(len(splits.x_forgotten), row["told_apart_unlearned"], membership, setup)
+        row["membership_power"] = int(membership_objection(len(splits.x_forgotten), membership.original_share,
+                                                           membership, setup) is not None)
     verdict, _ = setup.audit.verdict(*evidence, membership=objection)
     predictive, _ = setup.audit.verdict(*evidence)
     row["harmed"], row["immaterial"] = int(verdict == "poor"), int(verdict == "immaterial")
@@ -311,6 +312,11 @@ def judge(table: Table, event: Event, name: str, original: GaussianPosterior, un
         row |= {"gate": decision.decision, "gate_reasons": "; ".join(decision.reasons),
                 "residual_ratio": decision.residual_ratio}
     return row
+
+
+def membership_objection(n_forgotten: int, share: float, membership: Membership, setup: Setup) -> str | None:
+    return detection.membership_problem(n_forgotten, share, membership.reference_share, membership.test.alpha,
+                                        setup.audit.detection_size)
 
 
 def served_shift(original: GaussianPosterior, unlearned: GaussianPosterior, splits: Splits) -> dict:

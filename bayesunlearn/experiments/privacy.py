@@ -45,7 +45,8 @@ def told_apart(shadow_losses: np.ndarray, losses: np.ndarray, alpha: float) -> n
 
 @dataclass(frozen=True, eq=False)
 class RecordTest:
-    """The per-record test of one deletion: the forgotten records and their losses under K shadow retrains."""
+    """The per-record test of one deletion: the records it judges (the forgotten ones) and their losses under K
+    shadow retrains."""
 
     x: np.ndarray
     y: np.ndarray
@@ -55,6 +56,12 @@ class RecordTest:
     @classmethod
     def of(cls, shadow_posteriors: list[GaussianPosterior], x: np.ndarray, y: np.ndarray, alpha: float) -> RecordTest:
         return cls(x, y, np.stack([record_losses(p, x, y) for p in shadow_posteriors]), alpha)
+
+    @property
+    def spread(self) -> float:
+        """The median over the records of the shadows' loss standard deviation (nats): ~0 where the retrains
+        agree to rounding, and then the test tells apart any posterior whose losses differ from theirs at all."""
+        return float(np.median(self.shadow_losses.std(axis=0, ddof=1)))
 
     def share(self, posterior: GaussianPosterior) -> float:
         """The share of the forgotten records the test tells apart under `posterior`."""

@@ -153,7 +153,6 @@ class PrivacyReport(Contract):
     n_forgotten: int
     told_apart_served: float | None     # share of forgotten records told apart under the served posterior
     told_apart_retrain: float | None    # the same under the reference retrain (about alpha); None: nothing forgotten
-    told_apart_unseen: float | None = None  # share of test records told apart under the served posterior
 
 
 class Provenance(Contract):
