@@ -42,7 +42,8 @@ repro: $(READY)
 	@echo
 	@$(BIN)/python -m bayesunlearn.experiments.report
 
-# Every configured method, the comparison study, the real-data study and the sweep (about an hour on 2 cores).
+# Every configured method, the comparison study, the real-data study and the sweep: hours on 2 cores (the
+# real-data study's retrains dominate; docs/methods.md, "On real tables", states the measured retrain times).
 study: $(READY)
 	@$(BIN)/python -m bayesunlearn.io.settings
 	$(BIN)/dvc repro

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from bayesunlearn import exits
 from bayesunlearn.experiments import report
-from bench import (classifiers, dvc_timing, experiment_tables, missed, presets, prior, real, scale_out, structures_100k,
-                   window)
+from bench import (classifiers, dvc_timing, experiment_tables, membership, missed, presets, prior, real, scale_out,
+                   structures_100k, window)
 from bench.summary import bench_block
 
 
@@ -35,6 +35,16 @@ def prior_block() -> str:
 def classifiers_block() -> str:
     """Forgetting on the classification tables against fine-tuning (docs/bench.json "classifier_forgetting")."""
     return classifiers.block(json.loads(Path("docs/bench.json").read_text())[classifiers.KEY])
+
+
+def membership_block() -> str:
+    """What the per-record membership test adds on the classification tables (docs/bench.json "membership_events")."""
+    return membership.block(json.loads(Path("docs/bench.json").read_text())[membership.KEY])
+
+
+def study_cost_block() -> str:
+    """One measured retrain per study table and the study's retrains extrapolated (docs/bench.json "study_cost")."""
+    return membership.cost_block(json.loads(Path("docs/bench.json").read_text())[membership.COST_KEY])
 
 
 def window_block() -> str:
@@ -62,7 +72,8 @@ BLOCKS = {
                               "gate_membership": real.membership_block,
                               "gate_calibration": real.calibration_block, "gate_missed": missed_block,
                               "gate_prior": prior_block, "exposure_window": window_block,
-                              "classifier_forgetting": classifiers_block,
+                              "classifier_forgetting": classifiers_block, "membership_events": membership_block,
+                              "study_cost": study_cost_block,
                               "presets": presets.block, "experiment_tables": experiment_tables.block},
     Path("docs/benchmark.md"): {"bench": bench_block},
     Path("docs/reliability.md"): {"exit_codes": exits.table},

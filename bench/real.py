@@ -1,8 +1,8 @@
 """The real-data study's results (study/real/, `dvc repro study/dvc.yaml:real_study`) as bench keys and docs tables.
 
 The study is a DVC stage, so its results are versioned and bit-reproducible;
-`make bench` reads them rather than running it again (about an hour on 2
-cores). Keys: "real": {DATASET: {"random": {...}, "segment": {...}}} per
+`make bench` reads them rather than running it again (hours on 2 cores:
+docs/methods.md, "On real tables"). Keys: "real": {DATASET: {"random": {...}, "segment": {...}}} per
 method, and "gate_confusion" (study/real/confusion.json).
 """
 
@@ -24,13 +24,16 @@ def available(root: Path = ROOT) -> bool:
 
 
 def results(root: Path = ROOT) -> pd.DataFrame:
-    return pd.read_csv(root / "results.csv", keep_default_na=False, na_values=[""])
+    """The study's rows; rows written before the membership test joined it say that it did not run."""
+    from bayesunlearn.experiments.confusion import with_membership_columns
+
+    return with_membership_columns(pd.read_csv(root / "results.csv", keep_default_na=False, na_values=[""]))
 
 
 # columns of study/real/summary.csv (experiments/events.summarise)
-FIGURES = ("events", "median_gain", "median_indistinguishability", "harmed", "membership_objections", "immaterial",
-           "fast_path", "median_rmse_change", "median_mia_auc_excess")
-COUNTS = ("events", "harmed", "membership_objections", "immaterial", "fast_path")
+FIGURES = ("events", "median_gain", "median_indistinguishability", "harmed", "membership_tested",
+           "membership_objections", "immaterial", "fast_path", "median_rmse_change", "median_mia_auc_excess")
+COUNTS = ("events", "harmed", "membership_tested", "membership_objections", "immaterial", "fast_path")
 CLASSIFIER_FIT = {"median_accuracy_change": "median Δ test accuracy", "median_ece_change": "median Δ test ECE"}
 # a classifier's test fit (a binary or a multiclass table), in place of median_rmse_change
 
@@ -72,13 +75,15 @@ def study_block(root: Path = ROOT) -> str:
     """Per dataset, mode and method: median gain and indistinguishability, harmful events (and those the per-record
     membership test objects to), immaterial events, events let through."""
     summary = pd.read_csv(root / "summary.csv")
-    for count in ("harmed", "membership_objections", "immaterial"):
+    for count in ("harmed", "immaterial"):
         summary[count] = summary[count].astype(int).astype(str) + "/" + summary["events"].astype(str)
+    summary["membership_objections"] = (summary["membership_objections"].astype(int).astype(str) + "/"
+                                        + summary["membership_tested"].astype(int).astype(str))  # of the tested
     summary["fast path"] = summary["fast_path"].astype(int).astype(str) + "/" + summary["events"].astype(str)
     summary.loc[summary["method"].str.startswith("finetune_"), "fast path"] = "no gate"
     columns = {"dataset": "dataset", "mode": "mode", "method": "method", "median_gain": "median gain",
                "median_indistinguishability": "median indist.", "harmed": "harmed",
-               "membership_objections": "membership", "immaterial": "immaterial",
+               "membership_objections": "membership objections / tested", "immaterial": "immaterial",
                "fast path": "fast path",
                "median_rmse_change": "median Δ test RMSE", "median_mia_auc_excess": "median MIA AUC − retrain's"}
     ordered = summary.sort_values(["dataset", "mode", "method"])
@@ -92,14 +97,15 @@ def study_block(root: Path = ROOT) -> str:
 
 
 def confusion_block(root: Path = ROOT) -> str:
-    """The gate's decisions against the audit's truth, under the former 1-nat threshold and the audit's test side
-    by side: the production method on each table and pooled, and every gated method pooled."""
+    """The gate's decisions against the audit's truth, under the former 1-nat threshold, the audit's test, and the
+    test joined by the per-record membership objection (what the study writes) side by side: the production
+    method on each table and pooled, and every gated method pooled."""
     report = json.loads((root / "confusion.json").read_text())
     criteria = report["criteria"]
     former, test = criteria["former_threshold"], criteria["likelihood_ratio_test"]
-    labels = {"former_threshold": f"{former['detectable_nats']:g} nat (former)",
-              "likelihood_ratio_test": f"{test['detectable_nats']:.3g} nats (a = {test['detection_size']:g}, "
-                                       f"b = {test['detection_power']:g})"}
+    stated = f"{test['detectable_nats']:.3g} nats (a = {test['detection_size']:g}, b = {test['detection_power']:g})"
+    labels = {"former_threshold": f"{former['detectable_nats']:g} nat (former)", "likelihood_ratio_test": stated,
+              "likelihood_ratio_test_and_membership": f"{stated} + membership"}
     production = report["production_method"]
     groups = [(f"{production} on {d}", lambda c, d=d: c["tables"][d]) for d in test["tables"]]
     groups += [(f"{production} pooled", lambda c: c["pooled"]), ("every gated method", lambda c: c["all_methods"])]
@@ -125,23 +131,25 @@ def membership_block(root: Path = ROOT) -> str:
     production, counts = report["production_method"], report["membership"]
     groups = [(f"{production} on {d}", c) for d, c in counts["tables"].items()]
     groups += [(f"{production} pooled", counts["pooled"]), ("every gated method", counts["all_methods"])]
-    return markdown(pd.DataFrame([{"events of": who, "events": c["events"], "objected to": c["objected"],
+    return markdown(pd.DataFrame([{"events of": who, "events": c["events"], "tested": c["tested"],
+                                   "the original objected to (power)": c["with_power"], "objected to": c["objected"],
                                    "harmful by it alone": c["added"], "of them on the fast path": c["added_on_fast_path"]}
                                   for who, c in groups]))
 
 
 def calibration_block(root: Path = ROOT, old_limit: float = 5.0) -> str:
     """Per dataset, the signals behind the gate's limits: the production method's residual ratios and retained
-    NLL changes, and how the harmful events of every method show in the gate's signals."""
+    NLL changes, and how the harmful events of every method show in the gate's signals (harmful by the predictive
+    criterion: the gate's signals are predictive; the membership objection is counted in its own table)."""
     table = results(root)
     production = json.loads((root / "confusion.json").read_text())["production_method"]
     rows = []
     for dataset, part in table[table["gate"].isin(["pass", "fallback"])].groupby("dataset", sort=True):
-        mine, harmed = part[part["method"] == production], part[part["harmed"] == 1]
+        mine, harmed = part[part["method"] == production], part[part["harmed_predictive"] == 1]  # predictive
         other = harmed["gate_reasons"].fillna("").str.contains("repair|failed|membership AUC")
         rows.append({"dataset": dataset, f"{production} events": len(mine),
                      f"residual ratio > {old_limit:g}": int((mine["residual_ratio"] > old_limit).sum()),
-                     f"{production} harmed": int(mine["harmed"].sum()),
+                     f"{production} harmed": int(mine["harmed_predictive"].sum()),
                      "largest retained NLL change": float(mine["retained_nll_change"].max()),
                      "harmful events (every method)": len(harmed),
                      "of them caught by repair, failure or AUC": int(other.sum()),

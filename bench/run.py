@@ -33,6 +33,9 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
 - "classifier_forgetting": on the classification tables' random deletions, the production method, the
   same refined to a mode of the retained objective (`refine_tolerance`) and fine-tuning in the same wall
   time, against the retrains (bench/classifiers.py);
+- "membership_events": the production method on every study event of the classification tables, what the
+  per-record membership test adds to the harm criterion; "study_cost": one measured retrain per study table and
+  a rerun's retrains extrapolated from it (bench/membership.py);
 - "scale_out": the KFAC and subnetwork posteriors at ~100k and ~1M parameters and
   n up to 1M, their curvature fitted on 1 and 2 Dask workers, unlearning 50 and
   1,000 records against a cold retrain, peak memory per process (bench/scale_out.py);
@@ -194,9 +197,11 @@ def real_part(args: argparse.Namespace, report: dict) -> None:
         report["gate_confusion"] = study["gate_confusion"]
         report["gate_missed"] = missed.examine(params)
         report["gate_prior"] = prior.examine(params)
-    from bench import classifiers
+    from bench import classifiers, membership
 
     report[classifiers.KEY] = classifiers.measure(params_path=args.params)
+    report[membership.KEY] = membership.measure(params_path=args.params)
+    report[membership.COST_KEY] = membership.study_cost(params_path=args.params)
 
 
 def methods_report(args: argparse.Namespace) -> dict:

@@ -64,6 +64,22 @@ class Confusion:
                                "small_random_on_fast_path": self.small_random_on_fast_path}
 
 
+MEMBERSHIP_COLUMNS = ("told_apart_unlearned", "told_apart_retrained", "told_apart_original", "membership_objection",
+                      "membership_power", "shadow_loss_spread", "harmed_predictive")
+
+
+def with_membership_columns(results: pd.DataFrame) -> pd.DataFrame:
+    """Results written before the per-record membership test joined the study, with its columns added as "did
+    not run": no shares, no objection, and the predictive verdict as the only one."""
+    if all(c in results for c in MEMBERSHIP_COLUMNS):
+        return results
+    nan = float("nan")
+    return results.assign(**{c: results.get(c, nan) for c in MEMBERSHIP_COLUMNS[:3] + MEMBERSHIP_COLUMNS[5:6]},
+                          membership_objection=results.get("membership_objection", 0),
+                          membership_power=results.get("membership_power", 0),
+                          harmed_predictive=results.get("harmed_predictive", results["harmed"]))
+
+
 def confusion(results: pd.DataFrame) -> Confusion:
     """Counts over the gated rows of `results` (fine-tuning baselines have no gate and are left out)."""
     rows = results[results["gate"].isin(["pass", "fallback"])]

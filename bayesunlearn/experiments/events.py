@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from bayesunlearn.errors import DataError, UserError
+from bayesunlearn.experiments.confusion import with_membership_columns
 from bayesunlearn.experiments.evaluation import compare, time_warm
 from bayesunlearn.experiments.grid import forget_mask
 from bayesunlearn.experiments.privacy import RecordTest
@@ -332,8 +333,8 @@ def served_shift(original: GaussianPosterior, unlearned: GaussianPosterior, spli
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, method and mode: medians of the audit's figures, and how often the gate let events through."""
-    rows = results.assign(fast_path=results["gate"] == "pass",
-                          mia_auc_excess=results["mia_auc_unlearned"] - results["mia_auc_retrained"])
+    rows = with_membership_columns(results).assign(
+        fast_path=results["gate"] == "pass", mia_auc_excess=results["mia_auc_unlearned"] - results["mia_auc_retrained"])
     fit = {}  # the test fit's change: RMSE for real targets, accuracy and ECE for binary ones
     for score in ("rmse", "accuracy", "ece"):
         if f"test_{score}_unlearned" in rows:
@@ -344,7 +345,8 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     grouped = rows.groupby(["dataset", "method", "mode"], sort=True)
     return grouped.agg(events=("gain", "size"), median_gain=("gain", "median"),
                        median_indistinguishability=("indistinguishability", "median"),
-                       harmed=("harmed", "sum"), membership_objections=("membership_objection", "sum"),
+                       harmed=("harmed", "sum"), membership_tested=("told_apart_unlearned", "count"),
+                       membership_objections=("membership_objection", "sum"),
                        immaterial=("immaterial", "sum"), fast_path=("fast_path", "sum"),
                        **rmse,
                        median_mia_auc_excess=("mia_auc_excess", "median"), **classifier).reset_index()
