@@ -24,7 +24,6 @@ import json
 import os
 import statistics
 import sys
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -163,10 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     result = measure(args.tables or None, args.params)
     if args.write:
-        from bayesunlearn.io import atomic
+        from bench.summary import store
 
-        path = Path("docs/bench.json")
-        atomic.write_json(path, {**json.loads(path.read_text()), KEY: result})
+        store(KEY, result)
     json.dump(result, sys.stdout, indent=2)
 
 

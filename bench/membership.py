@@ -23,7 +23,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -153,10 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     key = COST_KEY if args.cost else KEY
     result = (study_cost if args.cost else measure)(args.tables or None, args.params)
     if args.write:
-        from bayesunlearn.io import atomic
+        from bench.summary import store
 
-        path = Path("docs/bench.json")
-        atomic.write_json(path, {**json.loads(path.read_text()), key: result})
+        store(key, result)
     json.dump(result, sys.stdout, indent=2)
 
 

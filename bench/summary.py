@@ -18,6 +18,13 @@ from bench import uci
 BENCH = Path("docs/bench.json")
 
 
+def store(key: str, value: dict, path: Path = BENCH) -> None:
+    """One bench key written into docs/bench.json, every other key kept (a part run on its own: `--write`)."""
+    from bayesunlearn.io import atomic
+
+    atomic.write_json(path, {**json.loads(path.read_text()), key: value})
+
+
 def _table(rows: list[dict], floatfmt: str = ".3g") -> str:
     """A markdown table; a cell a row lacks (a skipped case) shows as —."""
     return tabulate(pd.DataFrame(rows).fillna("—"), headers="keys", tablefmt="github", floatfmt=floatfmt,
