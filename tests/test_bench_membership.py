@@ -19,3 +19,25 @@ def test_the_table_counts_the_production_methods_events_and_the_cost_says_it_is_
                              "events": 15, "retrains_hours_extrapolated": 5.0}}}
     text = cost_block(cost)
     assert "824 × 501" in text and "about 5.0 hours" in text and "extrapolated from one measured retrain" in text
+
+
+def test_the_prose_around_the_membership_table_holds():
+    """docs/methods.md's reading of docs/bench.json "membership_events"."""
+    import json
+
+    from conftest import REPO
+
+    report = json.loads((REPO / "docs/bench.json").read_text())["membership_events"]
+    method = report["method"]
+    penguins, default = (report["tables"][t] for t in ("penguins", "default"))
+    mine = [r for r in penguins["rows"] if r["method"] == method]
+    assert max(r["gain"] for r in mine) < 0.01 and penguins["membership"]["objected"] == 0
+    assert penguins["membership"]["with_power"] == penguins["events"] == 15
+    mine = [r for r in default["rows"] if r["method"] == method]
+    objected = [r for r in mine if r["membership_objection"]]
+    assert len(objected) == 12 and all(r["gate"] == "pass" and not r["harmed_predictive"] for r in objected)
+    assert round(min(r["gain"] for r in objected), 2) == 0.36 and round(max(r["gain"] for r in objected), 2) == 0.95
+    assert sum(r["shadow_loss_spread"] < 1e-8 for r in objected) == 10
+    assert 0.435 <= min(r["told_apart_unlearned"] for r in objected)
+    assert max(r["told_apart_retrained"] for r in objected) <= 0.33
+    assert all(r["gain"] < 1e-9 for r in mine if r not in objected)  # refining reached the retrains: no objection
