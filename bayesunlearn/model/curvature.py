@@ -21,7 +21,8 @@ import scipy.linalg
 
 from bayesunlearn.io.progress import PATIENCE, progress
 from bayesunlearn.model.likelihood import RegressionModel
-from bayesunlearn.model.network import inputs_and_sensitivities, outputs, outputs_and_jacobians
+from bayesunlearn.model.network import (inputs_and_sensitivities, outputs, outputs_and_features,
+                                        outputs_and_jacobians)
 from bayesunlearn.numerics import dense
 from bayesunlearn.numerics.threads import blas_for
 
@@ -60,18 +61,37 @@ def restricted_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: 
                    diagonal: bool) -> tuple[np.ndarray, np.ndarray]:
     """The GGN over the parameters in `index` — its diagonal, or the dense block — and the NLL gradient
     there, accumulated over row batches. For the output layer the block is exact: the network's output
-    is linear in it."""
+    is linear in it; its Jacobian columns are formed alone (`_output_layer_rows`), not cut from the whole J."""
     size = len(range(*index.indices(model.spec.n_params)))
     total = (np.zeros(size) if diagonal else np.zeros((size, size)), np.zeros(size))
-    batches = row_batches(len(x), model.spec.n_params * model.spec.outputs)
-    for number, rows in enumerate(_counted(batches, "GGN block over records")):
-        f, jac = outputs_and_jacobians(model.spec, theta, x[rows])
-        jac = jac[:, index]
+    p = model.spec.n_params
+    output_layer = index.indices(p)[:2] == (p - model.spec.n_last_layer, p) and index.step in (None, 1)
+    jacobians = _output_layer_rows(model, theta, x) if output_layer else _jacobian_columns(model, theta, x, index)
+    for number, (rows, f, jac) in enumerate(jacobians):
         grad = model.error_scale * (jac.T @ model.error(f, y[rows]))
         jac, scale = model.weigh(jac, f)
         block = scale * np.einsum("ij,ij->j", jac, jac) if diagonal else scale * (jac.T @ jac)
         total = (block, grad) if number == 0 else (total[0] + block, total[1] + grad)
     return total
+
+
+def _jacobian_columns(model: RegressionModel, theta: np.ndarray, x: np.ndarray, index: slice):
+    """Per row batch: f and J[:, index], cut from the whole J of the batch."""
+    for rows in _counted(row_batches(len(x), model.spec.n_params * model.spec.outputs), "GGN block over records"):
+        f, jac = outputs_and_jacobians(model.spec, theta, x[rows])
+        yield rows, f, jac[:, index]
+
+
+def _output_layer_rows(model: RegressionModel, theta: np.ndarray, x: np.ndarray):
+    """Per row batch (the layer batches of `_layer_rows`): f and the output layer's Jacobian rows: a record's
+    row o is ã ⊗ e_o (ã its last hidden layer's outputs and a 1, e_o the o-th of K unit vectors: the output's
+    sensitivity to its own pre-activations), the same numbers as J's columns there, from a forward pass alone."""
+    k = model.spec.outputs
+    width = sum(a + b + 1 for a, b in model.spec.shapes)
+    for rows in _counted(row_batches(len(x), width * k), "GGN block over records"):
+        f, features = outputs_and_features(model.spec, theta, x[rows])
+        augmented = np.column_stack([features, np.ones(len(features))])
+        yield rows, f, (augmented[:, None, :, None] * np.eye(k)[None, :, None, :]).reshape(len(f), -1)
 
 
 def _layer_rows(model: RegressionModel, theta: np.ndarray, x: np.ndarray):

@@ -164,6 +164,12 @@ def outputs_and_jacobians(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> tu
     return f, jac
 
 
+def outputs_and_features(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """f(x_i, θ) and the last hidden layer's outputs (the output layer's inputs), (n, fan_in), by one forward pass."""
+    f, inputs, _, _ = _forward(spec, np.asarray(theta, dtype=np.float64), np.asarray(x, dtype=np.float64))
+    return f, inputs[-1]
+
+
 def inputs_and_sensitivities(spec: MLPSpec, theta: np.ndarray, x: np.ndarray
                              ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     """f(x_i, θ) and, per layer, each record's inputs h_i (n, fan_in) and each output row's sensitivities δ
