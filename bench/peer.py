@@ -161,8 +161,9 @@ def measure(cases: tuple[Case, ...] = CASES, repeats: int = REPEATS) -> dict:
                     if (subset, structure, backend) not in peer_times:
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore")
-                            peer_times[subset, structure, backend] = median_seconds(
-                                peer_fit(torch, laplace, network, x, y, kind, backend), repeats)
+                            peer_times[subset, structure, backend] = median_seconds(  # a network per backend:
+                                peer_fit(torch, laplace, torch_network(torch, model, theta), x, y, kind, backend),
+                                repeats)                                     # BackPACK's hooks stay on it
                 times = {backend: peer_times[subset, structure, backend][0] for backend in BACKENDS}
                 fastest = min(times, key=times.get)
                 row.update({"peer": f"{subset}/{structure}", "peer_seconds": times, "peer_fastest": fastest,
