@@ -78,7 +78,8 @@ def peer_modules():
         return None, str(err)
     from importlib.metadata import version
 
-    return (torch, laplace, {name: version(name) for name in ("laplace-torch", "torch", "curvlinops-for-pytorch")}), ""
+    names = ("laplace-torch", "torch", "curvlinops-for-pytorch", "backpack-for-pytorch", "asdfghjkl")
+    return (torch, laplace, {**{name: version(name) for name in names}, "torch_threads": torch.get_num_threads()}), ""
 
 
 def torch_network(torch, model, theta: np.ndarray):
