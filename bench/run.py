@@ -47,13 +47,16 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
   also join "targets" (bench/structures.py);
 - "structure_quality_100k": kfac, ekfac and the last layer (Newton and CG steps) at ~100k parameters on a
   subsample of diamonds, random and segment deletions against retrains that are run (a reduced, stated
-  training budget), with its targets, which also join "targets" (bench/structures_100k.py).
+  training budget), with its targets, which also join "targets" (bench/structures_100k.py);
+- "peer": each structure's curvature fit (KFAC, EK-FAC, last layer at 97.5k parameters, the full GGN at 1.2k)
+  beside laplace-torch's on the same network and data, with the ratio, when the optional extra `peer` is
+  installed (its target joins "targets"); else the project's times alone (bench/peer.py).
 `random` forgets 10 % of the training records at random, `cluster` every record
 of the right input cluster. Timings are medians of warm repeats in this one
 process, so ratios are fair on a noisy machine.
 
 Parts: methods (the keys model/random/cluster/methods), latency, window, scale, compute,
-dvc, real, experiments (experiment_tables), scale_out. `--only scale compute` runs just those; a quick scale run:
+dvc, real, experiments (experiment_tables), scale_out, peer. `--only scale compute` runs just those; a quick scale run:
 `python -m bench.run --only scale --sizes 150 2.5k --n-train 500 5000`.
 The full run takes about 30 minutes on 2 cores, most of it the 10k × 50k scale cell,
 plus the scale-out part (structure_quality's retrains alone take about 40 minutes, structure_quality_100k's
@@ -90,7 +93,7 @@ def forget_masks(x: np.ndarray, fraction: float, seed: int) -> dict[str, np.ndar
     return {"random": forget_mask(x, "random", fraction, seed), "cluster": x[:, 0] > 0}
 
 
-PARTS = ("methods", "latency", "window", "scale", "compute", "dvc", "real", "experiments", "scale_out")
+PARTS = ("methods", "latency", "window", "scale", "compute", "dvc", "real", "experiments", "scale_out", "peer")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,9 +127,9 @@ def main(argv: list[str] | None = None) -> None:
         run_part(part, args, report, out)
     if "scale" in parts:
         report["targets"] = scale.targets(report["scale"], report.get("dvc_noop_seconds"))
-    for key in ("structure_quality", "structure_quality_100k"):  # issue 26's targets at 10k and ~100k parameters
+    for key in ("structure_quality", "structure_quality_100k", "peer"):  # issue 26's targets
         if key in report:
-            report.setdefault("targets", {}).update(report[key]["targets"])
+            report.setdefault("targets", {}).update(report[key].get("targets", {}))
     from bayesunlearn.io import atomic
 
     atomic.write_json(out / "bench.json", report)
@@ -173,6 +176,9 @@ def run_part(part: str, args: argparse.Namespace, report: dict, out: Path) -> No
         from bench import experiment_tables
 
         report["experiment_tables"] = experiment_tables.measure(list(experiment_tables.PRESETS), report)
+    if part == "peer":  # its own process: torch beside TensorFlow's thread pools would skew both
+        report["peer"] = json.loads(subprocess.run([sys.executable, "-m", "bench.peer"], stdout=subprocess.PIPE,
+                                                   text=True, check=True).stdout)
     if part == "scale_out":  # its own process: Dask's worker processes start from a module, not from here
         for key, module in (("scale_out", "bench.scale_out"), ("structure_quality", "bench.structures"),
                             ("structure_quality_100k", "bench.structures_100k")):

@@ -212,3 +212,23 @@ def test_model_round_trips_and_checks_its_outputs(classifier):
         RegressionModel(MLPSpec(2, (8,)), 1.0, 1.0, "categorical")
     with pytest.raises(ValueError, match="output"):
         RegressionModel(model.spec, 1.0, 1.0, "bernoulli")
+
+
+def test_output_layer_block_from_its_inputs_alone_is_the_full_ggns_over_batches(monkeypatch):
+    """The last layer's block and gradient, formed from the last hidden layer's outputs without J, over
+    several row batches, are the full GGN's and the NLL gradient's over those parameters."""
+    from bayesunlearn.model import curvature
+    from bayesunlearn.model.likelihood import RegressionModel
+    from bayesunlearn.model.network import MLPSpec
+
+    spec = MLPSpec(3, (6, 5), "tanh", K)
+    model = RegressionModel(spec, 1.0, 1.0, "categorical")
+    rng = np.random.default_rng(3)
+    x, y, theta = rng.normal(size=(40, 3)), rng.integers(0, K, 40), rng.normal(size=spec.n_params)
+    ggn, grad = curvature.data_curvature(model, theta, x, y)
+    monkeypatch.setattr(curvature, "JACOBIAN_BUDGET", 7 * spec.n_params)
+    assert len(curvature.row_batches(len(x), sum(a + b + 1 for a, b in spec.shapes) * K)) > 1
+    last = slice(spec.n_params - spec.n_last_layer, spec.n_params)
+    block, gradient = curvature.restricted_ggn(model, theta, x, y, last, diagonal=False)
+    np.testing.assert_allclose(block, ggn[last, last], rtol=1e-12, atol=1e-12 * np.abs(ggn).max())
+    np.testing.assert_allclose(gradient, grad[last], rtol=1e-12, atol=1e-12 * np.abs(grad).max())

@@ -21,7 +21,8 @@ import scipy.linalg
 
 from bayesunlearn.io.progress import PATIENCE, progress
 from bayesunlearn.model.likelihood import RegressionModel
-from bayesunlearn.model.network import inputs_and_sensitivities, outputs, outputs_and_jacobians
+from bayesunlearn.model.network import (inputs_and_sensitivities, outputs, outputs_and_features,
+                                        outputs_and_jacobians)
 from bayesunlearn.numerics import dense
 from bayesunlearn.numerics.threads import blas_for
 
@@ -60,13 +61,13 @@ def restricted_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: 
                    diagonal: bool) -> tuple[np.ndarray, np.ndarray]:
     """The GGN over the parameters in `index` — its diagonal, or the dense block — and the NLL gradient
     there, accumulated over row batches. For the output layer the block is exact: the network's output
-    is linear in it."""
+    is linear in it; its Jacobian columns are formed alone (`_output_layer_rows`), not cut from the whole J."""
     size = len(range(*index.indices(model.spec.n_params)))
     total = (np.zeros(size) if diagonal else np.zeros((size, size)), np.zeros(size))
-    batches = row_batches(len(x), model.spec.n_params * model.spec.outputs)
-    for number, rows in enumerate(_counted(batches, "GGN block over records")):
-        f, jac = outputs_and_jacobians(model.spec, theta, x[rows])
-        jac = jac[:, index]
+    p = model.spec.n_params
+    output_layer = index.indices(p)[:2] == (p - model.spec.n_last_layer, p) and index.step in (None, 1)
+    jacobians = _output_layer_rows(model, theta, x) if output_layer else _jacobian_columns(model, theta, x, index)
+    for number, (rows, f, jac) in enumerate(jacobians):
         grad = model.error_scale * (jac.T @ model.error(f, y[rows]))
         jac, scale = model.weigh(jac, f)
         block = scale * np.einsum("ij,ij->j", jac, jac) if diagonal else scale * (jac.T @ jac)
@@ -74,13 +75,44 @@ def restricted_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: 
     return total
 
 
+def _jacobian_columns(model: RegressionModel, theta: np.ndarray, x: np.ndarray, index: slice):
+    """Per row batch: f and J[:, index], cut from the whole J of the batch."""
+    for rows in _counted(row_batches(len(x), model.spec.n_params * model.spec.outputs), "GGN block over records"):
+        f, jac = outputs_and_jacobians(model.spec, theta, x[rows])
+        yield rows, f, jac[:, index]
+
+
+def _output_layer_rows(model: RegressionModel, theta: np.ndarray, x: np.ndarray):
+    """Per row batch (the layer batches of `_layer_rows`): f and the output layer's Jacobian rows: a record's
+    row o is ã ⊗ e_o (ã its last hidden layer's outputs and a 1, e_o the o-th of K unit vectors: the output's
+    sensitivity to its own pre-activations), the same numbers as J's columns there, from a forward pass alone."""
+    k = model.spec.outputs
+    width = sum(a + b + 1 for a, b in model.spec.shapes)
+    for rows in _counted(row_batches(len(x), width * k), "GGN block over records"):
+        f, features = outputs_and_features(model.spec, theta, x[rows])
+        augmented = np.column_stack([features, np.ones(len(features))])
+        yield rows, f, (augmented[:, None, :, None] * np.eye(k)[None, :, None, :]).reshape(len(f), -1)
+
+
 def _layer_rows(model: RegressionModel, theta: np.ndarray, x: np.ndarray):
-    """Per row batch: f, and per layer and output row ã (inputs with a 1 for the bias) and δ; no Jacobian
-    is formed. `rows` are records; a network of K outputs gives each record K consecutive output rows."""
+    """Per row batch: f, and per layer each record's ã (inputs with a 1 for the bias; (n, fan_in + 1)) and
+    each output row's δ ((n·K, fan_out): a network of K outputs gives each record K consecutive output rows);
+    no Jacobian is formed. `rows` are records."""
     width = sum(a + b + 1 for a, b in model.spec.shapes)
     for rows in _counted(row_batches(len(x), width * model.spec.outputs), "layer curvature over records"):
         f, layer_inputs, deltas = inputs_and_sensitivities(model.spec, theta, x[rows])
         yield rows, f, [(np.column_stack([h, np.ones(len(h))]), d) for h, d in zip(layer_inputs, deltas, strict=True)]
+
+
+def _per_record(rows: np.ndarray, k: int) -> np.ndarray:
+    """Each record's K consecutive output rows summed, (n·K, m) → (n, m): a sum over output rows of ã_i ⊗ r_io
+    is ã_i ⊗ Σ_o r_io, one product per record instead of K. The rows themselves when K = 1."""
+    return rows if k == 1 else rows.reshape(-1, k, rows.shape[1]).sum(axis=1)
+
+
+def _layer_gradient(augmented: np.ndarray, residual: np.ndarray, delta: np.ndarray, k: int) -> np.ndarray:
+    """The layer's NLL gradient Σ_i ã_i ⊗ Σ_o e_io δ_io, (fan_in + 1, fan_out), e the output rows' ∂ℓ/∂f."""
+    return augmented.T @ _per_record(residual[:, None] * delta, k)
 
 
 @dataclass(frozen=True)
@@ -115,14 +147,13 @@ def kronecker_factors(model: RegressionModel, theta: np.ndarray, x: np.ndarray, 
     inputs = [np.zeros((a + 1, a + 1)) for a, _ in shapes]
     sensitivities = [np.zeros((b, b)) for _, b in shapes]
     grads = [np.zeros((a + 1, b)) for a, b in shapes]
-    repeats = model.spec.outputs  # each record's input appears once per output row: count it once
     for rows, f, layers in _layer_rows(model, theta, x):
         residual = model.error_scale * model.error(f, y[rows])
         for layer, (augmented, delta) in enumerate(layers):
-            inputs[layer] += (augmented.T @ augmented) / repeats
+            inputs[layer] += augmented.T @ augmented  # once per record, whatever its number of output rows
             weighted, scale = model.weigh(delta, f)
             sensitivities[layer] += scale * (weighted.T @ weighted)
-            grads[layer] += augmented.T @ (residual[:, None] * delta)
+            grads[layer] += _layer_gradient(augmented, residual, delta, model.spec.outputs)
     gradient = np.concatenate([g.ravel() for g in grads])
     return KroneckerFactors(tuple(inputs), tuple(sensitivities), len(x), gradient)
 
@@ -177,7 +208,9 @@ def _squares(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.nda
     """Per layer the diagonal of its GGN block in the basis Q_A ⊗ Q_G (the parameters' own basis when the
     bases are None), (fan_in+1, fan_out), and its NLL gradient. J_i's layer part is ã_i ⊗ r_i (r the
     weighted sensitivities), so its projection is (Q_Aᵀã_i) ⊗ (Q_Gᵀr_i) and its square the outer product of
-    the two squares: one (fan_in+1) × fan_out product per layer and batch, never a row of J."""
+    the two squares: one (fan_in+1) × fan_out product per layer and batch, never a row of J. A record's K
+    output rows share its ã_i: their squares are summed before the product."""
+    k = model.spec.outputs
     squares = [np.zeros((a + 1, b)) for a, b in model.spec.shapes]
     gradient = [np.zeros((a + 1, b)) for a, b in model.spec.shapes]
     for rows, f, layers in _layer_rows(model, theta, x):
@@ -186,8 +219,8 @@ def _squares(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.nda
             weighted, scale = model.weigh(delta, f)
             inputs = augmented if left is None else augmented @ left[layer]
             sensitivities = weighted if right is None else weighted @ right[layer]
-            squares[layer] += scale * ((inputs * inputs).T @ (sensitivities * sensitivities))
-            gradient[layer] += augmented.T @ (residual[:, None] * delta)
+            squares[layer] += scale * ((inputs * inputs).T @ _per_record(sensitivities * sensitivities, k))
+            gradient[layer] += _layer_gradient(augmented, residual, delta, k)
     return squares, gradient
 
 
@@ -203,7 +236,7 @@ def selected_jacobian(model: RegressionModel, theta: np.ndarray, x: np.ndarray, 
             mine = np.flatnonzero(layer_of == layer)
             local = indices[mine] - starts[layer]
             fan_out = delta.shape[1]
-            columns[rows, mine] = augmented[:, local // fan_out] * delta[:, local % fan_out]
+            columns[rows, mine] = np.repeat(augmented[:, local // fan_out], k, axis=0) * delta[:, local % fan_out]
     return columns
 
 

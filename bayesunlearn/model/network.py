@@ -117,24 +117,24 @@ def _forward(spec: MLPSpec, theta: np.ndarray, x: np.ndarray):
     return (h @ w + b).ravel(), inputs, pre, params  # record-major: (n·K,), and (n,) for one output
 
 
-def _per_output_row(spec: MLPSpec, inputs, pre, n: int):
-    """Each record's layer inputs and pre-activations repeated for its K output rows, and the seed of
-    the backward pass that gives every output row its own sensitivities: ones for one output, and the
-    identity of each record's K outputs for K."""
+def _output_row_seed(spec: MLPSpec, n: int) -> np.ndarray:
+    """The seed of the backward pass that gives every output row its own sensitivities: ones for one output,
+    and the identity of each record's K outputs for K (K consecutive rows per record)."""
     k = spec.outputs
-    if k == 1:
-        return inputs, pre, np.ones((n, 1))
-    repeat = [np.repeat(a, k, axis=0) for a in inputs], [np.repeat(a, k, axis=0) for a in pre]
-    return *repeat, np.tile(np.eye(k), (n, 1))
+    return np.ones((n, 1)) if k == 1 else np.tile(np.eye(k), (n, 1))
 
 
-def _backward(spec: MLPSpec, inputs, pre, params, delta: np.ndarray):
-    """Per layer (last first): the output's sensitivity δ to that layer's pre-activations, for the rows."""
+def _backward(spec: MLPSpec, inputs, pre, params, delta: np.ndarray, rows_per_record: int = 1):
+    """Per layer (last first): the output's sensitivity δ to that layer's pre-activations, for the rows of
+    `delta`: `rows_per_record` consecutive rows per record of `inputs` and `pre` (the activation's slope is
+    formed once per record, not once per row; the products are the same numbers)."""
     derivative = ACTIVATIONS[spec.activation][1]
     deltas = [delta]
     for layer in range(len(params) - 1, 0, -1):
         w, _ = params[layer]
-        delta = (delta @ w.T) * derivative(pre[layer - 1], inputs[layer])
+        slope = derivative(pre[layer - 1], inputs[layer])
+        back = delta @ w.T
+        delta = (back.reshape(len(slope), rows_per_record, back.shape[1]) * slope[:, None, :]).reshape(back.shape)
         deltas.append(delta)
     return deltas[::-1]
 
@@ -151,12 +151,12 @@ def outputs_and_jacobians(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> tu
     if n == 0:
         return np.zeros(0), np.zeros((0, spec.n_params))
     f, inputs, pre, params = _forward(spec, np.asarray(theta, dtype=np.float64), x)
-    inputs, pre, seed = _per_output_row(spec, inputs, pre, n)
-    deltas = _backward(spec, inputs, pre, params, seed)
+    deltas = _backward(spec, inputs, pre, params, _output_row_seed(spec, n), spec.outputs)
     rows = n * spec.outputs
     jac = np.empty((rows, spec.n_params))
     offset = 0
     for h, delta, (fan_in, fan_out) in zip(inputs, deltas, spec.shapes, strict=True):
+        h = np.repeat(h, spec.outputs, axis=0) if spec.outputs > 1 else h  # each record's K output rows
         jac[:, offset: offset + fan_in * fan_out] = (h[:, :, None] * delta[:, None, :]).reshape(rows, -1)  # h δᵀ
         offset += fan_in * fan_out
         jac[:, offset: offset + fan_out] = delta                  # ∂f/∂b = δ
@@ -164,14 +164,20 @@ def outputs_and_jacobians(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> tu
     return f, jac
 
 
+def outputs_and_features(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """f(x_i, θ) and the last hidden layer's outputs (the output layer's inputs), (n, fan_in), by one forward pass."""
+    f, inputs, _, _ = _forward(spec, np.asarray(theta, dtype=np.float64), np.asarray(x, dtype=np.float64))
+    return f, inputs[-1]
+
+
 def inputs_and_sensitivities(spec: MLPSpec, theta: np.ndarray, x: np.ndarray
                              ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """f(x_i, θ) and, per layer and output row, its inputs h_i (n·K, fan_in) and the output's sensitivities
-    δ_i (n·K, fan_out) to its pre-activations: the layer's Jacobian rows are h_i δ_iᵀ (weights) and δ_i (bias)."""
+    """f(x_i, θ) and, per layer, each record's inputs h_i (n, fan_in) and each output row's sensitivities δ
+    (n·K, fan_out) to the layer's pre-activations: a record's K Jacobian rows there are h_i δᵀ (weights) and δ
+    (bias), one per output row. The inputs are a record's, shared by its K rows: formed and returned once."""
     x = np.asarray(x, dtype=np.float64)
     f, inputs, pre, params = _forward(spec, np.asarray(theta, dtype=np.float64), x)
-    inputs, pre, seed = _per_output_row(spec, inputs, pre, len(x))
-    return f, inputs, _backward(spec, inputs, pre, params, seed)
+    return f, inputs, _backward(spec, inputs, pre, params, _output_row_seed(spec, len(x)), spec.outputs)
 
 
 def outputs_and_vjp(spec: MLPSpec, theta: np.ndarray, x: np.ndarray, weights_of) -> tuple[np.ndarray, np.ndarray]:
