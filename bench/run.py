@@ -62,8 +62,10 @@ The full run takes about 30 minutes on 2 cores, most of it the 10k × 50k scale 
 plus the scale-out part (structure_quality's retrains alone take about 40 minutes, structure_quality_100k's
 about 60 on a loaded machine) and, once the
 study's results exist, the real part's rebuilt
-events (gate_missed, gate_prior), and the experiments part, one fresh workspace per shipped table
-(docs/bench.json "experiment_tables" has each one's seconds).
+events (gate_missed, gate_prior), its membership events (the classification tables' 30 events with four
+retrains each: about 20 minutes on busy cores) and the study's cost (one retrain per real table, minutes on a
+regression table: docs/bench.json "study_cost" has each), and the experiments part, one fresh workspace per
+shipped table (docs/bench.json "experiment_tables" has each one's seconds).
 """
 
 from __future__ import annotations
