@@ -24,6 +24,13 @@ import json
 import os
 import statistics
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from bayesunlearn.experiments.events import Table
+    from bayesunlearn.io.settings import Settings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -33,12 +40,21 @@ REPEATS = 3   # warm timing repeats (median)
 KEY = "classifier_forgetting"
 
 
+def classification_tables(params: Settings, names: list[str] | None) -> Iterator[Table]:
+    """The tables named, else the real-data study's classification tables, loaded as the study loads them."""
+    from bayesunlearn.experiments import events
+
+    for name in names or params.real_study.datasets:
+        table = events.load_table(name, params.prepare, params.real_study.max_train_records)
+        if table.classifier or names:
+            yield table
+
+
 def measure(tables: list[str] | None = None, params_path: str = "params.yaml") -> dict:
     from bayesunlearn.experiments import events
     from bayesunlearn.experiments.confusion import SMALL
     from bayesunlearn.io import settings as settings_module
     from bayesunlearn.io.progress import progress
-    from bayesunlearn.model.likelihood import build_model
     from bayesunlearn.posteriors.fit import FitSettings
 
     params = settings_module.load(params_path)
@@ -49,12 +65,8 @@ def measure(tables: list[str] | None = None, params_path: str = "params.yaml") -
                          params.train.seed, params.retrain.seeds, params.gate, params.audit, study.finetune_steps)
     out: dict = {"method": params.gate.method, "refine_budget": to_mode.refine,
                  "refine_tolerance": to_mode.refine_tolerance, "retrains": params.retrain.seeds, "tables": {}}
-    for name in tables or study.datasets:
-        table = events.load_table(name, params.prepare, study.max_train_records)
-        if not table.classifier and not tables:
-            continue
-        model = build_model(params.model.model_copy(update={"likelihood": table.likelihood}), table.x.shape[1],
-                            table.classes)
+    for table in classification_tables(params, tables):
+        name, model = table.name, table.model(params.model)
         originals = events.fit_originals(model, table, setup)
         random = [e for e in events.events(table, study) if e.mode == "random"]
         rows, retrain_seconds = [], None

@@ -40,8 +40,8 @@ def measure(tables: list[str] | None = None, params_path: str = "params.yaml") -
     from bayesunlearn.experiments.confusion import confusion, membership_counts
     from bayesunlearn.io import settings as settings_module
     from bayesunlearn.io.progress import progress
-    from bayesunlearn.model.likelihood import build_model
     from bayesunlearn.posteriors.fit import FitSettings
+    from bench.classifiers import classification_tables
 
     params = settings_module.load(params_path)
     study, method = params.real_study, params.gate.method
@@ -50,12 +50,8 @@ def measure(tables: list[str] | None = None, params_path: str = "params.yaml") -
     out: dict = {"method": method, "config": params.method(method).model_dump(exclude_none=True),
                  "privacy_alpha": params.audit.privacy_alpha, "detection_size": params.audit.detection_size,
                  "shadows": params.retrain.seeds, "tables": {}}
-    for name in tables or study.datasets:
-        table = events.load_table(name, params.prepare, study.max_train_records)
-        if not table.classifier and not tables:
-            continue
-        model = build_model(params.model.model_copy(update={"likelihood": table.likelihood}), table.x.shape[1],
-                            table.classes)
+    for table in classification_tables(params, tables):
+        name, model = table.name, table.model(params.model)
         started = time.perf_counter()
         originals = events.fit_originals(model, table, setup)
         retrain_seconds = time.perf_counter() - started  # the original's MAP and posterior: a retrain's cost
@@ -81,7 +77,7 @@ def study_cost(tables: list[str] | None = None, params_path: str = "params.yaml"
     fits `retrain.seeds` retrains and one reference retrain for the membership test). Key "study_cost"."""
     from bayesunlearn.experiments import events
     from bayesunlearn.io import settings as settings_module
-    from bayesunlearn.model.likelihood import build_model, objective
+    from bayesunlearn.model.likelihood import objective
     from bayesunlearn.posteriors.fit import FitSettings, fit_from_scratch
 
     params = settings_module.load(params_path)
@@ -91,8 +87,7 @@ def study_cost(tables: list[str] | None = None, params_path: str = "params.yaml"
                  "tables": {}}
     for name in tables or study.datasets:
         table = events.load_table(name, params.prepare, study.max_train_records)
-        model = build_model(params.model.model_copy(update={"likelihood": table.likelihood}), table.x.shape[1],
-                            table.classes)
+        model = table.model(params.model)
         started = time.perf_counter()
         posterior, _ = fit_from_scratch(events.BASE_KIND, model, table.x, table.y, params.train.seed + 1,
                                         params.train, FitSettings.of(params))

@@ -35,7 +35,7 @@ from bayesunlearn.experiments import events
 from bayesunlearn.experiments.evaluation import compare
 from bayesunlearn.io.progress import progress
 from bayesunlearn.io.settings import Settings
-from bayesunlearn.model.likelihood import build_model, objective
+from bayesunlearn.model.likelihood import objective
 from bayesunlearn.model.training import fit_map
 from bayesunlearn.posteriors.fit import FitSettings, fit_posterior
 from bayesunlearn.unlearning.methods import apply
@@ -59,8 +59,7 @@ def examine(params: Settings) -> dict:
     rows, bar = [], progress(total=len(missed), desc="gate_missed", unit="event")
     for dataset, part in missed.groupby("dataset", sort=True):
         table = events.load_table(dataset, params.prepare, params.real_study.max_train_records)
-        model = build_model(params.model.model_copy(update={"likelihood": table.likelihood}), table.x.shape[1],
-                            table.classes)
+        model = table.model(params.model)
         original = events.fit_originals(model, table, setup)[chosen.posterior]
         by_key = {(e.mode, round(e.fraction, 12), e.seed): e for e in events.events(table, params.real_study)}
         for row in part.itertuples(index=False):

@@ -19,7 +19,6 @@ from bayesunlearn.experiments import events
 from bayesunlearn.experiments.confusion import SMALL, confusion
 from bayesunlearn.io.progress import progress
 from bayesunlearn.io.settings import Settings
-from bayesunlearn.model.likelihood import build_model
 from bayesunlearn.posteriors.fit import FitSettings
 from bayesunlearn.posteriors.laplace import log_marginal_likelihood
 from bench import real
@@ -40,8 +39,8 @@ def examine(params: Settings) -> dict:
     study = study[(study["dataset"] == DATASET) & (study["method"] == method)]
     rows = []
     for alpha in progress(sorted({*ALPHAS, params.model.prior_precision}), desc="gate_prior", unit="precision"):
-        section = params.model.model_copy(update={"likelihood": table.likelihood, "prior_precision": alpha})
-        originals = events.fit_originals(build_model(section, table.x.shape[1], table.classes), table, setup)
+        section = params.model.model_copy(update={"prior_precision": alpha})
+        originals = events.fit_originals(table.model(section), table, setup)
         original = originals[chosen.posterior]
         frame = pd.DataFrame([row for event in deletions
                               for row in events.run_event(table, event, originals, setup).rows])

@@ -27,7 +27,6 @@ def probe(source: str, fraction: float, seed: int, params) -> dict:
     from bayesunlearn.experiments import events
     from bayesunlearn.experiments.grid import forget_mask
     from bayesunlearn.io.sections import VariationalUnlearning
-    from bayesunlearn.model.likelihood import build_model
     from bayesunlearn.posteriors.fit import FitSettings
     from bayesunlearn.posteriors.laplace import fit_laplace
     from bayesunlearn.unlearning.methods import apply
@@ -38,8 +37,7 @@ def probe(source: str, fraction: float, seed: int, params) -> dict:
     setup = events.Setup(methods, params.train, FitSettings.of(params), params.train.seed, 0, params.gate,
                          params.audit, [])
     table = events.load_table(source, params.prepare, params.real_study.max_train_records)
-    model = build_model(params.model.model_copy(update={"likelihood": table.likelihood}), table.x.shape[1],
-                        table.classes)
+    model = table.model(params.model)
     originals = events.fit_originals(model, table, setup)
     full = originals[events.BASE_KIND]
     originals["diag_ggn"] = fit_laplace(model, full.mean, table.x, table.y, "diag_ggn")

@@ -32,7 +32,6 @@ def main() -> None:
     from bayesunlearn.experiments import event_plots, events
     from bayesunlearn.experiments.confusion import SMALL, gate_confusion
     from bayesunlearn.io import atomic, store
-    from bayesunlearn.model.likelihood import build_model
     from bayesunlearn.posteriors.fit import FitSettings
 
     s = settings()
@@ -43,8 +42,7 @@ def main() -> None:
     plotted_mode = "segment" if "segment" in p.modes else "random"
     for name in p.datasets:
         table = events.load_table(name, s.prepare, p.max_train_records)
-        model = build_model(s.model.model_copy(update={"likelihood": table.likelihood}), table.x.shape[1],
-                            table.classes)
+        model = table.model(s.model)
         originals = events.fit_originals(model, table, setup)
         for event in progress(events.events(table, p), desc=f"real study: {name}", unit="event"):
             outcome = events.run_event(table, event, originals, setup)

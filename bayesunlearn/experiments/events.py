@@ -39,9 +39,9 @@ from bayesunlearn.io import datasets, detection
 from bayesunlearn.io.contracts import Convergence
 from bayesunlearn.io.datasets import Splits
 from bayesunlearn.io.progress import PATIENCE, progress
-from bayesunlearn.io.sections import Audit, Gate, Method, Prepare, RealStudy, Train
+from bayesunlearn.io.sections import Audit, Gate, Method, Model, Prepare, RealStudy, Train
 from bayesunlearn.io.settings import LIKELIHOOD_OF
-from bayesunlearn.model.likelihood import RegressionModel, objective
+from bayesunlearn.model.likelihood import RegressionModel, build_model, objective
 from bayesunlearn.model.training import fit_map
 from bayesunlearn.posteriors.fit import FitSettings, fit_from_scratch, fit_posterior
 from bayesunlearn.posteriors.posterior import GaussianPosterior
@@ -73,6 +73,10 @@ class Table:
     @property
     def classifier(self) -> bool:
         return self.likelihood != "gaussian"
+
+    def model(self, section: Model) -> RegressionModel:
+        """The network the table is fitted with: params.yaml's `model` with the table's likelihood and classes."""
+        return build_model(section.model_copy(update={"likelihood": self.likelihood}), self.x.shape[1], self.classes)
 
 
 def load_table(name: str, prepare: Prepare, max_records: int) -> Table:
