@@ -73,11 +73,10 @@ def with_membership_columns(results: pd.DataFrame) -> pd.DataFrame:
     not run": no shares, no objection, and the predictive verdict as the only one."""
     if all(c in results for c in MEMBERSHIP_COLUMNS):
         return results
-    nan = float("nan")
-    return results.assign(**{c: results.get(c, nan) for c in MEMBERSHIP_COLUMNS[:3] + MEMBERSHIP_COLUMNS[5:6]},
-                          membership_objection=results.get("membership_objection", 0),
-                          membership_power=results.get("membership_power", 0),
-                          harmed_predictive=results.get("harmed_predictive", results["harmed"]))
+    not_run = {"told_apart_unlearned": float("nan"), "told_apart_retrained": float("nan"),
+               "told_apart_original": float("nan"), "shadow_loss_spread": float("nan"), "membership_objection": 0,
+               "membership_power": 0, "harmed_predictive": results["harmed"]}
+    return results.assign(**{c: results.get(c, not_run[c]) for c in MEMBERSHIP_COLUMNS})
 
 
 def confusion(results: pd.DataFrame) -> Confusion:
@@ -115,12 +114,17 @@ def rejudged(results: pd.DataFrame, audit: Audit, former: bool = False, membersh
     return results.assign(harmed=harmed, immaterial=immaterial)
 
 
+def objection(n_forgotten: int, share: float, reference_share: float, audit: Audit) -> str | None:
+    """The per-record membership test's objection to a posterior that tells `share` of the forgotten records
+    apart, where the reference retrain tells `reference_share` apart (detection.membership_problem)."""
+    return detection.membership_problem(n_forgotten, share, reference_share, audit.privacy_alpha, audit.detection_size)
+
+
 def objection_of(row, audit: Audit) -> str | None:
-    """The per-record membership test's objection to a study row, from its shares (none where it did not run)."""
+    """The objection to a study row, from its shares (none where the test did not run)."""
     if pd.isna(row.told_apart_unlearned) or pd.isna(row.told_apart_retrained):
         return None
-    return detection.membership_problem(int(row.n_forgotten), float(row.told_apart_unlearned),
-                                        float(row.told_apart_retrained), audit.privacy_alpha, audit.detection_size)
+    return objection(int(row.n_forgotten), float(row.told_apart_unlearned), float(row.told_apart_retrained), audit)
 
 
 def by_table(results: pd.DataFrame, production: str) -> dict:

@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from bayesunlearn.errors import DataError, UserError
-from bayesunlearn.experiments.confusion import with_membership_columns
+from bayesunlearn.experiments import confusion
 from bayesunlearn.experiments.evaluation import compare, time_warm
 from bayesunlearn.experiments.grid import forget_mask
 from bayesunlearn.experiments.privacy import RecordTest
-from bayesunlearn.io import datasets, detection
+from bayesunlearn.io import datasets
 from bayesunlearn.io.contracts import Convergence
 from bayesunlearn.io.datasets import Splits
 from bayesunlearn.io.progress import PATIENCE, progress
@@ -293,9 +293,10 @@ def judge(table: Table, event: Event, name: str, original: GaussianPosterior, un
         row["told_apart_retrained"] = membership.reference_share
         row["told_apart_original"] = membership.original_share
         row["shadow_loss_spread"] = membership.test.spread
-        objection = membership_objection(len(splits.x_forgotten), row["told_apart_unlearned"], membership, setup)
-        row["membership_power"] = int(membership_objection(len(splits.x_forgotten), membership.original_share,
-                                                           membership, setup) is not None)
+        n_forgotten, reference = len(splits.x_forgotten), membership.reference_share
+        objection = confusion.objection(n_forgotten, row["told_apart_unlearned"], reference, setup.audit)
+        row["membership_power"] = int(confusion.objection(n_forgotten, membership.original_share, reference,
+                                                          setup.audit) is not None)
     verdict, _ = setup.audit.verdict(*evidence, membership=objection)
     predictive, _ = setup.audit.verdict(*evidence)
     row["harmed"], row["immaterial"] = int(verdict == "poor"), int(verdict == "immaterial")
@@ -319,11 +320,6 @@ def judge(table: Table, event: Event, name: str, original: GaussianPosterior, un
     return row
 
 
-def membership_objection(n_forgotten: int, share: float, membership: Membership, setup: Setup) -> str | None:
-    return detection.membership_problem(n_forgotten, share, membership.reference_share, membership.test.alpha,
-                                        setup.audit.detection_size)
-
-
 def served_shift(original: GaussianPosterior, unlearned: GaussianPosterior, splits: Splits) -> dict:
     """How far the served (linearised) predictive moved, per part of the data, and what it did to the retained
     records' fit: signals a gate can compute without a retrain."""
@@ -337,7 +333,7 @@ def served_shift(original: GaussianPosterior, unlearned: GaussianPosterior, spli
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, method and mode: medians of the audit's figures, and how often the gate let events through."""
-    rows = with_membership_columns(results).assign(
+    rows = confusion.with_membership_columns(results).assign(
         fast_path=results["gate"] == "pass", mia_auc_excess=results["mia_auc_unlearned"] - results["mia_auc_retrained"])
     fit = {}  # the test fit's change: RMSE for real targets, accuracy and ECE for binary ones
     for score in ("rmse", "accuracy", "ece"):
