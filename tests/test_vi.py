@@ -216,3 +216,43 @@ def test_the_adjusted_likelihood_keeps_q_s_typical_set_in_201_dimensions(wide):
     start, kl = kl_to_retrained(original), kl_to_retrained(q_u)
     assert start > 5.0 and kl < 0.1 * start, (kl, start)
 
+
+
+def test_the_full_family_s_closed_forms_equal_tfp_s_dense_ones(tf):
+    """The full family never forms B·A: its KL to the prior and to its start, and the posterior it returns, are
+    closed forms in q's whitened coordinates. Against TFP's dense MultivariateNormalTriL of the same q, to 1e-10."""
+    from bayesunlearn.model.autodiff import as_tensor, prior
+    from bayesunlearn.model.likelihood import RegressionModel
+    from bayesunlearn.model.network import MLPSpec
+    from bayesunlearn.posteriors.matrices import Dense
+    from bayesunlearn.posteriors.posterior import GaussianPosterior
+    from bayesunlearn.posteriors.vi import (initial_raw, kl_to_prior, kl_to_start, posterior_of, scale_bijector,
+                                            surrogate, tfd, whitening)
+
+    rng = np.random.default_rng(7)
+    model = RegressionModel(MLPSpec(3, (2,)), prior_precision=2.5, noise_std=0.3)
+    p = model.spec.n_params
+    root = rng.standard_normal((p, p))
+    covariance = root @ root.T / p + 0.1 * np.eye(p)
+    start = GaussianPosterior(model, rng.standard_normal(p), Dense(np.linalg.inv(covariance), covariance),
+                              np.zeros(p), "full_ggn")
+    m0, b = whitening(start, "full")
+    np.testing.assert_allclose(b @ b.T, covariance, atol=1e-12)
+    gram = b.T @ b
+    np.testing.assert_allclose(gram - np.diag(np.diag(gram)), 0, atol=1e-12)  # orthogonal columns
+
+    u = as_tensor(0.3 * rng.standard_normal(p))
+    raw = initial_raw("full", p) + as_tensor(0.2 * rng.standard_normal(initial_raw("full", p).shape))
+    a = scale_bijector("full").forward(raw).numpy()
+    q_u = surrogate("full", as_tensor(m0), as_tensor(b), u, raw)
+    q = surrogate("full", as_tensor(m0), as_tensor(b), tf.zeros_like(u), initial_raw("full", p))
+    dense = tfd.MultivariateNormalTriL(m0 + b @ u.numpy(), np.linalg.cholesky(b @ a @ a.T @ b.T))
+    dense_start = tfd.MultivariateNormalTriL(m0, np.linalg.cholesky(covariance))
+    assert float(kl_to_prior("full", q_u, as_tensor(b), raw, model)) == pytest.approx(
+        float(tfd.kl_divergence(dense, prior(model))), rel=1e-10)
+    assert float(kl_to_start("full", q_u, q, u, raw)) == pytest.approx(
+        float(tfd.kl_divergence(dense, dense_start)), rel=1e-10)
+    posterior = posterior_of(model, "full", m0, b, u, raw)
+    np.testing.assert_allclose(posterior.dense_covariance(), dense.covariance().numpy(), atol=1e-12)
+    np.testing.assert_allclose(posterior.dense_precision() @ posterior.dense_covariance(), np.eye(p), atol=1e-9)
+    np.testing.assert_allclose(posterior.mean, dense.mean().numpy(), atol=1e-13)

@@ -40,7 +40,9 @@ from bayesunlearn.posteriors.vi import (
     family_of,
     from_scale,
     initial_raw,
+    kl_to_start,
     mc_log_likelihood,
+    posterior_of,
     scale_bijector,
     surrogate,
     tfd,
@@ -94,12 +96,12 @@ def _eubo_chunk(model: RegressionModel, family: str, samples: int, seed: int, li
             eps = tf.random.stateless_normal([samples, base_loc.shape[0]], seed=tf.stack([seed, i]),
                                              dtype=tf.float64)
             log_lik, q_u = adjusted_log_likelihood(params, eps)
-            return tf.reduce_mean(log_lik) + tfd.kl_divergence(q_u, q)
+            return tf.reduce_mean(log_lik) + kl_to_start(family, q_u, q, *params)
 
         params, state = adam_loop(eubo, params, steps, lr, state)
         check_eps = tf.random.stateless_normal([256, base_loc.shape[0]], seed=[seed, -1], dtype=tf.float64)
         log_lik, q_u = adjusted_log_likelihood(params, check_eps)
-        kl = tfd.kl_divergence(q_u, q)
+        kl = kl_to_start(family, q_u, q, *params)
         return params, state, tf.reduce_mean(log_lik) + kl, kl
 
     return run
@@ -113,7 +115,8 @@ def whitened(family: str, params: tuple[tf.Tensor, tf.Tensor], eps: tf.Tensor) -
 
 def _eubo(q: GaussianPosterior, x_f, y_f, config: VariationalOptions):
     family = family_of(q)
-    base_loc, base_scale = (as_tensor(v) for v in whitening(q, family))
+    base = whitening(q, family)
+    base_loc, base_scale = (as_tensor(v) for v in base)
     raw0 = initial_raw(family, len(q.mean))
     params = (tf.zeros_like(base_loc), raw0)
     run = _eubo_chunk(q.model, family, config.samples, config.seed, half_sq_radius(config.threshold, len(q.mean)))
@@ -131,9 +134,7 @@ def _eubo(q: GaussianPosterior, x_f, y_f, config: VariationalOptions):
         if failure:
             report.status, report.reason = "failed", failure
             return None, report
-    q_u = surrogate(family, base_loc, base_scale, *params)
-    scale = q_u.stddev().numpy() if family == "mean_field" else q_u.scale.to_dense().numpy()
-    posterior = from_scale(q.model, q_u.mean().numpy(), scale, family)
+    posterior = posterior_of(q.model, family, *base, *params)
     return posterior.with_updates(linearisation_point=q.linearisation_point), report
 
 
