@@ -36,6 +36,8 @@ Prints one JSON object and saves it, with predictive plots, under bench/results/
 - "membership_events": the production method on every study event of the classification tables, what the
   per-record membership test adds to the harm criterion; "study_cost": one measured retrain per study table and
   a rerun's retrains extrapolated from it (bench/membership.py);
+- "vi_forgetting": every VI method on the regression tables' random deletions of at most 10 % against measured
+  retrains, with issue 27's VI targets, which also join "targets" (bench/vi_forgetting.py);
 - "scale_out": the KFAC and subnetwork posteriors at ~100k and ~1M parameters and
   n up to 1M, their curvature fitted on 1 and 2 Dask workers, unlearning 50 and
   1,000 records against a cold retrain, peak memory per process (bench/scale_out.py);
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--forget", type=int, default=50, help="scale: records forgotten in every case")
     parser.add_argument("--steps", type=int, default=100, help="scale: Adam steps timed, scaled to train.adam_steps")
     parser.add_argument("--uci-splits", type=int, default=20, help="real: random 90/10 splits of the UCI protocol")
+    parser.add_argument("--uci-workers", type=int, default=2, help="real: processes running the UCI splits")
     parser.add_argument("--quick-compute", action="store_true", help="compute: skip the 10k-parameter downdate")
     args = parser.parse_args(argv)
     from bayesunlearn.io.progress import phase, progress
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         run_part(part, args, report, out)
     if "scale" in parts:
         report["targets"] = scale.targets(report["scale"], report.get("dvc_noop_seconds"))
-    for key in ("structure_quality", "structure_quality_100k", "peer"):  # issue 26's targets
+    for key in ("structure_quality", "structure_quality_100k", "peer", "vi_forgetting"):  # issues 26 and 27
         if key in report:
             report.setdefault("targets", {}).update(report[key].get("targets", {}))
     from bayesunlearn.io import atomic
@@ -198,15 +201,18 @@ def real_part(args: argparse.Namespace, report: dict) -> None:
         print(f"bench: {real.ROOT} has no results; run `make study` for the real-data keys", file=sys.stderr)
     report["real"] = study.get("real", {})
     for source in uci.SOURCES:
-        report["real"].setdefault(source, {})["protocol"] = uci.protocol(source, args.uci_splits, params)
+        report["real"].setdefault(source, {})["protocol"] = uci.protocol(source, args.uci_splits, params,
+                                                                         args.uci_workers)
     if study:
         from bench import missed, prior
 
         report["gate_confusion"] = study["gate_confusion"]
         report["gate_missed"] = missed.examine(params)
         report["gate_prior"] = prior.examine(params)
-    from bench import classifiers, membership
+    from bench import classifiers, membership, vi_forgetting
 
+    vi = report[vi_forgetting.KEY] = vi_forgetting.measure(None, None, 2, args.params)
+    vi["targets"] = vi_forgetting.targets(vi, report["real"]["concrete"]["protocol"])
     report[classifiers.KEY] = classifiers.measure(params_path=args.params)
     report[membership.KEY] = membership.measure(params_path=args.params)
     report[membership.COST_KEY] = membership.study_cost(params_path=args.params)
