@@ -11,7 +11,8 @@ wall time of the operator on the largest deletion beside the measured retrain (t
 its MAP and its posterior of the method's kind).
 
 `python -m bench.vi_forgetting [TABLE ...]` prints the JSON; `--write` also stores it as "vi_forgetting" in
-docs/bench.json. Cost: diamonds' retrains run the Newton polish's whole budget (about 8 minutes each on 2 cores),
+docs/bench.json. `--fractions 0.1 --join A.jsonl` in a second process runs one event while another
+process (`--fractions 0.01 0.05 --log A.jsonl`) runs the others, and joins their rows. Cost: diamonds' retrains run the Newton polish's whole budget (about 8 minutes each on 2 cores),
 so three events there take about an hour and a half.
 """
 
@@ -30,15 +31,19 @@ KEY = "vi_forgetting"
 
 
 def measure(tables: list[str] | None, seeds: list[int] | None, retrains: int, params_path: str = "params.yaml",
-            log: str | None = None) -> dict:
+            fractions: list[float] | None = None, log: str | None = None, join: list[str] = ()) -> dict:
+    """The report. `fractions` (default: the study's of at most 10 %) and `seeds` choose the events; `log`
+    appends each event's rows to a JSON-lines file as it ends; `join` reads such files when the run ends and
+    adds their rows of other events of the same tables to the summary (the events of one table split over
+    processes: the original is seeded, so every process fits the same one)."""
     import pandas as pd
 
     from bayesunlearn.experiments import events
     from bayesunlearn.experiments.confusion import SMALL
+    from bayesunlearn.experiments.evaluation import time_warm
     from bayesunlearn.io import settings as settings_module
     from bayesunlearn.io.progress import progress
     from bayesunlearn.kinds import KINDS
-    from bayesunlearn.experiments.evaluation import time_warm
     from bayesunlearn.model.training import fit_map
     from bayesunlearn.posteriors.fit import FitSettings, fit_posterior
 
@@ -48,6 +53,7 @@ def measure(tables: list[str] | None, seeds: list[int] | None, retrains: int, pa
     setup = events.Setup(methods, params.train, FitSettings.of(params), params.train.seed, retrains, params.gate,
                          params.audit, [])
     seeds = seeds if seeds is not None else study.seeds[:1]
+    fractions = fractions or [f for f in study.fractions if f <= SMALL]
     out: dict = {"methods": {name: m.model_dump(exclude_none=True) for name, m in methods.items()},
                  "retrains": retrains, "seeds": seeds, "vi_steps": params.vi.steps, "tables": {}}
     for name in tables or study.datasets:
@@ -64,31 +70,45 @@ def measure(tables: list[str] | None, seeds: list[int] | None, retrains: int, pa
             originals[kind] = fit_posterior(kind, model, theta, table.x, table.y, setup.fit)
             fit_seconds[kind] = map_seconds + time.perf_counter() - started
         deletions = [events.Event("random", s, f, "", events.forget_mask(table.x, "random", f, s))
-                     for f in study.fractions if f <= SMALL for s in seeds]
+                     for f in sorted(fractions) for s in seeds]
         rows = []
         for event in progress(deletions, desc=f"VI forgetting: {name}", unit="event"):
             rows += events.run_event(table, event, originals, setup).rows
             if log:  # each event's rows as they come: hours of retrains are not lost to a stop
                 with open(log, "a") as stream:
-                    stream.write(json.dumps(json.loads(pd.DataFrame(rows[-len(methods):]).to_json(orient="records")))
-                                 + "\n")
-        frame = pd.DataFrame(rows)
-        splits = events.splits_of(table, deletions[-1])  # the largest deletion
+                    stream.write(pd.DataFrame(rows[-len(methods):]).to_json(orient="records") + "\n")
+        rows += joined(join, name, {(e.fraction, e.seed) for e in deletions})
+        splits = events.splits_of(table, deletions[-1])  # the largest deletion of this run
         seconds = {m: time_warm(lambda m=m: events.attempt(methods[m], originals[methods[m].posterior], splits), 1)
                    for m in methods}
+        frame = pd.DataFrame(rows).sort_values(["fraction", "seed", "method"], ignore_index=True)
         out["tables"][name] = {
-            "n_train": len(table.x), "n_params": model.spec.n_params, "events": len(deletions),
-            "map_seconds": map_seconds, "methods": {
-                m: {"median_gain": float(rows["gain"].median()), "gains": rows["gain"].tolist(),
-                    "harmed": int(rows["harmed"].sum()), "failed": int(rows["failed"].sum()),
-                    "fast_path": int((rows["gate"] == "pass").sum()),
-                    "fast_path_harmed": int(((rows["gate"] == "pass") & (rows["harmed"] == 1)).sum()),
-                    "membership_objections": int(rows["membership_objection"].sum()),
-                    "seconds": seconds[m], "retrain_seconds": fit_seconds[methods[m].posterior],
-                    "retrain_measured": True, "posterior_fit_seconds": fit_seconds[methods[m].posterior] - map_seconds}
-                for m, rows in frame.groupby("method")},
+            "n_train": len(table.x), "n_params": model.spec.n_params,
+            "events": int(frame[["fraction", "seed"]].drop_duplicates().shape[0]), "map_seconds": map_seconds,
+            "methods": {m: summary(group) | {"seconds": seconds[m], "retrain_measured": True,
+                                             "retrain_seconds": fit_seconds[methods[m].posterior],
+                                             "posterior_fit_seconds": fit_seconds[methods[m].posterior] - map_seconds}
+                        for m, group in frame.groupby("method")},
             "rows": json.loads(frame.to_json(orient="records"))}
     return out
+
+
+def joined(paths: list[str], table: str, done: set[tuple[float, int]]) -> list[dict]:
+    """The rows of `table`'s events other than `done` in the JSON-lines files of other runs (`--log`)."""
+    rows = []
+    for path in paths:
+        for line in open(path):
+            rows += [r for r in json.loads(line) if r["dataset"] == table and (r["fraction"], r["seed"]) not in done]
+    return rows
+
+
+def summary(rows) -> dict:
+    """One method's events on one table: median gain, harm, the gate's decisions and the membership objections."""
+    fast = rows["gate"] == "pass"
+    return {"median_gain": float(rows["gain"].median()), "gains": rows["gain"].tolist(),
+            "harmed": int(rows["harmed"].sum()), "failed": int(rows["failed"].sum()), "fast_path": int(fast.sum()),
+            "fast_path_harmed": int((fast & (rows["harmed"] == 1)).sum()),
+            "membership_objections": int(rows["membership_objection"].sum())}
 
 
 GAIN_TARGET = 0.7     # issue 27: some VI method below it on the random deletions of every regression table
@@ -146,9 +166,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retrains", type=int, default=2, help="retrains per event, the membership test's shadows")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--write", action="store_true", help=f"store the result as {KEY!r} in docs/bench.json")
+    parser.add_argument("--fractions", type=float, nargs="*", help="random deletions (default: the study's ≤ 10 %%)")
     parser.add_argument("--log", help="append each event's rows to this JSON-lines file as the event ends")
+    parser.add_argument("--join", nargs="*", default=[],
+                        help="when done, add the rows of other events from these --log files of other processes")
     args = parser.parse_args(argv)
-    result = measure(args.tables or None, args.seeds, args.retrains, args.params, args.log)
+    result = measure(args.tables or None, args.seeds, args.retrains, args.params, args.fractions, args.log, args.join)
     if args.write:
         from bench.summary import store
 
