@@ -12,8 +12,9 @@ its MAP and its posterior of the method's kind).
 
 `python -m bench.vi_forgetting [TABLE ...]` prints the JSON; `--write` also stores it as "vi_forgetting" in
 docs/bench.json. `--fractions 0.1 --join A.jsonl` in a second process runs one event while another
-process (`--fractions 0.01 0.05 --log A.jsonl`) runs the others, and joins their rows. Cost: diamonds' retrains run the Newton polish's whole budget (about 8 minutes each on 2 cores),
-so three events there take about an hour and a half.
+process (`--fractions 0.01 0.05 --log A.jsonl`) runs the others, and joins their rows. Cost: diamonds'
+retrains run the Newton polish's whole budget (about 8 minutes each on 2 cores), so three events there take
+about an hour and a half.
 """
 
 from __future__ import annotations
