@@ -94,6 +94,25 @@ def measure(tables: list[str] | None, seeds: list[int] | None, retrains: int, pa
     return out
 
 
+def merged(reports: list[dict]) -> dict:
+    """Reports of the same tables on disjoint events (processes run side by side) as one: rows joined, summaries
+    recomputed, and each method's times taken from the report holding the table's largest deletion."""
+    import pandas as pd
+
+    out = reports[0] | {"tables": {}, "seeds": sorted({s for r in reports for s in r["seeds"]})}
+    for name in reports[0]["tables"]:
+        parts = [r["tables"][name] for r in reports]
+        frame = (pd.DataFrame([row for t in parts for row in t["rows"]]).drop_duplicates(["fraction", "seed", "method"])
+                 .sort_values(["fraction", "seed", "method"], ignore_index=True))
+        timed = max(parts, key=lambda t: max(row["fraction"] for row in t["rows"]))
+        out["tables"][name] = timed | {
+            "events": int(frame[["fraction", "seed"]].drop_duplicates().shape[0]),
+            "methods": {m: timed["methods"][m] | summary(group)
+                        for m, group in frame.groupby("method")},
+            "rows": json.loads(frame.to_json(orient="records"))}
+    return out
+
+
 def joined(paths: list[str], table: str, done: set[tuple[float, int]]) -> list[dict]:
     """The rows of `table`'s events other than `done` in the JSON-lines files of other runs (`--log`)."""
     rows = []
@@ -166,13 +185,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="*", help="deletion seeds (default: the study's first)")
     parser.add_argument("--retrains", type=int, default=2, help="retrains per event, the membership test's shadows")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="instead: join these reports of disjoint events (printed by runs side by side)")
     parser.add_argument("--write", action="store_true", help=f"store the result as {KEY!r} in docs/bench.json")
     parser.add_argument("--fractions", type=float, nargs="*", help="random deletions (default: the study's ≤ 10 %%)")
     parser.add_argument("--log", help="append each event's rows to this JSON-lines file as the event ends")
     parser.add_argument("--join", nargs="*", default=[],
                         help="when done, add the rows of other events from these --log files of other processes")
     args = parser.parse_args(argv)
-    result = measure(args.tables or None, args.seeds, args.retrains, args.params, args.fractions, args.log, args.join)
+    if args.merge:
+        result = merged([json.loads(open(path).read()) for path in args.merge])
+    else:
+        result = measure(args.tables or None, args.seeds, args.retrains, args.params, args.fractions, args.log,
+                         args.join)
     if args.write:
         from bench.summary import store
 

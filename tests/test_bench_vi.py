@@ -32,3 +32,19 @@ def test_the_table_says_the_retrains_were_measured_and_how_long_a_vi_fit_took():
     report = {"retrains": 2, "seeds": [0], "vi_steps": 2000, "tables": {"a": table({"vi_full_eubo": 0.5})}}
     text = block(report)
     assert "| a " in text and "retrain (s, measured)" in text and "30 s on a" in text and "2,000 steps" in text
+
+
+def test_reports_of_disjoint_events_merge_into_the_summary_of_all_of_them():
+    from bench.vi_forgetting import merged
+
+    def report(fraction: float, gain: float, seconds: float) -> dict:
+        rows = [{"fraction": fraction, "seed": 0, "method": "vi_full_eubo", "gain": gain, "harmed": int(gain >= 1),
+                 "failed": 0, "gate": "fallback", "membership_objection": 0}]
+        entry = table({"vi_full_eubo": gain}) | {"rows": rows}
+        entry["methods"]["vi_full_eubo"]["seconds"] = seconds
+        return {"retrains": 2, "seeds": [0], "vi_steps": 2000, "tables": {"a": entry}}
+
+    both = merged([report(0.01, 0.9, 1.0), report(0.1, 0.3, 2.0), report(0.05, 1.2, 3.0), report(0.1, 0.3, 2.0)])
+    method = both["tables"]["a"]["methods"]["vi_full_eubo"]
+    assert both["tables"]["a"]["events"] == 3 and method["gains"] == [0.9, 1.2, 0.3]
+    assert method["median_gain"] == 0.9 and method["harmed"] == 1 and method["seconds"] == 2.0  # the 10 % run's time
