@@ -11,8 +11,8 @@ wall time of the operator on the largest deletion beside the measured retrain (t
 its MAP and its posterior of the method's kind).
 
 `python -m bench.vi_forgetting [TABLE ...]` prints the JSON; `--write` also stores it as "vi_forgetting" in
-docs/bench.json. `--fractions 0.1 --join A.jsonl` in a second process runs one event while another
-process (`--fractions 0.01 0.05 --log A.jsonl`) runs the others, and joins their rows. Cost: diamonds'
+docs/bench.json. Two processes can share a table's events (`--fractions 0.01 0.05 > a.json` beside
+`--fractions 0.1 > b.json`), and `--merge a.json b.json` makes one report of them. Cost: diamonds'
 retrains run the Newton polish's whole budget (about 8 minutes each on 2 cores), so three events there take
 about an hour and a half.
 """
@@ -32,11 +32,10 @@ KEY = "vi_forgetting"
 
 
 def measure(tables: list[str] | None, seeds: list[int] | None, retrains: int, params_path: str = "params.yaml",
-            fractions: list[float] | None = None, log: str | None = None, join: list[str] = ()) -> dict:
-    """The report. `fractions` (default: the study's of at most 10 %) and `seeds` choose the events; `log`
-    appends each event's rows to a JSON-lines file as it ends; `join` reads such files when the run ends and
-    adds their rows of other events of the same tables to the summary (the events of one table split over
-    processes: the original is seeded, so every process fits the same one)."""
+            fractions: list[float] | None = None, log: str | None = None) -> dict:
+    """The report. `fractions` (default: the study's of at most 10 %) and `seeds` choose the events (a table's
+    events can be split over processes and their reports merged: the original is seeded, so every process fits
+    the same one); `log` appends each event's rows to a JSON-lines file as it ends."""
     import pandas as pd
 
     from bayesunlearn.experiments import events
@@ -78,7 +77,6 @@ def measure(tables: list[str] | None, seeds: list[int] | None, retrains: int, pa
             if log:  # each event's rows as they come: hours of retrains are not lost to a stop
                 with open(log, "a") as stream:
                     stream.write(pd.DataFrame(rows[-len(methods):]).to_json(orient="records") + "\n")
-        rows += joined(join, name, {(e.fraction, e.seed) for e in deletions})
         splits = events.splits_of(table, deletions[-1])  # the largest deletion of this run
         seconds = {m: time_warm(lambda m=m: events.attempt(methods[m], originals[methods[m].posterior], splits), 1)
                    for m in methods}
@@ -111,15 +109,6 @@ def merged(reports: list[dict]) -> dict:
                         for m, group in frame.groupby("method")},
             "rows": json.loads(frame.to_json(orient="records"))}
     return out
-
-
-def joined(paths: list[str], table: str, done: set[tuple[float, int]]) -> list[dict]:
-    """The rows of `table`'s events other than `done` in the JSON-lines files of other runs (`--log`)."""
-    rows = []
-    for path in paths:
-        for line in open(path):
-            rows += [r for r in json.loads(line) if r["dataset"] == table and (r["fraction"], r["seed"]) not in done]
-    return rows
 
 
 def summary(rows) -> dict:
@@ -190,14 +179,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write", action="store_true", help=f"store the result as {KEY!r} in docs/bench.json")
     parser.add_argument("--fractions", type=float, nargs="*", help="random deletions (default: the study's ≤ 10 %%)")
     parser.add_argument("--log", help="append each event's rows to this JSON-lines file as the event ends")
-    parser.add_argument("--join", nargs="*", default=[],
-                        help="when done, add the rows of other events from these --log files of other processes")
     args = parser.parse_args(argv)
     if args.merge:
         result = merged([json.loads(open(path).read()) for path in args.merge])
     else:
-        result = measure(args.tables or None, args.seeds, args.retrains, args.params, args.fractions, args.log,
-                         args.join)
+        result = measure(args.tables or None, args.seeds, args.retrains, args.params, args.fractions, args.log)
     if args.write:
         from bench.summary import store
 
