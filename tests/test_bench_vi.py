@@ -17,15 +17,18 @@ def protocol(vi_full: float) -> dict:
 def test_the_gain_target_needs_one_method_below_0_7_on_every_table_and_no_fast_path_harm():
     report = {"tables": {"a": table({"vi_full_eubo": 0.5, "vi_mf_eubo": 0.2}),
                          "b": table({"vi_full_eubo": 0.6, "vi_mf_eubo": 0.9})}}
-    met = targets(report, protocol(-3.1))
+    met = targets(report, ["a", "b"], protocol(-3.1))
     gain = met["vi_median_gain_below_0_7_on_regression_tables"]
     assert gain["met"] and gain["method"] == "vi_full_eubo" and gain["median_gain"] == {"a": 0.5, "b": 0.6}
     assert met["vi_predictive_within_0_3_nats_of_ggn_laplace"]["met"]
+    del report["tables"]["b"]
+    alone = targets(report, ["a", "b"])["vi_median_gain_below_0_7_on_regression_tables"]
+    assert not alone["met"] and alone["not_measured"] == ["b"]  # a table not measured fails the target
     report["tables"]["b"] = table({"vi_full_eubo": 0.75, "vi_mf_eubo": 0.9})
-    assert not targets(report)["vi_median_gain_below_0_7_on_regression_tables"]["met"]
+    assert not targets(report, ["a", "b"])["vi_median_gain_below_0_7_on_regression_tables"]["met"]
     report["tables"]["b"] = table({"vi_full_eubo": 0.6, "vi_mf_eubo": 0.9}, fast_path_harmed=1)
-    assert not targets(report)["vi_median_gain_below_0_7_on_regression_tables"]["met"]
-    assert not targets(report, protocol(-3.25))["vi_predictive_within_0_3_nats_of_ggn_laplace"]["met"]
+    assert not targets(report, ["a", "b"])["vi_median_gain_below_0_7_on_regression_tables"]["met"]
+    assert not targets(report, ["a", "b"], protocol(-3.25))["vi_predictive_within_0_3_nats_of_ggn_laplace"]["met"]
 
 
 def test_the_table_says_the_retrains_were_measured_and_how_long_a_vi_fit_took():
