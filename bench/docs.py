@@ -18,7 +18,7 @@ from pathlib import Path
 from bayesunlearn import exits
 from bayesunlearn.experiments import report
 from bench import (classifiers, dvc_timing, experiment_tables, membership, missed, presets, prior, real, scale_out,
-                   structures_100k, window)
+                   structures_100k, vi_forgetting, window)
 from bench.summary import bench_block
 
 
@@ -40,6 +40,11 @@ def classifiers_block() -> str:
 def membership_block() -> str:
     """What the per-record membership test adds on the classification tables (docs/bench.json "membership_events")."""
     return membership.block(json.loads(Path("docs/bench.json").read_text())[membership.KEY])
+
+
+def vi_forgetting_block() -> str:
+    """Every VI method on the regression tables against measured retrains (docs/bench.json "vi_forgetting")."""
+    return vi_forgetting.block(json.loads(Path("docs/bench.json").read_text())[vi_forgetting.KEY])
 
 
 def study_cost_block() -> str:
@@ -73,7 +78,7 @@ BLOCKS = {
                               "gate_calibration": real.calibration_block, "gate_missed": missed_block,
                               "gate_prior": prior_block, "exposure_window": window_block,
                               "classifier_forgetting": classifiers_block, "membership_events": membership_block,
-                              "study_cost": study_cost_block,
+                              "study_cost": study_cost_block, "vi_forgetting": vi_forgetting_block,
                               "presets": presets.block, "experiment_tables": experiment_tables.block},
     Path("docs/benchmark.md"): {"bench": bench_block},
     Path("docs/reliability.md"): {"exit_codes": exits.table},

@@ -128,13 +128,15 @@ def regression_tables(params) -> list[str]:
 
 
 GAIN_TARGET = 0.7     # issue 27: some VI method below it on the random deletions of every regression table
-NATS_TARGET = 0.3     # and the VI predictive within it of the GGN-Laplace one on the UCI protocol
+NATS_TARGET = 0.3     # and the VI predictive within it of the GGN-Laplace one on the UCI protocol,
+PROTOCOL_SPLITS = 20  # whose standard form has 20 splits (fewer: the target is not judged met)
 
 
 def targets(report: dict, required: list[str], protocol: dict | None = None) -> dict:
     """Issue 27's VI targets: a VI method whose median gain is below GAIN_TARGET on every `required` table (the
     study's regression tables; one not measured fails the target), with no harmful event on the fast path; and
-    full-covariance VI's test log-likelihood on the UCI protocol within NATS_TARGET of the full-GGN Laplace one."""
+    full-covariance VI's test log-likelihood on the UCI protocol (its PROTOCOL_SPLITS splits) within NATS_TARGET of
+    the full-GGN Laplace one."""
     tables = report["tables"]
     missing = sorted(set(required) - set(tables))
     methods = sorted(set.intersection(*(set(t["methods"]) for t in tables.values()))) if tables else []
@@ -152,7 +154,9 @@ def targets(report: dict, required: list[str], protocol: dict | None = None) -> 
     if protocol is not None and "vi_full" in protocol["test_log_likelihood"]:
         ll = protocol["test_log_likelihood"]
         gap = ll["ggn_laplace"]["mean"] - ll["vi_full"]["mean"]
-        out["vi_predictive_within_0_3_nats_of_ggn_laplace"] = {"met": bool(gap <= NATS_TARGET), "gap_nats": gap,
+        out["vi_predictive_within_0_3_nats_of_ggn_laplace"] = {"met": bool(gap <= NATS_TARGET
+                                                                           and protocol["splits"] >= PROTOCOL_SPLITS),
+                                                               "gap_nats": gap,
                                                                "splits": protocol["splits"],
                                                                "source": protocol["source"]}
     return out
