@@ -21,8 +21,8 @@ import scipy.linalg
 
 from bayesunlearn.io.progress import PATIENCE, progress
 from bayesunlearn.model.likelihood import RegressionModel
-from bayesunlearn.model.network import (inputs_and_sensitivities, outputs, outputs_and_features,
-                                        outputs_and_jacobians)
+from bayesunlearn.model.network import (inputs_and_pullbacks, inputs_and_sensitivities, outputs,
+                                        outputs_and_features, outputs_and_jacobians)
 from bayesunlearn.numerics import dense
 from bayesunlearn.numerics.threads import blas_for
 
@@ -105,14 +105,51 @@ def _layer_rows(model: RegressionModel, theta: np.ndarray, x: np.ndarray):
 
 
 def _per_record(rows: np.ndarray, k: int) -> np.ndarray:
-    """Each record's K consecutive output rows summed, (n·K, m) → (n, m): a sum over output rows of ã_i ⊗ r_io
-    is ã_i ⊗ Σ_o r_io, one product per record instead of K. The rows themselves when K = 1."""
+    """Each record's k consecutive rows summed, (n·k, m) → (n, m): a sum over a record's rows of ã_i ⊗ r_io
+    is ã_i ⊗ Σ_o r_io, one product per record instead of k. The rows themselves when k = 1."""
     return rows if k == 1 else rows.reshape(-1, k, rows.shape[1]).sum(axis=1)
 
 
-def _layer_gradient(augmented: np.ndarray, residual: np.ndarray, delta: np.ndarray, k: int) -> np.ndarray:
-    """The layer's NLL gradient Σ_i ã_i ⊗ Σ_o e_io δ_io, (fan_in + 1, fan_out), e the output rows' ∂ℓ/∂f."""
-    return augmented.T @ _per_record(residual[:, None] * delta, k)
+@dataclass(frozen=True)
+class _LayerTerms:
+    """One layer's part of a row batch: the records' ã (inputs and a 1 for the bias), the weighted
+    sensitivities R with Σ_o w δδᵀ = scale · Σ_rows r rᵀ per record (`per_record` consecutive rows each),
+    and each record's error sensitivities Σ_o (∂ℓ/∂f_io) δ_io (its NLL gradient there is ã_i ⊗ those)."""
+
+    augmented: np.ndarray  # (n, fan_in + 1)
+    weighted: np.ndarray   # (n · per_record, fan_out)
+    scale: float
+    per_record: int
+    errors: np.ndarray | None  # (n, fan_out); None when the gradient is not asked for
+
+
+def _layer_terms(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray, gradient: bool = True):
+    """Per row batch (those of `_layer_rows`): per layer its `_LayerTerms`; no Jacobian is formed. One output:
+    δ from one backward pass, weighted by `RegressionModel.weigh`. K outputs: the rows of each record's
+    K − 1 × K output factor B_i (`RegressionModel.output_factor`) and its error vector are backpropagated
+    as seeds, so R and the errors come out of the backward passes (K rows per record in all, where weighing
+    δ's K rows and summing them against the errors costs two more passes over them)."""
+    spec, k = model.spec, model.spec.outputs
+    width = sum(a + b + 1 for a, b in spec.shapes)
+    for rows in _counted(row_batches(len(x), width * k), "layer curvature over records"):
+        if model.categorical:
+            def seeds(f, y=y[rows]):
+                errors = (model.error_scale * model.error(f, y)).reshape(-1, 1, k)
+                return (model.output_factor(f), errors) if gradient else (model.output_factor(f),)
+            f, inputs, (weighted, *errors) = inputs_and_pullbacks(spec, theta, x[rows], seeds)
+            terms = [_LayerTerms(_augment(h), r, 1.0, k - 1, errors[0][layer] if gradient else None)
+                     for layer, (h, r) in enumerate(zip(inputs, weighted, strict=True))]
+        else:
+            f, inputs, deltas = inputs_and_sensitivities(spec, theta, x[rows])
+            residual = model.error_scale * model.error(f, y[rows])
+            terms = [_LayerTerms(_augment(h), *model.weigh(d, f), 1, residual[:, None] * d if gradient else None)
+                     for h, d in zip(inputs, deltas, strict=True)]
+        yield rows, terms
+
+
+def _augment(h: np.ndarray) -> np.ndarray:
+    """A layer's inputs with a 1 for the bias, (n, fan_in + 1)."""
+    return np.column_stack([h, np.ones(len(h))])
 
 
 @dataclass(frozen=True)
@@ -143,19 +180,23 @@ def kronecker_factors(model: RegressionModel, theta: np.ndarray, x: np.ndarray, 
     products by A_l ⊗ G_l / n. That is the approximation; it is exact for one record, and for the output
     layer of a scalar-output network (δ = 1 there) when w_i is the same for every record (Gaussian). With K
     outputs G_l sums over each record's K output rows weighted by its K × K output Hessian."""
+    inputs, sensitivities, gradient = _factor_sums(model, theta, x, y)
+    return KroneckerFactors(inputs, sensitivities, len(x), np.concatenate([g.ravel() for g in gradient]))
+
+
+def _factor_sums(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray, gradient: bool = True):
+    """Per layer A_l, G_l and (when `gradient`) the NLL gradient, (fan_in + 1, fan_out), over row batches."""
     shapes = model.spec.shapes
     inputs = [np.zeros((a + 1, a + 1)) for a, _ in shapes]
     sensitivities = [np.zeros((b, b)) for _, b in shapes]
     grads = [np.zeros((a + 1, b)) for a, b in shapes]
-    for rows, f, layers in _layer_rows(model, theta, x):
-        residual = model.error_scale * model.error(f, y[rows])
-        for layer, (augmented, delta) in enumerate(layers):
-            inputs[layer] += augmented.T @ augmented  # once per record, whatever its number of output rows
-            weighted, scale = model.weigh(delta, f)
-            sensitivities[layer] += scale * (weighted.T @ weighted)
-            grads[layer] += _layer_gradient(augmented, residual, delta, model.spec.outputs)
-    gradient = np.concatenate([g.ravel() for g in grads])
-    return KroneckerFactors(tuple(inputs), tuple(sensitivities), len(x), gradient)
+    for _, layers in _layer_terms(model, theta, x, y, gradient):
+        for layer, terms in enumerate(layers):
+            inputs[layer] += terms.augmented.T @ terms.augmented  # once per record, whatever its number of rows
+            sensitivities[layer] += terms.scale * (terms.weighted.T @ terms.weighted)
+            if gradient:
+                grads[layer] += terms.augmented.T @ terms.errors
+    return tuple(inputs), tuple(sensitivities), grads
 
 
 @dataclass(frozen=True)
@@ -183,8 +224,18 @@ class EigenbasisSums:
 
 def eigenbases(factors: KroneckerFactors) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
     """KFAC's per-layer eigenbases (Q_A of A_l, Q_G of G_l): the bases EK-FAC keeps fixed."""
-    return (tuple(scipy.linalg.eigh(a)[1] for a in factors.inputs),
-            tuple(scipy.linalg.eigh(g)[1] for g in factors.sensitivities))
+    return _bases(factors.inputs, factors.sensitivities)
+
+
+def kfac_eigenbases(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray
+                    ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """`eigenbases` of the records' KFAC factors, without summing the NLL gradient no basis depends on."""
+    inputs, sensitivities, _ = _factor_sums(model, theta, x, y, gradient=False)
+    return _bases(inputs, sensitivities)
+
+
+def _bases(inputs, sensitivities) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    return tuple(scipy.linalg.eigh(a)[1] for a in inputs), tuple(scipy.linalg.eigh(g)[1] for g in sensitivities)
 
 
 def eigenbasis_sums(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray,
@@ -210,17 +261,15 @@ def _squares(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.nda
     weighted sensitivities), so its projection is (Q_Aᵀã_i) ⊗ (Q_Gᵀr_i) and its square the outer product of
     the two squares: one (fan_in+1) × fan_out product per layer and batch, never a row of J. A record's K
     output rows share its ã_i: their squares are summed before the product."""
-    k = model.spec.outputs
     squares = [np.zeros((a + 1, b)) for a, b in model.spec.shapes]
     gradient = [np.zeros((a + 1, b)) for a, b in model.spec.shapes]
-    for rows, f, layers in _layer_rows(model, theta, x):
-        residual = model.error_scale * model.error(f, y[rows])
-        for layer, (augmented, delta) in enumerate(layers):
-            weighted, scale = model.weigh(delta, f)
-            inputs = augmented if left is None else augmented @ left[layer]
-            sensitivities = weighted if right is None else weighted @ right[layer]
-            squares[layer] += scale * ((inputs * inputs).T @ _per_record(sensitivities * sensitivities, k))
-            gradient[layer] += _layer_gradient(augmented, residual, delta, k)
+    for _, layers in _layer_terms(model, theta, x, y):
+        for layer, terms in enumerate(layers):
+            inputs = terms.augmented if left is None else terms.augmented @ left[layer]
+            sensitivities = terms.weighted if right is None else terms.weighted @ right[layer]
+            squares[layer] += terms.scale * ((inputs * inputs).T @ _per_record(sensitivities * sensitivities,
+                                                                               terms.per_record))
+            gradient[layer] += terms.augmented.T @ terms.errors
     return squares, gradient
 
 

@@ -180,6 +180,19 @@ def inputs_and_sensitivities(spec: MLPSpec, theta: np.ndarray, x: np.ndarray
     return f, inputs, _backward(spec, inputs, pre, params, _output_row_seed(spec, len(x)), spec.outputs)
 
 
+def inputs_and_pullbacks(spec: MLPSpec, theta: np.ndarray, x: np.ndarray, seeds_of
+                         ) -> tuple[np.ndarray, list[np.ndarray], list[list[np.ndarray]]]:
+    """f(x_i, θ), per layer each record's inputs h_i (n, fan_in), and for each seed of `seeds_of(f)` (n, r, K:
+    r rows per record, each a weighting of the record's K outputs) per layer the sensitivities of its rows
+    to the layer's pre-activations (n·r, fan_out): one forward pass, one backward pass per seed. Backprop is
+    linear in the seed, so a row is the same weighting of the record's K rows of `inputs_and_sensitivities`
+    (to rounding) without forming them."""
+    x = np.asarray(x, dtype=np.float64)
+    f, inputs, pre, params = _forward(spec, np.asarray(theta, dtype=np.float64), x)
+    return f, inputs, [_backward(spec, inputs, pre, params, seed.reshape(-1, spec.outputs), seed.shape[1])
+                       for seed in seeds_of(f)]
+
+
 def outputs_and_vjp(spec: MLPSpec, theta: np.ndarray, x: np.ndarray, weights_of) -> tuple[np.ndarray, np.ndarray]:
     """f(x_i, θ) and Jᵀv with v = weights_of(f) (one weight per output row): a gradient of Σ_i ℓ(f_i) in one
     backward pass, without forming J (memory n × width, not n × P)."""

@@ -77,8 +77,7 @@ def fit_laplace(model: RegressionModel, theta_map: np.ndarray, x: np.ndarray, y:
         block = curvature.selected_ggn(model, theta_map, x, indices)
         data = SubnetworkCurvature(indices, diagonal, block=block), gradient
     if data is None and spec.storage == "ekfac":  # KFAC's factors choose the bases the sums are taken in
-        factors = curvature.kronecker_factors(model, theta_map, x, y)
-        data = data_curvature(spec, model, theta_map, x, y, bases=curvature.eigenbases(factors))
+        data = data_curvature(spec, model, theta_map, x, y, bases=curvature.kfac_eigenbases(model, theta_map, x, y))
     precision, _ = data if data is not None else data_curvature(spec, model, theta_map, x, y)
     if spec.storage == "ekfac" and not isinstance(precision, EigenbasisSums):
         raise ValueError("an EK-FAC fit needs the sums at its bases, not the first pass's KFAC factors")
