@@ -232,6 +232,8 @@ def test_output_layer_block_from_its_inputs_alone_is_the_full_ggns_over_batches(
     block, gradient = curvature.restricted_ggn(model, theta, x, y, last, diagonal=False)
     np.testing.assert_allclose(block, ggn[last, last], rtol=1e-12, atol=1e-12 * np.abs(ggn).max())
     np.testing.assert_allclose(gradient, grad[last], rtol=1e-12, atol=1e-12 * np.abs(grad).max())
+    diagonal, _ = curvature.restricted_ggn(model, theta, x, y, last, diagonal=True)
+    np.testing.assert_allclose(diagonal, np.diag(ggn)[last], rtol=1e-12, atol=1e-12 * np.abs(ggn).max())
 
 
 @pytest.mark.parametrize("classes", [2, 3, 5])

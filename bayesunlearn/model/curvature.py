@@ -66,6 +66,8 @@ def restricted_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: 
     total = (np.zeros(size) if diagonal else np.zeros((size, size)), np.zeros(size))
     p = model.spec.n_params
     output_layer = index.indices(p)[:2] == (p - model.spec.n_last_layer, p) and index.step in (None, 1)
+    if output_layer and model.categorical:
+        return _output_layer_block(model, theta, x, y, diagonal)
     jacobians = _output_layer_rows(model, theta, x) if output_layer else _jacobian_columns(model, theta, x, index)
     for number, (rows, f, jac) in enumerate(jacobians):
         grad = model.error_scale * (jac.T @ model.error(f, y[rows]))
@@ -83,15 +85,49 @@ def _jacobian_columns(model: RegressionModel, theta: np.ndarray, x: np.ndarray, 
 
 
 def _output_layer_rows(model: RegressionModel, theta: np.ndarray, x: np.ndarray):
-    """Per row batch (the layer batches of `_layer_rows`): f and the output layer's Jacobian rows: a record's
-    row o is ã ⊗ e_o (ã its last hidden layer's outputs and a 1, e_o the o-th of K unit vectors: the output's
+    """Per row batch (`_output_layer_inputs`): f and the output layer's Jacobian rows: a record's row o is
+    ã ⊗ e_o (ã its last hidden layer's outputs and a 1, e_o the o-th of K unit vectors: the output's
     sensitivity to its own pre-activations), the same numbers as J's columns there, from a forward pass alone."""
     k = model.spec.outputs
-    width = sum(a + b + 1 for a, b in model.spec.shapes)
-    for rows in _counted(row_batches(len(x), width * k), "GGN block over records"):
-        f, features = outputs_and_features(model.spec, theta, x[rows])
-        augmented = np.column_stack([features, np.ones(len(features))])
+    for rows, f, features in _output_layer_inputs(model, theta, x):
+        augmented = _augment(features)
         yield rows, f, (augmented[:, None, :, None] * np.eye(k)[None, :, None, :]).reshape(len(f), -1)
+
+
+def _output_layer_block(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray, diagonal: bool
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """A K-class network's output-layer block (or its diagonal) and gradient from its inputs ã alone: the
+    block is Σ_i (ã_i ã_iᵀ) ⊗ W_i (θ holds the layer row-major, ã's entry j and output o at j·K + o), the
+    gradient Σ_i ã_i ⊗ e_i. Per pair of outputs o ≤ o', Σ_i W_i,oo' ã_i ã_iᵀ is ± one Gram product of the ã
+    scaled by √|W_i,oo'| (W_i's diagonal is ≥ 0 and the rest ≤ 0): K(K+1)/2 products of d × d over the
+    records in place of one of dK × dK over their K output rows (d = fan_in + 1)."""
+    k, d = model.spec.outputs, model.spec.layer_sizes[-2] + 1
+    pairs = [(o, q) for o in range(k) for q in range(o, k) if not diagonal or o == q]
+    sums = {pair: np.zeros(d if diagonal else (d, d)) for pair in pairs}
+    gradient = np.zeros((d, k))
+    for rows, f, features in _output_layer_inputs(model, theta, x):
+        augmented, hessians = _augment(features), model.output_hessians(f)
+        gradient += augmented.T @ (model.error_scale * model.error(f, y[rows])).reshape(-1, k)
+        for o, q in pairs:
+            weight = hessians[:, o, q]
+            if diagonal:
+                sums[o, q] += (augmented * augmented).T @ weight
+                continue
+            scaled = augmented * np.sqrt(np.abs(weight))[:, None]
+            sums[o, q] += (1.0 if o == q else -1.0) * (scaled.T @ scaled)
+    if diagonal:
+        return np.column_stack([sums[o, o] for o in range(k)]).ravel(), gradient.ravel()
+    block = np.empty((d, k, d, k))
+    for (o, q), part in sums.items():
+        block[:, o, :, q] = block[:, q, :, o] = part
+    return block.reshape(d * k, d * k), gradient.ravel()
+
+
+def _output_layer_inputs(model: RegressionModel, theta: np.ndarray, x: np.ndarray):
+    """Per row batch (those of `_layer_rows`): f and the last hidden layer's outputs, by a forward pass."""
+    width = sum(a + b + 1 for a, b in model.spec.shapes)
+    for rows in _counted(row_batches(len(x), width * model.spec.outputs), "GGN block over records"):
+        yield rows, *outputs_and_features(model.spec, theta, x[rows])
 
 
 def _layer_rows(model: RegressionModel, theta: np.ndarray, x: np.ndarray):

@@ -130,6 +130,11 @@ class RegressionModel:
         rows[:, columns[: k - 1], columns[: k - 1]] = np.sqrt(head * rest / before)
         return np.take_along_axis(rows, order[:, None, :], axis=2)  # back to the classes' own order
 
+    def output_hessians(self, f: np.ndarray) -> np.ndarray:
+        """A categorical model's W_i = diag(p_i) − p_ip_iᵀ per record, (n, K, K)."""
+        p = softmax(self._logits(f), axis=1)
+        return p[:, :, None] * np.eye(p.shape[1]) - p[:, :, None] * p[:, None, :]
+
     def output_hessian_times(self, f: np.ndarray, u: np.ndarray) -> np.ndarray:
         """W u for the output rows' vector u: u/σ², p(1 − p)·u, or per record (diag(p) − ppᵀ) u."""
         if self.gaussian:
