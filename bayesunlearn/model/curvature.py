@@ -22,7 +22,7 @@ import scipy.linalg
 from bayesunlearn.io.progress import PATIENCE, progress
 from bayesunlearn.model.likelihood import RegressionModel
 from bayesunlearn.model.network import (inputs_and_pullbacks, inputs_and_sensitivities, outputs,
-                                        outputs_and_features, outputs_and_jacobians)
+                                        outputs_and_features, outputs_and_jacobians, outputs_factor_rows_and_vjp)
 from bayesunlearn.numerics import dense
 from bayesunlearn.numerics.threads import blas_for
 
@@ -50,6 +50,12 @@ def data_curvature(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: 
     hessian, gradient = np.zeros((p, p), order="F"), np.zeros(p)
     with blas_for(p):
         for rows in _counted(row_batches(len(x), p * model.spec.outputs), "GGN over records"):
+            if model.categorical:  # the K − 1 rows B_iJ_i per record, from the backward passes (_layer_terms)
+                _, weighted, records_gradient = outputs_factor_rows_and_vjp(model.spec, theta, x[rows],
+                                                                            _seeds(model, y[rows]))
+                dense.rank_update(hessian, weighted.T, 1.0, mirror=False)
+                gradient += records_gradient
+                continue
             f, jac = outputs_and_jacobians(model.spec, theta, x[rows])
             weighted, scale = model.weigh(jac, f)
             dense.rank_update(hessian, weighted.T, scale, mirror=False)
@@ -169,9 +175,7 @@ def _layer_terms(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np
     width = sum(a + b + 1 for a, b in spec.shapes)
     for rows in _counted(row_batches(len(x), width * k), "layer curvature over records"):
         if model.categorical:
-            def seeds(f, y=y[rows]):
-                errors = (model.error_scale * model.error(f, y)).reshape(-1, 1, k)
-                return (model.output_factor(f), errors) if gradient else (model.output_factor(f),)
+            seeds = _seeds(model, y[rows]) if gradient else lambda f: (model.output_factor(f),)
             f, inputs, (weighted, *errors) = inputs_and_pullbacks(spec, theta, x[rows], seeds)
             terms = [_LayerTerms(_augment(h), r, 1.0, k - 1, errors[0][layer] if gradient else None)
                      for layer, (h, r) in enumerate(zip(inputs, weighted, strict=True))]
@@ -181,6 +185,12 @@ def _layer_terms(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np
             terms = [_LayerTerms(_augment(h), *model.weigh(d, f), 1, residual[:, None] * d if gradient else None)
                      for h, d in zip(inputs, deltas, strict=True)]
         yield rows, terms
+
+
+def _seeds(model: RegressionModel, y: np.ndarray):
+    """The backward passes' seeds of a K-class network's records: their output factors B_i (n, K − 1, K),
+    whose rows weigh the GGN, and their errors ∂ℓ/∂f_i (n, 1, K), whose row gives the NLL gradient."""
+    return lambda f: (model.output_factor(f), (model.error_scale * model.error(f, y)).reshape(len(y), 1, -1))
 
 
 def _augment(h: np.ndarray) -> np.ndarray:

@@ -152,16 +152,31 @@ def outputs_and_jacobians(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> tu
         return np.zeros(0), np.zeros((0, spec.n_params))
     f, inputs, pre, params = _forward(spec, np.asarray(theta, dtype=np.float64), x)
     deltas = _backward(spec, inputs, pre, params, _output_row_seed(spec, n), spec.outputs)
-    rows = n * spec.outputs
+    return f, _jacobian_rows(spec, inputs, deltas, spec.outputs)
+
+
+def _jacobian_rows(spec: MLPSpec, inputs, deltas, per_record: int) -> np.ndarray:
+    """The Jacobian rows (rows, P) of the sensitivities `deltas`, `per_record` consecutive rows per record."""
+    rows = len(deltas[-1])
     jac = np.empty((rows, spec.n_params))
     offset = 0
     for h, delta, (fan_in, fan_out) in zip(inputs, deltas, spec.shapes, strict=True):
-        h = np.repeat(h, spec.outputs, axis=0) if spec.outputs > 1 else h  # each record's K output rows
+        h = np.repeat(h, per_record, axis=0) if per_record > 1 else h  # each record's rows
         jac[:, offset: offset + fan_in * fan_out] = (h[:, :, None] * delta[:, None, :]).reshape(rows, -1)  # h δᵀ
         offset += fan_in * fan_out
         jac[:, offset: offset + fan_out] = delta                  # ∂f/∂b = δ
         offset += fan_out
-    return f, jac
+    return jac
+
+
+def outputs_factor_rows_and_vjp(spec: MLPSpec, theta: np.ndarray, x: np.ndarray, seeds_of
+                                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """f, and for (B, v) = seeds_of(f) (`inputs_and_pullbacks`' seeds: each record's output factor B_i (r, K)
+    and its weights v_i (1, K)) the rows B_i J_i (n·r, P) and Jᵀv: one forward and two backward passes; J
+    itself (n·K rows) is never formed."""
+    x = np.asarray(x, dtype=np.float64)
+    f, inputs, (rows, weights) = inputs_and_pullbacks(spec, theta, x, seeds_of)
+    return f, _jacobian_rows(spec, inputs, rows, len(rows[-1]) // len(x)), _vjp(inputs, weights)
 
 
 def outputs_and_features(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,7 +222,11 @@ def outputs_and_vjp(spec: MLPSpec, theta: np.ndarray, x: np.ndarray, weights_of)
 
 def _pullback(spec: MLPSpec, inputs, pre, params, seed: np.ndarray) -> np.ndarray:
     """Jᵀv for the rows' seeds v (n, K), by one backward pass."""
-    deltas = _backward(spec, inputs, pre, params, seed)
+    return _vjp(inputs, _backward(spec, inputs, pre, params, seed))
+
+
+def _vjp(inputs, deltas) -> np.ndarray:
+    """Jᵀv from the sensitivities of one row per record whose seed is v."""
     parts = []
     for h, delta in zip(inputs, deltas, strict=True):
         parts += [(h.T @ delta).ravel(), delta.sum(axis=0)]
