@@ -208,7 +208,7 @@ class KroneckerFactors:
     inputs: tuple[np.ndarray, ...]        # A_l, (fan_in + 1, fan_in + 1)
     sensitivities: tuple[np.ndarray, ...]  # G_l, (fan_out, fan_out)
     count: int
-    gradient: np.ndarray
+    gradient: np.ndarray | None  # None when not summed: a fit alone needs none
 
     def plus(self, other: KroneckerFactors, sign: float = 1.0) -> KroneckerFactors:
         """These records' factors with `other`'s added (sign +1) or removed (sign −1)."""
@@ -218,7 +218,8 @@ class KroneckerFactors:
                                 self.count + int(sign) * other.count, self.gradient + sign * other.gradient)
 
 
-def kronecker_factors(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> KroneckerFactors:
+def kronecker_factors(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray, gradient: bool = True
+                      ) -> KroneckerFactors:
     """KFAC's factors and the NLL gradient over the records, accumulated over row batches.
 
     The GGN block of layer l is Σ_i (ã_i ã_iᵀ) ⊗ (w_i δ_i δ_iᵀ) exactly (θ holds each layer's weights
@@ -226,8 +227,8 @@ def kronecker_factors(model: RegressionModel, theta: np.ndarray, x: np.ndarray, 
     products by A_l ⊗ G_l / n. That is the approximation; it is exact for one record, and for the output
     layer of a scalar-output network (δ = 1 there) when w_i is the same for every record (Gaussian). With K
     outputs G_l sums over each record's K output rows weighted by its K × K output Hessian."""
-    inputs, sensitivities, gradient = _factor_sums(model, theta, x, y)
-    return KroneckerFactors(inputs, sensitivities, len(x), np.concatenate([g.ravel() for g in gradient]))
+    inputs, sensitivities, grads = _factor_sums(model, theta, x, y, gradient)
+    return KroneckerFactors(inputs, sensitivities, len(x), _flat(grads) if gradient else None)
 
 
 def _factor_sums(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray, gradient: bool = True):
@@ -256,7 +257,7 @@ class EigenbasisSums:
     right: tuple[np.ndarray, ...]
     sums: tuple[np.ndarray, ...]
     count: int
-    gradient: np.ndarray
+    gradient: np.ndarray | None  # None when not summed: a fit alone needs none
 
     def plus(self, other: EigenbasisSums, sign: float = 1.0) -> EigenbasisSums:
         """These records' sums with `other`'s added (sign +1) or removed (sign −1), at the same bases."""
@@ -285,38 +286,45 @@ def _bases(inputs, sensitivities) -> tuple[tuple[np.ndarray, ...], tuple[np.ndar
 
 
 def eigenbasis_sums(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray,
-                    left: tuple[np.ndarray, ...], right: tuple[np.ndarray, ...]) -> EigenbasisSums:
-    """EK-FAC's s_l at the bases and the NLL gradient: the diagonal of each GGN block in the rotated basis
-    (`_squares`), never a P-vector per record."""
-    sums, gradient = _squares(model, theta, x, y, left, right)
-    return EigenbasisSums(tuple(left), tuple(right), tuple(sums), len(x), np.concatenate([g.ravel() for g in gradient]))
+                    left: tuple[np.ndarray, ...], right: tuple[np.ndarray, ...], gradient: bool = True
+                    ) -> EigenbasisSums:
+    """EK-FAC's s_l at the bases and (when `gradient`) the NLL gradient: the diagonal of each GGN block in the
+    rotated basis (`_squares`), never a P-vector per record."""
+    sums, grads = _squares(model, theta, x, y, left, right, gradient)
+    return EigenbasisSums(tuple(left), tuple(right), tuple(sums), len(x), _flat(grads) if gradient else None)
+
+
+def _flat(parts: list[np.ndarray]) -> np.ndarray:
+    """Per-layer (fan_in + 1, fan_out) arrays as one vector in θ's order."""
+    return np.concatenate([part.ravel() for part in parts])
 
 
 def diagonal_ggn(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
     """diag(Σ_i w_i J_iᵀJ_i) and the NLL gradient (`_squares` without a rotation)."""
     diagonal, gradient = _squares(model, theta, x, y)
-    return np.concatenate([d.ravel() for d in diagonal]), np.concatenate([g.ravel() for g in gradient])
+    return _flat(diagonal), _flat(gradient)
 
 
 def _squares(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray,
-             left: tuple[np.ndarray, ...] | None = None, right: tuple[np.ndarray, ...] | None = None
-             ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+             left: tuple[np.ndarray, ...] | None = None, right: tuple[np.ndarray, ...] | None = None,
+             gradient: bool = True) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per layer the diagonal of its GGN block in the basis Q_A ⊗ Q_G (the parameters' own basis when the
     bases are None), (fan_in+1, fan_out), and its NLL gradient. J_i's layer part is ã_i ⊗ r_i (r the
     weighted sensitivities), so its projection is (Q_Aᵀã_i) ⊗ (Q_Gᵀr_i) and its square the outer product of
     the two squares: one (fan_in+1) × fan_out product per layer and batch, never a row of J. A record's K
     output rows share its ã_i: their squares are summed before the product."""
     squares = [np.zeros((a + 1, b)) for a, b in model.spec.shapes]
-    gradient = [np.zeros((a + 1, b)) for a, b in model.spec.shapes]
-    for _, layers in _layer_terms(model, theta, x, y):
+    grads = [np.zeros((a + 1, b)) for a, b in model.spec.shapes]
+    for _, layers in _layer_terms(model, theta, x, y, gradient):
         for layer, terms in enumerate(layers):
             inputs = terms.augmented if left is None else terms.augmented @ left[layer]
             sensitivities = terms.weighted if right is None else terms.weighted @ right[layer]
             squares[layer] += terms.scale * ((inputs * inputs).T @ _per_record(sensitivities * sensitivities,
                                                                                terms.per_record))
-            gradient[layer] += terms.augmented.T @ terms.errors
-    return squares, gradient
+            if gradient:
+                grads[layer] += terms.augmented.T @ terms.errors
+    return squares, grads
 
 
 def selected_jacobian(model: RegressionModel, theta: np.ndarray, x: np.ndarray, indices: np.ndarray) -> np.ndarray:
