@@ -318,13 +318,18 @@ def _squares(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.nda
     grads = [np.zeros((a + 1, b)) for a, b in model.spec.shapes]
     for _, layers in _layer_terms(model, theta, x, y, gradient):
         for layer, terms in enumerate(layers):
-            inputs = terms.augmented if left is None else terms.augmented @ left[layer]
-            sensitivities = terms.weighted if right is None else terms.weighted @ right[layer]
-            squares[layer] += terms.scale * ((inputs * inputs).T @ _per_record(sensitivities * sensitivities,
-                                                                               terms.per_record))
+            inputs = terms.augmented * terms.augmented if left is None else _squared(terms.augmented @ left[layer])
+            sensitivities = (terms.weighted * terms.weighted if right is None
+                             else _squared(terms.weighted @ right[layer]))
+            squares[layer] += terms.scale * (inputs.T @ _per_record(sensitivities, terms.per_record))
             if gradient:
                 grads[layer] += terms.augmented.T @ terms.errors
     return squares, grads
+
+
+def _squared(projected: np.ndarray) -> np.ndarray:
+    """A fresh array's entries squared in its own memory."""
+    return np.multiply(projected, projected, out=projected)
 
 
 def selected_jacobian(model: RegressionModel, theta: np.ndarray, x: np.ndarray, indices: np.ndarray) -> np.ndarray:

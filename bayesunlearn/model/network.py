@@ -109,7 +109,8 @@ def _forward(spec: MLPSpec, theta: np.ndarray, x: np.ndarray):
     h = x
     for w, b in params[:-1]:
         inputs.append(h)
-        z = h @ w + b
+        z = h @ w
+        z += b
         pre.append(z)
         h = act(z)
     inputs.append(h)
@@ -133,8 +134,9 @@ def _backward(spec: MLPSpec, inputs, pre, params, delta: np.ndarray, rows_per_re
     for layer in range(len(params) - 1, 0, -1):
         w, _ = params[layer]
         slope = derivative(pre[layer - 1], inputs[layer])
-        back = delta @ w.T
-        delta = (back.reshape(len(slope), rows_per_record, back.shape[1]) * slope[:, None, :]).reshape(back.shape)
+        delta = delta @ w.T
+        rows = delta.reshape(len(slope), rows_per_record, delta.shape[1])
+        np.multiply(rows, slope[:, None, :], out=rows)  # in place: no second array of every row
         deltas.append(delta)
     return deltas[::-1]
 
