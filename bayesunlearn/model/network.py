@@ -159,16 +159,17 @@ def outputs_and_jacobians(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> tu
 
 def _jacobian_rows(spec: MLPSpec, inputs, deltas, per_record: int) -> np.ndarray:
     """The Jacobian rows (rows, P) of the sensitivities `deltas`, `per_record` consecutive rows per record."""
-    rows = len(deltas[-1])
-    jac = np.empty((rows, spec.n_params))
+    n = len(inputs[0])
+    jac = np.empty((n, per_record, spec.n_params))
     offset = 0
     for h, delta, (fan_in, fan_out) in zip(inputs, deltas, spec.shapes, strict=True):
-        h = np.repeat(h, per_record, axis=0) if per_record > 1 else h  # each record's rows
-        jac[:, offset: offset + fan_in * fan_out] = (h[:, :, None] * delta[:, None, :]).reshape(rows, -1)  # h δᵀ
+        delta = delta.reshape(n, per_record, fan_out)  # each record's rows share its h
+        weights = jac[:, :, offset: offset + fan_in * fan_out].reshape(n, per_record, fan_in, fan_out)  # a view
+        np.multiply(h[:, None, :, None], delta[:, :, None, :], out=weights)  # h δᵀ, written into J
         offset += fan_in * fan_out
-        jac[:, offset: offset + fan_out] = delta                  # ∂f/∂b = δ
+        jac[:, :, offset: offset + fan_out] = delta               # ∂f/∂b = δ
         offset += fan_out
-    return jac
+    return jac.reshape(n * per_record, spec.n_params)
 
 
 def outputs_factor_rows_and_vjp(spec: MLPSpec, theta: np.ndarray, x: np.ndarray, seeds_of
