@@ -36,6 +36,12 @@ def row_batches(n: int, n_params: int) -> list[slice]:
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
+def _layer_batches(model: RegressionModel, n: int) -> list[slice]:
+    """The record batches of the layer-wise sums: a record's K output rows of every layer's inputs and
+    sensitivities (the factors of its Jacobian rows) fit `JACOBIAN_BUDGET`."""
+    return row_batches(n, sum(a + b + 1 for a, b in model.spec.shapes) * model.spec.outputs)
+
+
 def _counted(batches: list[slice], what: str) -> Iterable[slice]:
     """The batches, counted on stderr once the sum has run `PATIENCE` seconds (a large table); one batch is
     not counted."""
@@ -130,9 +136,8 @@ def _output_layer_block(model: RegressionModel, theta: np.ndarray, x: np.ndarray
 
 
 def _output_layer_inputs(model: RegressionModel, theta: np.ndarray, x: np.ndarray):
-    """Per row batch (those of `_layer_rows`): f and the last hidden layer's outputs, by a forward pass."""
-    width = sum(a + b + 1 for a, b in model.spec.shapes)
-    for rows in _counted(row_batches(len(x), width * model.spec.outputs), "GGN block over records"):
+    """Per row batch (`_layer_batches`): f and the last hidden layer's outputs, by a forward pass."""
+    for rows in _counted(_layer_batches(model, len(x)), "GGN block over records"):
         yield rows, *outputs_and_features(model.spec, theta, x[rows])
 
 
@@ -140,8 +145,7 @@ def _layer_rows(model: RegressionModel, theta: np.ndarray, x: np.ndarray):
     """Per row batch: f, and per layer each record's ã (inputs with a 1 for the bias; (n, fan_in + 1)) and
     each output row's δ ((n·K, fan_out): a network of K outputs gives each record K consecutive output rows);
     no Jacobian is formed. `rows` are records."""
-    width = sum(a + b + 1 for a, b in model.spec.shapes)
-    for rows in _counted(row_batches(len(x), width * model.spec.outputs), "layer curvature over records"):
+    for rows in _counted(_layer_batches(model, len(x)), "layer curvature over records"):
         f, layer_inputs, deltas = inputs_and_sensitivities(model.spec, theta, x[rows])
         yield rows, f, [(np.column_stack([h, np.ones(len(h))]), d) for h, d in zip(layer_inputs, deltas, strict=True)]
 
@@ -166,14 +170,13 @@ class _LayerTerms:
 
 
 def _layer_terms(model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray, gradient: bool = True):
-    """Per row batch (those of `_layer_rows`): per layer its `_LayerTerms`; no Jacobian is formed. One output:
+    """Per row batch (`_layer_batches`): per layer its `_LayerTerms`; no Jacobian is formed. One output:
     δ from one backward pass, weighted by `RegressionModel.weigh`. K outputs: the rows of each record's
     K − 1 × K output factor B_i (`RegressionModel.output_factor`) and its error vector are backpropagated
     as seeds, so R and the errors come out of the backward passes (K rows per record in all, where weighing
     δ's K rows and summing them against the errors costs two more passes over them)."""
     spec, k = model.spec, model.spec.outputs
-    width = sum(a + b + 1 for a, b in spec.shapes)
-    for rows in _counted(row_batches(len(x), width * k), "layer curvature over records"):
+    for rows in _counted(_layer_batches(model, len(x)), "layer curvature over records"):
         if model.categorical:
             seeds = _seeds(model, y[rows]) if gradient else lambda f: (model.output_factor(f),)
             f, inputs, (weighted, *errors) = inputs_and_pullbacks(spec, theta, x[rows], seeds)
