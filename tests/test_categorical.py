@@ -232,3 +232,23 @@ def test_output_layer_block_from_its_inputs_alone_is_the_full_ggns_over_batches(
     block, gradient = curvature.restricted_ggn(model, theta, x, y, last, diagonal=False)
     np.testing.assert_allclose(block, ggn[last, last], rtol=1e-12, atol=1e-12 * np.abs(ggn).max())
     np.testing.assert_allclose(gradient, grad[last], rtol=1e-12, atol=1e-12 * np.abs(grad).max())
+    diagonal, _ = curvature.restricted_ggn(model, theta, x, y, last, diagonal=True)
+    np.testing.assert_allclose(diagonal, np.diag(ggn)[last], rtol=1e-12, atol=1e-12 * np.abs(ggn).max())
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_output_factor_has_k_minus_one_rows_and_squares_to_the_output_hessian(classes):
+    """B_iᵀB_i = diag(p_i) − p_ip_iᵀ with K − 1 rows, finite where a class has probability 1 or 0 (underflow)."""
+    from scipy.special import softmax
+
+    from bayesunlearn.model.likelihood import RegressionModel
+    from bayesunlearn.model.network import MLPSpec
+
+    model = RegressionModel(MLPSpec(2, (), outputs=classes), 1.0, 1.0, "categorical")
+    logits = np.random.default_rng(4).normal(size=(60, classes)) * 4
+    logits[0, 0], logits[1, -1], logits[2, :] = 900.0, -900.0, 0.0  # one sure class; one impossible; a tie
+    factor = model.output_factor(logits.ravel())
+    p = softmax(logits, axis=1)
+    assert factor.shape == (60, classes - 1, classes) and np.isfinite(factor).all()
+    np.testing.assert_allclose(np.einsum("irk,irl->ikl", factor, factor),
+                               p[:, :, None] * np.eye(classes) - p[:, :, None] * p[:, None, :], rtol=0, atol=1e-15)

@@ -108,6 +108,33 @@ class RegressionModel:
         weight = expit(f) * expit(-f)
         return rows * np.sqrt(weight).reshape((-1,) + (1,) * (rows.ndim - 1)), 1.0
 
+    def output_factor(self, f: np.ndarray) -> np.ndarray:
+        """A categorical model's B_i with B_iᵀB_i = W_i = diag(p_i) − p_ip_iᵀ, (n, K − 1, K): W_i has rank K − 1
+        (W_i 1 = 0), so K − 1 rows suffice where `weigh` uses K. B_i is the transposed Cholesky factor of the
+        multinomial covariance (Tanabe & Sagae, 1992) with the record's most likely class ordered last: with
+        r_k = Σ_{j>k} p_j, row k holds √(p_k r_k / r_(k−1)) at k and −p_j √(p_k / (r_(k−1) r_k)) at j > k, and
+        every r_k it divides by is at least the largest p_ij ≥ 1/K. Backpropagating these rows as the seeds
+        of the output gives a layer's weighted sensitivities directly (model/curvature.py)."""
+        p = softmax(self._logits(f), axis=1)
+        n, k = p.shape
+        order = np.tile(np.arange(k), (n, 1))  # a transposition: the most likely class and the last swapped
+        top = np.argmax(p, axis=1)
+        order[np.arange(n), top], order[:, -1] = k - 1, top
+        q = np.take_along_axis(p, order, axis=1)
+        after = np.cumsum(q[:, ::-1], axis=1)[:, ::-1]        # Σ_{j≥k} q_j: r_(k−1) at column k
+        before, rest = after[:, :-1], after[:, 1:]             # r_(k−1) and r_k of rows k = 1 … K − 1
+        head = q[:, : k - 1]
+        rows = -q[:, None, :] * np.sqrt(head / (before * rest))[:, :, None]          # (n, K−1, K): j > k
+        columns = np.arange(k)
+        rows = np.where(columns[None, None, :] > columns[: k - 1, None], rows, 0.0)
+        rows[:, columns[: k - 1], columns[: k - 1]] = np.sqrt(head * rest / before)
+        return np.take_along_axis(rows, order[:, None, :], axis=2)  # back to the classes' own order
+
+    def output_hessians(self, f: np.ndarray) -> np.ndarray:
+        """A categorical model's W_i = diag(p_i) − p_ip_iᵀ per record, (n, K, K)."""
+        p = softmax(self._logits(f), axis=1)
+        return p[:, :, None] * np.eye(p.shape[1]) - p[:, :, None] * p[:, None, :]
+
     def output_hessian_times(self, f: np.ndarray, u: np.ndarray) -> np.ndarray:
         """W u for the output rows' vector u: u/σ², p(1 − p)·u, or per record (diag(p) − ppᵀ) u."""
         if self.gaussian:

@@ -109,7 +109,8 @@ def _forward(spec: MLPSpec, theta: np.ndarray, x: np.ndarray):
     h = x
     for w, b in params[:-1]:
         inputs.append(h)
-        z = h @ w + b
+        z = h @ w
+        z += b
         pre.append(z)
         h = act(z)
     inputs.append(h)
@@ -133,8 +134,9 @@ def _backward(spec: MLPSpec, inputs, pre, params, delta: np.ndarray, rows_per_re
     for layer in range(len(params) - 1, 0, -1):
         w, _ = params[layer]
         slope = derivative(pre[layer - 1], inputs[layer])
-        back = delta @ w.T
-        delta = (back.reshape(len(slope), rows_per_record, back.shape[1]) * slope[:, None, :]).reshape(back.shape)
+        delta = delta @ w.T
+        rows = delta.reshape(len(slope), rows_per_record, delta.shape[1])
+        np.multiply(rows, slope[:, None, :], out=rows)  # in place: no second array of every row
         deltas.append(delta)
     return deltas[::-1]
 
@@ -152,16 +154,32 @@ def outputs_and_jacobians(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> tu
         return np.zeros(0), np.zeros((0, spec.n_params))
     f, inputs, pre, params = _forward(spec, np.asarray(theta, dtype=np.float64), x)
     deltas = _backward(spec, inputs, pre, params, _output_row_seed(spec, n), spec.outputs)
-    rows = n * spec.outputs
-    jac = np.empty((rows, spec.n_params))
+    return f, _jacobian_rows(spec, inputs, deltas, spec.outputs)
+
+
+def _jacobian_rows(spec: MLPSpec, inputs, deltas, per_record: int) -> np.ndarray:
+    """The Jacobian rows (rows, P) of the sensitivities `deltas`, `per_record` consecutive rows per record."""
+    n = len(inputs[0])
+    jac = np.empty((n, per_record, spec.n_params))
     offset = 0
     for h, delta, (fan_in, fan_out) in zip(inputs, deltas, spec.shapes, strict=True):
-        h = np.repeat(h, spec.outputs, axis=0) if spec.outputs > 1 else h  # each record's K output rows
-        jac[:, offset: offset + fan_in * fan_out] = (h[:, :, None] * delta[:, None, :]).reshape(rows, -1)  # h δᵀ
+        delta = delta.reshape(n, per_record, fan_out)  # each record's rows share its h
+        weights = jac[:, :, offset: offset + fan_in * fan_out].reshape(n, per_record, fan_in, fan_out)  # a view
+        np.multiply(h[:, None, :, None], delta[:, :, None, :], out=weights)  # h δᵀ, written into J
         offset += fan_in * fan_out
-        jac[:, offset: offset + fan_out] = delta                  # ∂f/∂b = δ
+        jac[:, :, offset: offset + fan_out] = delta               # ∂f/∂b = δ
         offset += fan_out
-    return f, jac
+    return jac.reshape(n * per_record, spec.n_params)
+
+
+def outputs_factor_rows_and_vjp(spec: MLPSpec, theta: np.ndarray, x: np.ndarray, seeds_of
+                                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """f, and for (B, v) = seeds_of(f) (`inputs_and_pullbacks`' seeds: each record's output factor B_i (r, K)
+    and its weights v_i (1, K)) the rows B_i J_i (n·r, P) and Jᵀv: one forward and two backward passes; J
+    itself (n·K rows) is never formed."""
+    x = np.asarray(x, dtype=np.float64)
+    f, inputs, (rows, weights) = inputs_and_pullbacks(spec, theta, x, seeds_of)
+    return f, _jacobian_rows(spec, inputs, rows, len(rows[-1]) // len(x)), _vjp(inputs, weights)
 
 
 def outputs_and_features(spec: MLPSpec, theta: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,6 +198,19 @@ def inputs_and_sensitivities(spec: MLPSpec, theta: np.ndarray, x: np.ndarray
     return f, inputs, _backward(spec, inputs, pre, params, _output_row_seed(spec, len(x)), spec.outputs)
 
 
+def inputs_and_pullbacks(spec: MLPSpec, theta: np.ndarray, x: np.ndarray, seeds_of
+                         ) -> tuple[np.ndarray, list[np.ndarray], list[list[np.ndarray]]]:
+    """f(x_i, θ), per layer each record's inputs h_i (n, fan_in), and for each seed of `seeds_of(f)` (n, r, K:
+    r rows per record, each a weighting of the record's K outputs) per layer the sensitivities of its rows
+    to the layer's pre-activations (n·r, fan_out): one forward pass, one backward pass per seed. Backprop is
+    linear in the seed, so a row is the same weighting of the record's K rows of `inputs_and_sensitivities`
+    (to rounding) without forming them."""
+    x = np.asarray(x, dtype=np.float64)
+    f, inputs, pre, params = _forward(spec, np.asarray(theta, dtype=np.float64), x)
+    return f, inputs, [_backward(spec, inputs, pre, params, seed.reshape(-1, spec.outputs), seed.shape[1])
+                       for seed in seeds_of(f)]
+
+
 def outputs_and_vjp(spec: MLPSpec, theta: np.ndarray, x: np.ndarray, weights_of) -> tuple[np.ndarray, np.ndarray]:
     """f(x_i, θ) and Jᵀv with v = weights_of(f) (one weight per output row): a gradient of Σ_i ℓ(f_i) in one
     backward pass, without forming J (memory n × width, not n × P)."""
@@ -194,7 +225,11 @@ def outputs_and_vjp(spec: MLPSpec, theta: np.ndarray, x: np.ndarray, weights_of)
 
 def _pullback(spec: MLPSpec, inputs, pre, params, seed: np.ndarray) -> np.ndarray:
     """Jᵀv for the rows' seeds v (n, K), by one backward pass."""
-    deltas = _backward(spec, inputs, pre, params, seed)
+    return _vjp(inputs, _backward(spec, inputs, pre, params, seed))
+
+
+def _vjp(inputs, deltas) -> np.ndarray:
+    """Jᵀv from the sensitivities of one row per record whose seed is v."""
     parts = []
     for h, delta in zip(inputs, deltas, strict=True):
         parts += [(h.T @ delta).ravel(), delta.sum(axis=0)]

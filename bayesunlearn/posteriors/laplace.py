@@ -34,15 +34,17 @@ SUBNETWORK_SIZE = 64  # weights a subnetwork posterior covers densely, unless `l
 
 # The data term's curvature in a kind's structure (dense matrix, diagonal, KFAC's factors, EK-FAC's sums)
 # and its NLL gradient: a sum over records (posteriors/sharded.py adds it up over shards of the table).
-DataTerm = tuple[np.ndarray | KroneckerFactors | EigenbasisSums | SubnetworkCurvature, np.ndarray]
+DataTerm = tuple[np.ndarray | KroneckerFactors | EigenbasisSums | SubnetworkCurvature, np.ndarray | None]
 Bases = tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]  # EK-FAC's (Q_A per layer, Q_G per layer)
 
 
 def data_curvature(kind: Kind, model: RegressionModel, theta: np.ndarray, x: np.ndarray, y: np.ndarray,
-                   indices: np.ndarray | None = None, bases: Bases | None = None) -> DataTerm:
+                   indices: np.ndarray | None = None, bases: Bases | None = None, gradient: bool = True) -> DataTerm:
     """The data term's curvature in the kind's structure and its NLL gradient; for a subnetwork, over the
     weights `indices` (without them, the diagonal GGN its weights are chosen by: subnetwork.choose); for
-    EK-FAC, the sums at `bases` (without them, the KFAC factors its bases are chosen by: curvature.eigenbases)."""
+    EK-FAC, the sums at `bases` (without them, the KFAC factors its bases are chosen by: curvature.eigenbases).
+    Without `gradient`, KFAC and EK-FAC sum no NLL gradient (None; a fit alone needs none, and there it costs
+    a backward pass and a product per layer)."""
     if kind.storage == "subnetwork":
         diagonal, gradient = curvature.diagonal_ggn(model, theta, x, y)
         if indices is None:
@@ -53,10 +55,10 @@ def data_curvature(kind: Kind, model: RegressionModel, theta: np.ndarray, x: np.
 
         return nll_hessian(model, theta, x, y)
     if kind.storage == "ekfac" and bases is not None:
-        sums = curvature.eigenbasis_sums(model, theta, x, y, *bases)
+        sums = curvature.eigenbasis_sums(model, theta, x, y, *bases, gradient=gradient)
         return sums, sums.gradient
     if kind.storage in ("kronecker", "ekfac"):
-        factors = curvature.kronecker_factors(model, theta, x, y)
+        factors = curvature.kronecker_factors(model, theta, x, y, gradient)
         return factors, factors.gradient
     if kind.storage == "dense" and kind.covers == "all":
         return curvature.data_curvature(model, theta, x, y)
@@ -77,9 +79,9 @@ def fit_laplace(model: RegressionModel, theta_map: np.ndarray, x: np.ndarray, y:
         block = curvature.selected_ggn(model, theta_map, x, indices)
         data = SubnetworkCurvature(indices, diagonal, block=block), gradient
     if data is None and spec.storage == "ekfac":  # KFAC's factors choose the bases the sums are taken in
-        factors = curvature.kronecker_factors(model, theta_map, x, y)
-        data = data_curvature(spec, model, theta_map, x, y, bases=curvature.eigenbases(factors))
-    precision, _ = data if data is not None else data_curvature(spec, model, theta_map, x, y)
+        data = data_curvature(spec, model, theta_map, x, y, bases=curvature.kfac_eigenbases(model, theta_map, x, y),
+                              gradient=False)
+    precision, _ = data if data is not None else data_curvature(spec, model, theta_map, x, y, gradient=False)
     if spec.storage == "ekfac" and not isinstance(precision, EigenbasisSums):
         raise ValueError("an EK-FAC fit needs the sums at its bases, not the first pass's KFAC factors")
     if isinstance(precision, EigenbasisSums):
