@@ -213,7 +213,7 @@ def real_part(args: argparse.Namespace, report: dict) -> None:
 
     vi = report[vi_forgetting.KEY] = vi_forgetting.measure(None, None, 2, args.params)
     vi["targets"] = vi_forgetting.targets(vi, vi_forgetting.regression_tables(params),
-                                          report["real"]["concrete"]["protocol"])
+                                          report["real"][uci.SOURCES[0]]["protocol"])
     report[classifiers.KEY] = classifiers.measure(params_path=args.params)
     report[membership.KEY] = membership.measure(params_path=args.params)
     report[membership.COST_KEY] = membership.study_cost(params_path=args.params)

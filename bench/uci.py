@@ -105,7 +105,7 @@ def protocol(source: str, splits: int, params, workers: int = 1) -> dict:
     bar = functools.partial(progress, total=splits, desc=f"UCI protocol on {source}", unit="split")
     if workers > 1:
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(bar(pool.map(run_split, *zip(*[(x, y, seed, params) for seed in range(splits)]))))
+            results = list(bar(pool.map(functools.partial(run_split, x, y, params=params), range(splits))))
     else:
         results = [run_split(x, y, seed, params) for seed in bar(range(splits))]
 

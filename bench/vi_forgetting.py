@@ -56,10 +56,8 @@ def measure(tables: list[str] | None, seeds: list[int] | None, retrains: int, pa
     fractions = fractions or [f for f in study.fractions if f <= SMALL]
     out: dict = {"methods": {name: m.model_dump(exclude_none=True) for name, m in methods.items()},
                  "retrains": retrains, "seeds": seeds, "vi_steps": params.vi.steps, "tables": {}}
-    for name in tables or study.datasets:
+    for name in tables or regression_tables(params):
         table = events.load_table(name, params.prepare, study.max_train_records)
-        if table.classifier and not tables:
-            continue
         model = table.model(params.model)
         started = time.perf_counter()
         theta, _ = fit_map(model, table.x, table.y, model.spec.init(setup.seed0), setup.train)
